@@ -1,0 +1,175 @@
+#ifndef PARAGAN_WORKER_ENGINE_BACKEND_H_
+#define PARAGAN_WORKER_ENGINE_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/tensor.h"
+
+namespace paragan {
+
+// Geometry of a 2-D convolution in canonical layout: x [N, Cin, H, W],
+// w [Cout, Cin, K, K], y [N, Cout, Ho, Wo].
+struct ConvGeometry {
+  int n = 0, in_channels = 0, in_h = 0, in_w = 0;
+  int out_channels = 0, kernel = 0, stride = 1, padding = 0;
+  int out_h() const { return (in_h + 2 * padding - kernel) / stride + 1; }
+  int out_w() const { return (in_w + 2 * padding - kernel) / stride + 1; }
+  bool operator==(const ConvGeometry& o) const {
+    return n == o.n && in_channels == o.in_channels && in_h == o.in_h &&
+           in_w == o.in_w && out_channels == o.out_channels &&
+           kernel == o.kernel && stride == o.stride && padding == o.padding;
+  }
+};
+
+enum class Activation { kIdentity, kRelu, kLeakyRelu, kTanh };
+
+// Every tensor operation the layers need, so a layer never touches memory
+// directly and the same model code runs on any device. All pointers and
+// tensors belong to this backend's device. Outputs are overwritten unless the
+// name says Accumulate. Implementations: CpuBackend (oneDNN + OpenBLAS), and
+// the CUDA backend (cuDNN + cuBLAS).
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string name() const = 0;
+
+  // Memory.
+  virtual Tensor Alloc(const Shape& shape) = 0;  // uninitialized
+  Tensor Zeros(const Shape& shape);
+  virtual void Fill(float value, Tensor* t) = 0;
+  virtual void Copy(const Tensor& src, Tensor* dst) = 0;
+  virtual void Upload(const float* host, Tensor* dst) = 0;
+  virtual void Download(const Tensor& src, float* host) = 0;
+  Tensor Clone(const Tensor& src);
+  Tensor FromHost(const Tensor& host);
+  Tensor ToHost(const Tensor& t);
+  // Waits for queued work (no-op on CPU).
+  virtual void Synchronize() {}
+
+  // Dense algebra on row-major matrices: C = alpha * op(A) op(B) + beta * C,
+  // op(A) is [m, k], op(B) is [k, n]. Batched form strides through `batch`
+  // independent products.
+  virtual void Gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                    const float* a, const float* b, float beta, float* c) = 0;
+  virtual void BatchedGemm(int batch, bool trans_a, bool trans_b, int m, int n,
+                           int k, float alpha, const float* a, int64_t stride_a,
+                           const float* b, int64_t stride_b, float beta,
+                           float* c, int64_t stride_c) = 0;
+  virtual float Dot(const Tensor& a, const Tensor& b) = 0;
+
+  // Convolution (cross-correlation, as in PyTorch). Bias may be null.
+  virtual void ConvForward(const ConvGeometry& g, const Tensor& x,
+                           const Tensor& w, const Tensor* bias, Tensor* y) = 0;
+  virtual void ConvBackwardData(const ConvGeometry& g, const Tensor& dy,
+                                const Tensor& w, Tensor* dx) = 0;
+  // dw and db (if non-null) are overwritten.
+  virtual void ConvBackwardWeights(const ConvGeometry& g, const Tensor& x,
+                                   const Tensor& dy, Tensor* dw,
+                                   Tensor* db) = 0;
+
+  // Batch normalization over (N, H, W) per channel of x [N, C, H, W] (H=W=1
+  // for [N, C]). Writes per-channel mean and 1/sqrt(var + eps) (biased var)
+  // and the normalized xhat.
+  virtual void BatchNormStats(const Tensor& x, float eps, Tensor* mean,
+                              Tensor* inv_std, Tensor* xhat) = 0;
+  // xhat = (x - mean) * inv_std with given statistics (eval mode).
+  virtual void BatchNormApply(const Tensor& x, const Tensor& mean,
+                              const Tensor& inv_std, Tensor* xhat) = 0;
+  // y = xhat * gamma + beta. gamma/beta are [C] or per sample [N, C].
+  virtual void ChannelAffine(const Tensor& xhat, const Tensor& gamma,
+                             const Tensor& beta, Tensor* y) = 0;
+  // Backward of ChannelAffine: dgamma/dbeta in gamma's shape (overwritten),
+  // dxhat = dy * gamma.
+  virtual void ChannelAffineBackward(const Tensor& dy, const Tensor& xhat,
+                                     const Tensor& gamma, Tensor* dxhat,
+                                     Tensor* dgamma, Tensor* dbeta) = 0;
+  // Backward of BatchNormStats in training mode (gradient flows through the
+  // batch statistics): dx = inv_std * (dxhat - mean(dxhat) - xhat *
+  // mean(dxhat * xhat)).
+  virtual void BatchNormBackward(const Tensor& dxhat, const Tensor& xhat,
+                                 const Tensor& inv_std, Tensor* dx) = 0;
+  // running = (1 - momentum) * running + momentum * batch, var unbiased.
+  virtual void UpdateRunningStats(const Tensor& batch_mean,
+                                  const Tensor& batch_inv_std, float eps,
+                                  int64_t count, float momentum,
+                                  Tensor* running_mean,
+                                  Tensor* running_var) = 0;
+  // inv_std = 1 / sqrt(var + eps).
+  virtual void InvStd(const Tensor& var, float eps, Tensor* inv_std) = 0;
+
+  // Elementwise.
+  virtual void ActivationForward(Activation act, float slope, const Tensor& x,
+                                 Tensor* y) = 0;
+  // Uses y for tanh and x for relu / leaky relu (both given).
+  virtual void ActivationBackward(Activation act, float slope, const Tensor& x,
+                                  const Tensor& y, const Tensor& dy,
+                                  Tensor* dx) = 0;
+  // y = a * alpha + b * beta (shapes equal; y may alias a or b).
+  virtual void Axpby(float alpha, const Tensor& a, float beta, const Tensor& b,
+                     Tensor* y) = 0;
+  virtual void Scale(float alpha, Tensor* x) = 0;
+  // y[n, f] += bias[f] for y [N, F].
+  virtual void AddRowBias(const Tensor& bias, Tensor* y) = 0;
+  // db[f] = sum_n dy[n, f] (overwritten).
+  virtual void RowBiasGrad(const Tensor& dy, Tensor* db) = 0;
+
+  // y[n, c, ...] += bias[c] for [N, C, ...]; db[c] = sum over n and space.
+  virtual void AddChannelBias(const Tensor& bias, Tensor* y) = 0;
+  virtual void ChannelBiasGrad(const Tensor& dy, Tensor* db) = 0;
+
+  // Spatial ops on [N, C, H, W].
+  virtual void Upsample2xForward(const Tensor& x, Tensor* y) = 0;
+  virtual void Upsample2xBackward(const Tensor& dy, Tensor* dx) = 0;
+  virtual void AvgPool2xForward(const Tensor& x, Tensor* y) = 0;
+  virtual void AvgPool2xBackward(const Tensor& dy, Tensor* dx) = 0;
+  virtual void MaxPool2xForward(const Tensor& x, Tensor* y) = 0;
+  virtual void MaxPool2xBackward(const Tensor& x, const Tensor& dy,
+                                 Tensor* dx) = 0;
+  // [N, C, H, W] -> [N, C] sum over space, and back (broadcast).
+  virtual void SpatialSumForward(const Tensor& x, Tensor* y) = 0;
+  virtual void SpatialSumBackward(const Tensor& dy, Tensor* dx) = 0;
+
+  // Concatenate along dim 1 of [N, C_i, ...] tensors, and the inverse split.
+  virtual void ConcatChannels(const std::vector<const Tensor*>& parts,
+                              Tensor* y) = 0;
+  virtual void SplitChannels(const Tensor& y,
+                             const std::vector<Tensor*>& parts) = 0;
+
+  // Softmax over the last dimension of [rows, cols].
+  virtual void SoftmaxForward(const Tensor& x, Tensor* y) = 0;
+  virtual void SoftmaxBackward(const Tensor& y, const Tensor& dy,
+                               Tensor* dx) = 0;
+
+  // Embedding rows: y[i] = table[ids[i]]; dtable[ids[i]] += dy[i].
+  virtual void GatherRows(const Tensor& table, const std::vector<int>& ids,
+                          Tensor* y) = 0;
+  virtual void ScatterAddRows(const Tensor& dy, const std::vector<int>& ids,
+                              Tensor* dtable) = 0;
+  // out[n] = sum_f a[n, f] * b[n, f], and its backward.
+  virtual void RowDot(const Tensor& a, const Tensor& b, Tensor* out) = 0;
+
+  // Optimizer kernels (also usable by parameter servers on the CPU).
+  // PyTorch Adam (no weight decay): step is 1-based.
+  virtual void AdamUpdate(float lr, float beta1, float beta2, float eps,
+                          int64_t step, const Tensor& grad, Tensor* param,
+                          Tensor* m, Tensor* v) = 0;
+  // ema = decay * ema + (1 - decay) * param.
+  virtual void EmaUpdate(float decay, const Tensor& param, Tensor* ema) = 0;
+  // True when every element is finite.
+  virtual bool AllFinite(const Tensor& t) = 0;
+};
+
+// The CPU backend. threads <= 0 means all cores.
+std::unique_ptr<Backend> MakeCpuBackend(int threads);
+// Known names: "cpu", and "cuda" when built with --config=cuda.
+absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& name,
+                                                     int threads);
+
+}  // namespace paragan
+
+#endif  // PARAGAN_WORKER_ENGINE_BACKEND_H_

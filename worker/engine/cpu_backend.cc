@@ -1,0 +1,725 @@
+// CPU backend: oneDNN for convolutions and matrix products, OpenMP loops for
+// the memory-bound rest. Everything runs on one OpenMP thread pool (oneDNN is
+// built on OpenMP in Debian), so no two pools fight over the cores.
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "common/check.h"
+#include "dnnl.hpp"
+#include "worker/engine/backend.h"
+
+namespace paragan {
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+using Dt = memory::data_type;
+
+// Spatial size per channel for [N, C, ...] tensors.
+int64_t InnerSize(const Tensor& t) {
+  int64_t s = 1;
+  for (int i = 2; i < t.ndim(); ++i) s *= t.dim(i);
+  return s;
+}
+
+void CheckSameSize(const Tensor& a, const Tensor& b, const char* what) {
+  PG_CHECK(a.numel() == b.numel())
+      << what << ": " << ShapeToString(a.shape()) << " vs "
+      << ShapeToString(b.shape());
+}
+
+struct ConvKey {
+  ConvGeometry g;
+  bool bias;
+  bool operator<(const ConvKey& o) const {
+    auto t = [](const ConvKey& k) {
+      return std::make_tuple(k.g.n, k.g.in_channels, k.g.in_h, k.g.in_w,
+                             k.g.out_channels, k.g.kernel, k.g.stride,
+                             k.g.padding, k.bias);
+    };
+    return t(*this) < t(o);
+  }
+};
+
+// Primitives for one convolution shape, built once and reused every step.
+struct ConvPrimitives {
+  memory::desc x_md, w_md, b_md, y_md;
+  dnnl::convolution_forward fwd;
+  dnnl::convolution_backward_data bwd_data;
+  dnnl::convolution_backward_weights bwd_weights;
+};
+
+class CpuBackend : public Backend {
+ public:
+  explicit CpuBackend(int threads)
+      : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
+    threads_ = threads > 0 ? threads : omp_get_num_procs();
+    omp_set_num_threads(threads_);
+  }
+
+  Device device() const override { return Device::kCpu; }
+  std::string name() const override { return "cpu"; }
+
+  Tensor Alloc(const Shape& shape) override {
+    return Tensor(shape, AllocateHostFloats(NumElements(shape), false),
+                  Device::kCpu);
+  }
+  void Fill(float value, Tensor* t) override {
+    float* p = t->data();
+    const int64_t n = t->numel();
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (int64_t i = 0; i < n; ++i) p[i] = value;
+  }
+  void Copy(const Tensor& src, Tensor* dst) override {
+    CheckSameSize(src, *dst, "Copy");
+    std::memcpy(dst->data(), src.data(), src.numel() * sizeof(float));
+  }
+  void Upload(const float* host, Tensor* dst) override {
+    std::memcpy(dst->data(), host, dst->numel() * sizeof(float));
+  }
+  void Download(const Tensor& src, float* host) override {
+    std::memcpy(host, src.data(), src.numel() * sizeof(float));
+  }
+
+  void Gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a,
+            const float* b, float beta, float* c) override {
+    if (m == 0 || n == 0) return;
+    if (k == 0) {
+      for (int64_t i = 0; i < int64_t{m} * n; ++i) c[i] *= beta;
+      return;
+    }
+    const dnnl_dim_t lda = ta ? m : k, ldb = tb ? k : n;
+    dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k,
+                                  alpha, a, lda, b, ldb, beta, c, n);
+    PG_CHECK(st == dnnl_success) << "dnnl_sgemm failed: " << st;
+  }
+  void BatchedGemm(int batch, bool ta, bool tb, int m, int n, int k,
+                   float alpha, const float* a, int64_t sa, const float* b,
+                   int64_t sb, float beta, float* c, int64_t sc) override {
+    // Each product is small (attention maps); parallelize across the batch.
+    const dnnl_dim_t lda = ta ? m : k, ldb = tb ? k : n;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < batch; ++i) {
+      // dnnl_sgemm called inside a parallel region runs single-threaded.
+      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a + i * sa,
+                 lda, b + i * sb, ldb, beta, c + i * sc, n);
+    }
+  }
+  float Dot(const Tensor& a, const Tensor& b) override {
+    CheckSameSize(a, b, "Dot");
+    double s = 0;
+    const float* x = a.data();
+    const float* y = b.data();
+    const int64_t n = a.numel();
+#pragma omp parallel for reduction(+ : s) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) s += double{x[i]} * y[i];
+    return static_cast<float>(s);
+  }
+
+  void ConvForward(const ConvGeometry& g, const Tensor& x, const Tensor& w,
+                   const Tensor* bias, Tensor* y) override {
+    ConvPrimitives& p = Conv(g, bias != nullptr);
+    std::unordered_map<int, memory> args = {
+        {DNNL_ARG_SRC, Mem(p.x_md, x)},
+        {DNNL_ARG_WEIGHTS, Mem(p.w_md, w)},
+        {DNNL_ARG_DST, Mem(p.y_md, *y)}};
+    if (bias) args.emplace(DNNL_ARG_BIAS, Mem(p.b_md, *bias));
+    p.fwd.execute(stream_, args);
+    stream_.wait();
+  }
+  void ConvBackwardData(const ConvGeometry& g, const Tensor& dy,
+                        const Tensor& w, Tensor* dx) override {
+    ConvPrimitives& p = Conv(g, false);
+    p.bwd_data.execute(stream_, {{DNNL_ARG_DIFF_DST, Mem(p.y_md, dy)},
+                                 {DNNL_ARG_WEIGHTS, Mem(p.w_md, w)},
+                                 {DNNL_ARG_DIFF_SRC, Mem(p.x_md, *dx)}});
+    stream_.wait();
+  }
+  void ConvBackwardWeights(const ConvGeometry& g, const Tensor& x,
+                           const Tensor& dy, Tensor* dw, Tensor* db) override {
+    ConvPrimitives& p = Conv(g, db != nullptr);
+    std::unordered_map<int, memory> args = {
+        {DNNL_ARG_SRC, Mem(p.x_md, x)},
+        {DNNL_ARG_DIFF_DST, Mem(p.y_md, dy)},
+        {DNNL_ARG_DIFF_WEIGHTS, Mem(p.w_md, *dw)}};
+    if (db) args.emplace(DNNL_ARG_DIFF_BIAS, Mem(p.b_md, *db));
+    p.bwd_weights.execute(stream_, args);
+    stream_.wait();
+  }
+
+  void BatchNormStats(const Tensor& x, float eps, Tensor* mean,
+                      Tensor* inv_std, Tensor* xhat) override {
+    const int64_t n = x.dim(0), c = x.dim(1), hw = InnerSize(x);
+    const float* px = x.data();
+    float* pm = mean->data();
+    float* ps = inv_std->data();
+    float* py = xhat->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < c; ++ch) {
+      double sum = 0, sq = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const float* row = px + (i * c + ch) * hw;
+        float s = 0, q = 0;
+        for (int64_t j = 0; j < hw; ++j) s += row[j];
+        sum += s;
+        const float mu_row = s / hw;
+        for (int64_t j = 0; j < hw; ++j) {
+          const float d = row[j] - mu_row;
+          q += d * d;
+        }
+        // Chan et al. pairwise combination keeps the variance accurate.
+        sq += q + double{mu_row} * mu_row * hw;
+      }
+      const double count = double(n) * hw;
+      const double mu = sum / count;
+      const double var = std::max(0.0, sq / count - mu * mu);
+      const float is = static_cast<float>(1.0 / std::sqrt(var + eps));
+      pm[ch] = static_cast<float>(mu);
+      ps[ch] = is;
+      const float fmu = static_cast<float>(mu);
+      for (int64_t i = 0; i < n; ++i) {
+        const float* row = px + (i * c + ch) * hw;
+        float* out = py + (i * c + ch) * hw;
+        for (int64_t j = 0; j < hw; ++j) out[j] = (row[j] - fmu) * is;
+      }
+    }
+  }
+  void BatchNormApply(const Tensor& x, const Tensor& mean,
+                      const Tensor& inv_std, Tensor* xhat) override {
+    const int64_t n = x.dim(0), c = x.dim(1), hw = InnerSize(x);
+    const float* px = x.data();
+    const float* pm = mean.data();
+    const float* ps = inv_std.data();
+    float* py = xhat->data();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const float* row = px + (i * c + ch) * hw;
+        float* out = py + (i * c + ch) * hw;
+        const float mu = pm[ch], is = ps[ch];
+        for (int64_t j = 0; j < hw; ++j) out[j] = (row[j] - mu) * is;
+      }
+  }
+  void ChannelAffine(const Tensor& xhat, const Tensor& gamma,
+                     const Tensor& beta, Tensor* y) override {
+    const int64_t n = xhat.dim(0), c = xhat.dim(1), hw = InnerSize(xhat);
+    const bool per_sample = gamma.numel() == n * c && gamma.ndim() == 2;
+    const float* px = xhat.data();
+    const float* pg = gamma.data();
+    const float* pb = beta.data();
+    float* py = y->data();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const int64_t k = per_sample ? i * c + ch : ch;
+        const float gg = pg[k], bb = pb[k];
+        const float* row = px + (i * c + ch) * hw;
+        float* out = py + (i * c + ch) * hw;
+        for (int64_t j = 0; j < hw; ++j) out[j] = row[j] * gg + bb;
+      }
+  }
+  void ChannelAffineBackward(const Tensor& dy, const Tensor& xhat,
+                             const Tensor& gamma, Tensor* dxhat,
+                             Tensor* dgamma, Tensor* dbeta) override {
+    const int64_t n = xhat.dim(0), c = xhat.dim(1), hw = InnerSize(xhat);
+    const bool per_sample = gamma.numel() == n * c && gamma.ndim() == 2;
+    const float* pdy = dy.data();
+    const float* px = xhat.data();
+    const float* pg = gamma.data();
+    float* pdx = dxhat->data();
+    float* pdg = dgamma->data();
+    float* pdb = dbeta->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < c; ++ch) {
+      float sg = 0, sb = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t k = per_sample ? i * c + ch : ch;
+        const float gg = pg[k];
+        const float* d = pdy + (i * c + ch) * hw;
+        const float* xr = px + (i * c + ch) * hw;
+        float* o = pdx + (i * c + ch) * hw;
+        float rg = 0, rb = 0;
+        for (int64_t j = 0; j < hw; ++j) {
+          rg += d[j] * xr[j];
+          rb += d[j];
+          o[j] = d[j] * gg;
+        }
+        if (per_sample) {
+          pdg[k] = rg;
+          pdb[k] = rb;
+        } else {
+          sg += rg;
+          sb += rb;
+        }
+      }
+      if (!per_sample) {
+        pdg[ch] = sg;
+        pdb[ch] = sb;
+      }
+    }
+  }
+  void BatchNormBackward(const Tensor& dxhat, const Tensor& xhat,
+                         const Tensor& inv_std, Tensor* dx) override {
+    const int64_t n = xhat.dim(0), c = xhat.dim(1), hw = InnerSize(xhat);
+    const float* pd = dxhat.data();
+    const float* px = xhat.data();
+    const float* ps = inv_std.data();
+    float* po = dx->data();
+    const float inv_count = 1.0f / static_cast<float>(n * hw);
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < c; ++ch) {
+      float s1 = 0, s2 = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const float* d = pd + (i * c + ch) * hw;
+        const float* xr = px + (i * c + ch) * hw;
+        for (int64_t j = 0; j < hw; ++j) {
+          s1 += d[j];
+          s2 += d[j] * xr[j];
+        }
+      }
+      const float m1 = s1 * inv_count, m2 = s2 * inv_count, is = ps[ch];
+      for (int64_t i = 0; i < n; ++i) {
+        const float* d = pd + (i * c + ch) * hw;
+        const float* xr = px + (i * c + ch) * hw;
+        float* o = po + (i * c + ch) * hw;
+        for (int64_t j = 0; j < hw; ++j) o[j] = is * (d[j] - m1 - xr[j] * m2);
+      }
+    }
+  }
+  void UpdateRunningStats(const Tensor& batch_mean, const Tensor& batch_inv_std,
+                          float eps, int64_t count, float momentum,
+                          Tensor* running_mean, Tensor* running_var) override {
+    const int64_t c = batch_mean.numel();
+    const double unbias = count > 1 ? double(count) / (count - 1) : 1.0;
+    for (int64_t i = 0; i < c; ++i) {
+      const double is = batch_inv_std.data()[i];
+      const double var = 1.0 / (is * is) - eps;
+      running_mean->data()[i] = static_cast<float>(
+          (1 - momentum) * running_mean->data()[i] +
+          momentum * batch_mean.data()[i]);
+      running_var->data()[i] = static_cast<float>(
+          (1 - momentum) * running_var->data()[i] + momentum * var * unbias);
+    }
+  }
+  void InvStd(const Tensor& var, float eps, Tensor* inv_std) override {
+    for (int64_t i = 0; i < var.numel(); ++i)
+      inv_std->data()[i] = 1.0f / std::sqrt(var.data()[i] + eps);
+  }
+
+  void ActivationForward(Activation act, float slope, const Tensor& x,
+                         Tensor* y) override {
+    CheckSameSize(x, *y, "ActivationForward");
+    const float* px = x.data();
+    float* py = y->data();
+    const int64_t n = x.numel();
+    switch (act) {
+      case Activation::kIdentity:
+        if (px != py) std::memcpy(py, px, n * sizeof(float));
+        break;
+      case Activation::kRelu:
+#pragma omp parallel for if (n > 32768) schedule(static)
+        for (int64_t i = 0; i < n; ++i) py[i] = px[i] > 0 ? px[i] : 0.0f;
+        break;
+      case Activation::kLeakyRelu:
+#pragma omp parallel for if (n > 32768) schedule(static)
+        for (int64_t i = 0; i < n; ++i)
+          py[i] = px[i] > 0 ? px[i] : px[i] * slope;
+        break;
+      case Activation::kTanh:
+#pragma omp parallel for if (n > 8192) schedule(static)
+        for (int64_t i = 0; i < n; ++i) py[i] = std::tanh(px[i]);
+        break;
+    }
+  }
+  void ActivationBackward(Activation act, float slope, const Tensor& x,
+                          const Tensor& y, const Tensor& dy,
+                          Tensor* dx) override {
+    const int64_t n = dy.numel();
+    const float* pd = dy.data();
+    float* po = dx->data();
+    switch (act) {
+      case Activation::kIdentity:
+        if (pd != po) std::memcpy(po, pd, n * sizeof(float));
+        break;
+      case Activation::kRelu: {
+        const float* px = x.data();
+#pragma omp parallel for if (n > 32768) schedule(static)
+        for (int64_t i = 0; i < n; ++i) po[i] = px[i] > 0 ? pd[i] : 0.0f;
+        break;
+      }
+      case Activation::kLeakyRelu: {
+        const float* px = x.data();
+#pragma omp parallel for if (n > 32768) schedule(static)
+        for (int64_t i = 0; i < n; ++i)
+          po[i] = px[i] > 0 ? pd[i] : pd[i] * slope;
+        break;
+      }
+      case Activation::kTanh: {
+        const float* py = y.data();
+#pragma omp parallel for if (n > 32768) schedule(static)
+        for (int64_t i = 0; i < n; ++i) po[i] = pd[i] * (1 - py[i] * py[i]);
+        break;
+      }
+    }
+  }
+  void Axpby(float alpha, const Tensor& a, float beta, const Tensor& b,
+             Tensor* y) override {
+    CheckSameSize(a, b, "Axpby");
+    CheckSameSize(a, *y, "Axpby");
+    const float* pa = a.data();
+    const float* pb = b.data();
+    float* py = y->data();
+    const int64_t n = a.numel();
+#pragma omp parallel for if (n > 32768) schedule(static)
+    for (int64_t i = 0; i < n; ++i) py[i] = alpha * pa[i] + beta * pb[i];
+  }
+  void Scale(float alpha, Tensor* x) override {
+    float* p = x->data();
+    const int64_t n = x->numel();
+#pragma omp parallel for if (n > 32768) schedule(static)
+    for (int64_t i = 0; i < n; ++i) p[i] *= alpha;
+  }
+  void AddRowBias(const Tensor& bias, Tensor* y) override {
+    const int64_t f = bias.numel(), rows = y->numel() / f;
+    const float* pb = bias.data();
+    float* py = y->data();
+#pragma omp parallel for if (rows * f > 32768) schedule(static)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < f; ++j) py[r * f + j] += pb[j];
+  }
+  void RowBiasGrad(const Tensor& dy, Tensor* db) override {
+    const int64_t f = db->numel(), rows = dy.numel() / f;
+    const float* pd = dy.data();
+    float* pb = db->data();
+    std::fill(pb, pb + f, 0.0f);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < f; ++j) pb[j] += pd[r * f + j];
+  }
+
+  void AddChannelBias(const Tensor& bias, Tensor* y) override {
+    const int64_t n = y->dim(0), c = y->dim(1), hw = InnerSize(*y);
+    const float* pb = bias.data();
+    float* py = y->data();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t ch = 0; ch < c; ++ch) {
+        float* row = py + (i * c + ch) * hw;
+        for (int64_t j = 0; j < hw; ++j) row[j] += pb[ch];
+      }
+  }
+  void ChannelBiasGrad(const Tensor& dy, Tensor* db) override {
+    const int64_t n = dy.dim(0), c = dy.dim(1), hw = InnerSize(dy);
+    const float* pd = dy.data();
+    float* pb = db->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < c; ++ch) {
+      float s = 0;
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < hw; ++j) s += pd[(i * c + ch) * hw + j];
+      pb[ch] = s;
+    }
+  }
+
+  void Upsample2xForward(const Tensor& x, Tensor* y) override {
+    const int64_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3);
+    const float* px = x.data();
+    float* py = y->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t i = 0; i < h; ++i) {
+        const float* src = px + (p * h + i) * w;
+        float* r0 = py + (p * 2 * h + 2 * i) * 2 * w;
+        float* r1 = r0 + 2 * w;
+        for (int64_t j = 0; j < w; ++j) r0[2 * j] = r0[2 * j + 1] = src[j];
+        std::memcpy(r1, r0, 2 * w * sizeof(float));
+      }
+  }
+  void Upsample2xBackward(const Tensor& dy, Tensor* dx) override {
+    const int64_t planes = dx->dim(0) * dx->dim(1), h = dx->dim(2),
+                  w = dx->dim(3);
+    const float* pd = dy.data();
+    float* po = dx->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t i = 0; i < h; ++i) {
+        const float* r0 = pd + (p * 2 * h + 2 * i) * 2 * w;
+        const float* r1 = r0 + 2 * w;
+        float* o = po + (p * h + i) * w;
+        for (int64_t j = 0; j < w; ++j)
+          o[j] = r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1];
+      }
+  }
+  void AvgPool2xForward(const Tensor& x, Tensor* y) override {
+    const int64_t planes = y->dim(0) * y->dim(1), h = y->dim(2), w = y->dim(3);
+    const float* px = x.data();
+    float* py = y->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t i = 0; i < h; ++i) {
+        const float* r0 = px + (p * 2 * h + 2 * i) * 2 * w;
+        const float* r1 = r0 + 2 * w;
+        float* o = py + (p * h + i) * w;
+        for (int64_t j = 0; j < w; ++j)
+          o[j] = 0.25f * (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]);
+      }
+  }
+  void AvgPool2xBackward(const Tensor& dy, Tensor* dx) override {
+    const int64_t planes = dy.dim(0) * dy.dim(1), h = dy.dim(2), w = dy.dim(3);
+    const float* pd = dy.data();
+    float* po = dx->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t i = 0; i < h; ++i) {
+        const float* d = pd + (p * h + i) * w;
+        float* r0 = po + (p * 2 * h + 2 * i) * 2 * w;
+        float* r1 = r0 + 2 * w;
+        for (int64_t j = 0; j < w; ++j) {
+          const float v = 0.25f * d[j];
+          r0[2 * j] = r0[2 * j + 1] = r1[2 * j] = r1[2 * j + 1] = v;
+        }
+      }
+  }
+  void MaxPool2xForward(const Tensor& x, Tensor* y) override {
+    const int64_t planes = y->dim(0) * y->dim(1), h = y->dim(2), w = y->dim(3);
+    const float* px = x.data();
+    float* py = y->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t i = 0; i < h; ++i) {
+        const float* r0 = px + (p * 2 * h + 2 * i) * 2 * w;
+        const float* r1 = r0 + 2 * w;
+        float* o = py + (p * h + i) * w;
+        for (int64_t j = 0; j < w; ++j)
+          o[j] = std::max(std::max(r0[2 * j], r0[2 * j + 1]),
+                          std::max(r1[2 * j], r1[2 * j + 1]));
+      }
+  }
+  void MaxPool2xBackward(const Tensor& x, const Tensor& dy,
+                         Tensor* dx) override {
+    const int64_t planes = dy.dim(0) * dy.dim(1), h = dy.dim(2), w = dy.dim(3);
+    const float* px = x.data();
+    const float* pd = dy.data();
+    float* po = dx->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t i = 0; i < h; ++i)
+        for (int64_t j = 0; j < w; ++j) {
+          // Gradient goes to the first maximum, as in PyTorch.
+          const int64_t base = (p * 2 * h + 2 * i) * 2 * w + 2 * j;
+          const int64_t cand[4] = {base, base + 1, base + 2 * w,
+                                   base + 2 * w + 1};
+          int64_t best = cand[0];
+          for (int k = 1; k < 4; ++k)
+            if (px[cand[k]] > px[best]) best = cand[k];
+          for (int k = 0; k < 4; ++k) po[cand[k]] = 0;
+          po[best] = pd[(p * h + i) * w + j];
+        }
+  }
+  void SpatialSumForward(const Tensor& x, Tensor* y) override {
+    const int64_t planes = x.dim(0) * x.dim(1), hw = InnerSize(x);
+    const float* px = x.data();
+    float* py = y->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; ++p) {
+      float s = 0;
+      for (int64_t j = 0; j < hw; ++j) s += px[p * hw + j];
+      py[p] = s;
+    }
+  }
+  void SpatialSumBackward(const Tensor& dy, Tensor* dx) override {
+    const int64_t planes = dx->dim(0) * dx->dim(1), hw = InnerSize(*dx);
+    const float* pd = dy.data();
+    float* po = dx->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t j = 0; j < hw; ++j) po[p * hw + j] = pd[p];
+  }
+
+  void ConcatChannels(const std::vector<const Tensor*>& parts,
+                      Tensor* y) override {
+    const int64_t n = y->dim(0), row = y->numel() / n;
+    int64_t offset = 0;
+    for (const Tensor* t : parts) {
+      const int64_t len = t->numel() / n;
+      for (int64_t i = 0; i < n; ++i)
+        std::memcpy(y->data() + i * row + offset, t->data() + i * len,
+                    len * sizeof(float));
+      offset += len;
+    }
+    PG_CHECK_EQ(offset, row);
+  }
+  void SplitChannels(const Tensor& y,
+                     const std::vector<Tensor*>& parts) override {
+    const int64_t n = y.dim(0), row = y.numel() / n;
+    int64_t offset = 0;
+    for (Tensor* t : parts) {
+      const int64_t len = t->numel() / n;
+      for (int64_t i = 0; i < n; ++i)
+        std::memcpy(t->data() + i * len, y.data() + i * row + offset,
+                    len * sizeof(float));
+      offset += len;
+    }
+    PG_CHECK_EQ(offset, row);
+  }
+
+  void SoftmaxForward(const Tensor& x, Tensor* y) override {
+    const int64_t cols = x.dim(x.ndim() - 1), rows = x.numel() / cols;
+    const float* px = x.data();
+    float* py = y->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* in = px + r * cols;
+      float* out = py + r * cols;
+      float mx = in[0];
+      for (int64_t j = 1; j < cols; ++j) mx = std::max(mx, in[j]);
+      float s = 0;
+      for (int64_t j = 0; j < cols; ++j) {
+        out[j] = std::exp(in[j] - mx);
+        s += out[j];
+      }
+      const float inv = 1.0f / s;
+      for (int64_t j = 0; j < cols; ++j) out[j] *= inv;
+    }
+  }
+  void SoftmaxBackward(const Tensor& y, const Tensor& dy,
+                       Tensor* dx) override {
+    const int64_t cols = y.dim(y.ndim() - 1), rows = y.numel() / cols;
+    const float* py = y.data();
+    const float* pd = dy.data();
+    float* po = dx->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      float dot = 0;
+      for (int64_t j = 0; j < cols; ++j) dot += py[r * cols + j] * pd[r * cols + j];
+      for (int64_t j = 0; j < cols; ++j)
+        po[r * cols + j] = py[r * cols + j] * (pd[r * cols + j] - dot);
+    }
+  }
+
+  void GatherRows(const Tensor& table, const std::vector<int>& ids,
+                  Tensor* y) override {
+    const int64_t d = table.dim(1);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      PG_CHECK(ids[i] >= 0 && ids[i] < table.dim(0)) << "row id " << ids[i];
+      std::memcpy(y->data() + i * d, table.data() + ids[i] * d,
+                  d * sizeof(float));
+    }
+  }
+  void ScatterAddRows(const Tensor& dy, const std::vector<int>& ids,
+                      Tensor* dtable) override {
+    const int64_t d = dtable->dim(1);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      float* dst = dtable->data() + ids[i] * d;
+      const float* src = dy.data() + i * d;
+      for (int64_t j = 0; j < d; ++j) dst[j] += src[j];
+    }
+  }
+  void RowDot(const Tensor& a, const Tensor& b, Tensor* out) override {
+    const int64_t n = a.dim(0), f = a.numel() / n;
+    for (int64_t i = 0; i < n; ++i) {
+      float s = 0;
+      for (int64_t j = 0; j < f; ++j) s += a.data()[i * f + j] * b.data()[i * f + j];
+      out->data()[i] = s;
+    }
+  }
+
+  void AdamUpdate(float lr, float beta1, float beta2, float eps, int64_t step,
+                  const Tensor& grad, Tensor* param, Tensor* m,
+                  Tensor* v) override {
+    const double bc1 = 1 - std::pow(double{beta1}, double(step));
+    const double bc2 = 1 - std::pow(double{beta2}, double(step));
+    const float step_size = static_cast<float>(lr / bc1);
+    const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+    const float* g = grad.data();
+    float* p = param->data();
+    float* pm = m->data();
+    float* pv = v->data();
+    const int64_t n = grad.numel();
+#pragma omp parallel for if (n > 32768) schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      pm[i] = beta1 * pm[i] + (1 - beta1) * g[i];
+      pv[i] = beta2 * pv[i] + (1 - beta2) * g[i] * g[i];
+      // Same association as torch.optim.Adam (foreach=False).
+      const float denom = std::sqrt(pv[i]) / bc2_sqrt + eps;
+      p[i] -= step_size * (pm[i] / denom);
+    }
+  }
+  void EmaUpdate(float decay, const Tensor& param, Tensor* ema) override {
+    const float* p = param.data();
+    float* e = ema->data();
+    const int64_t n = param.numel();
+#pragma omp parallel for if (n > 32768) schedule(static)
+    for (int64_t i = 0; i < n; ++i) e[i] = decay * e[i] + (1 - decay) * p[i];
+  }
+  bool AllFinite(const Tensor& t) override {
+    const float* p = t.data();
+    bool ok = true;
+    for (int64_t i = 0; i < t.numel(); ++i) ok &= std::isfinite(p[i]);
+    return ok;
+  }
+
+ private:
+  memory Mem(const memory::desc& md, const Tensor& t) {
+    return memory(md, engine_, t.data());
+  }
+
+  ConvPrimitives& Conv(const ConvGeometry& g, bool bias) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = convs_.find({g, bias});
+    if (it != convs_.end()) return it->second;
+    ConvPrimitives p;
+    p.x_md = memory::desc({g.n, g.in_channels, g.in_h, g.in_w}, Dt::f32,
+                          Tag::nchw);
+    p.w_md = memory::desc({g.out_channels, g.in_channels, g.kernel, g.kernel},
+                          Dt::f32, Tag::oihw);
+    p.b_md = memory::desc({g.out_channels}, Dt::f32, Tag::x);
+    p.y_md = memory::desc({g.n, g.out_channels, g.out_h(), g.out_w()}, Dt::f32,
+                          Tag::nchw);
+    const memory::dims strides = {g.stride, g.stride};
+    const memory::dims pad = {g.padding, g.padding};
+    const auto algo = dnnl::algorithm::convolution_direct;
+    auto fwd_d = bias ? dnnl::convolution_forward::desc(
+                            dnnl::prop_kind::forward_training, algo, p.x_md,
+                            p.w_md, p.b_md, p.y_md, strides, pad, pad)
+                      : dnnl::convolution_forward::desc(
+                            dnnl::prop_kind::forward_training, algo, p.x_md,
+                            p.w_md, p.y_md, strides, pad, pad);
+    dnnl::convolution_forward::primitive_desc fwd_pd(fwd_d, engine_);
+    p.fwd = dnnl::convolution_forward(fwd_pd);
+    dnnl::convolution_backward_data::desc bd_d(algo, p.x_md, p.w_md, p.y_md,
+                                               strides, pad, pad);
+    p.bwd_data = dnnl::convolution_backward_data(
+        dnnl::convolution_backward_data::primitive_desc(bd_d, engine_,
+                                                        fwd_pd));
+    auto bw_d = bias ? dnnl::convolution_backward_weights::desc(
+                           algo, p.x_md, p.w_md, p.b_md, p.y_md, strides, pad,
+                           pad)
+                     : dnnl::convolution_backward_weights::desc(
+                           algo, p.x_md, p.w_md, p.y_md, strides, pad, pad);
+    p.bwd_weights = dnnl::convolution_backward_weights(
+        dnnl::convolution_backward_weights::primitive_desc(bw_d, engine_,
+                                                           fwd_pd));
+    return convs_.emplace(ConvKey{g, bias}, std::move(p)).first->second;
+  }
+
+  int threads_;
+  dnnl::engine engine_;
+  dnnl::stream stream_;
+  std::mutex mu_;
+  std::map<ConvKey, ConvPrimitives> convs_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> MakeCpuBackend(int threads) {
+  return std::make_unique<CpuBackend>(threads);
+}
+
+}  // namespace paragan
