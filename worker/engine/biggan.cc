@@ -1,0 +1,292 @@
+// BigGAN-32 (Brock et al. 2019) at 32x32, as in BigGAN-PyTorch's arch[32]:
+// shared class embedding and hierarchical z feeding conditional BN in three
+// residual up-blocks, self-attention at 16x16, spectral norm in G and D, and a
+// projection discriminator. Layer for layer the PyTorch reference in
+// tests/pytorch/paragan_ref.py.
+
+#include <memory>
+#include <vector>
+
+#include "common/check.h"
+#include "common/rng.h"
+#include "worker/engine/model.h"
+
+namespace paragan {
+namespace {
+
+constexpr int kSharedDim = 128;
+constexpr int kGBlocks = 3;
+
+void AddInto(Backend* b, const Tensor& src, Tensor* dst) {
+  b->Axpby(1.0f, *dst, 1.0f, src, dst);
+}
+
+Tensor Sum(Backend* b, const Tensor& x, const Tensor& y) {
+  Tensor out = b->Alloc(x.shape());
+  b->Axpby(1.0f, x, 1.0f, y, &out);
+  return out;
+}
+
+// out[n, :] = s[n] * x[n, :]: per-sample scaling through ChannelAffine on a
+// [N, 1, F] view.
+Tensor ScaleRows(Backend* b, const Tensor& s, const Tensor& x) {
+  const int64_t n = x.dim(0), f = x.numel() / n;
+  Tensor out = b->Alloc({n, 1, f});
+  Tensor zero = b->Zeros({n, 1});
+  b->ChannelAffine(x.Reshape({n, 1, f}), s.Reshape({n, 1}), zero, &out);
+  return out.Reshape(x.shape());
+}
+
+class GBlock {
+ public:
+  GBlock(ParamStore* s, const std::string& name, int in, int out, int cond_dim)
+      : b_(s->backend()),
+        cbn1_(s, name + ".bn1", in, cond_dim, true),
+        conv1_(s, name + ".conv1", in, out, 3, 1, 1, true, true),
+        cbn2_(s, name + ".bn2", out, cond_dim, true),
+        conv2_(s, name + ".conv2", out, out, 3, 1, 1, true, true),
+        conv_sc_(s, name + ".conv_sc", in, out, 1, 1, 0, true, true),
+        relu1_(b_, Activation::kRelu),
+        relu2_(b_, Activation::kRelu),
+        up_h_(b_),
+        up_x_(b_) {}
+
+  Tensor Forward(const Tensor& x, const Tensor& cond, const Mode& mode) {
+    Tensor h = up_h_.Forward(relu1_.Forward(cbn1_.Forward(x, cond, mode)));
+    h = conv1_.Forward(h, mode);
+    h = conv2_.Forward(relu2_.Forward(cbn2_.Forward(h, cond, mode)), mode);
+    return Sum(b_, h, conv_sc_.Forward(up_x_.Forward(x), mode));
+  }
+
+  Tensor Backward(const Tensor& dy, Tensor* dcond) {
+    Tensor dh = cbn2_.Backward(relu2_.Backward(conv2_.Backward(dy)), dcond);
+    dh = conv1_.Backward(dh);
+    dh = cbn1_.Backward(relu1_.Backward(up_h_.Backward(dh)), dcond);
+    AddInto(b_, up_x_.Backward(conv_sc_.Backward(dy)), &dh);
+    return dh;
+  }
+
+ private:
+  Backend* b_;
+  ConditionalBatchNorm cbn1_;
+  Conv2d conv1_;
+  ConditionalBatchNorm cbn2_;
+  Conv2d conv2_;
+  Conv2d conv_sc_;
+  ActivationLayer relu1_, relu2_;
+  Upsample2x up_h_, up_x_;
+};
+
+// D residual block. `preactivation` is false only for the first block;
+// downsampling average-pools both paths; the shortcut is a learned 1x1 conv
+// when channels change or the block downsamples, identity otherwise.
+class DBlock {
+ public:
+  DBlock(ParamStore* s, const std::string& name, int in, int out,
+         bool preactivation, bool downsample)
+      : b_(s->backend()),
+        preactivation_(preactivation),
+        downsample_(downsample),
+        learnable_sc_(in != out || downsample),
+        conv1_(s, name + ".conv1", in, out, 3, 1, 1, true, true),
+        conv2_(s, name + ".conv2", out, out, 3, 1, 1, true, true),
+        relu0_(b_, Activation::kRelu),
+        relu1_(b_, Activation::kRelu),
+        pool_h_(b_),
+        pool_sc_(b_) {
+    if (learnable_sc_)
+      conv_sc_ = std::make_unique<Conv2d>(s, name + ".conv_sc", in, out, 1, 1,
+                                          0, true, true);
+  }
+
+  Tensor Forward(const Tensor& x, const Mode& mode) {
+    Tensor h = preactivation_ ? relu0_.Forward(x) : x;
+    h = conv2_.Forward(relu1_.Forward(conv1_.Forward(h, mode)), mode);
+    if (downsample_) h = pool_h_.Forward(h);
+    Tensor sc = x;
+    if (preactivation_) {  // conv then pool
+      if (learnable_sc_) sc = conv_sc_->Forward(sc, mode);
+      if (downsample_) sc = pool_sc_.Forward(sc);
+    } else {  // pool then conv (the "optimized" first block)
+      if (downsample_) sc = pool_sc_.Forward(sc);
+      if (learnable_sc_) sc = conv_sc_->Forward(sc, mode);
+    }
+    return Sum(b_, h, sc);
+  }
+
+  Tensor Backward(const Tensor& dy) {
+    Tensor dh = downsample_ ? pool_h_.Backward(dy) : dy;
+    dh = conv1_.Backward(relu1_.Backward(conv2_.Backward(dh)));
+    if (preactivation_) dh = relu0_.Backward(dh);
+    Tensor dsc = dy;
+    if (preactivation_) {
+      if (downsample_) dsc = pool_sc_.Backward(dsc);
+      if (learnable_sc_) dsc = conv_sc_->Backward(dsc);
+    } else {
+      if (learnable_sc_) dsc = conv_sc_->Backward(dsc);
+      if (downsample_) dsc = pool_sc_.Backward(dsc);
+    }
+    return Sum(b_, dh, dsc);
+  }
+
+ private:
+  Backend* b_;
+  bool preactivation_, downsample_, learnable_sc_;
+  Conv2d conv1_, conv2_;
+  std::unique_ptr<Conv2d> conv_sc_;
+  ActivationLayer relu0_, relu1_;
+  AvgPool2x pool_h_, pool_sc_;
+};
+
+class BigGan32 : public GanModel {
+ public:
+  BigGan32(const ModelConfig& c, Backend* b)
+      : GanModel(c, b),
+        ch_(4 * c.width),
+        chunk_(c.z_dim / (kGBlocks + 1)),
+        shared_(&g_, "g.shared", c.num_classes, kSharedDim, false),
+        linear_(&g_, "g.linear", chunk_, ch_ * 16, true, true),
+        bn_out_(&g_, "g.bn_out", ch_, true),
+        conv_out_(&g_, "g.conv_out", ch_, c.image_channels, 3, 1, 1, true,
+                  true),
+        relu_out_(b, Activation::kRelu),
+        tanh_(b, Activation::kTanh),
+        dblock1_(&d_, "d.block1", c.image_channels, ch_, false, true),
+        dblock2_(&d_, "d.block2", ch_, ch_, true, true),
+        dblock3_(&d_, "d.block3", ch_, ch_, true, false),
+        dblock4_(&d_, "d.block4", ch_, ch_, true, false),
+        drelu_(b, Activation::kRelu),
+        dsum_(b),
+        dlinear_(&d_, "d.linear", ch_, 1, true, true),
+        dembed_(&d_, "d.embed", c.num_classes, ch_, true) {
+    // Registration order defines the parameter names' order: blocks first,
+    // then attention, as the reference lists them.
+    for (int i = 0; i < kGBlocks; ++i) {
+      gblocks_.push_back(std::make_unique<GBlock>(
+          &g_, "g.block" + std::to_string(i), ch_, ch_, chunk_ + kSharedDim));
+    }
+    if (c.attention) {
+      gattn_ = std::make_unique<SelfAttention>(&g_, "g.attn", ch_, true);
+      dattn_ = std::make_unique<SelfAttention>(&d_, "d.attn", ch_, true);
+    }
+  }
+
+  bool conditional() const override { return true; }
+
+  void Initialize(uint64_t seed) override {
+    Rng rng(seed, /*stream=*/2);
+    for (ParamStore* store : {&g_, &d_}) {
+      for (Param& p : store->params()) {
+        const std::string& n = p.name;
+        const bool is_weight = n.size() > 7 && n.substr(n.size() - 7) == ".weight";
+        if (n.find("bn_out") != std::string::npos) {
+          InitConstant(backend_, &p, is_weight ? 1.0f : 0.0f);
+        } else if (n.size() > 6 && n.substr(n.size() - 6) == ".gamma") {
+          InitConstant(backend_, &p, 0.0f);
+        } else if (is_weight) {
+          InitOrthogonal(backend_, &p, &rng);
+        } else {
+          InitConstant(backend_, &p, 0.0f);
+        }
+      }
+      InitSpectralNormVectors(store, &rng);
+    }
+  }
+
+  Tensor Generate(const Tensor& z, const std::vector<int>& labels,
+                  const Mode& mode) override {
+    PG_CHECK(z.ndim() == 2 && z.dim(1) == config_.z_dim)
+        << "z must be [N, " << config_.z_dim << "]";
+    const int64_t n = z.dim(0);
+    PG_CHECK_EQ(static_cast<int64_t>(labels.size()), n);
+    std::vector<Tensor> chunks;
+    std::vector<Tensor*> chunk_ptrs;
+    for (int i = 0; i <= kGBlocks; ++i) chunks.push_back(backend_->Alloc({n, chunk_}));
+    for (Tensor& t : chunks) chunk_ptrs.push_back(&t);
+    backend_->SplitChannels(z, chunk_ptrs);
+    Tensor shared = shared_.Forward(labels, mode);
+    conds_.clear();
+    for (int i = 0; i < kGBlocks; ++i) {
+      Tensor cond = backend_->Alloc({n, chunk_ + kSharedDim});
+      backend_->ConcatChannels({&chunks[i + 1], &shared}, &cond);
+      conds_.push_back(cond);
+    }
+    Tensor h = linear_.Forward(chunks[0], mode).Reshape({n, ch_, 4, 4});
+    for (int i = 0; i < kGBlocks; ++i) {
+      h = gblocks_[i]->Forward(h, conds_[i], mode);
+      if (i == 1 && gattn_) h = gattn_->Forward(h, mode);  // 16x16
+    }
+    h = relu_out_.Forward(bn_out_.Forward(h, mode));
+    return tanh_.Forward(conv_out_.Forward(h, mode));
+  }
+
+  void GenerateBackward(const Tensor& dimages) override {
+    const int64_t n = dimages.dim(0);
+    Tensor d = conv_out_.Backward(tanh_.Backward(dimages));
+    d = bn_out_.Backward(relu_out_.Backward(d));
+    Tensor dshared = backend_->Zeros({n, kSharedDim});
+    for (int i = kGBlocks - 1; i >= 0; --i) {
+      if (i == 1 && gattn_) d = gattn_->Backward(d);
+      Tensor dcond = backend_->Zeros({n, chunk_ + kSharedDim});
+      d = gblocks_[i]->Backward(d, &dcond);
+      Tensor dchunk = backend_->Alloc({n, chunk_});
+      Tensor dsh = backend_->Alloc({n, kSharedDim});
+      backend_->SplitChannels(dcond, {&dchunk, &dsh});
+      AddInto(backend_, dsh, &dshared);
+    }
+    linear_.Backward(d.Reshape({n, ch_ * 16}));
+    shared_.Backward(dshared);
+  }
+
+  Tensor Discriminate(const Tensor& x, const std::vector<int>& labels,
+                      const Mode& mode) override {
+    const int64_t n = x.dim(0);
+    PG_CHECK_EQ(static_cast<int64_t>(labels.size()), n);
+    Tensor h = dblock1_.Forward(x, mode);
+    if (dattn_) h = dattn_->Forward(h, mode);
+    h = dblock4_.Forward(dblock3_.Forward(dblock2_.Forward(h, mode), mode), mode);
+    features_ = dsum_.Forward(drelu_.Forward(h));
+    Tensor out = dlinear_.Forward(features_, mode);
+    embed_ = dembed_.Forward(labels, mode);
+    Tensor proj = backend_->Alloc({n, 1});
+    backend_->RowDot(embed_, features_, &proj);
+    AddInto(backend_, proj, &out);
+    return out;
+  }
+
+  Tensor DiscriminateBackward(const Tensor& dlogits) override {
+    Tensor dfeat = dlinear_.Backward(dlogits);
+    AddInto(backend_, ScaleRows(backend_, dlogits, embed_), &dfeat);
+    dembed_.Backward(ScaleRows(backend_, dlogits, features_));
+    Tensor d = drelu_.Backward(dsum_.Backward(dfeat));
+    d = dblock2_.Backward(dblock3_.Backward(dblock4_.Backward(d)));
+    if (dattn_) d = dattn_->Backward(d);
+    return dblock1_.Backward(d);
+  }
+
+ private:
+  int ch_, chunk_;
+  Embedding shared_;
+  Linear linear_;
+  std::vector<std::unique_ptr<GBlock>> gblocks_;
+  std::unique_ptr<SelfAttention> gattn_, dattn_;
+  BatchNorm bn_out_;
+  Conv2d conv_out_;
+  ActivationLayer relu_out_, tanh_;
+  DBlock dblock1_, dblock2_, dblock3_, dblock4_;
+  ActivationLayer drelu_;
+  SpatialSum dsum_;
+  Linear dlinear_;
+  Embedding dembed_;
+  std::vector<Tensor> conds_;
+  Tensor features_, embed_;
+};
+
+}  // namespace
+
+std::unique_ptr<GanModel> MakeBigGan32(const ModelConfig& config,
+                                       Backend* backend) {
+  return std::make_unique<BigGan32>(config, backend);
+}
+
+}  // namespace paragan

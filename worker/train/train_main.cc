@@ -1,0 +1,91 @@
+// paragan_train: single-process GAN training (the worker's inner loop).
+
+#include <csignal>
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "worker/train/training_run.h"
+
+ABSL_FLAG(std::string, model, "dcgan32", "dcgan32 | biggan32");
+ABSL_FLAG(std::string, dataset, "fashion_mnist", "fashion_mnist | folder | synthetic");
+ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist",
+          "dataset directory (fashion_mnist idx .gz files, or class sub-folders)");
+ABSL_FLAG(int, batch_size, 64, "images per D and G step");
+ABSL_FLAG(int64_t, steps, 5000, "G steps to train (total, across resumes)");
+ABSL_FLAG(double, max_seconds, 0, "stop after this wall time in seconds (0: none)");
+ABSL_FLAG(uint64_t, seed, 0, "seed for weights, z and data order");
+ABSL_FLAG(std::string, out_dir, "runs/dcgan32", "output directory");
+ABSL_FLAG(int, threads, 2, "CPU threads");
+ABSL_FLAG(std::string, device, "cpu", "cpu | cuda");
+ABSL_FLAG(int64_t, log_every, 50, "progress line every N steps");
+ABSL_FLAG(int64_t, sample_every, 500, "EMA sample grid PNG every N steps (0: off)");
+ABSL_FLAG(int64_t, checkpoint_every, 1000, "checkpoint every N steps (0: only at the end)");
+ABSL_FLAG(int64_t, num_samples, 1000, "samples written to samples.npy at the end");
+ABSL_FLAG(bool, resume, true, "resume from out_dir/checkpoint.pgt when present");
+ABSL_FLAG(double, lr_g, -1, "G learning rate (default: the model's)");
+ABSL_FLAG(double, lr_d, -1, "D learning rate (default: the model's)");
+ABSL_FLAG(double, beta1, -1, "Adam beta1 for G and D (default: the model's)");
+ABSL_FLAG(double, beta2, -1, "Adam beta2 for G and D (default: the model's)");
+ABSL_FLAG(int, d_steps, 0, "D steps per G step (default: the model's)");
+ABSL_FLAG(std::string, loss, "hinge", "hinge | ns");
+ABSL_FLAG(double, ema_decay, 0.999, "EMA decay of G's weights");
+ABSL_FLAG(int, width, 64, "BigGAN channel multiplier");
+ABSL_FLAG(bool, attention, true, "BigGAN self-attention at 16x16");
+ABSL_FLAG(int64_t, synthetic_size, 4096, "images in the synthetic dataset");
+
+namespace {
+std::atomic<bool> g_stop{false};
+void HandleSignal(int) { g_stop.store(true); }
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Trains a GAN in one process. Example:\n  paragan_train --model=dcgan32 --steps=5000 --out_dir=runs/dcgan32");
+  absl::ParseCommandLine(argc, argv);
+  using paragan::TrainingRunOptions;
+  TrainingRunOptions o;
+  const std::string model = absl::GetFlag(FLAGS_model);
+  o.trainer = paragan::DefaultTrainerConfig(model);
+  o.trainer.model.width = absl::GetFlag(FLAGS_width);
+  o.trainer.model.attention = absl::GetFlag(FLAGS_attention);
+  o.trainer.batch_size = absl::GetFlag(FLAGS_batch_size);
+  o.trainer.seed = absl::GetFlag(FLAGS_seed);
+  o.trainer.ema_decay = static_cast<float>(absl::GetFlag(FLAGS_ema_decay));
+  if (absl::GetFlag(FLAGS_lr_g) > 0) o.trainer.g_adam.lr = absl::GetFlag(FLAGS_lr_g);
+  if (absl::GetFlag(FLAGS_lr_d) > 0) o.trainer.d_adam.lr = absl::GetFlag(FLAGS_lr_d);
+  if (absl::GetFlag(FLAGS_beta1) >= 0)
+    o.trainer.g_adam.beta1 = o.trainer.d_adam.beta1 = absl::GetFlag(FLAGS_beta1);
+  if (absl::GetFlag(FLAGS_beta2) >= 0)
+    o.trainer.g_adam.beta2 = o.trainer.d_adam.beta2 = absl::GetFlag(FLAGS_beta2);
+  if (absl::GetFlag(FLAGS_d_steps) > 0) o.trainer.d_steps = absl::GetFlag(FLAGS_d_steps);
+  auto loss = paragan::ParseGanLoss(absl::GetFlag(FLAGS_loss));
+  if (!loss.ok()) {
+    std::fprintf(stderr, "error: --loss: %s\n", loss.status().message().data());
+    return 2;
+  }
+  o.trainer.loss = *loss;
+  o.dataset.name = absl::GetFlag(FLAGS_dataset);
+  o.dataset.path = absl::GetFlag(FLAGS_data_dir);
+  o.dataset.synthetic_size = absl::GetFlag(FLAGS_synthetic_size);
+  o.dataset.seed = o.trainer.seed;
+  o.dataset.channels = 1;
+  o.device = absl::GetFlag(FLAGS_device);
+  o.threads = absl::GetFlag(FLAGS_threads);
+  o.steps = absl::GetFlag(FLAGS_steps);
+  o.max_seconds = absl::GetFlag(FLAGS_max_seconds);
+  o.out_dir = absl::GetFlag(FLAGS_out_dir);
+  o.log_every = std::max<int64_t>(1, absl::GetFlag(FLAGS_log_every));
+  o.sample_every = absl::GetFlag(FLAGS_sample_every);
+  o.checkpoint_every = absl::GetFlag(FLAGS_checkpoint_every);
+  o.num_samples = absl::GetFlag(FLAGS_num_samples);
+  o.resume = absl::GetFlag(FLAGS_resume);
+  std::signal(SIGINT, HandleSignal);
+  std::signal(SIGTERM, HandleSignal);
+  const absl::Status st = paragan::RunTraining(o, &g_stop);
+  if (!st.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+  return 0;
+}

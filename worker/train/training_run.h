@@ -1,0 +1,47 @@
+#ifndef PARAGAN_WORKER_TRAIN_TRAINING_RUN_H_
+#define PARAGAN_WORKER_TRAIN_TRAINING_RUN_H_
+
+#include <atomic>
+#include <string>
+
+#include "absl/status/status.h"
+#include "worker/data/dataset.h"
+#include "worker/train/gan_trainer.h"
+
+namespace paragan {
+
+struct TrainingRunOptions {
+  TrainerConfig trainer;
+  DatasetSpec dataset;
+  std::string device = "cpu";
+  int threads = 2;
+  int64_t steps = 5000;
+  std::string out_dir = "runs/dcgan32";
+  int64_t log_every = 50;
+  int64_t sample_every = 500;      // grid PNG of the EMA generator
+  int64_t checkpoint_every = 1000;
+  int64_t num_samples = 1000;      // written as .npy at the end
+  double max_seconds = 0;          // stop after this wall time (0: no limit)
+  bool resume = true;              // continue from out_dir/checkpoint.pgt
+};
+
+// Trains in this process and writes out_dir/{checkpoint.pgt, grid_*.png,
+// samples.npy, labels.npy (conditional models), summary.txt}. Returns early,
+// with a final checkpoint, when *stop becomes true (signal handlers).
+absl::Status RunTraining(const TrainingRunOptions& options,
+                         const std::atomic<bool>* stop);
+
+// Writes `n` EMA samples as <prefix>.npy (uint8, N x H x W for one channel,
+// N x H x W x C otherwise), <prefix>_labels.npy for conditional models, and a
+// grid PNG <prefix>.png (rows grouped by class when conditional).
+absl::Status WriteSamples(GanTrainer* trainer, int64_t n, uint64_t seed,
+                          const std::string& prefix);
+// An 8-wide grid of the EMA generator on fixed z; conditional models get one
+// row per class.
+absl::Status WriteGrid(GanTrainer* trainer, const Tensor& z,
+                       const std::string& path);
+Tensor FixedGridZ(const GanTrainer& trainer);
+
+}  // namespace paragan
+
+#endif  // PARAGAN_WORKER_TRAIN_TRAINING_RUN_H_
