@@ -61,7 +61,7 @@ def save_tensors(path, tensors):
             raise PGTError(f"tensor {name!r}: unsupported dtype {a.dtype} "
                            "(need float32, int64 or uint8)")
         code = _DTYPE_CODES[a.dtype]
-        a = np.ascontiguousarray(a, dtype=_CODE_DTYPES[code])
+        a = np.ascontiguousarray(a, dtype=_CODE_DTYPES[code]).reshape(a.shape)  # keep 0-d
         nb = name.encode("utf-8")
         parts.append(struct.pack("<I", len(nb)))
         parts.append(nb)

@@ -164,8 +164,16 @@ class Backend {
   virtual bool AllFinite(const Tensor& t) = 0;
 };
 
+// How the CPU backend lays out convolution operands internally. Tensors at
+// the backend boundary are always canonical (NCHW / OIHW).
+enum class CpuConvLayout {
+  kCanonical,  // oneDNN runs directly on NCHW / OIHW
+  kBlocked,    // oneDNN's preferred blocked formats, reordered at the edges
+};
+
 // The CPU backend. threads <= 0 means all cores.
-std::unique_ptr<Backend> MakeCpuBackend(int threads);
+std::unique_ptr<Backend> MakeCpuBackend(
+    int threads, CpuConvLayout layout = CpuConvLayout::kBlocked);
 // Known names: "cpu", and "cuda" when built with --config=cuda.
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& name,
                                                      int threads);

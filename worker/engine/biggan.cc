@@ -242,12 +242,15 @@ class BigGan32 : public GanModel {
                       const Mode& mode) override {
     const int64_t n = x.dim(0);
     PG_CHECK_EQ(static_cast<int64_t>(labels.size()), n);
-    Tensor h = dblock1_.Forward(x, mode);
-    if (dattn_) h = dattn_->Forward(h, mode);
-    h = dblock4_.Forward(dblock3_.Forward(dblock2_.Forward(h, mode), mode), mode);
+    // Every layer here feeds another, so all compute input gradients.
+    Mode inner = mode;
+    inner.input_grads = true;
+    Tensor h = dblock1_.Forward(x, inner);
+    if (dattn_) h = dattn_->Forward(h, inner);
+    h = dblock4_.Forward(dblock3_.Forward(dblock2_.Forward(h, inner), inner), inner);
     features_ = dsum_.Forward(drelu_.Forward(h));
-    Tensor out = dlinear_.Forward(features_, mode);
-    embed_ = dembed_.Forward(labels, mode);
+    Tensor out = dlinear_.Forward(features_, inner);
+    embed_ = dembed_.Forward(labels, inner);
     Tensor proj = backend_->Alloc({n, 1});
     backend_->RowDot(embed_, features_, &proj);
     AddInto(backend_, proj, &out);

@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <vector>
 
 #include "common/check.h"
 #include "dnnl.hpp"
@@ -48,28 +49,101 @@ struct ConvKey {
   }
 };
 
+// A tensor argument of a primitive: the canonical (plain) layout the engine
+// hands over, and the layout the primitive runs on. When they differ the
+// argument travels through a scratch buffer with a cached reorder.
+struct BoundArg {
+  int arg = 0;
+  bool input = true;
+  memory::desc plain, want;
+  memory scratch;
+  dnnl::reorder to_want, to_plain;
+  bool reordered() const { return plain != want; }
+};
+
+struct BoundPrimitive {
+  dnnl::primitive prim;
+  std::vector<BoundArg> args;
+};
+
 // Primitives for one convolution shape, built once and reused every step.
 struct ConvPrimitives {
-  memory::desc x_md, w_md, b_md, y_md;
-  dnnl::convolution_forward fwd;
-  dnnl::convolution_backward_data bwd_data;
-  dnnl::convolution_backward_weights bwd_weights;
+  BoundPrimitive fwd, bwd_data, bwd_weights;
+};
+
+// Size-bucketed free lists of host blocks. Training allocates the same shapes
+// every step; reusing blocks avoids mmap/munmap and page faults per step.
+// Shared with every live tensor's deleter, so it outlives the backend if a
+// tensor does.
+class HostPool : public std::enable_shared_from_this<HostPool> {
+ public:
+  std::shared_ptr<float> Get(int64_t count) {
+    const size_t bytes = RoundUp(count);
+    float* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.find(bytes);
+      if (it != free_.end() && !it->second.empty()) {
+        p = it->second.back();
+        it->second.pop_back();
+        cached_bytes_ -= bytes;
+      }
+    }
+    if (p == nullptr) {
+      p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      PG_CHECK(p != nullptr) << "out of host memory allocating " << bytes << " bytes";
+    }
+    std::weak_ptr<HostPool> pool = weak_from_this();
+    return std::shared_ptr<float>(p, [pool, bytes](float* q) {
+      if (auto self = pool.lock()) {
+        self->Put(q, bytes);
+      } else {
+        std::free(q);
+      }
+    });
+  }
+  ~HostPool() {
+    for (auto& [bytes, blocks] : free_)
+      for (float* p : blocks) std::free(p);
+  }
+
+ private:
+  static size_t RoundUp(int64_t count) {
+    const size_t bytes = static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(float);
+    return (bytes + 63) / 64 * 64;
+  }
+  void Put(float* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Bound what is kept idle; beyond it blocks go back to the system.
+    if (cached_bytes_ + bytes > kMaxCachedBytes) {
+      std::free(p);
+      return;
+    }
+    free_[bytes].push_back(p);
+    cached_bytes_ += bytes;
+  }
+
+  static constexpr size_t kMaxCachedBytes = size_t{4} << 30;
+  std::mutex mu_;
+  std::map<size_t, std::vector<float*>> free_;
+  size_t cached_bytes_ = 0;
 };
 
 class CpuBackend : public Backend {
  public:
-  explicit CpuBackend(int threads)
-      : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
+  CpuBackend(int threads, CpuConvLayout layout)
+      : layout_(layout), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
     threads_ = threads > 0 ? threads : omp_get_num_procs();
     omp_set_num_threads(threads_);
   }
 
   Device device() const override { return Device::kCpu; }
-  std::string name() const override { return "cpu"; }
+  std::string name() const override {
+    return layout_ == CpuConvLayout::kBlocked ? "cpu" : "cpu-nchw";
+  }
 
   Tensor Alloc(const Shape& shape) override {
-    return Tensor(shape, AllocateHostFloats(NumElements(shape), false),
-                  Device::kCpu);
+    return Tensor(shape, pool_->Get(NumElements(shape)), Device::kCpu);
   }
   void Fill(float value, Tensor* t) override {
     float* p = t->data();
@@ -126,32 +200,25 @@ class CpuBackend : public Backend {
   void ConvForward(const ConvGeometry& g, const Tensor& x, const Tensor& w,
                    const Tensor* bias, Tensor* y) override {
     ConvPrimitives& p = Conv(g, bias != nullptr);
-    std::unordered_map<int, memory> args = {
-        {DNNL_ARG_SRC, Mem(p.x_md, x)},
-        {DNNL_ARG_WEIGHTS, Mem(p.w_md, w)},
-        {DNNL_ARG_DST, Mem(p.y_md, *y)}};
-    if (bias) args.emplace(DNNL_ARG_BIAS, Mem(p.b_md, *bias));
-    p.fwd.execute(stream_, args);
-    stream_.wait();
+    Run(&p.fwd, {{DNNL_ARG_SRC, x.data()},
+                 {DNNL_ARG_WEIGHTS, w.data()},
+                 {DNNL_ARG_BIAS, bias ? bias->data() : nullptr},
+                 {DNNL_ARG_DST, y->data()}});
   }
   void ConvBackwardData(const ConvGeometry& g, const Tensor& dy,
                         const Tensor& w, Tensor* dx) override {
     ConvPrimitives& p = Conv(g, false);
-    p.bwd_data.execute(stream_, {{DNNL_ARG_DIFF_DST, Mem(p.y_md, dy)},
-                                 {DNNL_ARG_WEIGHTS, Mem(p.w_md, w)},
-                                 {DNNL_ARG_DIFF_SRC, Mem(p.x_md, *dx)}});
-    stream_.wait();
+    Run(&p.bwd_data, {{DNNL_ARG_DIFF_DST, dy.data()},
+                      {DNNL_ARG_WEIGHTS, w.data()},
+                      {DNNL_ARG_DIFF_SRC, dx->data()}});
   }
   void ConvBackwardWeights(const ConvGeometry& g, const Tensor& x,
                            const Tensor& dy, Tensor* dw, Tensor* db) override {
     ConvPrimitives& p = Conv(g, db != nullptr);
-    std::unordered_map<int, memory> args = {
-        {DNNL_ARG_SRC, Mem(p.x_md, x)},
-        {DNNL_ARG_DIFF_DST, Mem(p.y_md, dy)},
-        {DNNL_ARG_DIFF_WEIGHTS, Mem(p.w_md, *dw)}};
-    if (db) args.emplace(DNNL_ARG_DIFF_BIAS, Mem(p.b_md, *db));
-    p.bwd_weights.execute(stream_, args);
-    stream_.wait();
+    Run(&p.bwd_weights, {{DNNL_ARG_SRC, x.data()},
+                         {DNNL_ARG_DIFF_DST, dy.data()},
+                         {DNNL_ARG_DIFF_WEIGHTS, dw->data()},
+                         {DNNL_ARG_DIFF_BIAS, db ? db->data() : nullptr}});
   }
 
   void BatchNormStats(const Tensor& x, float eps, Tensor* mean,
@@ -666,50 +733,108 @@ class CpuBackend : public Backend {
   }
 
  private:
-  memory Mem(const memory::desc& md, const Tensor& t) {
-    return memory(md, engine_, t.data());
+  // Executes a bound primitive on plain buffers, reordering arguments whose
+  // chosen layout is not the plain one.
+  void Run(BoundPrimitive* bp,
+           const std::vector<std::pair<int, float*>>& buffers) {
+    std::unordered_map<int, memory> exec_args;
+    std::vector<std::pair<BoundArg*, memory>> outputs;
+    for (BoundArg& a : bp->args) {
+      float* ptr = nullptr;
+      for (const auto& [id, p] : buffers)
+        if (id == a.arg) ptr = p;
+      if (ptr == nullptr) continue;
+      memory plain(a.plain, engine_, ptr);
+      if (!a.reordered()) {
+        exec_args.emplace(a.arg, plain);
+        continue;
+      }
+      if (a.input) a.to_want.execute(stream_, plain, a.scratch);
+      else outputs.emplace_back(&a, plain);
+      exec_args.emplace(a.arg, a.scratch);
+    }
+    bp->prim.execute(stream_, exec_args);
+    for (auto& [a, plain] : outputs) a->to_plain.execute(stream_, a->scratch, plain);
+    stream_.wait();
+  }
+
+  BoundArg Bind(int arg, bool input, const memory::desc& plain,
+                const memory::desc& want) {
+    BoundArg a;
+    a.arg = arg;
+    a.input = input;
+    a.plain = plain;
+    a.want = want;
+    if (a.reordered()) {
+      a.scratch = memory(want, engine_);
+      memory p(plain, engine_, DNNL_MEMORY_NONE);
+      if (input) a.to_want = dnnl::reorder(p, a.scratch);
+      else a.to_plain = dnnl::reorder(a.scratch, p);
+    }
+    return a;
   }
 
   ConvPrimitives& Conv(const ConvGeometry& g, bool bias) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = convs_.find({g, bias});
     if (it != convs_.end()) return it->second;
-    ConvPrimitives p;
-    p.x_md = memory::desc({g.n, g.in_channels, g.in_h, g.in_w}, Dt::f32,
-                          Tag::nchw);
-    p.w_md = memory::desc({g.out_channels, g.in_channels, g.kernel, g.kernel},
-                          Dt::f32, Tag::oihw);
-    p.b_md = memory::desc({g.out_channels}, Dt::f32, Tag::x);
-    p.y_md = memory::desc({g.n, g.out_channels, g.out_h(), g.out_w()}, Dt::f32,
-                          Tag::nchw);
+    const memory::dims xd = {g.n, g.in_channels, g.in_h, g.in_w};
+    const memory::dims wd = {g.out_channels, g.in_channels, g.kernel, g.kernel};
+    const memory::dims yd = {g.n, g.out_channels, g.out_h(), g.out_w()};
+    const memory::desc x_plain(xd, Dt::f32, Tag::nchw);
+    const memory::desc w_plain(wd, Dt::f32, Tag::oihw);
+    const memory::desc b_md({g.out_channels}, Dt::f32, Tag::x);
+    const memory::desc y_plain(yd, Dt::f32, Tag::nchw);
+    // Canonical layout pins the primitives to NCHW/OIHW; blocked lets oneDNN
+    // pick its native layouts (nChw16c & co.), paid for with reorders.
+    const bool any = layout_ == CpuConvLayout::kBlocked;
+    const memory::desc x_md = any ? memory::desc(xd, Dt::f32, Tag::any) : x_plain;
+    const memory::desc w_md = any ? memory::desc(wd, Dt::f32, Tag::any) : w_plain;
+    const memory::desc y_md = any ? memory::desc(yd, Dt::f32, Tag::any) : y_plain;
     const memory::dims strides = {g.stride, g.stride};
     const memory::dims pad = {g.padding, g.padding};
     const auto algo = dnnl::algorithm::convolution_direct;
     auto fwd_d = bias ? dnnl::convolution_forward::desc(
-                            dnnl::prop_kind::forward_training, algo, p.x_md,
-                            p.w_md, p.b_md, p.y_md, strides, pad, pad)
+                            dnnl::prop_kind::forward_training, algo, x_md,
+                            w_md, b_md, y_md, strides, pad, pad)
                       : dnnl::convolution_forward::desc(
-                            dnnl::prop_kind::forward_training, algo, p.x_md,
-                            p.w_md, p.y_md, strides, pad, pad);
+                            dnnl::prop_kind::forward_training, algo, x_md,
+                            w_md, y_md, strides, pad, pad);
     dnnl::convolution_forward::primitive_desc fwd_pd(fwd_d, engine_);
-    p.fwd = dnnl::convolution_forward(fwd_pd);
-    dnnl::convolution_backward_data::desc bd_d(algo, p.x_md, p.w_md, p.y_md,
-                                               strides, pad, pad);
-    p.bwd_data = dnnl::convolution_backward_data(
-        dnnl::convolution_backward_data::primitive_desc(bd_d, engine_,
-                                                        fwd_pd));
+    ConvPrimitives p;
+    p.fwd.prim = dnnl::convolution_forward(fwd_pd);
+    p.fwd.args = {Bind(DNNL_ARG_SRC, true, x_plain, fwd_pd.src_desc()),
+                  Bind(DNNL_ARG_WEIGHTS, true, w_plain, fwd_pd.weights_desc()),
+                  Bind(DNNL_ARG_BIAS, true, b_md, b_md),
+                  Bind(DNNL_ARG_DST, false, y_plain, fwd_pd.dst_desc())};
+
+    dnnl::convolution_backward_data::desc bd_d(algo, x_md, w_md, y_md, strides,
+                                               pad, pad);
+    dnnl::convolution_backward_data::primitive_desc bd_pd(bd_d, engine_, fwd_pd);
+    p.bwd_data.prim = dnnl::convolution_backward_data(bd_pd);
+    p.bwd_data.args = {
+        Bind(DNNL_ARG_DIFF_DST, true, y_plain, bd_pd.diff_dst_desc()),
+        Bind(DNNL_ARG_WEIGHTS, true, w_plain, bd_pd.weights_desc()),
+        Bind(DNNL_ARG_DIFF_SRC, false, x_plain, bd_pd.diff_src_desc())};
+
     auto bw_d = bias ? dnnl::convolution_backward_weights::desc(
-                           algo, p.x_md, p.w_md, p.b_md, p.y_md, strides, pad,
-                           pad)
+                           algo, x_md, w_md, b_md, y_md, strides, pad, pad)
                      : dnnl::convolution_backward_weights::desc(
-                           algo, p.x_md, p.w_md, p.y_md, strides, pad, pad);
-    p.bwd_weights = dnnl::convolution_backward_weights(
-        dnnl::convolution_backward_weights::primitive_desc(bw_d, engine_,
-                                                           fwd_pd));
+                           algo, x_md, w_md, y_md, strides, pad, pad);
+    dnnl::convolution_backward_weights::primitive_desc bw_pd(bw_d, engine_,
+                                                             fwd_pd);
+    p.bwd_weights.prim = dnnl::convolution_backward_weights(bw_pd);
+    p.bwd_weights.args = {
+        Bind(DNNL_ARG_SRC, true, x_plain, bw_pd.src_desc()),
+        Bind(DNNL_ARG_DIFF_DST, true, y_plain, bw_pd.diff_dst_desc()),
+        Bind(DNNL_ARG_DIFF_WEIGHTS, false, w_plain, bw_pd.diff_weights_desc()),
+        Bind(DNNL_ARG_DIFF_BIAS, false, b_md, b_md)};
     return convs_.emplace(ConvKey{g, bias}, std::move(p)).first->second;
   }
 
+  std::shared_ptr<HostPool> pool_ = std::make_shared<HostPool>();
   int threads_;
+  CpuConvLayout layout_;
   dnnl::engine engine_;
   dnnl::stream stream_;
   std::mutex mu_;
@@ -718,8 +843,8 @@ class CpuBackend : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> MakeCpuBackend(int threads) {
-  return std::make_unique<CpuBackend>(threads);
+std::unique_ptr<Backend> MakeCpuBackend(int threads, CpuConvLayout layout) {
+  return std::make_unique<CpuBackend>(threads, layout);
 }
 
 }  // namespace paragan

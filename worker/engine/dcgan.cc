@@ -79,9 +79,11 @@ class Dcgan32 : public GanModel {
                       const Mode& mode) override {
     const int64_t n = x.dim(0);
     Tensor h = lrelu1_.Forward(conv1_.Forward(x, mode));
-    h = lrelu2_.Forward(conv2_.Forward(h, mode));
-    h = lrelu3_.Forward(conv3_.Forward(h, mode));
-    return dfc_.Forward(h.Reshape({n, 256 * 4 * 4}), mode);
+    Mode inner = mode;
+    inner.input_grads = true;
+    h = lrelu2_.Forward(conv2_.Forward(h, inner));
+    h = lrelu3_.Forward(conv3_.Forward(h, inner));
+    return dfc_.Forward(h.Reshape({n, 256 * 4 * 4}), inner);
   }
 
   Tensor DiscriminateBackward(const Tensor& dlogits) override {

@@ -152,6 +152,7 @@ Tensor Conv2d::Forward(const Tensor& x, const Mode& mode) {
   PG_CHECK(geom_.out_h() > 0 && geom_.out_w() > 0) << "Conv2d: input too small";
   x_ = x;
   param_grads_ = mode.param_grads;
+  input_grads_ = mode.input_grads;
   w_used_ = &sn_.Forward(mode.training && mode.update_sn);
   Tensor y = b_->Alloc({geom_.n, out_, geom_.out_h(), geom_.out_w()});
   b_->ConvForward(geom_, x, *w_used_, bias_ ? &bias_->value : nullptr, &y);
@@ -159,8 +160,11 @@ Tensor Conv2d::Forward(const Tensor& x, const Mode& mode) {
 }
 
 Tensor Conv2d::Backward(const Tensor& dy) {
-  Tensor dx = b_->Alloc(x_.shape());
-  b_->ConvBackwardData(geom_, dy, *w_used_, &dx);
+  Tensor dx;
+  if (input_grads_) {
+    dx = b_->Alloc(x_.shape());
+    b_->ConvBackwardData(geom_, dy, *w_used_, &dx);
+  }
   if (param_grads_) {
     b_->ConvBackwardWeights(geom_, x_, dy, &dw_, bias_ ? &db_ : nullptr);
     sn_.Backward(dw_);

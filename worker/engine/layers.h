@@ -20,6 +20,9 @@ struct Mode {
   bool training = true;   // batch statistics in BN (and running-stat updates)
   bool update_sn = true;  // one power iteration in spectral-norm layers
   bool param_grads = true;  // whether Backward accumulates parameter grads
+  // Whether the model's input needs a gradient (false in D's own step, where
+  // nothing upstream of the images trains). Honored by a model's first layer.
+  bool input_grads = true;
 };
 
 // W / sigma(W) with one power iteration per update (Miyato et al. 2018), the
@@ -75,6 +78,7 @@ class Conv2d {
   Conv2d(ParamStore* store, const std::string& name, int in, int out,
          int kernel, int stride, int padding, bool bias, bool spectral_norm);
   Tensor Forward(const Tensor& x, const Mode& mode);
+  // Returns an empty tensor when the forward ran without mode.input_grads.
   Tensor Backward(const Tensor& dy);
   Param* weight() { return weight_; }
 
@@ -88,6 +92,7 @@ class Conv2d {
   ConvGeometry geom_;
   const Tensor* w_used_ = nullptr;
   bool param_grads_ = true;
+  bool input_grads_ = true;
 };
 
 // PyTorch ConvTranspose2d: weight [in, out, K, K]; output size

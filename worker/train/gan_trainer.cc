@@ -1,5 +1,6 @@
 #include "worker/train/gan_trainer.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/status/status.h"
@@ -114,7 +115,7 @@ StepStats GanTrainer::Step(const BatchSource& next_real) {
     std::vector<int> labels = real_labels;
     labels.insert(labels.end(), fake_labels.begin(), fake_labels.end());
     d.ZeroGrads();
-    Tensor logits = backend_->ToHost(model_->Discriminate(both, labels, {true, true, true}));
+    Tensor logits = backend_->ToHost(model_->Discriminate(both, labels, {true, true, true, false}));
     std::vector<float> lr(logits.data(), logits.data() + b);
     std::vector<float> lf(logits.data() + b, logits.data() + 2 * b);
     std::vector<float> dr, df;
@@ -149,8 +150,12 @@ StepStats GanTrainer::Step(const BatchSource& next_real) {
 void GanTrainer::UpdateEma() {
   ParamStore& g = model_->generator();
   ParamStore& e = ema_->generator();
+  // Warm-up as in TensorFlow's ExponentialMovingAverage(num_updates): early on
+  // the average follows G closely instead of dragging its random start along.
+  const float decay = std::min(config_.ema_decay, static_cast<float>(step_ + 1) /
+                                                      static_cast<float>(step_ + 10));
   for (Param& p : g.params())
-    backend_->EmaUpdate(config_.ema_decay, p.value, &e.FindParam(p.name)->value);
+    backend_->EmaUpdate(decay, p.value, &e.FindParam(p.name)->value);
   // Statistics are not averaged: the EMA generator uses G's.
   for (auto& [name, buf] : g.buffers()) backend_->Copy(*buf, e.FindBuffer(name));
 }
