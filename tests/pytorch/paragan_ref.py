@@ -640,9 +640,12 @@ class EMA:
             p.requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, G):
+    def update(self, G, step=None):
+        # With `step` (0-based count of G steps done before this update), the
+        # same warm-up as the C++ trainer: decay = min(decay, (1+t)/(10+t)).
+        decay = self.decay if step is None else min(self.decay, (1.0 + step) / (10.0 + step))
         for pe, p in zip(self.G_ema.parameters(), G.parameters()):
-            pe.mul_(self.decay).add_(p.detach(), alpha=1.0 - self.decay)
+            pe.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
         for be, b in zip(self.G_ema.buffers(), G.buffers()):
             be.copy_(b)
 

@@ -6,11 +6,11 @@
 
 Images: 28x28 -> [-1,1] (x/127.5-1), padded to 32x32 with -1 (2 px each side),
 shuffled each epoch, batch 64 (last partial batch dropped).
-Writes DIR/samples_grid.png (8x8 grid, G.eval() on a fixed z drawn with seed
-1234 at start), DIR/samples.npy (1000 uint8 samples [1000,32,32], G.eval(),
+Writes DIR/samples_grid.png (8x8 grid, EMA of G in eval mode, on a fixed z drawn with seed
+1234 at start), DIR/samples.npy (1000 uint8 samples [1000,32,32], same generator,
 z drawn from the same seed-1234 generator after the grid z) and DIR/summary.txt.
 --model biggan32 is also accepted (1 channel, class-conditional, G steps count
-as steps; samples from G, or from the EMA G with --ema-samples).
+as steps; samples from the EMA of G, or from G with --g-samples).
 """
 
 import argparse
@@ -62,7 +62,8 @@ def main():
     ap.add_argument("--biggan-ch", type=int, default=64)
     ap.add_argument("--d-steps", type=int, default=2, help="BigGAN D steps per G step")
     ap.add_argument("--no-attention", action="store_true")
-    ap.add_argument("--ema-samples", action="store_true", help="BigGAN: sample from EMA G")
+    ap.add_argument("--g-samples", action="store_true",
+                    help="sample from G itself instead of its EMA (the default, as paragan_train)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -84,7 +85,7 @@ def main():
 
     if a.model == "dcgan32":
         G, D, optG, optD = pr.make_dcgan()
-        ema = None
+        ema = pr.EMA(G, 0.999)
     else:
         G, D, optG, optD, ema = pr.make_biggan(
             n_classes=10, img_channels=1, ch=a.biggan_ch, attention=not a.no_attention)
@@ -110,6 +111,7 @@ def main():
             real, _ = next(it)
             d_loss, g_loss = pr.train_step(G, D, optG, optD, real, torch.randn(B, 128),
                                            torch.randn(B, 128), loss=a.loss)
+            ema.update(G, step)
         else:
             bl = [next(it) for _ in range(a.d_steps)]
             d_loss, g_loss = pr.biggan_train_step(G, D, optG, optD, bl, 10, loss=a.loss, ema=ema)
@@ -123,7 +125,7 @@ def main():
     elapsed = time.perf_counter() - t_start
     ips_total = step * B / elapsed
 
-    Gs = ema.G_ema if (ema is not None and a.ema_samples) else G
+    Gs = G if (ema is None or a.g_samples) else ema.G_ema
     Gs.eval()
     with torch.no_grad():
         if a.model == "dcgan32":
