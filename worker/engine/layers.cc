@@ -50,8 +50,15 @@ void SpectralNorm::ResetV() {
 const Tensor& SpectralNorm::Forward(bool update_u) {
   if (!enabled_) return weight_->value;
   const Tensor& w = weight_->value;
-  if (!v_ready_ && !update_u) ResetV();
-  v_ready_ = true;
+  if (!v_ready_) {
+    // v is all zeros only when nothing has set it yet (no initializer, no
+    // checkpoint): derive it from u so a forward pass without an update is
+    // defined. A v that was restored or initialized is the state the next
+    // pass must use (as PyTorch keeps weight_v), so it is left alone;
+    // re-deriving it would make a resumed run diverge from the original.
+    if (!update_u && b_->Dot(*v_, *v_) == 0.0f) ResetV();
+    v_ready_ = true;
+  }
   if (update_u) {
     // v = normalize(W^T u); u = normalize(W v).
     b_->Gemm(true, false, cols_, 1, rows_, 1.0f, w.data(), u_->data(), 0.0f,

@@ -16,6 +16,9 @@ absl::StatusOr<std::unique_ptr<GanModel>> MakeModel(const ModelConfig& config,
   if (config.image_channels != 1 && config.image_channels != 3)
     return absl::InvalidArgumentError(absl::StrCat(
         "image_channels must be 1 or 3, got ", config.image_channels));
+  if (config.z_dim < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("z_dim must be >= 1, got ", config.z_dim));
   if (config.resolution != 32)
     return absl::InvalidArgumentError(absl::StrCat(
         "model '", config.name, "' is defined at 32x32, got resolution ",

@@ -27,6 +27,12 @@ std::string ModelSignature(const ModelConfig& m) {
                       " attn=", m.attention ? 1 : 0);
 }
 
+// The EMA generator runs on G's statistics (BN running stats, spectral-norm
+// vectors): they are copied, not averaged.
+void CopyBuffers(Backend* b, ParamStore& from, ParamStore* to) {
+  for (auto& [name, buf] : from.buffers()) b->Copy(*buf, to->FindBuffer(name));
+}
+
 }  // namespace
 
 TrainerConfig DefaultTrainerConfig(const std::string& model_name) {
@@ -69,7 +75,7 @@ absl::StatusOr<std::unique_ptr<GanTrainer>> GanTrainer::Create(
   ParamStore& g = t->model_->generator();
   ParamStore& e = t->ema_->generator();
   for (Param& p : g.params()) backend->Copy(p.value, &e.FindParam(p.name)->value);
-  for (auto& [name, buf] : g.buffers()) backend->Copy(*buf, e.FindBuffer(name));
+  CopyBuffers(backend, g, &e);
   return t;
 }
 
@@ -156,8 +162,7 @@ void GanTrainer::UpdateEma() {
                                                       static_cast<float>(step_ + 10));
   for (Param& p : g.params())
     backend_->EmaUpdate(decay, p.value, &e.FindParam(p.name)->value);
-  // Statistics are not averaged: the EMA generator uses G's.
-  for (auto& [name, buf] : g.buffers()) backend_->Copy(*buf, e.FindBuffer(name));
+  CopyBuffers(backend_, g, &e);
 }
 
 Tensor GanTrainer::SampleEma(const Tensor& z, const std::vector<int>& labels) {
@@ -257,6 +262,8 @@ absl::Status GanTrainer::RestoreState(const std::vector<NamedArray>& arrays) {
   if (c.size() != 5) return absl::DataLossError("checkpoint meta/counters has wrong size");
   for (size_t i = 0; i < tensors.size(); ++i)
     backend_->Upload(values[i].data(), tensors[i].second);
+  // The checkpoint holds no EMA buffers: they are G's, as after every step.
+  CopyBuffers(backend_, model_->generator(), &ema_->generator());
   step_ = c[0];
   g_adam_.set_steps(c[1]);
   d_adam_.set_steps(c[2]);

@@ -109,6 +109,21 @@ absl::Status WriteSamples(GanTrainer* trainer, int64_t n, uint64_t seed,
 
 absl::Status RunTraining(const TrainingRunOptions& o,
                          const std::atomic<bool>* stop) {
+  // Checked up front: a zero log_every would divide by zero mid-run, and a
+  // bad num_samples would only surface after the whole training.
+  if (o.steps < 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("steps must be >= 0, got ", o.steps));
+  if (o.log_every < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("log_every must be >= 1, got ", o.log_every));
+  if (o.sample_every < 0 || o.checkpoint_every < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sample_every and checkpoint_every must be >= 0 (0: off), got ",
+        o.sample_every, " and ", o.checkpoint_every));
+  if (o.num_samples < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_samples must be >= 1, got ", o.num_samples));
   PG_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
                       MakeBackend(o.device, o.threads));
   PG_ASSIGN_OR_RETURN(std::unique_ptr<Dataset> dataset, OpenDataset(o.dataset));

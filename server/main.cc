@@ -1,0 +1,283 @@
+// paragan_server: one parameter-server shard (G and D table slices) behind
+// the paragan.v1.ParameterServer gRPC service, with Prometheus metrics and
+// checkpoints (on an interval and on SIGTERM/SIGINT; restored on start).
+//
+//   paragan_server --port=0 --shard_id=0 --num_shards=2 --model=dcgan32
+//       --checkpoint_dir=/tmp/ps --metrics_port=0
+//
+// prints "paragan_server: shard 0/2 listening on port <p>" (and
+// "... metrics on port <m>") once serving.
+
+#include <signal.h>
+#include <time.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/check.h"
+#include "grpcpp/grpcpp.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
+#include "server/metrics.h"
+#include "server/parameter_server_service.h"
+#include "server/shard.h"
+#include "worker/train/gan_trainer.h"
+
+ABSL_FLAG(std::string, bind_address, "0.0.0.0", "Address to listen on.");
+ABSL_FLAG(int, port, 0, "gRPC port; 0 picks a free port (printed).");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, the chosen gRPC port is written to this file once serving.");
+ABSL_FLAG(int, shard_id, 0, "This shard's id in [0, num_shards).");
+ABSL_FLAG(int, num_shards, 1, "Number of parameter-server shards.");
+ABSL_FLAG(std::string, model, "dcgan32", "dcgan32 | biggan32.");
+ABSL_FLAG(int, image_channels, 1, "Image channels of the model.");
+ABSL_FLAG(int, num_classes, 10, "Classes (conditional models).");
+ABSL_FLAG(uint64_t, seed, 0,
+          "Seed of the initial weights (the same on every shard and worker).");
+ABSL_FLAG(double, g_lr, -1, "G Adam learning rate; < 0: the model's default.");
+ABSL_FLAG(double, d_lr, -1, "D Adam learning rate; < 0: the model's default.");
+ABSL_FLAG(std::string, betas, "",
+          "Adam betas 'beta1,beta2' for both tables; empty: model default.");
+ABSL_FLAG(double, adam_eps, -1, "Adam epsilon; < 0: the model's default.");
+ABSL_FLAG(int, d_steps_per_g_step, 0,
+          "D updates per G update, advertised to workers at registration "
+          "(workers follow it; the server does not gate G pushes on it); 0: "
+          "the model's default.");
+ABSL_FLAG(std::string, staleness_policy, "accept",
+          "accept | reject_above_bound | scale_by_inverse_staleness, for both "
+          "tables unless --g_/--d_staleness_policy say otherwise.");
+ABSL_FLAG(std::string, g_staleness_policy, "", "G's policy override.");
+ABSL_FLAG(std::string, d_staleness_policy, "", "D's policy override.");
+ABSL_FLAG(int64_t, staleness_bound, 0,
+          "Largest staleness accepted by reject_above_bound.");
+ABSL_FLAG(int, sync_workers, 0,
+          "0: asynchronous. N > 0: synchronous rounds of N workers (average, "
+          "then one step).");
+ABSL_FLAG(std::string, checkpoint_dir, "",
+          "Where shard-<id>-of-<n>.pgt is written and restored from; empty: "
+          "no checkpoints.");
+ABSL_FLAG(int, checkpoint_interval_s, 300,
+          "Seconds between checkpoints; 0: only on SIGTERM/SIGINT.");
+ABSL_FLAG(int, max_message_bytes, 16 << 20,
+          "Largest gRPC message accepted or sent.");
+ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per pulled chunk.");
+ABSL_FLAG(int64_t, max_push_bytes, 0,
+          "Largest push in float32 bytes; 0: the pushed table's size.");
+ABSL_FLAG(int, metrics_port, -1,
+          "Prometheus /metrics port; 0 picks a free port (printed); < 0: off.");
+ABSL_FLAG(int, threads, 1, "CPU threads of the optimizer kernels.");
+
+namespace paragan {
+namespace {
+
+absl::Status Fail(const std::string& what) {
+  return absl::InvalidArgumentError(what);
+}
+
+absl::StatusOr<ShardOptions> OptionsFromFlags(int* d_steps) {
+  ShardOptions o;
+  o.shard_id = absl::GetFlag(FLAGS_shard_id);
+  o.num_shards = absl::GetFlag(FLAGS_num_shards);
+  if (o.num_shards < 1 || o.shard_id < 0 || o.shard_id >= o.num_shards) {
+    return Fail(absl::StrCat("need 0 <= --shard_id < --num_shards, got ",
+                             o.shard_id, " and ", o.num_shards));
+  }
+  const TrainerConfig defaults =
+      DefaultTrainerConfig(absl::GetFlag(FLAGS_model));
+  o.model = defaults.model;
+  o.model.image_channels = absl::GetFlag(FLAGS_image_channels);
+  o.model.num_classes = absl::GetFlag(FLAGS_num_classes);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  o.g.adam = defaults.g_adam;
+  o.d.adam = defaults.d_adam;
+  if (absl::GetFlag(FLAGS_g_lr) >= 0) o.g.adam.lr = absl::GetFlag(FLAGS_g_lr);
+  if (absl::GetFlag(FLAGS_d_lr) >= 0) o.d.adam.lr = absl::GetFlag(FLAGS_d_lr);
+  if (absl::GetFlag(FLAGS_adam_eps) >= 0) {
+    o.g.adam.eps = o.d.adam.eps = absl::GetFlag(FLAGS_adam_eps);
+  }
+  const std::string betas = absl::GetFlag(FLAGS_betas);
+  if (!betas.empty()) {
+    std::vector<std::string> parts = absl::StrSplit(betas, ',');
+    float b1, b2;
+    if (parts.size() != 2 || !absl::SimpleAtof(parts[0], &b1) ||
+        !absl::SimpleAtof(parts[1], &b2)) {
+      return Fail(absl::StrCat("--betas must be 'beta1,beta2', got ", betas));
+    }
+    o.g.adam.beta1 = o.d.adam.beta1 = b1;
+    o.g.adam.beta2 = o.d.adam.beta2 = b2;
+  }
+  const std::string policy = absl::GetFlag(FLAGS_staleness_policy);
+  for (auto [table, override_flag] :
+       {std::make_pair(&o.g, absl::GetFlag(FLAGS_g_staleness_policy)),
+        std::make_pair(&o.d, absl::GetFlag(FLAGS_d_staleness_policy))}) {
+    PG_ASSIGN_OR_RETURN(
+        table->rule.staleness_policy,
+        ParseStalenessPolicy(override_flag.empty() ? policy : override_flag));
+    table->rule.staleness_bound = absl::GetFlag(FLAGS_staleness_bound);
+    table->rule.sync_workers = absl::GetFlag(FLAGS_sync_workers);
+  }
+  o.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
+  o.threads = absl::GetFlag(FLAGS_threads);
+  *d_steps = absl::GetFlag(FLAGS_d_steps_per_g_step) > 0
+                 ? absl::GetFlag(FLAGS_d_steps_per_g_step)
+                 : defaults.d_steps;
+  return o;
+}
+
+void Checkpoint(const ParameterShard& shard, const char* why) {
+  if (shard.checkpoint_path().empty()) return;
+  const absl::Time start = absl::Now();
+  absl::Status st = shard.Checkpoint();
+  if (st.ok()) {
+    std::cout << "paragan_server: checkpoint (" << why << ") "
+              << shard.checkpoint_path() << " in "
+              << absl::ToDoubleMilliseconds(absl::Now() - start) << " ms"
+              << std::endl;
+  } else {
+    std::cerr << "paragan_server: checkpoint failed: " << st << std::endl;
+  }
+}
+
+int Run() {
+  // Block the stop signals before any thread starts, so every thread
+  // inherits the mask and only the sigtimedwait below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  int d_steps = 1;
+  absl::StatusOr<ShardOptions> options = OptionsFromFlags(&d_steps);
+  if (!options.ok()) {
+    std::cerr << "paragan_server: " << options.status() << std::endl;
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<ParameterShard>> shard =
+      ParameterShard::Create(*options);
+  if (!shard.ok()) {
+    std::cerr << "paragan_server: " << shard.status() << std::endl;
+    return 2;
+  }
+  absl::StatusOr<bool> restored = (*shard)->RestoreIfPresent();
+  if (!restored.ok()) {
+    // Refuse to start rather than silently train from scratch.
+    std::cerr << "paragan_server: cannot restore "
+              << (*shard)->checkpoint_path() << ": " << restored.status()
+              << std::endl;
+    return 1;
+  }
+  ParameterTable& g = (*shard)->g();
+  ParameterTable& d = (*shard)->d();
+  std::cout << "paragan_server: shard " << options->shard_id << "/"
+            << options->num_shards << " model=" << options->model.name
+            << " G: " << g.specs().size() << " tensors, " << g.num_elements()
+            << " floats, version " << g.version() << "; D: " << d.specs().size()
+            << " tensors, " << d.num_elements() << " floats, version "
+            << d.version() << (*restored ? " (restored from checkpoint)" : "")
+            << std::endl;
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<ServerMetrics> metrics;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  // The exposer keeps weak pointers: these must live as long as it does.
+  const std::shared_ptr<prometheus::Collectable> process_metrics =
+      MakeProcessCollectable();
+  if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
+    metrics =
+        std::make_unique<ServerMetrics>(registry.get(), options->shard_id);
+    exposer = std::make_unique<prometheus::Exposer>(
+        absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":",
+                     absl::GetFlag(FLAGS_metrics_port)));
+    exposer->RegisterCollectable(registry);
+    exposer->RegisterCollectable(process_metrics);
+  }
+
+  ServiceOptions sopts;
+  sopts.shard_id = options->shard_id;
+  sopts.num_shards = options->num_shards;
+  sopts.model = options->model.name;
+  sopts.d_steps_per_g_step = d_steps;
+  sopts.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
+  sopts.max_push_bytes = absl::GetFlag(FLAGS_max_push_bytes);
+  const int max_message = absl::GetFlag(FLAGS_max_message_bytes);
+  if (sopts.chunk_bytes < 4 || sopts.chunk_bytes + 65536 > max_message) {
+    std::cerr << "paragan_server: need 4 <= --chunk_bytes <= "
+                 "--max_message_bytes - 65536"
+              << std::endl;
+    return 2;
+  }
+  ParameterServerService service(sopts, (*shard)->tables(), metrics.get());
+
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":",
+                                        absl::GetFlag(FLAGS_port)),
+                           grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(max_message);
+  builder.SetMaxSendMessageSize(max_message);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    std::cerr << "paragan_server: cannot listen on port "
+              << absl::GetFlag(FLAGS_port) << std::endl;
+    return 1;
+  }
+  std::cout << "paragan_server: shard " << options->shard_id << "/"
+            << options->num_shards << " listening on port " << port
+            << std::endl;
+  if (exposer) {
+    std::cout << "paragan_server: shard " << options->shard_id
+              << " metrics on port " << exposer->GetListeningPorts().at(0)
+              << std::endl;
+  }
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    const std::string tmp = port_file + ".tmp";
+    std::ofstream(tmp) << port << "\n";
+    std::rename(tmp.c_str(), port_file.c_str());
+  }
+
+  const int interval = absl::GetFlag(FLAGS_checkpoint_interval_s);
+  int sig = 0;
+  while (sig <= 0) {
+    if (interval > 0) {
+      timespec timeout{interval, 0};
+      sig = sigtimedwait(&stop_signals, nullptr, &timeout);
+      if (sig < 0 && errno == EAGAIN) Checkpoint(**shard, "interval");
+    } else {
+      sig = sigwaitinfo(&stop_signals, nullptr);
+    }
+  }
+  std::cout << "paragan_server: signal " << sig << ", stopping" << std::endl;
+  // No push can land after Shutdown returns: the final checkpoint is the
+  // last state.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  Checkpoint(**shard, "exit");
+  std::cout << "paragan_server: G version " << g.version() << ", D version "
+            << d.version() << "; bye" << std::endl;
+  return 0;
+}
+
+}  // namespace
+}  // namespace paragan
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "One ParaGAN parameter-server shard. See server/main.cc.");
+  absl::ParseCommandLine(argc, argv);
+  return paragan::Run();
+}

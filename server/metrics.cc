@@ -1,0 +1,122 @@
+#include "server/metrics.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <vector>
+
+#include "prometheus/client_metric.h"
+#include "prometheus/metric_family.h"
+
+namespace paragan {
+namespace {
+
+const prometheus::Histogram::BucketBoundaries& StalenessBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      0, 1, 2, 3, 4, 6, 8, 12, 16, 32, 64};
+  return *buckets;
+}
+
+class ProcessCollectable : public prometheus::Collectable {
+ public:
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    int64_t pages_total = 0, pages_resident = 0;
+    std::ifstream statm("/proc/self/statm");
+    statm >> pages_total >> pages_resident;
+    const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+    std::vector<prometheus::MetricFamily> out(2);
+    out[0].name = "paragan_process_resident_memory_bytes";
+    out[0].help = "Resident set size of this process";
+    out[1].name = "paragan_process_virtual_memory_bytes";
+    out[1].help = "Virtual memory size of this process";
+    const double values[2] = {pages_resident * page, pages_total * page};
+    for (int i = 0; i < 2; ++i) {
+      out[i].type = prometheus::MetricType::Gauge;
+      prometheus::ClientMetric m;
+      m.gauge.value = values[i];
+      out[i].metric.push_back(m);
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+ServerMetrics::ServerMetrics(prometheus::Registry* registry, int shard_id)
+    : shard_(std::to_string(shard_id)),
+      pushes_(prometheus::BuildCounter()
+                  .Name("paragan_ps_pushes_total")
+                  .Help("Gradient pushes by outcome")
+                  .Register(*registry)),
+      pulls_(prometheus::BuildCounter()
+                 .Name("paragan_ps_pulls_total")
+                 .Help("Table pulls served")
+                 .Register(*registry)),
+      push_bytes_(prometheus::BuildCounter()
+                      .Name("paragan_ps_push_bytes_total")
+                      .Help("Tensor payload bytes received by pushes")
+                      .Register(*registry)),
+      pull_bytes_(prometheus::BuildCounter()
+                      .Name("paragan_ps_pull_bytes_total")
+                      .Help("Tensor payload bytes sent by pulls")
+                      .Register(*registry)),
+      staleness_(prometheus::BuildHistogram()
+                     .Name("paragan_ps_staleness")
+                     .Help("Staleness (table version minus base version) of "
+                           "pushes that reached the update rule")
+                     .Register(*registry)),
+      rejected_(prometheus::BuildCounter()
+                    .Name("paragan_ps_rejected_pushes_total")
+                    .Help("Pushes refused, by reason")
+                    .Register(*registry)),
+      version_(prometheus::BuildGauge()
+                   .Name("paragan_ps_table_version")
+                   .Help("Current version of the table on this shard")
+                   .Register(*registry)) {}
+
+prometheus::Labels ServerMetrics::Labels(const std::string& table) const {
+  return {{"shard", shard_}, {"table", table}};
+}
+
+void ServerMetrics::RecordPull(const std::string& table, int64_t bytes) {
+  pulls_.Add(Labels(table)).Increment();
+  pull_bytes_.Add(Labels(table)).Increment(static_cast<double>(bytes));
+}
+
+void ServerMetrics::RecordPush(const std::string& table, int64_t bytes,
+                               const PushResult& result) {
+  prometheus::Labels labels = Labels(table);
+  push_bytes_.Add(labels).Increment(static_cast<double>(bytes));
+  staleness_.Add(labels, StalenessBuckets())
+      .Observe(static_cast<double>(result.staleness));
+  const char* outcome =
+      result.applied ? "applied" : (result.accepted ? "pending" : "rejected");
+  labels["outcome"] = outcome;
+  pushes_.Add(labels).Increment();
+  if (!result.accepted) {
+    prometheus::Labels r = Labels(table);
+    r["reason"] =
+        result.reason.rfind("duplicate", 0) == 0 ? "duplicate" : "stale";
+    rejected_.Add(r).Increment();
+  }
+}
+
+void ServerMetrics::RecordInvalidPush(const std::string& table, int64_t bytes) {
+  prometheus::Labels labels = Labels(table);
+  push_bytes_.Add(labels).Increment(static_cast<double>(bytes));
+  labels["outcome"] = "invalid";
+  pushes_.Add(labels).Increment();
+  prometheus::Labels r = Labels(table);
+  r["reason"] = "invalid";
+  rejected_.Add(r).Increment();
+}
+
+void ServerMetrics::SetVersion(const std::string& table, int64_t version) {
+  version_.Add(Labels(table)).Set(static_cast<double>(version));
+}
+
+std::shared_ptr<prometheus::Collectable> MakeProcessCollectable() {
+  return std::make_shared<ProcessCollectable>();
+}
+
+}  // namespace paragan

@@ -1,0 +1,61 @@
+#ifndef PARAGAN_SERVER_METRICS_H_
+#define PARAGAN_SERVER_METRICS_H_
+
+// Prometheus metrics of a parameter-server shard (prometheus-cpp), all with
+// the constant label shard="<id>" and per-table labels:
+//   paragan_ps_pushes_total{table, outcome=applied|pending|rejected|invalid}
+//   paragan_ps_pulls_total{table}
+//   paragan_ps_push_bytes_total{table}, paragan_ps_pull_bytes_total{table}
+//   paragan_ps_staleness{table} (histogram of accepted and refused pushes)
+//   paragan_ps_rejected_pushes_total{table, reason=stale|duplicate|invalid}
+//   paragan_ps_table_version{table} (gauge)
+// and, from MakeProcessCollectable, paragan_process_resident_memory_bytes
+// and paragan_process_virtual_memory_bytes (read at scrape time).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "prometheus/collectable.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "server/table.h"
+
+namespace paragan {
+
+class ServerMetrics {
+ public:
+  // Registers the families on `registry`, which must outlive this object.
+  ServerMetrics(prometheus::Registry* registry, int shard_id);
+
+  void RecordPull(const std::string& table, int64_t bytes);
+  // A push that reached the table (accepted, pending or refused by policy).
+  void RecordPush(const std::string& table, int64_t bytes,
+                  const PushResult& result);
+  // A push refused with an error (malformed, unknown tensor, NaN, ...).
+  void RecordInvalidPush(const std::string& table, int64_t bytes);
+  void SetVersion(const std::string& table, int64_t version);
+
+ private:
+  prometheus::Labels Labels(const std::string& table) const;
+
+  std::string shard_;
+  prometheus::Family<prometheus::Counter>& pushes_;
+  prometheus::Family<prometheus::Counter>& pulls_;
+  prometheus::Family<prometheus::Counter>& push_bytes_;
+  prometheus::Family<prometheus::Counter>& pull_bytes_;
+  prometheus::Family<prometheus::Histogram>& staleness_;
+  prometheus::Family<prometheus::Counter>& rejected_;
+  prometheus::Family<prometheus::Gauge>& version_;
+};
+
+// Memory of this process from /proc/self/statm, read on every scrape. Keep
+// the pointer alive: Exposer::RegisterCollectable holds only a weak_ptr.
+std::shared_ptr<prometheus::Collectable> MakeProcessCollectable();
+
+}  // namespace paragan
+
+#endif  // PARAGAN_SERVER_METRICS_H_

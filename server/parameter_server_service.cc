@@ -1,0 +1,262 @@
+#include "server/parameter_server_service.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "server/grpc_status.h"
+#include "server/tensor_codec.h"
+
+namespace paragan {
+namespace {
+
+v1::AdamSettings ToProto(const AdamConfig& a) {
+  v1::AdamSettings out;
+  out.set_lr(a.lr);
+  out.set_beta1(a.beta1);
+  out.set_beta2(a.beta2);
+  out.set_eps(a.eps);
+  return out;
+}
+
+v1::StalenessPolicy ToProto(StalenessPolicy p) {
+  switch (p) {
+    case StalenessPolicy::kAccept:
+      return v1::ACCEPT;
+    case StalenessPolicy::kRejectAboveBound:
+      return v1::REJECT_ABOVE_BOUND;
+    case StalenessPolicy::kScaleByInverseStaleness:
+      return v1::SCALE_BY_INVERSE_STALENESS;
+  }
+  return v1::ACCEPT;
+}
+
+bool RolePushes(v1::WorkerRole role, const std::string& table) {
+  switch (role) {
+    case v1::BOTH:
+      return true;
+    case v1::G_ONLY:
+      return table == kGeneratorTable;
+    case v1::D_ONLY:
+      return table == kDiscriminatorTable;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+ParameterServerService::ParameterServerService(
+    const ServiceOptions& options, const std::vector<ParameterTable*>& tables,
+    ServerMetrics* metrics)
+    : options_(options), metrics_(metrics) {
+  for (ParameterTable* t : tables) {
+    tables_[t->name()] = t;
+    max_push_bytes_ = std::max(max_push_bytes_, 4 * t->num_elements());
+    if (metrics_ != nullptr) metrics_->SetVersion(t->name(), t->version());
+  }
+  if (options_.max_push_bytes > 0) max_push_bytes_ = options_.max_push_bytes;
+}
+
+ParameterTable* ParameterServerService::FindTable(
+    const std::string& name) const {
+  auto it = tables_.find(name);
+  return it == tables_.end() ? nullptr : it->second;
+}
+
+grpc::Status ParameterServerService::RegisterWorker(
+    grpc::ServerContext* /*context*/, const v1::RegisterRequest* request,
+    v1::RegisterResponse* response) {
+  if (request->worker_id().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "worker_id is empty");
+  }
+  if (!v1::WorkerRole_IsValid(request->role())) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("unknown role ", request->role()));
+  }
+  response->set_shard_id(options_.shard_id);
+  response->set_num_shards(options_.num_shards);
+  response->set_model(options_.model);
+  response->set_d_steps_per_g_step(options_.d_steps_per_g_step);
+  for (const auto& [name, table] : tables_) {
+    if (RolePushes(request->role(), name)) {
+      table->RegisterWorker(request->worker_id());
+      response->add_push_tables(name);
+    }
+    v1::TableInfo* info = response->add_tables();
+    info->set_name(name);
+    info->set_version(table->version());
+    for (const TableTensorSpec& spec : table->specs()) {
+      v1::TensorSpec* s = info->add_tensors();
+      s->set_name(spec.name);
+      for (int64_t d : spec.shape) s->add_shape(d);
+      s->set_trainable(spec.trainable);
+    }
+    *info->mutable_adam() = ToProto(table->config().adam);
+    const UpdateRule& rule = table->config().rule;
+    info->mutable_update_rule()->set_staleness_policy(
+        ToProto(rule.staleness_policy));
+    info->mutable_update_rule()->set_staleness_bound(rule.staleness_bound);
+    info->mutable_update_rule()->set_sync_workers(rule.sync_workers);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ParameterServerService::Pull(
+    grpc::ServerContext* context, const v1::PullRequest* request,
+    grpc::ServerWriter<v1::TensorChunk>* writer) {
+  ParameterTable* table = FindTable(request->table());
+  if (table == nullptr) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("no table '", request->table(),
+                                     "' on shard ", options_.shard_id));
+  }
+  if (WireDTypeSize(request->dtype()) == 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("unknown dtype ", request->dtype()));
+  }
+  if (request->min_version() > 0) {
+    absl::Time deadline = absl::Now() + options_.max_pull_wait;
+    const auto ctx_deadline = context->deadline();
+    if (ctx_deadline != std::chrono::system_clock::time_point::max()) {
+      deadline = std::min(deadline, absl::FromChrono(ctx_deadline));
+    }
+    while (!table->WaitForVersion(request->min_version(),
+                                  absl::Milliseconds(100))) {
+      if (context->IsCancelled()) return grpc::Status::CANCELLED;
+      if (absl::Now() >= deadline) {
+        return grpc::Status(
+            grpc::StatusCode::DEADLINE_EXCEEDED,
+            absl::StrCat("table ", table->name(), " did not reach version ",
+                         request->min_version(), " (now ", table->version(),
+                         ")"));
+      }
+    }
+  }
+  const std::vector<std::string> names(request->tensors().begin(),
+                                       request->tensors().end());
+  absl::StatusOr<TableSnapshot> snap = table->Snapshot(names);
+  if (!snap.ok()) return ToGrpcStatus(snap.status());
+  int64_t bytes = 0;
+  for (const TableTensor& t : snap->tensors) {
+    v1::TensorChunk header;
+    header.set_table(table->name());
+    header.set_tensor_name(t.spec.name);
+    for (int64_t d : t.spec.shape) header.add_shape(d);
+    header.set_base_version(snap->version);
+    header.set_worker_id(request->worker_id());
+    header.set_kind(t.spec.trainable ? v1::GRADIENT : v1::VALUE);
+    const bool sent = EmitTensorChunks(
+        header, t.values.data(), static_cast<int64_t>(t.values.size()),
+        request->dtype(), options_.chunk_bytes, [&](const v1::TensorChunk& c) {
+          bytes += static_cast<int64_t>(c.data().size());
+          return writer->Write(c);
+        });
+    if (!sent) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
+  }
+  if (metrics_ != nullptr) metrics_->RecordPull(table->name(), bytes);
+  return grpc::Status::OK;
+}
+
+absl::Status ParameterServerService::ValidateNewTensor(
+    const v1::TensorChunk& chunk) const {
+  ParameterTable* table = FindTable(chunk.table());
+  if (table == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no table '", chunk.table(),
+                                            "' on shard ", options_.shard_id));
+  }
+  if (!table->IsRegistered(chunk.worker_id())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker '", chunk.worker_id(), "' is not registered to push table ",
+        table->name(), " (call RegisterWorker)"));
+  }
+  const TableTensorSpec* spec = table->FindSpec(chunk.tensor_name());
+  if (spec == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table ", table->name(), ": unknown tensor '",
+                     chunk.tensor_name(), "' on shard ", options_.shard_id));
+  }
+  const Shape shape(chunk.shape().begin(), chunk.shape().end());
+  if (shape != spec->shape) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table ", table->name(), ": tensor '", spec->name, "' has shape ",
+        ShapeToString(shape), ", expected ", ShapeToString(spec->shape)));
+  }
+  if (spec->trainable != (chunk.kind() == v1::GRADIENT)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table ", table->name(), ": tensor '", spec->name, "' is ",
+                     spec->trainable ? "trainable and takes a GRADIENT"
+                                     : "a buffer and takes a VALUE"));
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status ParameterServerService::Push(
+    grpc::ServerContext* /*context*/,
+    grpc::ServerReader<v1::TensorChunk>* reader, v1::PushResponse* response) {
+  ChunkAssembler::Options opts;
+  opts.max_total_bytes = max_push_bytes_;
+  opts.validate_new_tensor = [this](const v1::TensorChunk& c) {
+    return ValidateNewTensor(c);
+  };
+  ChunkAssembler assembler(opts);
+  // Label invalid pushes only with a real table name (bounded cardinality).
+  auto fail = [&](const absl::Status& st) {
+    if (metrics_ != nullptr) {
+      const std::string label =
+          FindTable(assembler.table()) ? assembler.table() : "unknown";
+      metrics_->RecordInvalidPush(label, assembler.payload_bytes());
+    }
+    return ToGrpcStatus(st);
+  };
+  v1::TensorChunk chunk;
+  while (reader->Read(&chunk)) {
+    absl::Status st = assembler.Add(chunk);
+    if (!st.ok()) return fail(st);
+  }
+  absl::Status st = assembler.Finish();
+  if (!st.ok()) return fail(st);
+  ParameterTable* table = FindTable(assembler.table());  // checked per tensor
+  TensorMap gradients, buffers;
+  for (auto& [name, t] : assembler.tensors()) {
+    (t.kind == v1::GRADIENT ? gradients : buffers)[name] = std::move(t.values);
+  }
+  absl::StatusOr<PushResult> r = table->ApplyGradients(
+      assembler.worker_id(), assembler.base_version(), gradients, buffers);
+  if (!r.ok()) return fail(r.status());
+  response->set_accepted(r->accepted);
+  response->set_applied(r->applied);
+  response->set_new_version(r->new_version);
+  response->set_staleness(r->staleness);
+  response->set_reason(r->reason);
+  if (metrics_ != nullptr) {
+    metrics_->RecordPush(table->name(), assembler.payload_bytes(), *r);
+    metrics_->SetVersion(table->name(), table->version());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ParameterServerService::GetState(
+    grpc::ServerContext* /*context*/, const v1::StateRequest* /*request*/,
+    v1::StateResponse* response) {
+  response->set_shard_id(options_.shard_id);
+  response->set_num_shards(options_.num_shards);
+  for (const auto& [name, table] : tables_) {
+    const TableStats s = table->Stats();
+    v1::TableState* t = response->add_tables();
+    t->set_name(name);
+    t->set_version(s.version);
+    t->set_num_updates(s.num_updates);
+    t->set_accepted_pushes(s.accepted_pushes);
+    t->set_rejected_pushes(s.rejected_pushes);
+    for (const std::string& w : s.registered_workers) {
+      t->add_registered_workers(w);
+    }
+    t->set_pending_contributions(s.pending_contributions);
+    t->set_num_elements(s.num_elements);
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace paragan

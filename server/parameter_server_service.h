@@ -1,0 +1,78 @@
+#ifndef PARAGAN_SERVER_PARAMETER_SERVER_SERVICE_H_
+#define PARAGAN_SERVER_PARAMETER_SERVER_SERVICE_H_
+
+// The paragan.v1.ParameterServer gRPC service of one shard, over its
+// ParameterTables (normally "G" and "D").
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/paragan.grpc.pb.h"
+#include "server/metrics.h"
+#include "server/table.h"
+
+namespace paragan {
+
+struct ServiceOptions {
+  int shard_id = 0;
+  int num_shards = 1;
+  std::string model;  // reported to workers, e.g. "dcgan32"
+  // The asymmetric policy, advertised to workers in RegisterResponse: each
+  // worker runs this many D updates per G update. The server does not gate
+  // G pushes on it (with several asynchronous workers a server-side count
+  // would refuse legitimate pushes); it is configuration every worker reads
+  // from the servers rather than from its own flags.
+  int d_steps_per_g_step = 1;
+  // Payload bytes per pulled chunk (1 to 4 MB is the intended range).
+  int64_t chunk_bytes = int64_t{1} << 20;
+  // Largest push (float32 bytes after widening) accepted; 0 means the
+  // pushed table's size on this shard, which no well-formed push exceeds.
+  int64_t max_push_bytes = 0;
+  // Longest a Pull with min_version waits (also bounded by the deadline).
+  absl::Duration max_pull_wait = absl::Seconds(120);
+};
+
+// Error mapping: malformed pushes (wrong shape, unknown tensor, NaN/Inf,
+// truncated or out-of-order chunks, sizes inconsistent with total_bytes)
+// -> INVALID_ARGUMENT; too large -> RESOURCE_EXHAUSTED; unregistered worker
+// or base_version ahead of the table -> FAILED_PRECONDITION; unknown table
+// -> NOT_FOUND. None of them changes a table. Refusals by the staleness
+// policy (and duplicates in a synchronous round) are OK responses with
+// accepted = false.
+class ParameterServerService final : public v1::ParameterServer::Service {
+ public:
+  // `tables` and `metrics` (may be null) must outlive the service.
+  ParameterServerService(const ServiceOptions& options,
+                         const std::vector<ParameterTable*>& tables,
+                         ServerMetrics* metrics);
+
+  grpc::Status RegisterWorker(grpc::ServerContext* context,
+                              const v1::RegisterRequest* request,
+                              v1::RegisterResponse* response) override;
+  grpc::Status Pull(grpc::ServerContext* context,
+                    const v1::PullRequest* request,
+                    grpc::ServerWriter<v1::TensorChunk>* writer) override;
+  grpc::Status Push(grpc::ServerContext* context,
+                    grpc::ServerReader<v1::TensorChunk>* reader,
+                    v1::PushResponse* response) override;
+  grpc::Status GetState(grpc::ServerContext* context,
+                        const v1::StateRequest* request,
+                        v1::StateResponse* response) override;
+
+ private:
+  ParameterTable* FindTable(const std::string& name) const;
+  absl::Status ValidateNewTensor(const v1::TensorChunk& chunk) const;
+
+  const ServiceOptions options_;
+  std::map<std::string, ParameterTable*> tables_;
+  ServerMetrics* const metrics_;
+  int64_t max_push_bytes_ = 0;
+};
+
+}  // namespace paragan
+
+#endif  // PARAGAN_SERVER_PARAMETER_SERVER_SERVICE_H_

@@ -1,0 +1,518 @@
+// In-process gRPC tests of the parameter-server service: a real server on
+// 127.0.0.1:0 and a real channel.
+
+#include "server/parameter_server_service.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <thread>
+
+#include "absl/time/clock.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
+#include "server/metrics.h"
+#include "server/ps_client.h"
+#include "server/tensor_codec.h"
+
+namespace paragan {
+namespace {
+
+constexpr int kMaxMessageBytes = 256 << 10;
+constexpr int64_t kChunkBytes = 16 << 10;
+
+std::vector<float> RandomVector(int64_t n, uint32_t seed, float scale) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> out(static_cast<size_t>(n));
+  for (float& x : out) x = dist(gen);
+  return out;
+}
+
+// D: "conv.weight" [8, 4, 5, 5] (800 floats), "fc.weight" [20000] (80 KB:
+// several chunks), "fc.bias" [3], buffer "bn.running_var" [4]. G: "g.w" [6].
+std::vector<TableTensor> DTensors() {
+  return {{{"conv.weight", {8, 4, 5, 5}, true}, RandomVector(800, 1, 1)},
+          {{"fc.weight", {20000}, true}, RandomVector(20000, 2, 1)},
+          {{"fc.bias", {3}, true}, RandomVector(3, 3, 1)},
+          {{"bn.running_var", {4}, false}, {1, 1, 1, 1}}};
+}
+
+struct Grad {
+  std::string name;
+  Shape shape;
+  std::vector<float> values;
+  v1::TensorKind kind = v1::GRADIENT;
+};
+
+std::vector<Grad> DGradients(uint32_t seed) {
+  std::vector<Grad> out;
+  for (const TableTensor& t : DTensors()) {
+    if (!t.spec.trainable) continue;
+    out.push_back({t.spec.name, t.spec.shape,
+                   RandomVector(NumElements(t.spec.shape), seed++, 0.01f)});
+  }
+  return out;
+}
+
+std::vector<PushTensor> AsPush(const std::vector<Grad>& grads) {
+  std::vector<PushTensor> out;
+  for (const Grad& g : grads) {
+    out.push_back({g.name, g.shape, g.values.data(), g.kind});
+  }
+  return out;
+}
+
+// Plain HTTP/1.0 GET of http://127.0.0.1:<port><path>; returns the response.
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string req =
+      "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    close(fd);
+    return "";
+  }
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, n);
+  close(fd);
+  return out;
+}
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override { backend_ = MakeCpuBackend(2); }
+
+  void Start(const UpdateRule& d_rule = {}) {
+    TableConfig d_config{
+        kDiscriminatorTable, {4e-4f, 0.0f, 0.999f, 1e-6f}, d_rule};
+    TableConfig g_config{kGeneratorTable, {1e-4f, 0.0f, 0.999f, 1e-6f}, {}};
+    d_ = std::move(ParameterTable::Create(d_config, DTensors(), backend_.get()))
+             .value();
+    g_ = std::move(ParameterTable::Create(
+                       g_config, {{{"g.w", {6}, true}, RandomVector(6, 9, 1)}},
+                       backend_.get()))
+             .value();
+    metrics_ = std::make_unique<ServerMetrics>(registry_.get(), 3);
+    ServiceOptions o;
+    o.shard_id = 3;
+    o.num_shards = 4;
+    o.model = "test";
+    o.d_steps_per_g_step = 2;
+    o.chunk_bytes = kChunkBytes;
+    service_ = std::make_unique<ParameterServerService>(
+        o, std::vector<ParameterTable*>{g_.get(), d_.get()}, metrics_.get());
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                       &port_);
+    b.SetMaxReceiveMessageSize(kMaxMessageBytes);
+    b.RegisterService(service_.get());
+    server_ = b.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_GT(port_, 0);
+    ParameterServerClient::Options co;
+    co.chunk_bytes = kChunkBytes;
+    co.timeout = absl::Seconds(30);
+    client_ = std::make_unique<ParameterServerClient>(
+        ParameterServerClient::Connect("127.0.0.1:" + std::to_string(port_),
+                                       4 * kMaxMessageBytes),
+        co);
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+  }
+
+  PulledTable PullD() {
+    auto p = client_->Pull(kDiscriminatorTable, "w0");
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? *p : PulledTable();
+  }
+
+  // Sends raw chunks as one push; returns the call's status.
+  grpc::Status RawPush(const std::vector<v1::TensorChunk>& chunks,
+                       v1::PushResponse* resp) {
+    grpc::ClientContext ctx;
+    auto writer = client_->stub()->Push(&ctx, resp);
+    for (const auto& c : chunks) {
+      if (!writer->Write(c)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  static std::vector<v1::TensorChunk> ChunksOf(
+      const std::vector<Grad>& grads, int64_t base_version = 0,
+      v1::DType dtype = v1::FLOAT32, const std::string& worker = "w0") {
+    std::vector<v1::TensorChunk> out;
+    for (const Grad& g : grads) {
+      v1::TensorChunk h;
+      h.set_table(kDiscriminatorTable);
+      h.set_tensor_name(g.name);
+      for (int64_t d : g.shape) h.add_shape(d);
+      h.set_base_version(base_version);
+      h.set_worker_id(worker);
+      h.set_kind(g.kind);
+      EmitTensorChunks(h, g.values.data(),
+                       static_cast<int64_t>(g.values.size()), dtype,
+                       kChunkBytes, [&](const v1::TensorChunk& c) {
+                         out.push_back(c);
+                         return true;
+                       });
+    }
+    return out;
+  }
+
+  // Expected D values after Adam steps with `grads` (one list per step),
+  // from the engine's Adam kernel.
+  std::map<std::string, std::vector<float>> ExpectedD(
+      const std::vector<std::vector<Grad>>& steps) {
+    std::map<std::string, Tensor> value, m, v;
+    for (const TableTensor& t : DTensors()) {
+      value[t.spec.name] = Tensor::HostFrom(t.spec.shape, t.values);
+      m[t.spec.name] = Tensor::Host(t.spec.shape);
+      v[t.spec.name] = Tensor::Host(t.spec.shape);
+    }
+    for (size_t s = 0; s < steps.size(); ++s) {
+      for (const Grad& g : steps[s]) {
+        if (g.kind != v1::GRADIENT) {
+          value[g.name] = Tensor::HostFrom(g.shape, g.values);
+          continue;
+        }
+        backend_->AdamUpdate(4e-4f, 0.0f, 0.999f, 1e-6f, s + 1,
+                             Tensor::HostFrom(g.shape, g.values),
+                             &value[g.name], &m[g.name], &v[g.name]);
+      }
+    }
+    std::map<std::string, std::vector<float>> out;
+    for (auto& [name, t] : value) out[name] = t.ToVector();
+    return out;
+  }
+
+  static std::map<std::string, std::vector<float>> Values(
+      const PulledTable& t) {
+    std::map<std::string, std::vector<float>> out;
+    for (const auto& [name, x] : t.tensors) out[name] = x.values;
+    return out;
+  }
+
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<ParameterTable> g_, d_;
+  std::shared_ptr<prometheus::Registry> registry_ =
+      std::make_shared<prometheus::Registry>();
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<ParameterServerService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::unique_ptr<ParameterServerClient> client_;
+};
+
+TEST_F(ServiceTest, RegisterPullPushAdvancesVersionExactlyAsAdam) {
+  Start();
+  auto reg = client_->Register("w0", v1::BOTH);
+  ASSERT_TRUE(reg.ok()) << reg.status();
+  EXPECT_EQ(reg->shard_id(), 3);
+  EXPECT_EQ(reg->num_shards(), 4);
+  EXPECT_EQ(reg->model(), "test");
+  EXPECT_EQ(reg->d_steps_per_g_step(), 2);
+  ASSERT_EQ(reg->tables_size(), 2);
+  EXPECT_EQ(reg->push_tables_size(), 2);
+  const v1::TableInfo& dinfo =
+      reg->tables(0).name() == "D" ? reg->tables(0) : reg->tables(1);
+  ASSERT_EQ(dinfo.tensors_size(), 4);
+  EXPECT_EQ(dinfo.tensors(0).name(), "conv.weight");
+  EXPECT_EQ(dinfo.tensors(0).shape_size(), 4);
+  EXPECT_FALSE(dinfo.tensors(3).trainable());
+  EXPECT_FLOAT_EQ(dinfo.adam().lr(), 4e-4f);
+
+  PulledTable before = PullD();
+  EXPECT_EQ(before.version, 0);
+  for (const TableTensor& t : DTensors()) {
+    EXPECT_EQ(before.tensors.at(t.spec.name).values, t.values) << t.spec.name;
+    EXPECT_EQ(before.tensors.at(t.spec.name).shape, t.spec.shape);
+  }
+
+  // Step 1: float32 gradients plus a buffer value.
+  std::vector<Grad> g1 = DGradients(100);
+  g1.push_back({"bn.running_var", {4}, {2, 3, 4, 5}, v1::VALUE});
+  auto r = client_->Push(kDiscriminatorTable, "w0", 0, AsPush(g1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->accepted());
+  EXPECT_TRUE(r->applied());
+  EXPECT_EQ(r->new_version(), 1);
+  EXPECT_EQ(r->staleness(), 0);
+  PulledTable after = PullD();
+  EXPECT_EQ(after.version, 1);
+  EXPECT_EQ(Values(after), ExpectedD({g1}));
+  EXPECT_NE(Values(after), Values(before));
+
+  // Step 2: bfloat16 gradients, widened by the server.
+  std::vector<Grad> g2 = DGradients(200);
+  r = client_->Push(kDiscriminatorTable, "w0", 1, AsPush(g2), v1::BFLOAT16);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->new_version(), 2);
+  std::vector<Grad> g2_rounded = g2;
+  for (Grad& g : g2_rounded) {
+    for (float& x : g.values) x = BFloat16ToFloat(FloatToBFloat16(x));
+  }
+  EXPECT_EQ(Values(PullD()), ExpectedD({g1, g2_rounded}));
+
+  // A subset pull, in bfloat16.
+  auto sub =
+      client_->Pull(kDiscriminatorTable, "w0", {"fc.bias"}, v1::BFLOAT16);
+  ASSERT_TRUE(sub.ok()) << sub.status();
+  ASSERT_EQ(sub->tensors.size(), 1u);
+  const std::vector<float> exact = ExpectedD({g1, g2_rounded})["fc.bias"];
+  for (size_t i = 0; i < exact.size(); ++i) {
+    EXPECT_EQ(sub->tensors["fc.bias"].values[i],
+              BFloat16ToFloat(FloatToBFloat16(exact[i])));
+  }
+  EXPECT_EQ(client_->Pull(kDiscriminatorTable, "w0", {"nope"}).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(client_->Pull("X", "w0").status().code(),
+            absl::StatusCode::kNotFound);
+
+  auto state = client_->GetState();
+  ASSERT_TRUE(state.ok());
+  for (const v1::TableState& t : state->tables()) {
+    if (t.name() != "D") continue;
+    EXPECT_EQ(t.version(), 2);
+    EXPECT_EQ(t.num_updates(), 2);
+    EXPECT_EQ(t.accepted_pushes(), 2);
+    ASSERT_EQ(t.registered_workers_size(), 1);
+    EXPECT_EQ(t.registered_workers(0), "w0");
+    EXPECT_EQ(t.num_elements(), 20807);
+  }
+}
+
+TEST_F(ServiceTest, MalformedPushesGetErrorsAndChangeNothing) {
+  Start();
+  ASSERT_TRUE(client_->Register("w0", v1::BOTH).ok());
+  ASSERT_TRUE(client_->Register("g-only", v1::G_ONLY).ok());
+  // One good step first so Adam state exists.
+  ASSERT_TRUE(
+      client_->Push(kDiscriminatorTable, "w0", 0, AsPush(DGradients(1))).ok());
+  const PulledTable reference = PullD();
+  ASSERT_EQ(reference.version, 1);
+
+  struct Case {
+    std::string what;
+    std::vector<v1::TensorChunk> chunks;
+    grpc::StatusCode code;
+  };
+  std::vector<Case> cases;
+  const auto kInvalid = grpc::StatusCode::INVALID_ARGUMENT;
+  {
+    std::vector<Grad> g = DGradients(5);
+    g[0].shape = {8, 4, 25};  // same element count, wrong shape
+    cases.push_back({"wrong shape", ChunksOf(g, 1), kInvalid});
+  }
+  {
+    std::vector<Grad> g = DGradients(5);
+    g.push_back({"mystery", {2}, {1, 2}});
+    cases.push_back({"unknown tensor", ChunksOf(g, 1), kInvalid});
+  }
+  {
+    std::vector<Grad> g = DGradients(5);
+    g[1].values[12345] = std::numeric_limits<float>::quiet_NaN();
+    cases.push_back({"NaN", ChunksOf(g, 1), kInvalid});
+  }
+  {
+    std::vector<Grad> g = DGradients(5);
+    g[2].values[0] = std::numeric_limits<float>::infinity();
+    cases.push_back({"Inf (bfloat16)", ChunksOf(g, 1, v1::BFLOAT16), kInvalid});
+  }
+  {
+    std::vector<Grad> g = DGradients(5);
+    g.pop_back();
+    cases.push_back({"missing tensor", ChunksOf(g, 1), kInvalid});
+  }
+  {
+    auto chunks = ChunksOf(DGradients(5), 1);
+    chunks.erase(chunks.begin() + 2);  // fc.weight loses a middle chunk
+    cases.push_back({"missing chunk", chunks, kInvalid});
+  }
+  {
+    auto chunks = ChunksOf(DGradients(5), 1);
+    chunks.pop_back();  // the stream ends before fc.bias's last chunk
+    cases.push_back({"truncated stream", chunks, kInvalid});
+  }
+  {
+    auto chunks = ChunksOf(DGradients(5), 1);
+    chunks.back().mutable_data()->resize(4);  // last chunk short
+    cases.push_back({"truncated last chunk", chunks, kInvalid});
+  }
+  {
+    auto chunks = ChunksOf(DGradients(5), 1);
+    chunks.back().mutable_data()->append(64, '\0');
+    cases.push_back({"data beyond total_bytes", chunks, kInvalid});
+  }
+  {
+    auto chunks = ChunksOf(DGradients(5), 1);
+    for (auto& c : chunks) {
+      if (c.tensor_name() == "fc.bias") c.set_total_bytes(int64_t{1} << 40);
+    }
+    cases.push_back({"declared size inconsistent", chunks, kInvalid});
+  }
+  {
+    // One message larger than the server's max receive size.
+    auto chunks = ChunksOf(DGradients(5), 1);
+    chunks[1].mutable_data()->append(kMaxMessageBytes, '\0');
+    cases.push_back(
+        {"oversize message", chunks, grpc::StatusCode::RESOURCE_EXHAUSTED});
+  }
+  {
+    std::vector<Grad> g = DGradients(5);
+    g.push_back({"bn.running_var", {4}, {1, 2, 3, 4}, v1::GRADIENT});
+    cases.push_back({"gradient for a buffer", ChunksOf(g, 1), kInvalid});
+  }
+  cases.push_back({"future version", ChunksOf(DGradients(5), 9),
+                   grpc::StatusCode::FAILED_PRECONDITION});
+  cases.push_back({"unregistered worker",
+                   ChunksOf(DGradients(5), 1, v1::FLOAT32, "stranger"),
+                   grpc::StatusCode::FAILED_PRECONDITION});
+  cases.push_back({"G-only worker pushing D",
+                   ChunksOf(DGradients(5), 1, v1::FLOAT32, "g-only"),
+                   grpc::StatusCode::FAILED_PRECONDITION});
+  {
+    auto chunks = ChunksOf(DGradients(5), 1);
+    for (auto& c : chunks) c.set_table("Q");
+    cases.push_back({"unknown table", chunks, grpc::StatusCode::NOT_FOUND});
+  }
+  cases.push_back({"empty push", {}, kInvalid});
+
+  for (const Case& c : cases) {
+    v1::PushResponse resp;
+    grpc::Status st = RawPush(c.chunks, &resp);
+    EXPECT_EQ(st.error_code(), c.code) << c.what << ": " << st.error_message();
+    EXPECT_FALSE(st.error_message().empty()) << c.what;
+    const PulledTable now = PullD();
+    EXPECT_EQ(now.version, reference.version) << c.what;
+    EXPECT_EQ(Values(now), Values(reference)) << c.what;
+  }
+  // And the table still takes a good push afterwards.
+  auto r = client_->Push(kDiscriminatorTable, "w0", 1, AsPush(DGradients(7)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->new_version(), 2);
+  EXPECT_EQ(d_->Stats().accepted_pushes, 2);
+}
+
+TEST_F(ServiceTest, StalePushRefusedByPolicyIsNotAnError) {
+  Start({StalenessPolicy::kRejectAboveBound, 0, 0});
+  ASSERT_TRUE(client_->Register("w0", v1::BOTH).ok());
+  ASSERT_TRUE(
+      client_->Push(kDiscriminatorTable, "w0", 0, AsPush(DGradients(1))).ok());
+  const PulledTable before = PullD();
+  auto r = client_->Push(kDiscriminatorTable, "w0", 0, AsPush(DGradients(2)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->accepted());
+  EXPECT_EQ(r->staleness(), 1);
+  EXPECT_FALSE(r->reason().empty());
+  EXPECT_EQ(Values(PullD()), Values(before));
+}
+
+TEST_F(ServiceTest, SyncModePullWaitsForTheRound) {
+  Start({StalenessPolicy::kRejectAboveBound, 0, 2});
+  ASSERT_TRUE(client_->Register("w0", v1::BOTH).ok());
+  ASSERT_TRUE(client_->Register("w1", v1::D_ONLY).ok());
+  const std::vector<Grad> g0 = DGradients(10), g1 = DGradients(20);
+  auto r = client_->Push(kDiscriminatorTable, "w0", 0, AsPush(g0));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->accepted());
+  EXPECT_FALSE(r->applied());
+  EXPECT_EQ(r->new_version(), 0);
+
+  absl::StatusOr<PulledTable> waited;
+  std::thread puller([&] {
+    waited = client_->Pull(kDiscriminatorTable, "w0", {}, v1::FLOAT32, 1);
+  });
+  absl::SleepFor(absl::Milliseconds(200));
+  r = client_->Push(kDiscriminatorTable, "w1", 0, AsPush(g1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->applied());
+  EXPECT_EQ(r->new_version(), 1);
+  puller.join();
+  ASSERT_TRUE(waited.ok()) << waited.status();
+  EXPECT_EQ(waited->version, 1);
+  std::vector<Grad> avg = g0;
+  for (size_t i = 0; i < avg.size(); ++i) {
+    for (size_t k = 0; k < avg[i].values.size(); ++k) {
+      avg[i].values[k] = (g0[i].values[k] + g1[i].values[k]) / 2.0f;
+    }
+  }
+  EXPECT_EQ(Values(*waited), ExpectedD({avg}));
+
+  // A pull for a version that never comes ends at its deadline.
+  ParameterServerClient::Options quick;
+  quick.timeout = absl::Milliseconds(300);
+  ParameterServerClient impatient(
+      ParameterServerClient::Connect("127.0.0.1:" + std::to_string(port_)),
+      quick);
+  EXPECT_EQ(impatient.Pull(kDiscriminatorTable, "w0", {}, v1::FLOAT32, 5)
+                .status()
+                .code(),
+            absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(ServiceTest, MetricsServedOverHttp) {
+  Start({StalenessPolicy::kRejectAboveBound, 0, 0});
+  prometheus::Exposer exposer("127.0.0.1:0");
+  exposer.RegisterCollectable(registry_);
+  const auto process_metrics = MakeProcessCollectable();
+  exposer.RegisterCollectable(process_metrics);
+  const int metrics_port = exposer.GetListeningPorts().at(0);
+  ASSERT_GT(metrics_port, 0);
+
+  ASSERT_TRUE(client_->Register("w0", v1::BOTH).ok());
+  PullD();
+  ASSERT_TRUE(
+      client_->Push(kDiscriminatorTable, "w0", 0, AsPush(DGradients(1))).ok());
+  ASSERT_TRUE(
+      client_->Push(kDiscriminatorTable, "w0", 0, AsPush(DGradients(2))).ok());
+  v1::PushResponse resp;
+  std::vector<Grad> bad = DGradients(3);
+  bad[0].values[0] = NAN;
+  EXPECT_FALSE(RawPush(ChunksOf(bad, 1), &resp).ok());
+
+  const std::string page = HttpGet(metrics_port, "/metrics");
+  ASSERT_NE(page.find("200 OK"), std::string::npos) << page;
+  for (const char* name :
+       {"paragan_ps_pushes_total", "paragan_ps_pulls_total",
+        "paragan_ps_push_bytes_total", "paragan_ps_pull_bytes_total",
+        "paragan_ps_staleness_bucket", "paragan_ps_staleness_count",
+        "paragan_ps_rejected_pushes_total", "paragan_ps_table_version",
+        "paragan_process_resident_memory_bytes"}) {
+    EXPECT_NE(page.find(name), std::string::npos) << name << "\n" << page;
+  }
+  EXPECT_NE(page.find("# TYPE paragan_ps_staleness histogram"),
+            std::string::npos);
+  EXPECT_NE(page.find("paragan_ps_table_version{shard=\"3\",table=\"D\"} 1"),
+            std::string::npos)
+      << page;
+  EXPECT_NE(page.find("outcome=\"applied\""), std::string::npos);
+  EXPECT_NE(page.find("reason=\"stale\""), std::string::npos);
+  EXPECT_NE(page.find("reason=\"invalid\""), std::string::npos);
+  // One pull of D: 20807 floats.
+  EXPECT_NE(
+      page.find("paragan_ps_pull_bytes_total{shard=\"3\",table=\"D\"} 83228"),
+      std::string::npos)
+      << page;
+}
+
+}  // namespace
+}  // namespace paragan

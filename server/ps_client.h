@@ -1,0 +1,91 @@
+#ifndef PARAGAN_SERVER_PS_CLIENT_H_
+#define PARAGAN_SERVER_PS_CLIENT_H_
+
+// A blocking client of one parameter-server shard: register, pull a table
+// slice (reassembled from chunks), push gradients (split into chunks), read
+// the state. Workers hold one per shard; placement (server/placement.h)
+// tells them which tensors each shard holds.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/tensor.h"
+#include "grpcpp/channel.h"
+#include "proto/paragan.grpc.pb.h"
+
+namespace paragan {
+
+struct PulledTensor {
+  Shape shape;
+  std::vector<float> values;
+};
+
+struct PulledTable {
+  // -1 when the shard holds no tensor of the table (then `tensors` is empty
+  // and the worker has nothing to push there).
+  int64_t version = 0;
+  std::map<std::string, PulledTensor> tensors;
+};
+
+// One tensor to push; `values` holds prod(shape) floats and must stay valid
+// during Push.
+struct PushTensor {
+  std::string name;
+  Shape shape;
+  const float* values = nullptr;
+  v1::TensorKind kind = v1::GRADIENT;
+};
+
+class ParameterServerClient {
+ public:
+  struct Options {
+    int64_t chunk_bytes = int64_t{1} << 20;
+    absl::Duration timeout = absl::Seconds(120);  // per call
+  };
+
+  // An insecure channel to "host:port" whose messages may be as large as
+  // the server's (default 16 MiB).
+  static std::shared_ptr<grpc::Channel> Connect(const std::string& target,
+                                                int max_message_bytes = 16
+                                                                        << 20);
+
+  explicit ParameterServerClient(std::shared_ptr<grpc::Channel> channel)
+      : ParameterServerClient(std::move(channel), Options()) {}
+  ParameterServerClient(std::shared_ptr<grpc::Channel> channel,
+                        Options options);
+
+  absl::StatusOr<v1::RegisterResponse> Register(const std::string& worker_id,
+                                                v1::WorkerRole role);
+  // The shard's slice of `table` (or the tensors named), all at one version.
+  // With min_version > 0 the server first waits for that version.
+  absl::StatusOr<PulledTable> Pull(const std::string& table,
+                                   const std::string& worker_id,
+                                   const std::vector<std::string>& names = {},
+                                   v1::DType dtype = v1::FLOAT32,
+                                   int64_t min_version = 0);
+  // A policy refusal is an OK status with accepted == false; malformed
+  // pushes come back as errors.
+  absl::StatusOr<v1::PushResponse> Push(const std::string& table,
+                                        const std::string& worker_id,
+                                        int64_t base_version,
+                                        const std::vector<PushTensor>& tensors,
+                                        v1::DType dtype = v1::FLOAT32);
+  absl::StatusOr<v1::StateResponse> GetState();
+
+  v1::ParameterServer::Stub* stub() { return stub_.get(); }
+
+ private:
+  void SetDeadline(grpc::ClientContext* ctx) const;
+
+  Options options_;
+  std::unique_ptr<v1::ParameterServer::Stub> stub_;
+};
+
+}  // namespace paragan
+
+#endif  // PARAGAN_SERVER_PS_CLIENT_H_

@@ -1,0 +1,122 @@
+#include "server/shard.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <set>
+
+namespace paragan {
+namespace {
+
+std::string TempDir(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return std::string(dir ? dir : "/tmp") + "/" + name;
+}
+
+ShardOptions Options(int shard_id, int num_shards, const std::string& dir) {
+  ShardOptions o;
+  o.shard_id = shard_id;
+  o.num_shards = num_shards;
+  o.model.name = "dcgan32";
+  o.seed = 11;
+  o.checkpoint_dir = dir;
+  o.d.adam.lr = 4e-4f;
+  return o;
+}
+
+TEST(ShardTest, SlicesCoverTheModelExactlyOnceWithItsInitialWeights) {
+  auto backend = MakeCpuBackend(1);
+  ModelConfig mc;
+  mc.name = "dcgan32";
+  auto model = MakeModel(mc, backend.get());
+  ASSERT_TRUE(model.ok());
+  (*model)->Initialize(11);
+  for (ParamStore* store :
+       {&(*model)->generator(), &(*model)->discriminator()}) {
+    const bool is_g = store == &(*model)->generator();
+    const std::vector<TableTensorSpec> all = NetworkSpecs(*store);
+    ASSERT_FALSE(all.empty());
+    std::set<std::string> seen;
+    std::vector<int64_t> loads;
+    for (int s = 0; s < 3; ++s) {
+      auto shard = ParameterShard::Create(Options(s, 3, ""));
+      ASSERT_TRUE(shard.ok()) << shard.status();
+      ParameterTable& t = is_g ? (*shard)->g() : (*shard)->d();
+      loads.push_back(t.num_elements());
+      auto snap = t.Snapshot();
+      ASSERT_TRUE(snap.ok());
+      for (const TableTensor& x : snap->tensors) {
+        EXPECT_TRUE(seen.insert(x.spec.name).second) << x.spec.name;
+        const Tensor& want = x.spec.trainable
+                                 ? store->FindParam(x.spec.name)->value
+                                 : *store->FindBuffer(x.spec.name);
+        EXPECT_EQ(x.spec.shape, want.shape());
+        EXPECT_EQ(x.values, want.ToVector()) << x.spec.name;
+      }
+    }
+    EXPECT_EQ(seen.size(), all.size());
+    int64_t largest = 0;
+    for (const auto& s : all) largest = std::max(largest, NumElements(s.shape));
+    EXPECT_LE(*std::max_element(loads.begin(), loads.end()),
+              *std::min_element(loads.begin(), loads.end()) + largest);
+  }
+}
+
+TEST(ShardTest, CheckpointRestoreAndRefusals) {
+  const std::string dir = TempDir("shard_ckpt");
+  auto a = ParameterShard::Create(Options(1, 2, dir));
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto restored = (*a)->RestoreIfPresent();
+  ASSERT_TRUE(restored.ok());
+  EXPECT_FALSE(*restored);  // nothing written yet
+
+  // Change D: one Adam step with a constant gradient.
+  ParameterTable& d = (*a)->d();
+  d.RegisterWorker("w");
+  TensorMap grads;
+  for (const TableTensorSpec& s : d.specs()) {
+    if (s.trainable) grads[s.name].assign(NumElements(s.shape), 0.01f);
+  }
+  ASSERT_TRUE(d.ApplyGradients("w", 0, grads).ok());
+  ASSERT_TRUE((*a)->Checkpoint().ok());
+  EXPECT_EQ((*a)->checkpoint_path(), dir + "/shard-1-of-2.pgt");
+
+  auto b = ParameterShard::Create(Options(1, 2, dir));
+  ASSERT_TRUE(b.ok());
+  restored = (*b)->RestoreIfPresent();
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_TRUE(*restored);
+  EXPECT_EQ((*b)->d().version(), 1);
+  EXPECT_TRUE((*b)->d().IsRegistered("w"));
+  for (ParameterTable* t : {&(*a)->g(), &(*a)->d()}) {
+    const auto x = t->SaveState();
+    const auto y = (t == &(*a)->g() ? (*b)->g() : (*b)->d()).SaveState();
+    ASSERT_EQ(x.size(), y.size());
+    for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(x[i].bytes, y[i].bytes);
+  }
+
+  // Another model definition with the same file name is refused.
+  ShardOptions other = Options(1, 2, dir);
+  other.model.image_channels = 3;
+  auto c = ParameterShard::Create(other);
+  ASSERT_TRUE(c.ok());
+  const int64_t v0 = (*c)->d().version();
+  EXPECT_FALSE((*c)->RestoreIfPresent().ok());
+  EXPECT_EQ((*c)->d().version(), v0);
+
+  // A corrupt file is an error, not a silent fresh start.
+  {
+    std::fstream f((*a)->checkpoint_path(),
+                   std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x7f');
+  }
+  auto e = ParameterShard::Create(Options(1, 2, dir));
+  ASSERT_TRUE(e.ok());
+  EXPECT_FALSE((*e)->RestoreIfPresent().ok());
+  EXPECT_EQ((*e)->d().version(), 0);
+}
+
+}  // namespace
+}  // namespace paragan

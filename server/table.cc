@@ -1,0 +1,508 @@
+#include "server/table.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/check.h"
+
+namespace paragan {
+namespace {
+
+constexpr int64_t kStateFormat = 1;
+// meta: format, version, adam_step, num_updates, accepted, rejected.
+constexpr int kMetaSize = 6;
+
+// A non-owning CPU tensor over `values` (the backend kernels take Tensors).
+Tensor WrapHost(const std::vector<float>& values, const Shape& shape) {
+  return Tensor(
+      shape,
+      std::shared_ptr<float>(const_cast<float*>(values.data()), [](float*) {}),
+      Device::kCpu);
+}
+
+std::vector<float> CopyOut(const Tensor& t) {
+  return std::vector<float>(t.data(), t.data() + t.numel());
+}
+
+Tensor HostCopy(const Shape& shape, const float* values) {
+  Tensor t = Tensor::Host(shape);
+  if (t.numel() > 0) {
+    std::memcpy(t.data(), values, static_cast<size_t>(t.numel()) * 4);
+  }
+  return t;
+}
+
+NamedArray FloatArray(std::string name, const Tensor& t) {
+  NamedArray a;
+  a.name = std::move(name);
+  a.dtype = kDTypeFloat32;
+  a.dims = t.shape();
+  a.bytes.assign(reinterpret_cast<const char*>(t.data()),
+                 static_cast<size_t>(t.numel()) * 4);
+  return a;
+}
+
+}  // namespace
+
+absl::StatusOr<StalenessPolicy> ParseStalenessPolicy(absl::string_view name) {
+  if (name == "accept") return StalenessPolicy::kAccept;
+  if (name == "reject_above_bound" || name == "reject") {
+    return StalenessPolicy::kRejectAboveBound;
+  }
+  if (name == "scale_by_inverse_staleness" || name == "scale") {
+    return StalenessPolicy::kScaleByInverseStaleness;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown staleness policy '", name,
+                   "' (accept | reject_above_bound | "
+                   "scale_by_inverse_staleness)"));
+}
+
+std::string StalenessPolicyName(StalenessPolicy policy) {
+  switch (policy) {
+    case StalenessPolicy::kAccept:
+      return "accept";
+    case StalenessPolicy::kRejectAboveBound:
+      return "reject_above_bound";
+    case StalenessPolicy::kScaleByInverseStaleness:
+      return "scale_by_inverse_staleness";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<std::unique_ptr<ParameterTable>> ParameterTable::Create(
+    const TableConfig& config, std::vector<TableTensor> tensors,
+    Backend* backend) {
+  if (backend == nullptr || backend->device() != Device::kCpu) {
+    return absl::InvalidArgumentError("ParameterTable needs a CPU backend");
+  }
+  if (config.name.empty() || config.name.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid table name '", config.name, "'"));
+  }
+  const AdamConfig& a = config.adam;
+  if (!(a.lr > 0) || !(a.beta1 >= 0 && a.beta1 < 1) ||
+      !(a.beta2 >= 0 && a.beta2 < 1) || !(a.eps > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table ", config.name, ": invalid Adam settings lr=", a.lr,
+                     " betas=(", a.beta1, ", ", a.beta2, ") eps=", a.eps));
+  }
+  if (config.rule.staleness_bound < 0 || config.rule.sync_workers < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table ", config.name,
+                     ": staleness_bound and sync_workers must be "
+                     ">= 0"));
+  }
+  auto table =
+      std::unique_ptr<ParameterTable>(new ParameterTable(config, backend));
+  absl::MutexLock lock(&table->mu_);
+  for (TableTensor& t : tensors) {
+    const std::string& name = t.spec.name;
+    if (name.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("table ", config.name, ": empty tensor name"));
+    }
+    for (int64_t d : t.spec.shape) {
+      if (d < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("table ", config.name, ": tensor ", name,
+                         " has negative dimension"));
+      }
+    }
+    const int64_t n = NumElements(t.spec.shape);
+    if (static_cast<int64_t>(t.values.size()) != n) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "table ", config.name, ": tensor ", name, " has ", t.values.size(),
+          " values for shape ", ShapeToString(t.spec.shape)));
+    }
+    if (!table->index_.emplace(name, table->specs_.size()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "table ", config.name, ": duplicate tensor name ", name));
+    }
+    table->specs_.push_back(t.spec);
+    table->num_elements_ += n;
+    Slot slot;
+    slot.spec = t.spec;
+    slot.value = HostCopy(t.spec.shape, t.values.data());
+    if (t.spec.trainable) {
+      slot.m = Tensor::Host(t.spec.shape);
+      slot.v = Tensor::Host(t.spec.shape);
+    }
+    table->slots_.push_back(std::move(slot));
+    std::vector<float>().swap(t.values);  // release the caller's copy early
+  }
+  return table;
+}
+
+const TableTensorSpec* ParameterTable::FindSpec(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &specs_[it->second];
+}
+
+void ParameterTable::RegisterWorker(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  registered_.insert(worker_id);
+}
+
+bool ParameterTable::IsRegistered(const std::string& worker_id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return registered_.count(worker_id) > 0;
+}
+
+int64_t ParameterTable::version() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return version_;
+}
+
+absl::Status ParameterTable::ValidatePush(const TensorMap& gradients,
+                                          const TensorMap& buffers) const {
+  const std::string& table = config_.name;
+  for (const auto* map : {&gradients, &buffers}) {
+    const bool grads = map == &gradients;
+    for (const auto& [name, values] : *map) {
+      const TableTensorSpec* spec = FindSpec(name);
+      if (spec == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "table ", table, ": unknown tensor '", name, "' on this shard"));
+      }
+      if (spec->trainable != grads) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "table ", table, ": tensor '", name, "' is ",
+            spec->trainable ? "trainable: push a gradient, not a value"
+                            : "a buffer: push a value, not a gradient"));
+      }
+      const int64_t n = NumElements(spec->shape);
+      if (static_cast<int64_t>(values.size()) != n) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("table ", table, ": tensor '", name, "' has ",
+                         values.size(), " elements, expected ", n, " (shape ",
+                         ShapeToString(spec->shape), ")"));
+      }
+      if (!backend_->AllFinite(WrapHost(values, {n}))) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("table ", table, ": tensor '", name, "' has ",
+                         grads ? "a gradient" : "a value", " with NaN or Inf"));
+      }
+    }
+  }
+  for (const TableTensorSpec& spec : specs_) {
+    if (spec.trainable && !gradients.count(spec.name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "table ", table, ": missing gradient for tensor '", spec.name, "'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PushResult> ParameterTable::ApplyGradients(
+    const std::string& worker_id, int64_t base_version,
+    const TensorMap& gradients, const TensorMap& buffers) {
+  if (base_version < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table ", config_.name, ": negative base_version ", base_version));
+  }
+  // The layout is immutable: check the payload before taking the lock.
+  absl::Status st = ValidatePush(gradients, buffers);
+  if (!st.ok()) return st;
+
+  absl::MutexLock lock(&mu_);
+  if (!registered_.count(worker_id)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("table ", config_.name, ": worker '", worker_id,
+                     "' is not registered (call RegisterWorker)"));
+  }
+  if (base_version > version_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("table ", config_.name, ": base_version ", base_version,
+                     " is ahead of the table's version ", version_,
+                     " (the shard restarted from a checkpoint?): pull again"));
+  }
+  PushResult r;
+  r.staleness = version_ - base_version;
+  r.new_version = version_;
+  const UpdateRule& rule = config_.rule;
+  if (rule.staleness_policy == StalenessPolicy::kRejectAboveBound &&
+      r.staleness > rule.staleness_bound) {
+    ++rejected_pushes_;
+    r.reason = absl::StrCat("staleness ", r.staleness, " above bound ",
+                            rule.staleness_bound);
+    return r;
+  }
+  // Weight of a late gradient in a synchronous round.
+  const float scale =
+      rule.staleness_policy == StalenessPolicy::kScaleByInverseStaleness
+          ? 1.0f / (1.0f + static_cast<float>(r.staleness))
+          : 1.0f;
+
+  if (rule.sync_workers == 0) {
+    // lr / (1 + s), not lr * scale: the step is exactly Adam with that lr.
+    const float lr =
+        rule.staleness_policy == StalenessPolicy::kScaleByInverseStaleness
+            ? config_.adam.lr / (1.0f + static_cast<float>(r.staleness))
+            : config_.adam.lr;
+    StepLocked(lr, gradients, buffers);
+    ++accepted_pushes_;
+    r.accepted = r.applied = true;
+    r.new_version = version_;
+    return r;
+  }
+
+  // Synchronous round.
+  if (round_workers_.count(worker_id)) {
+    ++rejected_pushes_;
+    r.reason = absl::StrCat("duplicate: worker '", worker_id,
+                            "' already contributed to the round of version ",
+                            version_);
+    return r;
+  }
+  for (const auto& [name, g] : gradients) {
+    std::vector<float>& sum = round_gradients_[name];
+    if (sum.empty()) sum.assign(g.size(), 0.0f);
+    for (size_t i = 0; i < g.size(); ++i) sum[i] += scale * g[i];
+  }
+  for (const auto& [name, b] : buffers) {
+    std::vector<float>& sum = round_buffers_[name];
+    if (sum.empty()) sum.assign(b.size(), 0.0f);
+    for (size_t i = 0; i < b.size(); ++i) sum[i] += b[i];
+    ++round_buffer_counts_[name];
+  }
+  round_workers_.insert(worker_id);
+  ++accepted_pushes_;
+  r.accepted = true;
+  const int have = static_cast<int>(round_workers_.size());
+  if (have < rule.sync_workers) {
+    r.reason = absl::StrCat("pending: ", have, " of ", rule.sync_workers,
+                            " workers in the round of version ", version_);
+    return r;
+  }
+  const float inv = static_cast<float>(have);
+  for (auto& [name, sum] : round_gradients_) {
+    for (float& x : sum) x /= inv;
+  }
+  for (auto& [name, sum] : round_buffers_) {
+    const float count = static_cast<float>(round_buffer_counts_[name]);
+    for (float& x : sum) x /= count;
+  }
+  StepLocked(config_.adam.lr, round_gradients_, round_buffers_);
+  ClearRoundLocked();
+  r.applied = true;
+  r.new_version = version_;
+  return r;
+}
+
+void ParameterTable::StepLocked(float lr, const TensorMap& gradients,
+                                const TensorMap& buffers) {
+  ++adam_step_;
+  const AdamConfig& a = config_.adam;
+  for (Slot& slot : slots_) {
+    if (slot.spec.trainable) {
+      const Tensor grad =
+          WrapHost(gradients.at(slot.spec.name), slot.spec.shape);
+      backend_->AdamUpdate(lr, a.beta1, a.beta2, a.eps, adam_step_, grad,
+                           &slot.value, &slot.m, &slot.v);
+    } else {
+      auto it = buffers.find(slot.spec.name);
+      if (it != buffers.end() && slot.value.numel() > 0) {
+        std::memcpy(slot.value.data(), it->second.data(),
+                    static_cast<size_t>(slot.value.numel()) * 4);
+      }
+    }
+  }
+  ++version_;
+  ++num_updates_;
+  // A version change wakes WaitForVersion (absl::Mutex re-evaluates
+  // conditions on unlock).
+}
+
+void ParameterTable::ClearRoundLocked() {
+  round_workers_.clear();
+  round_gradients_.clear();
+  round_buffers_.clear();
+  round_buffer_counts_.clear();
+}
+
+absl::StatusOr<TableSnapshot> ParameterTable::Snapshot(
+    const std::vector<std::string>& names) const {
+  std::vector<size_t> which;
+  if (names.empty()) {
+    for (size_t i = 0; i < specs_.size(); ++i) which.push_back(i);
+  } else {
+    for (const std::string& name : names) {
+      auto it = index_.find(name);
+      if (it == index_.end()) {
+        return absl::NotFoundError(absl::StrCat("table ", config_.name,
+                                                ": unknown tensor '", name,
+                                                "' on this shard"));
+      }
+      which.push_back(it->second);
+    }
+  }
+  TableSnapshot snap;
+  absl::ReaderMutexLock lock(&mu_);
+  snap.version = version_;
+  snap.tensors.reserve(which.size());
+  for (size_t i : which) {
+    snap.tensors.push_back({slots_[i].spec, CopyOut(slots_[i].value)});
+  }
+  return snap;
+}
+
+bool ParameterTable::WaitForVersion(int64_t min_version,
+                                    absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto reached = [this, min_version]() { return version_ >= min_version; };
+  return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
+}
+
+TableStats ParameterTable::Stats() const {
+  absl::ReaderMutexLock lock(&mu_);
+  TableStats s;
+  s.version = version_;
+  s.num_updates = num_updates_;
+  s.adam_step = adam_step_;
+  s.accepted_pushes = accepted_pushes_;
+  s.rejected_pushes = rejected_pushes_;
+  s.pending_contributions = static_cast<int>(round_workers_.size());
+  s.registered_workers.assign(registered_.begin(), registered_.end());
+  s.num_elements = num_elements_;
+  return s;
+}
+
+std::vector<NamedArray> ParameterTable::SaveState() const {
+  const std::string p = Prefix();
+  std::vector<NamedArray> out;
+  absl::ReaderMutexLock lock(&mu_);
+  out.push_back(
+      *MakeInt64Array(p + "meta", {kMetaSize},
+                      {kStateFormat, version_, adam_step_, num_updates_,
+                       accepted_pushes_, rejected_pushes_}));
+  const std::string workers = absl::StrJoin(registered_, "\n");
+  out.push_back(
+      *MakeUint8Array(p + "workers", {static_cast<int64_t>(workers.size())},
+                      std::vector<uint8_t>(workers.begin(), workers.end())));
+  for (const Slot& slot : slots_) {
+    out.push_back(FloatArray(p + "value/" + slot.spec.name, slot.value));
+    if (slot.spec.trainable) {
+      out.push_back(FloatArray(p + "adam_m/" + slot.spec.name, slot.m));
+      out.push_back(FloatArray(p + "adam_v/" + slot.spec.name, slot.v));
+    }
+  }
+  return out;
+}
+
+absl::Status ParameterTable::ValidateState(
+    const std::vector<NamedArray>& arrays) const {
+  const std::string p = Prefix();
+  // Expected name -> (dtype, dims).
+  std::map<std::string, std::pair<uint32_t, Shape>> expected;
+  expected[p + "meta"] = {kDTypeInt64, {kMetaSize}};
+  for (const TableTensorSpec& spec : specs_) {
+    expected[p + "value/" + spec.name] = {kDTypeFloat32, spec.shape};
+    if (spec.trainable) {
+      expected[p + "adam_m/" + spec.name] = {kDTypeFloat32, spec.shape};
+      expected[p + "adam_v/" + spec.name] = {kDTypeFloat32, spec.shape};
+    }
+  }
+  std::set<std::string> seen;
+  for (const NamedArray& a : arrays) {
+    if (a.name.compare(0, p.size(), p) != 0) continue;  // another table's
+    if (!seen.insert(a.name).second) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "table ", config_.name, " state: duplicate array ", a.name));
+    }
+    absl::Status st = ValidateNamedArray(a);
+    if (!st.ok()) return st;
+    if (a.name == p + "workers") {
+      if (a.dtype != kDTypeUint8) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "table ", config_.name, " state: ", a.name, " is not uint8"));
+      }
+      continue;
+    }
+    auto it = expected.find(a.name);
+    if (it == expected.end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "table ", config_.name, " state has ", a.name,
+          ", which this shard's layout does not (different model or "
+          "placement?)"));
+    }
+    if (a.dtype != it->second.first || a.dims != it->second.second) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "table ", config_.name, " state: ", a.name, " is ",
+          DTypeName(a.dtype), " ", ShapeToString(a.dims), ", expected ",
+          DTypeName(it->second.first), " ", ShapeToString(it->second.second)));
+    }
+  }
+  for (const auto& [name, unused] : expected) {
+    if (!seen.count(name)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("table ", config_.name, " state lacks ", name,
+                       " (different model or placement?)"));
+    }
+  }
+  const std::vector<int64_t> meta =
+      *ToInt64Vector(*FindArray(arrays, p + "meta"));
+  if (meta[0] != kStateFormat) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("table ", config_.name, " state: format ", meta[0],
+                     ", expected ", kStateFormat));
+  }
+  for (int i = 1; i < kMetaSize; ++i) {
+    if (meta[i] < 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "table ", config_.name, " state: negative counter in meta"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParameterTable::RestoreState(
+    const std::vector<NamedArray>& arrays) {
+  absl::Status st = ValidateState(arrays);
+  if (!st.ok()) return st;
+  const std::string p = Prefix();
+  const std::vector<int64_t> meta =
+      *ToInt64Vector(*FindArray(arrays, p + "meta"));
+  std::set<std::string> workers;
+  if (const NamedArray* w = FindArray(arrays, p + "workers")) {
+    for (absl::string_view id : absl::StrSplit(w->bytes, '\n')) {
+      if (!id.empty()) workers.insert(std::string(id));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  for (Slot& slot : slots_) {
+    const auto copy_in = [&](const std::string& key, Tensor* t) {
+      const NamedArray* a = FindArray(arrays, p + key + "/" + slot.spec.name);
+      if (t->numel() > 0)
+        std::memcpy(t->data(), a->bytes.data(), a->bytes.size());
+    };
+    copy_in("value", &slot.value);
+    if (slot.spec.trainable) {
+      copy_in("adam_m", &slot.m);
+      copy_in("adam_v", &slot.v);
+    }
+  }
+  version_ = meta[1];
+  adam_step_ = meta[2];
+  num_updates_ = meta[3];
+  accepted_pushes_ = meta[4];
+  rejected_pushes_ = meta[5];
+  registered_ = std::move(workers);
+  ClearRoundLocked();
+  return absl::OkStatus();
+}
+
+absl::Status ParameterTable::Checkpoint(const std::string& path) const {
+  return WriteTensorFile(path, SaveState());
+}
+
+absl::Status ParameterTable::Restore(const std::string& path) {
+  PG_ASSIGN_OR_RETURN(std::vector<NamedArray> arrays, ReadTensorFile(path));
+  return RestoreState(arrays);
+}
+
+}  // namespace paragan

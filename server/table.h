@@ -1,0 +1,206 @@
+#ifndef PARAGAN_SERVER_TABLE_H_
+#define PARAGAN_SERVER_TABLE_H_
+
+// One parameter-server table (G or D) as held by one shard: its slice of the
+// network's tensors (canonical float32), a version counter, the table's own
+// Adam state and update rule (staleness policy, synchronous or asynchronous).
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/tensor.h"
+#include "common/tensor_io.h"
+#include "worker/engine/backend.h"
+#include "worker/engine/optimizer.h"
+
+namespace paragan {
+
+// Table names used by the services.
+inline constexpr char kGeneratorTable[] = "G";
+inline constexpr char kDiscriminatorTable[] = "D";
+
+enum class StalenessPolicy {
+  kAccept,                   // apply a stale gradient as is
+  kRejectAboveBound,         // refuse when staleness > staleness_bound
+  kScaleByInverseStaleness,  // lr * 1 / (1 + staleness)
+};
+// "accept", "reject_above_bound", "scale_by_inverse_staleness" (or "scale").
+absl::StatusOr<StalenessPolicy> ParseStalenessPolicy(absl::string_view name);
+std::string StalenessPolicyName(StalenessPolicy policy);
+
+// How pushes become optimizer steps.
+//  - Asynchronous (sync_workers == 0): every accepted push is one Adam step.
+//    staleness = version at arrival - base_version; the policy decides:
+//    kAccept steps with lr, kScaleByInverseStaleness with lr / (1 + s),
+//    kRejectAboveBound refuses s > staleness_bound (no state change).
+//  - Synchronous (sync_workers == N > 0): a round collects one push per
+//    worker; when N distinct workers have contributed, their gradients are
+//    averaged (sum / N) and one Adam step is taken with lr. A second push of
+//    the same worker in a round is refused as a duplicate. A late push (base
+//    version older than the current one) is refused by kRejectAboveBound
+//    when s > staleness_bound; otherwise it counts as that worker's
+//    contribution to the current round, weighted by 1 / (1 + s) under
+//    kScaleByInverseStaleness. The baseline configuration is bound 0 with
+//    kRejectAboveBound.
+struct UpdateRule {
+  StalenessPolicy staleness_policy = StalenessPolicy::kAccept;
+  int64_t staleness_bound = 0;
+  int sync_workers = 0;
+};
+
+struct TableConfig {
+  std::string name;  // kGeneratorTable / kDiscriminatorTable
+  AdamConfig adam;
+  UpdateRule rule;
+};
+
+struct TableTensorSpec {
+  std::string name;
+  Shape shape;
+  bool trainable = true;  // false: a buffer (no gradient, no Adam state)
+};
+
+struct TableTensor {
+  TableTensorSpec spec;
+  std::vector<float> values;  // prod(shape) floats, C order
+};
+
+using TensorMap = std::map<std::string, std::vector<float>>;
+
+struct PushResult {
+  bool accepted = false;  // false: refused by policy or a duplicate
+  bool applied = false;   // this push completed an optimizer step
+  int64_t new_version = 0;
+  int64_t staleness = 0;
+  std::string reason;  // why not accepted, or why pending (sync mode)
+};
+
+struct TableSnapshot {
+  int64_t version = 0;
+  std::vector<TableTensor> tensors;
+};
+
+struct TableStats {
+  int64_t version = 0;
+  int64_t num_updates = 0;  // optimizer steps taken
+  int64_t adam_step = 0;
+  int64_t accepted_pushes = 0;
+  int64_t rejected_pushes = 0;
+  int pending_contributions = 0;
+  std::vector<std::string> registered_workers;
+  int64_t num_elements = 0;
+};
+
+// Thread-safe. The layout (names, shapes, trainable flags) is fixed at
+// creation; values, Adam state, counters and the sync round change under one
+// mutex. Every mutation validates all its inputs first and changes nothing
+// when it fails.
+class ParameterTable {
+ public:
+  // `backend` must be a CPU backend that outlives the table (it runs the
+  // Adam kernel and the finiteness checks). Tensor names must be unique.
+  static absl::StatusOr<std::unique_ptr<ParameterTable>> Create(
+      const TableConfig& config, std::vector<TableTensor> tensors,
+      Backend* backend);
+
+  const std::string& name() const { return config_.name; }
+  const TableConfig& config() const { return config_; }
+  const std::vector<TableTensorSpec>& specs() const { return specs_; }
+  // nullptr if unknown.
+  const TableTensorSpec* FindSpec(const std::string& name) const;
+  int64_t num_elements() const { return num_elements_; }
+
+  // Idempotent. Only registered workers may push.
+  void RegisterWorker(const std::string& worker_id);
+  bool IsRegistered(const std::string& worker_id) const;
+  int64_t version() const;
+
+  // One push: a gradient for every trainable tensor, optionally new values
+  // for buffers. Errors (nothing changes):
+  //   InvalidArgument: unknown tensor, gradient for a buffer or value for a
+  //     trainable tensor, wrong element count, NaN/Inf, missing gradient,
+  //     negative base_version;
+  //   FailedPrecondition: unregistered worker, base_version ahead of the
+  //     table (e.g. the shard restarted from an older checkpoint: pull again).
+  // A push refused by the staleness policy or as a duplicate is not an
+  // error: accepted == false, and nothing changes but the rejected count.
+  absl::StatusOr<PushResult> ApplyGradients(const std::string& worker_id,
+                                            int64_t base_version,
+                                            const TensorMap& gradients,
+                                            const TensorMap& buffers = {});
+
+  // Version and copies of `names` (all tensors, in table order, if empty).
+  absl::StatusOr<TableSnapshot> Snapshot(
+      const std::vector<std::string>& names = {}) const;
+  // Blocks until version() >= min_version or `timeout` passes; returns
+  // whether the version was reached.
+  bool WaitForVersion(int64_t min_version, absl::Duration timeout) const;
+
+  TableStats Stats() const;
+
+  // Checkpoint contents under "<name>/": meta (version, Adam step and
+  // counters), registered workers, values and Adam moments.
+  std::vector<NamedArray> SaveState() const;
+  // Checks that `arrays` hold exactly this table's layout (no missing or
+  // extra tensor, same shapes, float32) without changing anything.
+  absl::Status ValidateState(const std::vector<NamedArray>& arrays) const;
+  // ValidateState, then replaces everything SaveState saved and drops the
+  // pending synchronous round.
+  absl::Status RestoreState(const std::vector<NamedArray>& arrays);
+  // SaveState / RestoreState through a file written atomically (temporary
+  // file, fsync, rename) with a CRC (common/tensor_io.h).
+  absl::Status Checkpoint(const std::string& path) const;
+  absl::Status Restore(const std::string& path);
+
+ private:
+  struct Slot {
+    TableTensorSpec spec;
+    Tensor value;
+    Tensor m, v;  // trainable only
+  };
+
+  ParameterTable(const TableConfig& config, Backend* backend)
+      : config_(config), backend_(backend) {}
+  absl::Status ValidatePush(const TensorMap& gradients,
+                            const TensorMap& buffers) const;
+  // One Adam step on every trainable slot with `gradients` (all present) and
+  // the buffer values given.
+  void StepLocked(float lr, const TensorMap& gradients,
+                  const TensorMap& buffers) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ClearRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string Prefix() const { return config_.name + "/"; }
+
+  const TableConfig config_;
+  Backend* const backend_;
+  std::vector<TableTensorSpec> specs_;  // immutable after Create
+  std::map<std::string, size_t> index_;
+  int64_t num_elements_ = 0;
+
+  mutable absl::Mutex mu_;
+  std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);
+  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t adam_step_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t num_updates_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t accepted_pushes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t rejected_pushes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<std::string> registered_ ABSL_GUARDED_BY(mu_);
+  // Synchronous round for version_: contributors and running sums.
+  std::set<std::string> round_workers_ ABSL_GUARDED_BY(mu_);
+  TensorMap round_gradients_ ABSL_GUARDED_BY(mu_);
+  TensorMap round_buffers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int> round_buffer_counts_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace paragan
+
+#endif  // PARAGAN_SERVER_TABLE_H_

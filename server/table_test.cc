@@ -1,0 +1,485 @@
+#include "server/table.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <thread>
+
+#include "worker/engine/optimizer.h"
+#include "worker/engine/params.h"
+
+namespace paragan {
+namespace {
+
+std::vector<float> RandomVector(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> out(static_cast<size_t>(n));
+  for (float& x : out) x = dist(gen);
+  return out;
+}
+
+// "w" [3, 4], "big" [40000] (the Adam kernel's parallel path), "b" [5], and
+// a buffer "bn.running_mean" [5].
+std::vector<TableTensor> TestTensors(uint32_t seed) {
+  return {
+      {{"w", {3, 4}, true}, RandomVector(12, seed)},
+      {{"big", {40000}, true}, RandomVector(40000, seed + 1)},
+      {{"b", {5}, true}, RandomVector(5, seed + 2)},
+      {{"bn.running_mean", {5}, false}, RandomVector(5, seed + 3)},
+  };
+}
+
+TensorMap TestGradients(uint32_t seed) {
+  return {{"w", RandomVector(12, seed, 0.1f)},
+          {"big", RandomVector(40000, seed + 1, 0.1f)},
+          {"b", RandomVector(5, seed + 2, 0.1f)}};
+}
+
+class TableTest : public ::testing::Test {
+ protected:
+  void SetUp() override { backend_ = MakeCpuBackend(2); }
+
+  std::unique_ptr<ParameterTable> MakeTable(const UpdateRule& rule,
+                                            uint32_t seed = 1) {
+    TableConfig config;
+    config.name = "D";
+    config.adam = {4e-4f, 0.0f, 0.999f, 1e-6f};
+    config.rule = rule;
+    auto t = ParameterTable::Create(config, TestTensors(seed), backend_.get());
+    EXPECT_TRUE(t.ok()) << t.status();
+    (*t)->RegisterWorker("w0");
+    (*t)->RegisterWorker("w1");
+    return std::move(t).value();
+  }
+
+  static std::map<std::string, std::vector<float>> Values(
+      const ParameterTable& t) {
+    std::map<std::string, std::vector<float>> out;
+    auto snap = t.Snapshot();
+    EXPECT_TRUE(snap.ok());
+    for (const TableTensor& x : snap->tensors) out[x.spec.name] = x.values;
+    return out;
+  }
+
+  // Reference: the engine's Adam kernel on copies of the table's values.
+  struct Reference {
+    std::map<std::string, Tensor> value, m, v;
+    int64_t step = 0;
+  };
+  Reference MakeReference(uint32_t seed) {
+    Reference r;
+    for (const TableTensor& t : TestTensors(seed)) {
+      r.value[t.spec.name] = Tensor::HostFrom(t.spec.shape, t.values);
+      r.m[t.spec.name] = Tensor::Host(t.spec.shape);
+      r.v[t.spec.name] = Tensor::Host(t.spec.shape);
+    }
+    return r;
+  }
+  void ReferenceStep(Reference* r, float lr, const TensorMap& grads) {
+    ++r->step;
+    for (const auto& [name, g] : grads) {
+      Tensor gt = Tensor::HostFrom(r->value[name].shape(), g);
+      backend_->AdamUpdate(lr, 0.0f, 0.999f, 1e-6f, r->step, gt,
+                           &r->value[name], &r->m[name], &r->v[name]);
+    }
+  }
+  static void ExpectEqualsReference(const ParameterTable& t,
+                                    const Reference& r) {
+    for (const auto& [name, values] : Values(t)) {
+      EXPECT_EQ(values, r.value.at(name).ToVector()) << name;
+    }
+  }
+
+  std::unique_ptr<Backend> backend_;
+};
+
+TEST_F(TableTest, AdamMatchesEngineOptimizer) {
+  // The engine's own Adam over a ParamStore with the same tensors.
+  ParamStore store(backend_.get());
+  for (const TableTensor& t : TestTensors(1)) {
+    if (!t.spec.trainable) continue;
+    Param* p = store.AddParam(t.spec.name, t.spec.shape);
+    backend_->Upload(t.values.data(), &p->value);
+  }
+  Adam adam(&store, {4e-4f, 0.0f, 0.999f, 1e-6f});
+  auto table = MakeTable({});
+  for (int step = 0; step < 3; ++step) {
+    const TensorMap grads = TestGradients(100 + step);
+    for (Param& p : store.params()) {
+      backend_->Upload(grads.at(p.name).data(), &p.grad);
+    }
+    adam.Step();
+    auto r = table->ApplyGradients("w0", step, grads);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->accepted);
+    EXPECT_TRUE(r->applied);
+    EXPECT_EQ(r->staleness, 0);
+    EXPECT_EQ(r->new_version, step + 1);
+  }
+  const auto values = Values(*table);
+  for (const Param& p : store.params()) {
+    EXPECT_EQ(values.at(p.name), p.value.ToVector()) << p.name;
+  }
+  EXPECT_EQ(table->Stats().adam_step, adam.steps());
+}
+
+TEST_F(TableTest, RejectAboveBoundChangesNothing) {
+  auto table = MakeTable({StalenessPolicy::kRejectAboveBound, 1, 0});
+  ASSERT_TRUE(table->ApplyGradients("w0", 0, TestGradients(1)).ok());
+  auto r = table->ApplyGradients("w1", 0, TestGradients(2));  // s = 1
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->applied);
+  EXPECT_EQ(r->staleness, 1);
+  const auto before = Values(*table);
+  r = table->ApplyGradients("w1", 0, TestGradients(3));  // s = 2 > 1
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->accepted);
+  EXPECT_FALSE(r->applied);
+  EXPECT_EQ(r->staleness, 2);
+  EXPECT_EQ(r->new_version, 2);
+  EXPECT_NE(r->reason.find("above bound"), std::string::npos) << r->reason;
+  EXPECT_EQ(Values(*table), before);
+  const TableStats s = table->Stats();
+  EXPECT_EQ(s.version, 2);
+  EXPECT_EQ(s.num_updates, 2);
+  EXPECT_EQ(s.adam_step, 2);
+  EXPECT_EQ(s.rejected_pushes, 1);
+  EXPECT_EQ(s.accepted_pushes, 2);
+}
+
+TEST_F(TableTest, ScaleByInverseStalenessIsAdamWithScaledLr) {
+  auto table = MakeTable({StalenessPolicy::kScaleByInverseStaleness, 0, 0});
+  Reference ref = MakeReference(1);
+  const float lr = 4e-4f;
+  // s = 0, 1, then 2 (two pushes from version 1 after it moved to 3).
+  const std::vector<std::pair<int64_t, int64_t>> pushes = {
+      {0, 0}, {0, 1}, {1, 1}, {1, 2}};
+  for (size_t i = 0; i < pushes.size(); ++i) {
+    const TensorMap g = TestGradients(10 + i);
+    auto r = table->ApplyGradients("w0", pushes[i].first, g);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->applied);
+    EXPECT_EQ(r->staleness, pushes[i].second);
+    ReferenceStep(&ref, lr / (1.0f + static_cast<float>(pushes[i].second)), g);
+  }
+  ExpectEqualsReference(*table, ref);
+}
+
+TEST_F(TableTest, AcceptAppliesStaleGradientsAsIs) {
+  auto table = MakeTable({StalenessPolicy::kAccept, 0, 0});
+  Reference ref = MakeReference(1);
+  for (int i = 0; i < 3; ++i) {
+    const TensorMap g = TestGradients(20 + i);
+    auto r = table->ApplyGradients("w0", 0, g);  // s = 0, 1, 2
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->staleness, i);
+    EXPECT_TRUE(r->applied);
+    ReferenceStep(&ref, 4e-4f, g);
+  }
+  ExpectEqualsReference(*table, ref);
+}
+
+TEST_F(TableTest, SyncModeAveragesWorkersAndStepsOnce) {
+  auto table = MakeTable({StalenessPolicy::kRejectAboveBound, 0, 2});
+  const auto initial = Values(*table);
+  const TensorMap g0 = TestGradients(30), g1 = TestGradients(40);
+  const TensorMap b0 = {{"bn.running_mean", {1, 2, 3, 4, 5}}};
+  const TensorMap b1 = {{"bn.running_mean", {3, 4, 5, 6, 7}}};
+
+  bool reached = false;
+  std::thread waiter(
+      [&] { reached = table->WaitForVersion(1, absl::Seconds(30)); });
+  auto r = table->ApplyGradients("w0", 0, g0, b0);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->accepted);
+  EXPECT_FALSE(r->applied);
+  EXPECT_EQ(r->new_version, 0);
+  EXPECT_EQ(Values(*table), initial);  // nothing until the round completes
+  EXPECT_EQ(table->Stats().pending_contributions, 1);
+
+  r = table->ApplyGradients("w0", 0, g1);  // duplicate in the round
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->accepted);
+  EXPECT_NE(r->reason.find("duplicate"), std::string::npos);
+
+  r = table->ApplyGradients("w1", 0, g1, b1);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->accepted);
+  EXPECT_TRUE(r->applied);
+  EXPECT_EQ(r->new_version, 1);
+  waiter.join();
+  EXPECT_TRUE(reached);
+
+  TensorMap avg;
+  for (const auto& [name, a] : g0) {
+    const std::vector<float>& b = g1.at(name);
+    std::vector<float>& out = avg[name];
+    for (size_t i = 0; i < a.size(); ++i) out.push_back((a[i] + b[i]) / 2.0f);
+  }
+  Reference ref = MakeReference(1);
+  ReferenceStep(&ref, 4e-4f, avg);
+  ref.value["bn.running_mean"] = Tensor::HostFrom({5}, {2, 3, 4, 5, 6});
+  ExpectEqualsReference(*table, ref);
+  const TableStats s = table->Stats();
+  EXPECT_EQ(s.num_updates, 1);
+  EXPECT_EQ(s.pending_contributions, 0);
+
+  // A late push for version 0 is refused by bound 0.
+  const auto after = Values(*table);
+  r = table->ApplyGradients("w0", 0, g0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->accepted);
+  EXPECT_EQ(r->staleness, 1);
+  EXPECT_EQ(Values(*table), after);
+  EXPECT_FALSE(table->WaitForVersion(2, absl::Milliseconds(10)));
+}
+
+TEST_F(TableTest, InvalidPushesRejectedWithNoStateChange) {
+  for (int sync : {0, 2}) {
+    auto table = MakeTable({StalenessPolicy::kAccept, 0, sync});
+    // One valid push first, so there is Adam state (and in sync mode a
+    // pending contribution) to protect.
+    ASSERT_TRUE(table->ApplyGradients("w0", 0, TestGradients(1)).ok());
+    const std::vector<NamedArray> state = table->SaveState();
+    const TableStats stats = table->Stats();
+
+    struct Case {
+      std::string what, worker;
+      int64_t base;
+      TensorMap grads, buffers;
+      absl::StatusCode code;
+      std::string mention;
+    };
+    std::vector<Case> cases;
+    auto add = [&](std::string what, std::function<void(TensorMap*)> edit,
+                   absl::StatusCode code, std::string mention) {
+      TensorMap g = TestGradients(2);
+      edit(&g);
+      cases.push_back({what, "w1", 0, g, {}, code, mention});
+    };
+    const auto kInvalid = absl::StatusCode::kInvalidArgument;
+    add(
+        "unknown tensor", [](TensorMap* g) { (*g)["nope"] = {1}; }, kInvalid,
+        "nope");
+    add(
+        "wrong size", [](TensorMap* g) { (*g)["w"].pop_back(); }, kInvalid,
+        "'w'");
+    add(
+        "NaN",
+        [](TensorMap* g) {
+          (*g)["big"][123] = std::numeric_limits<float>::quiet_NaN();
+        },
+        kInvalid, "'big'");
+    add(
+        "Inf",
+        [](TensorMap* g) {
+          (*g)["b"][0] = -std::numeric_limits<float>::infinity();
+        },
+        kInvalid, "'b'");
+    add(
+        "missing", [](TensorMap* g) { g->erase("b"); }, kInvalid, "'b'");
+    add(
+        "gradient for buffer",
+        [](TensorMap* g) { (*g)["bn.running_mean"] = std::vector<float>(5); },
+        kInvalid, "bn.running_mean");
+    cases.push_back({"value for trainable",
+                     "w1",
+                     0,
+                     TestGradients(2),
+                     {{"w", std::vector<float>(12)}},
+                     kInvalid,
+                     "'w'"});
+    cases.push_back({"NaN buffer",
+                     "w1",
+                     0,
+                     TestGradients(2),
+                     {{"bn.running_mean",
+                       {0, 0, std::numeric_limits<float>::quiet_NaN(), 0, 0}}},
+                     kInvalid,
+                     "bn.running_mean"});
+    cases.push_back({"future version",
+                     "w1",
+                     7,
+                     TestGradients(2),
+                     {},
+                     absl::StatusCode::kFailedPrecondition,
+                     "ahead"});
+    cases.push_back({"negative version",
+                     "w1",
+                     -1,
+                     TestGradients(2),
+                     {},
+                     kInvalid,
+                     "negative"});
+    cases.push_back({"unregistered",
+                     "stranger",
+                     0,
+                     TestGradients(2),
+                     {},
+                     absl::StatusCode::kFailedPrecondition,
+                     "stranger"});
+    for (const Case& c : cases) {
+      auto r = table->ApplyGradients(c.worker, c.base, c.grads, c.buffers);
+      ASSERT_FALSE(r.ok()) << c.what << " (sync=" << sync << ")";
+      EXPECT_EQ(r.status().code(), c.code) << c.what << ": " << r.status();
+      EXPECT_NE(r.status().message().find(c.mention), std::string::npos)
+          << c.what << ": " << r.status();
+      const std::vector<NamedArray> now = table->SaveState();
+      ASSERT_EQ(now.size(), state.size());
+      for (size_t i = 0; i < now.size(); ++i) {
+        EXPECT_EQ(now[i].bytes, state[i].bytes) << c.what << " " << now[i].name;
+      }
+      const TableStats s = table->Stats();
+      EXPECT_EQ(s.version, stats.version) << c.what;
+      EXPECT_EQ(s.accepted_pushes, stats.accepted_pushes) << c.what;
+      EXPECT_EQ(s.rejected_pushes, stats.rejected_pushes) << c.what;
+      EXPECT_EQ(s.pending_contributions, stats.pending_contributions) << c.what;
+    }
+  }
+}
+
+TEST_F(TableTest, SnapshotSubsetAndUnknownName) {
+  auto table = MakeTable({});
+  auto snap = table->Snapshot({"b", "w"});
+  ASSERT_TRUE(snap.ok());
+  ASSERT_EQ(snap->tensors.size(), 2u);
+  EXPECT_EQ(snap->tensors[0].spec.name, "b");
+  EXPECT_EQ(snap->tensors[1].spec.shape, (Shape{3, 4}));
+  EXPECT_EQ(snap->tensors[0].values, TestTensors(1)[2].values);
+  EXPECT_EQ(table->Snapshot({"zzz"}).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+std::string TempPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return std::string(dir ? dir : "/tmp") + "/" + name;
+}
+
+TEST_F(TableTest, CheckpointRoundTripIsBitIdentical) {
+  auto table = MakeTable({StalenessPolicy::kAccept, 0, 0});
+  table->RegisterWorker("late-joiner");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(table
+                    ->ApplyGradients("w0", i, TestGradients(50 + i),
+                                     {{"bn.running_mean",
+                                       {static_cast<float>(i), 1, 2, 3, 4}}})
+                    .ok());
+  }
+  const std::string path = TempPath("table_roundtrip.pgt");
+  ASSERT_TRUE(table->Checkpoint(path).ok());
+
+  auto other = MakeTable({StalenessPolicy::kAccept, 0, 0}, /*seed=*/77);
+  absl::Status st = other->Restore(path);
+  ASSERT_TRUE(st.ok()) << st;
+  const auto a = table->SaveState(), b = other->SaveState();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].name, b[i].name);
+    EXPECT_EQ(a[i].bytes, b[i].bytes) << a[i].name;
+  }
+  EXPECT_EQ(other->version(), 3);
+  EXPECT_TRUE(other->IsRegistered("late-joiner"));
+  // Adam state came back too: the next step is identical.
+  const TensorMap g = TestGradients(99);
+  ASSERT_TRUE(table->ApplyGradients("w0", 3, g).ok());
+  ASSERT_TRUE(other->ApplyGradients("w0", 3, g).ok());
+  EXPECT_EQ(Values(*table), Values(*other));
+}
+
+TEST_F(TableTest, CorruptOrMismatchedCheckpointRejected) {
+  auto table = MakeTable({});
+  ASSERT_TRUE(table->ApplyGradients("w0", 0, TestGradients(1)).ok());
+  const std::string path = TempPath("table_corrupt.pgt");
+  ASSERT_TRUE(table->Checkpoint(path).ok());
+
+  auto fresh = MakeTable({}, /*seed=*/5);
+  const auto before = fresh->SaveState();
+  auto unchanged = [&] {
+    const auto now = fresh->SaveState();
+    for (size_t i = 0; i < now.size(); ++i) {
+      if (now[i].bytes != before[i].bytes) return false;
+    }
+    return true;
+  };
+
+  // Flip one byte in the middle of the file: the CRC catches it.
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(0, std::ios::end);
+    const std::streamoff size = f.tellg();
+    f.seekg(size / 2);
+    char c;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x20);
+    f.seekp(size / 2);
+    f.write(&c, 1);
+  }
+  EXPECT_FALSE(fresh->Restore(path).ok());
+  EXPECT_TRUE(unchanged());
+  EXPECT_FALSE(fresh->Restore(TempPath("does_not_exist.pgt")).ok());
+  EXPECT_TRUE(unchanged());
+
+  // A table with another layout (one shape differs) refuses the file.
+  std::vector<TableTensor> tensors = TestTensors(1);
+  tensors[2] = {{"b", {6}, true}, std::vector<float>(6, 0.5f)};
+  TableConfig config;
+  config.name = "D";
+  auto other = ParameterTable::Create(config, tensors, backend_.get());
+  ASSERT_TRUE(other.ok());
+  const std::string good = TempPath("table_good.pgt");
+  ASSERT_TRUE(table->Checkpoint(good).ok());
+  const auto other_before = (*other)->SaveState();
+  absl::Status st = (*other)->Restore(good);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("b"), std::string::npos);
+  const auto other_after = (*other)->SaveState();
+  for (size_t i = 0; i < other_after.size(); ++i) {
+    EXPECT_EQ(other_after[i].bytes, other_before[i].bytes);
+  }
+  // Missing tensor (a table with one more tensor) and an extra one.
+  tensors = TestTensors(1);
+  tensors.push_back({{"extra", {2}, true}, {1, 2}});
+  auto bigger = ParameterTable::Create(config, tensors, backend_.get());
+  ASSERT_TRUE(bigger.ok());
+  EXPECT_FALSE((*bigger)->Restore(good).ok());
+  tensors = TestTensors(1);
+  tensors.pop_back();
+  auto smaller = ParameterTable::Create(config, tensors, backend_.get());
+  ASSERT_TRUE(smaller.ok());
+  EXPECT_FALSE((*smaller)->Restore(good).ok());
+}
+
+TEST_F(TableTest, CreateValidates) {
+  TableConfig config;
+  config.name = "G";
+  auto dup = ParameterTable::Create(
+      config, {{{"a", {1}, true}, {1}}, {{"a", {1}, true}, {1}}},
+      backend_.get());
+  EXPECT_FALSE(dup.ok());
+  auto count =
+      ParameterTable::Create(config, {{{"a", {2}, true}, {1}}}, backend_.get());
+  EXPECT_FALSE(count.ok());
+  config.adam.lr = 0;
+  EXPECT_FALSE(ParameterTable::Create(config, {}, backend_.get()).ok());
+}
+
+TEST(StalenessPolicyTest, Parse) {
+  EXPECT_EQ(*ParseStalenessPolicy("accept"), StalenessPolicy::kAccept);
+  EXPECT_EQ(*ParseStalenessPolicy("reject_above_bound"),
+            StalenessPolicy::kRejectAboveBound);
+  EXPECT_EQ(*ParseStalenessPolicy("scale"),
+            StalenessPolicy::kScaleByInverseStaleness);
+  EXPECT_FALSE(ParseStalenessPolicy("maybe").ok());
+  for (auto p : {StalenessPolicy::kAccept, StalenessPolicy::kRejectAboveBound,
+                 StalenessPolicy::kScaleByInverseStaleness}) {
+    EXPECT_EQ(*ParseStalenessPolicy(StalenessPolicyName(p)), p);
+  }
+}
+
+}  // namespace
+}  // namespace paragan
