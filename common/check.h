@@ -1,8 +1,8 @@
 #ifndef PARAGAN_COMMON_CHECK_H_
 #define PARAGAN_COMMON_CHECK_H_
 
-// Invariant checks for programming errors (not for bad user input, which gets an
-// absl::Status). Debian's Abseil (2022-06) predates absl/log, hence our own.
+// Invariant checks for programming errors (not for bad user input, which gets
+// an absl::Status). Debian's Abseil (2022-06) predates absl/log, hence our own.
 
 #include <cstdlib>
 #include <iostream>
@@ -34,18 +34,19 @@ class CheckFailure {
   } else               \
     ::paragan::internal::CheckFailure(__FILE__, __LINE__, #cond).stream()
 
-#define PG_CHECK_EQ(a, b) PG_CHECK((a) == (b)) << "(" << (a) << " vs " << (b) << ") "
-#define PG_CHECK_OK(expr)                                         \
-  do {                                                            \
-    const ::absl::Status _pg_st = (expr);                         \
-    PG_CHECK(_pg_st.ok()) << _pg_st.ToString();                   \
+#define PG_CHECK_EQ(a, b) \
+  PG_CHECK((a) == (b)) << "(" << (a) << " vs " << (b) << ") "
+#define PG_CHECK_OK(expr)                       \
+  do {                                          \
+    const ::absl::Status _pg_st = (expr);       \
+    PG_CHECK(_pg_st.ok()) << _pg_st.ToString(); \
   } while (0)
 
 // Propagates a non-OK status; assigns the value of a StatusOr otherwise.
-#define PG_RETURN_IF_ERROR(expr)              \
-  do {                                        \
-    ::absl::Status _pg_st = (expr);           \
-    if (!_pg_st.ok()) return _pg_st;          \
+#define PG_RETURN_IF_ERROR(expr)     \
+  do {                               \
+    ::absl::Status _pg_st = (expr);  \
+    if (!_pg_st.ok()) return _pg_st; \
   } while (0)
 
 #define PG_CONCAT_INNER(a, b) a##b

@@ -27,7 +27,8 @@ class Rng {
   uint32_t NextU32() {
     const uint64_t old = state_;
     state_ = old * 6364136223846793005ULL + inc_;
-    const uint32_t xorshifted = static_cast<uint32_t>(((old >> 18u) ^ old) >> 27u);
+    const uint32_t xorshifted =
+        static_cast<uint32_t>(((old >> 18u) ^ old) >> 27u);
     const uint32_t rot = static_cast<uint32_t>(old >> 59u);
     return (xorshifted >> rot) | (xorshifted << ((-rot) & 31));
   }

@@ -3,8 +3,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "common/check.h"
 #include "absl/strings/str_join.h"
+#include "common/check.h"
 
 namespace paragan {
 
@@ -22,9 +22,11 @@ std::shared_ptr<float> AllocateHostFloats(int64_t count, bool zero) {
   size_t bytes = static_cast<size_t>(count > 0 ? count : 1) * sizeof(float);
   bytes = (bytes + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, bytes);
-  PG_CHECK(p != nullptr) << "out of host memory allocating " << bytes << " bytes";
+  PG_CHECK(p != nullptr) << "out of host memory allocating " << bytes
+                         << " bytes";
   if (zero) std::memset(p, 0, bytes);
-  return std::shared_ptr<float>(static_cast<float*>(p), [](float* q) { std::free(q); });
+  return std::shared_ptr<float>(static_cast<float*>(p),
+                                [](float* q) { std::free(q); });
 }
 
 Tensor::Tensor(Shape shape, std::shared_ptr<float> storage, Device device)
@@ -34,7 +36,8 @@ Tensor::Tensor(Shape shape, std::shared_ptr<float> storage, Device device)
       device_(device) {}
 
 Tensor Tensor::Host(const Shape& shape) {
-  return Tensor(shape, AllocateHostFloats(NumElements(shape), true), Device::kCpu);
+  return Tensor(shape, AllocateHostFloats(NumElements(shape), true),
+                Device::kCpu);
 }
 
 Tensor Tensor::HostFrom(const Shape& shape, const std::vector<float>& values) {
@@ -46,7 +49,8 @@ Tensor Tensor::HostFrom(const Shape& shape, const std::vector<float>& values) {
 
 Tensor Tensor::Reshape(const Shape& shape) const {
   PG_CHECK_EQ(NumElements(shape), numel_)
-      << "cannot reshape " << ShapeToString(shape_) << " to " << ShapeToString(shape);
+      << "cannot reshape " << ShapeToString(shape_) << " to "
+      << ShapeToString(shape);
   return Tensor(shape, storage_, device_);
 }
 

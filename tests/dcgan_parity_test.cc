@@ -1,7 +1,8 @@
 // DCGAN-32 forward, backward and one full training step against PyTorch.
-// tests/fixtures/dcgan32_parity.pgt comes from tests/pytorch/make_dcgan_fixture.py
-// (PyTorch 1.13, float32, one thread) with weights from a closed-form formula
-// that both sides evaluate, so the fixture stays small.
+// tests/fixtures/dcgan32_parity.pgt comes from
+// tests/pytorch/make_dcgan_fixture.py (PyTorch 1.13, float32, one thread) with
+// weights from a closed-form formula that both sides evaluate, so the fixture
+// stays small.
 
 #include <cmath>
 #include <cstdint>
@@ -15,7 +16,8 @@
 namespace paragan {
 namespace {
 
-std::vector<float> FixtureUniform(int k, int64_t n, double scale, double shift) {
+std::vector<float> FixtureUniform(int k, int64_t n, double scale,
+                                  double shift) {
   std::vector<float> out(n);
   for (int64_t i = 0; i < n; ++i) {
     const uint64_t h = (static_cast<uint64_t>(i) * 2654435761ULL +
@@ -30,8 +32,8 @@ class DcganParity : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* src = std::getenv("TEST_SRCDIR");
-    const std::string path =
-        std::string(src ? src : ".") + "/paragan/tests/fixtures/dcgan32_parity.pgt";
+    const std::string path = std::string(src ? src : ".") +
+                             "/paragan/tests/fixtures/dcgan32_parity.pgt";
     auto arrays = ReadTensorFile(path);
     ASSERT_TRUE(arrays.ok()) << arrays.status();
     for (const NamedArray& a : *arrays) {
@@ -57,8 +59,8 @@ class DcganParity : public ::testing::Test {
 
   void SetWeights() {
     int k = 0;
-    for (ParamStore* s : {&trainer_->model().generator(),
-                          &trainer_->model().discriminator()}) {
+    for (ParamStore* s :
+         {&trainer_->model().generator(), &trainer_->model().discriminator()}) {
       for (Param& p : s->params()) {
         const Shape& shape = p.value.shape();
         std::vector<float> v;
@@ -70,7 +72,8 @@ class DcganParity : public ::testing::Test {
           const bool transposed = p.name.find("deconv") != std::string::npos;
           const int64_t fan_in = transposed ? p.value.numel() / shape[0]
                                             : p.value.numel() / shape[0];
-          v = FixtureUniform(k, p.value.numel(), 1.0 / std::sqrt(double(fan_in)), 0.0);
+          v = FixtureUniform(k, p.value.numel(),
+                             1.0 / std::sqrt(double(fan_in)), 0.0);
         }
         std::memcpy(p.value.data(), v.data(), v.size() * sizeof(float));
         ++k;
@@ -85,7 +88,8 @@ class DcganParity : public ::testing::Test {
 
   static void ExpectClose(const std::vector<float>& ours,
                           const std::vector<float>& ref, double rtol,
-                          double atol_fraction_of_max, const std::string& what) {
+                          double atol_fraction_of_max,
+                          const std::string& what) {
     ASSERT_EQ(ours.size(), ref.size()) << what;
     double max_ref = 0;
     for (float r : ref) max_ref = std::max(max_ref, double(std::abs(r)));
@@ -135,27 +139,35 @@ TEST_F(DcganParity, ForwardBackwardAndOneTrainingStepMatchPyTorch) {
     ASSERT_TRUE(probe_or.ok());
     GanModel& probe = (*probe_or)->model();
     for (ParamStore* dst : {&probe.generator(), &probe.discriminator()}) {
-      ParamStore& src = dst == &probe.generator() ? model.generator() : model.discriminator();
-      for (Param& p : dst->params()) backend_->Copy(src.FindParam(p.name)->value, &p.value);
-      for (auto& [name, t] : dst->buffers()) backend_->Copy(*src.FindBuffer(name), t);
+      ParamStore& src =
+          dst == &probe.generator() ? model.generator() : model.discriminator();
+      for (Param& p : dst->params())
+        backend_->Copy(src.FindParam(p.name)->value, &p.value);
+      for (auto& [name, t] : dst->buffers())
+        backend_->Copy(*src.FindBuffer(name), t);
     }
     Tensor fake = probe.Generate(z_d, {}, {true, false, false});
     ExpectClose(fake.ToVector(), F("out.fake_d"), 1e-4, 1e-5, "G(z_d)");
     Tensor both = Tensor::Host({16, 1, 32, 32});
     std::memcpy(both.data(), real.data(), real.numel() * sizeof(float));
-    std::memcpy(both.data() + real.numel(), fake.data(), fake.numel() * sizeof(float));
-    Tensor logits = probe.Discriminate(both, std::vector<int>(16, 0), {true, true, true});
+    std::memcpy(both.data() + real.numel(), fake.data(),
+                fake.numel() * sizeof(float));
+    Tensor logits =
+        probe.Discriminate(both, std::vector<int>(16, 0), {true, true, true});
     ExpectClose(logits.ToVector(), F("out.d_logits"), 1e-4, 1e-4, "D logits");
   }
 
-  StepStats stats = trainer_->Step([&](Tensor* images, std::vector<int>* labels) {
-    *images = real;
-    labels->assign(8, 0);
-  });
+  StepStats stats =
+      trainer_->Step([&](Tensor* images, std::vector<int>* labels) {
+        *images = real;
+        labels->assign(8, 0);
+      });
   EXPECT_EQ(draws, 2);
-  EXPECT_NEAR(stats.d_loss, F("out.d_loss")[0], 1e-4 * std::abs(F("out.d_loss")[0]) + 1e-5);
+  EXPECT_NEAR(stats.d_loss, F("out.d_loss")[0],
+              1e-4 * std::abs(F("out.d_loss")[0]) + 1e-5);
   // Through the stepped D (see the tolerances below).
-  EXPECT_NEAR(stats.g_loss, F("out.g_loss")[0], 3e-2 * std::abs(F("out.g_loss")[0]) + 1e-4);
+  EXPECT_NEAR(stats.g_loss, F("out.g_loss")[0],
+              3e-2 * std::abs(F("out.g_loss")[0]) + 1e-4);
 
   // Tolerances. The D step is a deterministic function of the fixture, so
   // D's gradients agree to float32 summation-order noise (2e-3 relative).
@@ -192,13 +204,17 @@ TEST_F(DcganParity, ForwardBackwardAndOneTrainingStepMatchPyTorch) {
       for (size_t i = 0; i < after.size(); ++i) {
         if (std::abs(ref_grad[i]) < (g_step ? 0.1 : 1e-3) * rms) continue;
         ++checked;
-        if (std::abs(after[i] - ref_after[i]) > 2e-6 + 1e-5 * std::abs(ref_after[i])) ++bad;
+        if (std::abs(after[i] - ref_after[i]) >
+            2e-6 + 1e-5 * std::abs(ref_after[i]))
+          ++bad;
       }
       EXPECT_EQ(bad, 0) << "weights after the Adam step differ: " << p.name;
       EXPECT_GT(checked, 0) << p.name;
     }
     for (auto& [name, t] : s->buffers())
-      ExpectClose(Sampled(*t).size() == F("after." + name).size() ? Sampled(*t) : t->ToVector(),
+      ExpectClose(Sampled(*t).size() == F("after." + name).size()
+                      ? Sampled(*t)
+                      : t->ToVector(),
                   F("after." + name), 1e-3, 1e-5, "buffer " + name);
   }
 }

@@ -54,8 +54,9 @@ class Backend {
   // Dense algebra on row-major matrices: C = alpha * op(A) op(B) + beta * C,
   // op(A) is [m, k], op(B) is [k, n]. Batched form strides through `batch`
   // independent products.
-  virtual void Gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
-                    const float* a, const float* b, float beta, float* c) = 0;
+  virtual void Gemm(bool trans_a, bool trans_b, int m, int n, int k,
+                    float alpha, const float* a, const float* b, float beta,
+                    float* c) = 0;
   virtual void BatchedGemm(int batch, bool trans_a, bool trans_b, int m, int n,
                            int k, float alpha, const float* a, int64_t stride_a,
                            const float* b, int64_t stride_b, float beta,

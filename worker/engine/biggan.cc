@@ -178,7 +178,8 @@ class BigGan32 : public GanModel {
     for (ParamStore* store : {&g_, &d_}) {
       for (Param& p : store->params()) {
         const std::string& n = p.name;
-        const bool is_weight = n.size() > 7 && n.substr(n.size() - 7) == ".weight";
+        const bool is_weight =
+            n.size() > 7 && n.substr(n.size() - 7) == ".weight";
         if (n.find("bn_out") != std::string::npos) {
           InitConstant(backend_, &p, is_weight ? 1.0f : 0.0f);
         } else if (n.size() > 6 && n.substr(n.size() - 6) == ".gamma") {
@@ -201,7 +202,8 @@ class BigGan32 : public GanModel {
     PG_CHECK_EQ(static_cast<int64_t>(labels.size()), n);
     std::vector<Tensor> chunks;
     std::vector<Tensor*> chunk_ptrs;
-    for (int i = 0; i <= kGBlocks; ++i) chunks.push_back(backend_->Alloc({n, chunk_}));
+    for (int i = 0; i <= kGBlocks; ++i)
+      chunks.push_back(backend_->Alloc({n, chunk_}));
     for (Tensor& t : chunks) chunk_ptrs.push_back(&t);
     backend_->SplitChannels(z, chunk_ptrs);
     Tensor shared = shared_.Forward(labels, mode);
@@ -247,7 +249,8 @@ class BigGan32 : public GanModel {
     inner.input_grads = true;
     Tensor h = dblock1_.Forward(x, inner);
     if (dattn_) h = dattn_->Forward(h, inner);
-    h = dblock4_.Forward(dblock3_.Forward(dblock2_.Forward(h, inner), inner), inner);
+    h = dblock4_.Forward(dblock3_.Forward(dblock2_.Forward(h, inner), inner),
+                         inner);
     features_ = dsum_.Forward(drelu_.Forward(h));
     Tensor out = dlinear_.Forward(features_, inner);
     embed_ = dembed_.Forward(labels, inner);

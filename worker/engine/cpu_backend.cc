@@ -31,9 +31,8 @@ int64_t InnerSize(const Tensor& t) {
 }
 
 void CheckSameSize(const Tensor& a, const Tensor& b, const char* what) {
-  PG_CHECK(a.numel() == b.numel())
-      << what << ": " << ShapeToString(a.shape()) << " vs "
-      << ShapeToString(b.shape());
+  PG_CHECK(a.numel() == b.numel()) << what << ": " << ShapeToString(a.shape())
+                                   << " vs " << ShapeToString(b.shape());
 }
 
 struct ConvKey {
@@ -91,7 +90,8 @@ class HostPool : public std::enable_shared_from_this<HostPool> {
     }
     if (p == nullptr) {
       p = static_cast<float*>(std::aligned_alloc(64, bytes));
-      PG_CHECK(p != nullptr) << "out of host memory allocating " << bytes << " bytes";
+      PG_CHECK(p != nullptr)
+          << "out of host memory allocating " << bytes << " bytes";
     }
     std::weak_ptr<HostPool> pool = weak_from_this();
     return std::shared_ptr<float>(p, [pool, bytes](float* q) {
@@ -109,7 +109,8 @@ class HostPool : public std::enable_shared_from_this<HostPool> {
 
  private:
   static size_t RoundUp(int64_t count) {
-    const size_t bytes = static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(float);
+    const size_t bytes =
+        static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(float);
     return (bytes + 63) / 64 * 64;
   }
   void Put(float* p, size_t bytes) {
@@ -221,8 +222,8 @@ class CpuBackend : public Backend {
                          {DNNL_ARG_DIFF_BIAS, db ? db->data() : nullptr}});
   }
 
-  void BatchNormStats(const Tensor& x, float eps, Tensor* mean,
-                      Tensor* inv_std, Tensor* xhat) override {
+  void BatchNormStats(const Tensor& x, float eps, Tensor* mean, Tensor* inv_std,
+                      Tensor* xhat) override {
     const int64_t n = x.dim(0), c = x.dim(1), hw = InnerSize(x);
     const float* px = x.data();
     float* pm = mean->data();
@@ -293,8 +294,8 @@ class CpuBackend : public Backend {
       }
   }
   void ChannelAffineBackward(const Tensor& dy, const Tensor& xhat,
-                             const Tensor& gamma, Tensor* dxhat,
-                             Tensor* dgamma, Tensor* dbeta) override {
+                             const Tensor& gamma, Tensor* dxhat, Tensor* dgamma,
+                             Tensor* dbeta) override {
     const int64_t n = xhat.dim(0), c = xhat.dim(1), hw = InnerSize(xhat);
     const bool per_sample = gamma.numel() == n * c && gamma.ndim() == 2;
     const float* pdy = dy.data();
@@ -368,9 +369,9 @@ class CpuBackend : public Backend {
     for (int64_t i = 0; i < c; ++i) {
       const double is = batch_inv_std.data()[i];
       const double var = 1.0 / (is * is) - eps;
-      running_mean->data()[i] = static_cast<float>(
-          (1 - momentum) * running_mean->data()[i] +
-          momentum * batch_mean.data()[i]);
+      running_mean->data()[i] =
+          static_cast<float>((1 - momentum) * running_mean->data()[i] +
+                             momentum * batch_mean.data()[i]);
       running_var->data()[i] = static_cast<float>(
           (1 - momentum) * running_var->data()[i] + momentum * var * unbias);
     }
@@ -534,7 +535,8 @@ class CpuBackend : public Backend {
         const float* r1 = r0 + 2 * w;
         float* o = py + (p * h + i) * w;
         for (int64_t j = 0; j < w; ++j)
-          o[j] = 0.25f * (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]);
+          o[j] =
+              0.25f * (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]);
       }
   }
   void AvgPool2xBackward(const Tensor& dy, Tensor* dx) override {
@@ -655,8 +657,7 @@ class CpuBackend : public Backend {
       for (int64_t j = 0; j < cols; ++j) out[j] *= inv;
     }
   }
-  void SoftmaxBackward(const Tensor& y, const Tensor& dy,
-                       Tensor* dx) override {
+  void SoftmaxBackward(const Tensor& y, const Tensor& dy, Tensor* dx) override {
     const int64_t cols = y.dim(y.ndim() - 1), rows = y.numel() / cols;
     const float* py = y.data();
     const float* pd = dy.data();
@@ -664,7 +665,8 @@ class CpuBackend : public Backend {
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       float dot = 0;
-      for (int64_t j = 0; j < cols; ++j) dot += py[r * cols + j] * pd[r * cols + j];
+      for (int64_t j = 0; j < cols; ++j)
+        dot += py[r * cols + j] * pd[r * cols + j];
       for (int64_t j = 0; j < cols; ++j)
         po[r * cols + j] = py[r * cols + j] * (pd[r * cols + j] - dot);
     }
@@ -692,7 +694,8 @@ class CpuBackend : public Backend {
     const int64_t n = a.dim(0), f = a.numel() / n;
     for (int64_t i = 0; i < n; ++i) {
       float s = 0;
-      for (int64_t j = 0; j < f; ++j) s += a.data()[i * f + j] * b.data()[i * f + j];
+      for (int64_t j = 0; j < f; ++j)
+        s += a.data()[i * f + j] * b.data()[i * f + j];
       out->data()[i] = s;
     }
   }
@@ -749,12 +752,15 @@ class CpuBackend : public Backend {
         exec_args.emplace(a.arg, plain);
         continue;
       }
-      if (a.input) a.to_want.execute(stream_, plain, a.scratch);
-      else outputs.emplace_back(&a, plain);
+      if (a.input)
+        a.to_want.execute(stream_, plain, a.scratch);
+      else
+        outputs.emplace_back(&a, plain);
       exec_args.emplace(a.arg, a.scratch);
     }
     bp->prim.execute(stream_, exec_args);
-    for (auto& [a, plain] : outputs) a->to_plain.execute(stream_, a->scratch, plain);
+    for (auto& [a, plain] : outputs)
+      a->to_plain.execute(stream_, a->scratch, plain);
     stream_.wait();
   }
 
@@ -768,8 +774,10 @@ class CpuBackend : public Backend {
     if (a.reordered()) {
       a.scratch = memory(want, engine_);
       memory p(plain, engine_, DNNL_MEMORY_NONE);
-      if (input) a.to_want = dnnl::reorder(p, a.scratch);
-      else a.to_plain = dnnl::reorder(a.scratch, p);
+      if (input)
+        a.to_want = dnnl::reorder(p, a.scratch);
+      else
+        a.to_plain = dnnl::reorder(a.scratch, p);
     }
     return a;
   }
@@ -788,18 +796,21 @@ class CpuBackend : public Backend {
     // Canonical layout pins the primitives to NCHW/OIHW; blocked lets oneDNN
     // pick its native layouts (nChw16c & co.), paid for with reorders.
     const bool any = layout_ == CpuConvLayout::kBlocked;
-    const memory::desc x_md = any ? memory::desc(xd, Dt::f32, Tag::any) : x_plain;
-    const memory::desc w_md = any ? memory::desc(wd, Dt::f32, Tag::any) : w_plain;
-    const memory::desc y_md = any ? memory::desc(yd, Dt::f32, Tag::any) : y_plain;
+    const memory::desc x_md =
+        any ? memory::desc(xd, Dt::f32, Tag::any) : x_plain;
+    const memory::desc w_md =
+        any ? memory::desc(wd, Dt::f32, Tag::any) : w_plain;
+    const memory::desc y_md =
+        any ? memory::desc(yd, Dt::f32, Tag::any) : y_plain;
     const memory::dims strides = {g.stride, g.stride};
     const memory::dims pad = {g.padding, g.padding};
     const auto algo = dnnl::algorithm::convolution_direct;
     auto fwd_d = bias ? dnnl::convolution_forward::desc(
-                            dnnl::prop_kind::forward_training, algo, x_md,
-                            w_md, b_md, y_md, strides, pad, pad)
+                            dnnl::prop_kind::forward_training, algo, x_md, w_md,
+                            b_md, y_md, strides, pad, pad)
                       : dnnl::convolution_forward::desc(
-                            dnnl::prop_kind::forward_training, algo, x_md,
-                            w_md, y_md, strides, pad, pad);
+                            dnnl::prop_kind::forward_training, algo, x_md, w_md,
+                            y_md, strides, pad, pad);
     dnnl::convolution_forward::primitive_desc fwd_pd(fwd_d, engine_);
     ConvPrimitives p;
     p.fwd.prim = dnnl::convolution_forward(fwd_pd);
@@ -810,7 +821,8 @@ class CpuBackend : public Backend {
 
     dnnl::convolution_backward_data::desc bd_d(algo, x_md, w_md, y_md, strides,
                                                pad, pad);
-    dnnl::convolution_backward_data::primitive_desc bd_pd(bd_d, engine_, fwd_pd);
+    dnnl::convolution_backward_data::primitive_desc bd_pd(bd_d, engine_,
+                                                          fwd_pd);
     p.bwd_data.prim = dnnl::convolution_backward_data(bd_pd);
     p.bwd_data.args = {
         Bind(DNNL_ARG_DIFF_DST, true, y_plain, bd_pd.diff_dst_desc()),

@@ -40,7 +40,10 @@ class Dcgan32 : public GanModel {
         const std::string& n = p.name;
         const bool is_bn = n.find(".bn") != std::string::npos;
         if (is_bn) {
-          InitConstant(backend_, &p, n.size() > 7 && n.substr(n.size() - 7) == ".weight" ? 1.0f : 0.0f);
+          InitConstant(backend_, &p,
+                       n.size() > 7 && n.substr(n.size() - 7) == ".weight"
+                           ? 1.0f
+                           : 0.0f);
           continue;
         }
         // fan_in as PyTorch computes it: dim 1 times the kernel area (for a

@@ -154,8 +154,14 @@ Tensor Conv2d::Forward(const Tensor& x, const Mode& mode) {
   PG_CHECK(x.ndim() == 4 && x.dim(1) == in_)
       << "Conv2d expects [N, " << in_ << ", H, W], got "
       << ShapeToString(x.shape());
-  geom_ = {static_cast<int>(x.dim(0)), in_, static_cast<int>(x.dim(2)),
-           static_cast<int>(x.dim(3)), out_, kernel_, stride_, padding_};
+  geom_ = {static_cast<int>(x.dim(0)),
+           in_,
+           static_cast<int>(x.dim(2)),
+           static_cast<int>(x.dim(3)),
+           out_,
+           kernel_,
+           stride_,
+           padding_};
   PG_CHECK(geom_.out_h() > 0 && geom_.out_w() > 0) << "Conv2d: input too small";
   x_ = x;
   param_grads_ = mode.param_grads;
@@ -206,7 +212,13 @@ Tensor ConvTranspose2d::Forward(const Tensor& x, const Mode& mode) {
   const int wo = (w - 1) * stride_ - 2 * padding_ + kernel_;
   // A transposed convolution is the data-gradient of the convolution that
   // maps its output back to its input.
-  geom_ = {static_cast<int>(x.dim(0)), out_, ho, wo, in_, kernel_, stride_,
+  geom_ = {static_cast<int>(x.dim(0)),
+           out_,
+           ho,
+           wo,
+           in_,
+           kernel_,
+           stride_,
            padding_};
   PG_CHECK(geom_.out_h() == h && geom_.out_w() == w)
       << "ConvTranspose2d: inconsistent geometry";
@@ -236,7 +248,10 @@ Tensor ConvTranspose2d::Backward(const Tensor& dy) {
 
 BatchNorm::BatchNorm(ParamStore* store, const std::string& name, int channels,
                      bool affine, float eps, float momentum)
-    : b_(store->backend()), channels_(channels), eps_(eps), momentum_(momentum) {
+    : b_(store->backend()),
+      channels_(channels),
+      eps_(eps),
+      momentum_(momentum) {
   if (affine) {
     gamma_ = store->AddParam(name + ".weight", {channels});
     beta_ = store->AddParam(name + ".bias", {channels});
@@ -417,7 +432,8 @@ Embedding::Embedding(ParamStore* store, const std::string& name, int vocab,
 
 Tensor Embedding::Forward(const std::vector<int>& ids, const Mode& mode) {
   for (int id : ids)
-    PG_CHECK(id >= 0 && id < vocab_) << "embedding id " << id << " of " << vocab_;
+    PG_CHECK(id >= 0 && id < vocab_)
+        << "embedding id " << id << " of " << vocab_;
   ids_ = ids;
   param_grads_ = mode.param_grads;
   const Tensor& w = sn_.Forward(mode.training && mode.update_sn);
@@ -554,11 +570,13 @@ void InitOrthogonal(Backend* b, Param* p, Rng* rng) {
   Tensor host = Tensor::Host(p->value.shape());
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c)
-      host.data()[r * cols + c] = static_cast<float>(
-          by_rows ? q[r * len + c] : q[c * len + r]);
+      host.data()[r * cols + c] =
+          static_cast<float>(by_rows ? q[r * len + c] : q[c * len + r]);
   b->Upload(host.data(), &p->value);
 }
 
-void InitConstant(Backend* b, Param* p, float value) { b->Fill(value, &p->value); }
+void InitConstant(Backend* b, Param* p, float value) {
+  b->Fill(value, &p->value);
+}
 
 }  // namespace paragan

@@ -17,8 +17,8 @@ namespace paragan {
 
 // How a forward pass runs.
 struct Mode {
-  bool training = true;   // batch statistics in BN (and running-stat updates)
-  bool update_sn = true;  // one power iteration in spectral-norm layers
+  bool training = true;     // batch statistics in BN (and running-stat updates)
+  bool update_sn = true;    // one power iteration in spectral-norm layers
   bool param_grads = true;  // whether Backward accumulates parameter grads
   // Whether the model's input needs a gradient (false in D's own step, where
   // nothing upstream of the images trains). Honored by a model's first layer.
@@ -55,8 +55,8 @@ class SpectralNorm {
 
 class Linear {
  public:
-  Linear(ParamStore* store, const std::string& name, int in, int out,
-         bool bias, bool spectral_norm);
+  Linear(ParamStore* store, const std::string& name, int in, int out, bool bias,
+         bool spectral_norm);
   Tensor Forward(const Tensor& x, const Mode& mode);  // [N, in] -> [N, out]
   Tensor Backward(const Tensor& dy);
   Param* weight() { return weight_; }
@@ -144,8 +144,8 @@ class BatchNorm {
 // gain and bias linear (spectral-normalized, no bias) maps of the condition.
 class ConditionalBatchNorm {
  public:
-  ConditionalBatchNorm(ParamStore* store, const std::string& name,
-                       int channels, int cond_dim, bool spectral_norm);
+  ConditionalBatchNorm(ParamStore* store, const std::string& name, int channels,
+                       int cond_dim, bool spectral_norm);
   Tensor Forward(const Tensor& x, const Tensor& cond, const Mode& mode);
   // Returns dx; adds the condition's gradient into *dcond.
   Tensor Backward(const Tensor& dy, Tensor* dcond);

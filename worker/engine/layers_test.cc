@@ -6,13 +6,14 @@
 // 2e-2 * |ana|. Points within h of a kink (ReLU at 0, hinge margin, max-pool
 // ties) are skipped: the derivative is not defined there.
 
+#include "worker/engine/layers.h"
+
 #include <cmath>
 #include <functional>
 #include <memory>
 
 #include "common/rng.h"
 #include "gtest/gtest.h"
-#include "worker/engine/layers.h"
 #include "worker/engine/losses.h"
 
 namespace paragan {
@@ -39,12 +40,12 @@ class GradCheck : public ::testing::Test {
   // forward() must be a pure function of the perturbed tensors. backward(r)
   // returns dL/dx for the tensors in `inputs` (same order), where
   // L = sum(forward() * r). Parameter grads are read from the store.
-  void Check(const std::function<Tensor()>& forward,
-             const std::function<std::vector<Tensor>(const Tensor&)>& backward,
-             std::vector<Tensor> inputs,
-             const std::function<bool(const std::string&, int64_t)>& skip =
-                 nullptr,
-             double step = kStep) {
+  void Check(
+      const std::function<Tensor()>& forward,
+      const std::function<std::vector<Tensor>(const Tensor&)>& backward,
+      std::vector<Tensor> inputs,
+      const std::function<bool(const std::string&, int64_t)>& skip = nullptr,
+      double step = kStep) {
     Tensor y = forward();
     Tensor r = Random(y.shape());
     store_.ZeroGrads();
@@ -53,7 +54,8 @@ class GradCheck : public ::testing::Test {
     auto loss = [&]() {
       Tensor out = forward();
       double s = 0;
-      for (int64_t i = 0; i < out.numel(); ++i) s += double{out.data()[i]} * r.data()[i];
+      for (int64_t i = 0; i < out.numel(); ++i)
+        s += double{out.data()[i]} * r.data()[i];
       return s;
     };
     struct Target {
@@ -63,7 +65,8 @@ class GradCheck : public ::testing::Test {
     std::vector<Target> targets;
     for (size_t i = 0; i < inputs.size(); ++i)
       targets.push_back({"input" + std::to_string(i), inputs[i], dinputs[i]});
-    for (Param& p : store_.params()) targets.push_back({p.name, p.value, p.grad});
+    for (Param& p : store_.params())
+      targets.push_back({p.name, p.value, p.grad});
     int checked = 0;
     for (Target& t : targets) {
       const int64_t n = t.value.numel();
@@ -98,9 +101,10 @@ TEST_F(GradCheck, Linear) {
   Linear layer(&store_, "fc", 7, 5, true, false);
   Randomize();
   Tensor x = Random({4, 7});
-  Check([&] { return layer.Forward(x, mode_); },
-        [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
-        {x});
+  Check(
+      [&] { return layer.Forward(x, mode_); },
+      [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
+      {x});
 }
 
 TEST_F(GradCheck, SpectralNormLinear) {
@@ -109,18 +113,20 @@ TEST_F(GradCheck, SpectralNormLinear) {
   Tensor x = Random({3, 6});
   layer.Forward(x, {true, true, true});  // initializes u, v
   layer.Forward(x, {true, true, true});
-  Check([&] { return layer.Forward(x, mode_); },
-        [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
-        {x});
+  Check(
+      [&] { return layer.Forward(x, mode_); },
+      [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
+      {x});
 }
 
 TEST_F(GradCheck, Conv2dStridedPadded) {
   Conv2d layer(&store_, "conv", 3, 4, 4, 2, 1, true, false);
   Randomize();
   Tensor x = Random({2, 3, 8, 8});
-  Check([&] { return layer.Forward(x, mode_); },
-        [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
-        {x});
+  Check(
+      [&] { return layer.Forward(x, mode_); },
+      [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
+      {x});
 }
 
 TEST_F(GradCheck, Conv2dSpectralNorm3x3) {
@@ -129,9 +135,10 @@ TEST_F(GradCheck, Conv2dSpectralNorm3x3) {
   Tensor x = Random({2, 2, 5, 5});
   layer.Forward(x, {true, true, true});
   layer.Forward(x, {true, true, true});
-  Check([&] { return layer.Forward(x, mode_); },
-        [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
-        {x});
+  Check(
+      [&] { return layer.Forward(x, mode_); },
+      [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
+      {x});
 }
 
 TEST_F(GradCheck, ConvTranspose2d) {
@@ -140,18 +147,20 @@ TEST_F(GradCheck, ConvTranspose2d) {
   Tensor x = Random({2, 3, 4, 4});
   Tensor y = layer.Forward(x, mode_);
   EXPECT_EQ(y.shape(), (Shape{2, 2, 8, 8}));
-  Check([&] { return layer.Forward(x, mode_); },
-        [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
-        {x});
+  Check(
+      [&] { return layer.Forward(x, mode_); },
+      [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
+      {x});
 }
 
 TEST_F(GradCheck, BatchNormTraining) {
   BatchNorm layer(&store_, "bn", 3, true);
   Randomize();
   Tensor x = Random({4, 3, 3, 3});
-  Check([&] { return layer.Forward(x, mode_); },
-        [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
-        {x});
+  Check(
+      [&] { return layer.Forward(x, mode_); },
+      [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
+      {x});
 }
 
 TEST_F(GradCheck, BatchNormEval) {
@@ -160,18 +169,20 @@ TEST_F(GradCheck, BatchNormEval) {
   Tensor x = Random({4, 3, 2, 2});
   layer.Forward(Random({4, 3, 2, 2}), mode_);  // non-trivial running stats
   const Mode eval{false, false, true};
-  Check([&] { return layer.Forward(x, eval); },
-        [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
-        {x});
+  Check(
+      [&] { return layer.Forward(x, eval); },
+      [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
+      {x});
 }
 
 TEST_F(GradCheck, BatchNorm1d) {
   BatchNorm layer(&store_, "bn", 5, true);
   Randomize();
   Tensor x = Random({6, 5});
-  Check([&] { return layer.Forward(x, mode_); },
-        [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
-        {x});
+  Check(
+      [&] { return layer.Forward(x, mode_); },
+      [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
+      {x});
 }
 
 TEST_F(GradCheck, ConditionalBatchNorm) {
@@ -195,11 +206,13 @@ class ActivationCheck : public GradCheck,
 TEST_P(ActivationCheck, Elementwise) {
   ActivationLayer layer(backend_.get(), GetParam(), 0.2f);
   Tensor x = Random({3, 4, 2, 2});
-  Check([&] { return layer.Forward(x); },
-        [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
-        {x}, [&](const std::string&, int64_t i) {
-          return std::abs(x.data()[i]) < 2 * kStep;  // the kink at 0
-        });
+  Check(
+      [&] { return layer.Forward(x); },
+      [&](const Tensor& dy) { return std::vector<Tensor>{layer.Backward(dy)}; },
+      {x},
+      [&](const std::string&, int64_t i) {
+        return std::abs(x.data()[i]) < 2 * kStep;  // the kink at 0
+      });
 }
 
 INSTANTIATE_TEST_SUITE_P(All, ActivationCheck,
@@ -212,27 +225,30 @@ TEST_F(GradCheck, UpsampleAvgPoolSpatialSum) {
   AvgPool2x pool1(backend_.get()), pool2(backend_.get());
   SpatialSum sum(backend_.get());
   Tensor x = Random({2, 3, 4, 4});
-  Check([&] { return sum.Forward(pool2.Forward(pool1.Forward(up.Forward(x)))); },
-        [&](const Tensor& dy) {
-          return std::vector<Tensor>{
-              up.Backward(pool1.Backward(pool2.Backward(sum.Backward(dy))))};
-        },
-        {x});
+  Check(
+      [&] { return sum.Forward(pool2.Forward(pool1.Forward(up.Forward(x)))); },
+      [&](const Tensor& dy) {
+        return std::vector<Tensor>{
+            up.Backward(pool1.Backward(pool2.Backward(sum.Backward(dy))))};
+      },
+      {x});
 }
 
 TEST_F(GradCheck, MaxPool) {
   MaxPool2x pool(backend_.get());
   Tensor x = Random({2, 2, 4, 4});
-  Check([&] { return pool.Forward(x); },
-        [&](const Tensor& dy) { return std::vector<Tensor>{pool.Backward(dy)}; },
-        {x}, [&](const std::string&, int64_t i) {
-          // Skip elements whose 2x2 window has a near tie with the max.
-          const int64_t w = 4, plane = i / 16, r = (i % 16) / w, c = i % w;
-          const float* base = x.data() + plane * 16 + (r / 2 * 2) * w + c / 2 * 2;
-          float v[4] = {base[0], base[1], base[w], base[w + 1]};
-          std::sort(v, v + 4);
-          return v[3] - v[2] < 3 * kStep;
-        });
+  Check(
+      [&] { return pool.Forward(x); },
+      [&](const Tensor& dy) { return std::vector<Tensor>{pool.Backward(dy)}; },
+      {x},
+      [&](const std::string&, int64_t i) {
+        // Skip elements whose 2x2 window has a near tie with the max.
+        const int64_t w = 4, plane = i / 16, r = (i % 16) / w, c = i % w;
+        const float* base = x.data() + plane * 16 + (r / 2 * 2) * w + c / 2 * 2;
+        float v[4] = {base[0], base[1], base[w], base[w + 1]};
+        std::sort(v, v + 4);
+        return v[3] - v[2] < 3 * kStep;
+      });
 }
 
 TEST_F(GradCheck, EmbeddingWithSpectralNorm) {
@@ -256,9 +272,10 @@ TEST_F(GradCheck, SelfAttention) {
   attn.Forward(x, {true, true, true});
   // A smaller step: the 2x2 max-pools inside switch their argmax when a
   // perturbation closes a near tie, which a 1e-2 step does for a few weights.
-  Check([&] { return attn.Forward(x, mode_); },
-        [&](const Tensor& dy) { return std::vector<Tensor>{attn.Backward(dy)}; },
-        {x}, nullptr, 1e-3);
+  Check(
+      [&] { return attn.Forward(x, mode_); },
+      [&](const Tensor& dy) { return std::vector<Tensor>{attn.Backward(dy)}; },
+      {x}, nullptr, 1e-3);
 }
 
 TEST(LossGrad, AllLossesMatchFiniteDifferences) {

@@ -8,8 +8,10 @@
 
 namespace paragan {
 
-std::unique_ptr<GanModel> MakeDcgan32(const ModelConfig& config, Backend* backend);
-std::unique_ptr<GanModel> MakeBigGan32(const ModelConfig& config, Backend* backend);
+std::unique_ptr<GanModel> MakeDcgan32(const ModelConfig& config,
+                                      Backend* backend);
+std::unique_ptr<GanModel> MakeBigGan32(const ModelConfig& config,
+                                       Backend* backend);
 
 absl::StatusOr<std::unique_ptr<GanModel>> MakeModel(const ModelConfig& config,
                                                     Backend* backend) {

@@ -15,8 +15,8 @@ void Adam::Step() {
   ++steps_;
   Backend* b = store_->backend();
   for (Param& p : store_->params()) {
-    b->AdamUpdate(config_.lr, config_.beta1, config_.beta2, config_.eps,
-                  steps_, p.grad, &p.value, &m_.at(p.name), &v_.at(p.name));
+    b->AdamUpdate(config_.lr, config_.beta1, config_.beta2, config_.eps, steps_,
+                  p.grad, &p.value, &m_.at(p.name), &v_.at(p.name));
   }
 }
 

@@ -20,19 +20,24 @@ ABSL_FLAG(int, d_steps, 1, "D steps per G step in the timed step");
 ABSL_FLAG(int, channels, 1, "image channels");
 ABSL_FLAG(int, width, 64, "BigGAN channel multiplier");
 ABSL_FLAG(bool, attention, true, "BigGAN self-attention");
-ABSL_FLAG(std::string, layout, "blocked", "CPU conv layout: blocked | canonical");
+ABSL_FLAG(std::string, layout, "blocked",
+          "CPU conv layout: blocked | canonical");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const std::string layout = absl::GetFlag(FLAGS_layout);
   if (layout != "blocked" && layout != "canonical") {
-    std::fprintf(stderr, "error: --layout must be blocked or canonical, got '%s'\n", layout.c_str());
+    std::fprintf(stderr,
+                 "error: --layout must be blocked or canonical, got '%s'\n",
+                 layout.c_str());
     return 2;
   }
   auto backend = paragan::MakeCpuBackend(
-      absl::GetFlag(FLAGS_threads), layout == "blocked" ? paragan::CpuConvLayout::kBlocked
-                                                        : paragan::CpuConvLayout::kCanonical);
-  paragan::TrainerConfig tc = paragan::DefaultTrainerConfig(absl::GetFlag(FLAGS_model));
+      absl::GetFlag(FLAGS_threads), layout == "blocked"
+                                        ? paragan::CpuConvLayout::kBlocked
+                                        : paragan::CpuConvLayout::kCanonical);
+  paragan::TrainerConfig tc =
+      paragan::DefaultTrainerConfig(absl::GetFlag(FLAGS_model));
   tc.model.image_channels = absl::GetFlag(FLAGS_channels);
   tc.model.width = absl::GetFlag(FLAGS_width);
   tc.model.attention = absl::GetFlag(FLAGS_attention);
@@ -40,13 +45,15 @@ int main(int argc, char** argv) {
   tc.d_steps = absl::GetFlag(FLAGS_d_steps);
   auto trainer = paragan::GanTrainer::Create(tc, backend.get());
   if (!trainer.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(trainer.status().message()).c_str());
+    std::fprintf(stderr, "error: %s\n",
+                 std::string(trainer.status().message()).c_str());
     return 1;
   }
   const int b = tc.batch_size, c = tc.model.image_channels;
   paragan::Rng rng(1);
   paragan::Tensor real = paragan::Tensor::Host({b, c, 32, 32});
-  for (int64_t i = 0; i < real.numel(); ++i) real.data()[i] = 2 * rng.Uniform() - 1;
+  for (int64_t i = 0; i < real.numel(); ++i)
+    real.data()[i] = 2 * rng.Uniform() - 1;
   paragan::Tensor dev = backend->FromHost(real);
   std::vector<int> labels(b);
   for (int i = 0; i < b; ++i) labels[i] = i % 10;
@@ -54,7 +61,8 @@ int main(int argc, char** argv) {
     *images = dev;
     *l = labels;
   };
-  for (int i = 0; i < absl::GetFlag(FLAGS_warmup); ++i) (*trainer)->Step(source);
+  for (int i = 0; i < absl::GetFlag(FLAGS_warmup); ++i)
+    (*trainer)->Step(source);
   backend->Synchronize();
   const int iters = absl::GetFlag(FLAGS_iters);
   std::vector<double> times;
@@ -63,17 +71,22 @@ int main(int argc, char** argv) {
     (*trainer)->Step(source);
     backend->Synchronize();
     times.push_back(std::chrono::duration<double, std::milli>(
-                        std::chrono::steady_clock::now() - t0).count());
+                        std::chrono::steady_clock::now() - t0)
+                        .count());
   }
   std::sort(times.begin(), times.end());
   double mean = 0;
   for (double t : times) mean += t / iters;
   const double median = times[iters / 2];
-  std::printf("%s: %d threads, batch %d, layout %s: mean %.2f ms/step, median %.2f ms, %.1f img/s\n",
-              tc.model.name.c_str(), absl::GetFlag(FLAGS_threads), b, layout.c_str(), mean,
-              median, b / (mean / 1000.0));
-  std::printf("RESULT model=%s framework=paragan threads=%d batch=%d layout=%s ms_per_step=%.2f imgs_per_s=%.1f\n",
-              tc.model.name.c_str(), absl::GetFlag(FLAGS_threads), b, layout.c_str(), mean,
-              b / (mean / 1000.0));
+  std::printf(
+      "%s: %d threads, batch %d, layout %s: mean %.2f ms/step, median %.2f ms, "
+      "%.1f img/s\n",
+      tc.model.name.c_str(), absl::GetFlag(FLAGS_threads), b, layout.c_str(),
+      mean, median, b / (mean / 1000.0));
+  std::printf(
+      "RESULT model=%s framework=paragan threads=%d batch=%d layout=%s "
+      "ms_per_step=%.2f imgs_per_s=%.1f\n",
+      tc.model.name.c_str(), absl::GetFlag(FLAGS_threads), b, layout.c_str(),
+      mean, b / (mean / 1000.0));
   return 0;
 }

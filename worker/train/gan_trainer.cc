@@ -60,9 +60,9 @@ absl::StatusOr<std::unique_ptr<GanTrainer>> GanTrainer::Create(
   for (const AdamConfig* a : {&config.g_adam, &config.d_adam}) {
     if (!(a->lr > 0) || a->beta1 < 0 || a->beta1 >= 1 || a->beta2 < 0 ||
         a->beta2 >= 1 || !(a->eps > 0))
-      return absl::InvalidArgumentError(absl::StrCat(
-          "invalid Adam settings lr=", a->lr, " betas=(", a->beta1, ", ",
-          a->beta2, ") eps=", a->eps));
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid Adam settings lr=", a->lr, " betas=(", a->beta1,
+                       ", ", a->beta2, ") eps=", a->eps));
   }
   PG_ASSIGN_OR_RETURN(std::unique_ptr<GanModel> model,
                       MakeModel(config.model, backend));
@@ -74,7 +74,8 @@ absl::StatusOr<std::unique_ptr<GanTrainer>> GanTrainer::Create(
   // The EMA starts as a copy of G.
   ParamStore& g = t->model_->generator();
   ParamStore& e = t->ema_->generator();
-  for (Param& p : g.params()) backend->Copy(p.value, &e.FindParam(p.name)->value);
+  for (Param& p : g.params())
+    backend->Copy(p.value, &e.FindParam(p.name)->value);
   CopyBuffers(backend, g, &e);
   return t;
 }
@@ -99,7 +100,8 @@ Tensor GanTrainer::RandomZ(int n, Rng* rng) const {
 std::vector<int> GanTrainer::RandomLabels(int n) {
   std::vector<int> labels(n, 0);
   if (model_->conditional())
-    for (int& l : labels) l = static_cast<int>(rng_.Below(config_.model.num_classes));
+    for (int& l : labels)
+      l = static_cast<int>(rng_.Below(config_.model.num_classes));
   return labels;
 }
 
@@ -121,7 +123,8 @@ StepStats GanTrainer::Step(const BatchSource& next_real) {
     std::vector<int> labels = real_labels;
     labels.insert(labels.end(), fake_labels.begin(), fake_labels.end());
     d.ZeroGrads();
-    Tensor logits = backend_->ToHost(model_->Discriminate(both, labels, {true, true, true, false}));
+    Tensor logits = backend_->ToHost(
+        model_->Discriminate(both, labels, {true, true, true, false}));
     std::vector<float> lr(logits.data(), logits.data() + b);
     std::vector<float> lf(logits.data() + b, logits.data() + 2 * b);
     std::vector<float> dr, df;
@@ -142,11 +145,13 @@ StepStats GanTrainer::Step(const BatchSource& next_real) {
   std::vector<int> labels = RandomLabels(b);
   g.ZeroGrads();
   Tensor fake = model_->Generate(z, labels, {true, true, true});
-  Tensor logits = backend_->ToHost(model_->Discriminate(fake, labels, {true, false, false}));
+  Tensor logits = backend_->ToHost(
+      model_->Discriminate(fake, labels, {true, false, false}));
   std::vector<float> lf(logits.data(), logits.data() + b), df;
   stats.g_loss = GeneratorLoss(config_.loss, lf, &df);
   Tensor dlogits = Tensor::HostFrom({b, 1}, df);
-  model_->GenerateBackward(model_->DiscriminateBackward(backend_->FromHost(dlogits)));
+  model_->GenerateBackward(
+      model_->DiscriminateBackward(backend_->FromHost(dlogits)));
   g_adam_.Step();
   UpdateEma();
   ++step_;
@@ -158,8 +163,9 @@ void GanTrainer::UpdateEma() {
   ParamStore& e = ema_->generator();
   // Warm-up as in TensorFlow's ExponentialMovingAverage(num_updates): early on
   // the average follows G closely instead of dragging its random start along.
-  const float decay = std::min(config_.ema_decay, static_cast<float>(step_ + 1) /
-                                                      static_cast<float>(step_ + 10));
+  const float decay =
+      std::min(config_.ema_decay,
+               static_cast<float>(step_ + 1) / static_cast<float>(step_ + 10));
   for (Param& p : g.params())
     backend_->EmaUpdate(decay, p.value, &e.FindParam(p.name)->value);
   CopyBuffers(backend_, g, &e);
@@ -194,11 +200,11 @@ absl::StatusOr<std::vector<NamedArray>> GanTrainer::SaveState() {
   }
   const Rng::State rs = rng_.state();
   const ModelConfig& m = config_.model;
-  PG_ASSIGN_OR_RETURN(
-      NamedArray meta,
-      MakeInt64Array("meta/counters", {5},
-                     {step_, g_adam_.steps(), d_adam_.steps(),
-                      static_cast<int64_t>(rs.state), static_cast<int64_t>(rs.inc)}));
+  PG_ASSIGN_OR_RETURN(NamedArray meta,
+                      MakeInt64Array("meta/counters", {5},
+                                     {step_, g_adam_.steps(), d_adam_.steps(),
+                                      static_cast<int64_t>(rs.state),
+                                      static_cast<int64_t>(rs.inc)}));
   arrays.push_back(std::move(meta));
   PG_ASSIGN_OR_RETURN(
       NamedArray model,
@@ -207,9 +213,10 @@ absl::StatusOr<std::vector<NamedArray>> GanTrainer::SaveState() {
                       m.width * 2 + (m.attention ? 1 : 0)}));
   arrays.push_back(std::move(model));
   const std::vector<uint8_t> name(m.name.begin(), m.name.end());
-  PG_ASSIGN_OR_RETURN(NamedArray model_name,
-                      MakeUint8Array("meta/model_name",
-                                     {static_cast<int64_t>(name.size())}, name));
+  PG_ASSIGN_OR_RETURN(
+      NamedArray model_name,
+      MakeUint8Array("meta/model_name", {static_cast<int64_t>(name.size())},
+                     name));
   arrays.push_back(std::move(model_name));
   return arrays;
 }
@@ -239,16 +246,19 @@ absl::StatusOr<ModelConfig> ModelConfigFromState(
 absl::Status GanTrainer::RestoreState(const std::vector<NamedArray>& arrays) {
   PG_ASSIGN_OR_RETURN(ModelConfig stored, ModelConfigFromState(arrays));
   if (ModelSignature(stored) != ModelSignature(config_.model))
-    return absl::FailedPreconditionError(absl::StrCat(
-        "checkpoint holds model '", ModelSignature(stored),
-        "' but this run is configured for '", ModelSignature(config_.model), "'"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint holds model '", ModelSignature(stored),
+                     "' but this run is configured for '",
+                     ModelSignature(config_.model), "'"));
   // Validate everything before touching any tensor, so a bad checkpoint
   // leaves the trainer as it was.
   auto tensors = StateTensors();
   std::vector<std::vector<float>> values;
   for (auto& [name, t] : tensors) {
     const NamedArray* a = FindArray(arrays, name);
-    if (!a) return absl::DataLossError(absl::StrCat("checkpoint lacks tensor '", name, "'"));
+    if (!a)
+      return absl::DataLossError(
+          absl::StrCat("checkpoint lacks tensor '", name, "'"));
     if (a->dims != t->shape())
       return absl::DataLossError(absl::StrCat(
           "checkpoint tensor '", name, "' has shape ", ShapeToString(a->dims),
@@ -259,7 +269,8 @@ absl::Status GanTrainer::RestoreState(const std::vector<NamedArray>& arrays) {
   const NamedArray* counters = FindArray(arrays, "meta/counters");
   if (!counters) return absl::DataLossError("checkpoint lacks meta/counters");
   PG_ASSIGN_OR_RETURN(std::vector<int64_t> c, ToInt64Vector(*counters));
-  if (c.size() != 5) return absl::DataLossError("checkpoint meta/counters has wrong size");
+  if (c.size() != 5)
+    return absl::DataLossError("checkpoint meta/counters has wrong size");
   for (size_t i = 0; i < tensors.size(); ++i)
     backend_->Upload(values[i].data(), tensors[i].second);
   // The checkpoint holds no EMA buffers: they are G's, as after every step.

@@ -35,7 +35,8 @@ struct StepStats {
 };
 
 // Fills one real batch: images [B, C, R, R] and labels (size B).
-using BatchSource = std::function<void(Tensor* images, std::vector<int>* labels)>;
+using BatchSource =
+    std::function<void(Tensor* images, std::vector<int>* labels)>;
 
 // The GAN update of one worker: D steps on real and fresh fake batches, then
 // a G step through D, Adam on both, and an EMA of G. The inner loop that the

@@ -9,21 +9,28 @@
 #include "worker/train/training_run.h"
 
 ABSL_FLAG(std::string, model, "dcgan32", "dcgan32 | biggan32");
-ABSL_FLAG(std::string, dataset, "fashion_mnist", "fashion_mnist | folder | synthetic");
-ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist",
-          "dataset directory (fashion_mnist idx .gz files, or class sub-folders)");
+ABSL_FLAG(std::string, dataset, "fashion_mnist",
+          "fashion_mnist | folder | synthetic");
+ABSL_FLAG(
+    std::string, data_dir, "/usr/share/datasets/fashion-mnist",
+    "dataset directory (fashion_mnist idx .gz files, or class sub-folders)");
 ABSL_FLAG(int, batch_size, 64, "images per D and G step");
 ABSL_FLAG(int64_t, steps, 5000, "G steps to train (total, across resumes)");
-ABSL_FLAG(double, max_seconds, 0, "stop after this wall time in seconds (0: none)");
+ABSL_FLAG(double, max_seconds, 0,
+          "stop after this wall time in seconds (0: none)");
 ABSL_FLAG(uint64_t, seed, 0, "seed for weights, z and data order");
 ABSL_FLAG(std::string, out_dir, "runs/dcgan32", "output directory");
 ABSL_FLAG(int, threads, 2, "CPU threads");
 ABSL_FLAG(std::string, device, "cpu", "cpu | cuda");
 ABSL_FLAG(int64_t, log_every, 50, "progress line every N steps");
-ABSL_FLAG(int64_t, sample_every, 500, "EMA sample grid PNG every N steps (0: off)");
-ABSL_FLAG(int64_t, checkpoint_every, 1000, "checkpoint every N steps (0: only at the end)");
-ABSL_FLAG(int64_t, num_samples, 1000, "samples written to samples.npy at the end");
-ABSL_FLAG(bool, resume, true, "resume from out_dir/checkpoint.pgt when present");
+ABSL_FLAG(int64_t, sample_every, 500,
+          "EMA sample grid PNG every N steps (0: off)");
+ABSL_FLAG(int64_t, checkpoint_every, 1000,
+          "checkpoint every N steps (0: only at the end)");
+ABSL_FLAG(int64_t, num_samples, 1000,
+          "samples written to samples.npy at the end");
+ABSL_FLAG(bool, resume, true,
+          "resume from out_dir/checkpoint.pgt when present");
 ABSL_FLAG(double, lr_g, -1, "G learning rate (default: the model's)");
 ABSL_FLAG(double, lr_d, -1, "D learning rate (default: the model's)");
 ABSL_FLAG(double, beta1, -1, "Adam beta1 for G and D (default: the model's)");
@@ -41,7 +48,9 @@ void HandleSignal(int) { g_stop.store(true); }
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("Trains a GAN in one process. Example:\n  paragan_train --model=dcgan32 --steps=5000 --out_dir=runs/dcgan32");
+  absl::SetProgramUsageMessage(
+      "Trains a GAN in one process. Example:\n  paragan_train --model=dcgan32 "
+      "--steps=5000 --out_dir=runs/dcgan32");
   absl::ParseCommandLine(argc, argv);
   using paragan::TrainingRunOptions;
   TrainingRunOptions o;
@@ -52,13 +61,18 @@ int main(int argc, char** argv) {
   o.trainer.batch_size = absl::GetFlag(FLAGS_batch_size);
   o.trainer.seed = absl::GetFlag(FLAGS_seed);
   o.trainer.ema_decay = static_cast<float>(absl::GetFlag(FLAGS_ema_decay));
-  if (absl::GetFlag(FLAGS_lr_g) > 0) o.trainer.g_adam.lr = absl::GetFlag(FLAGS_lr_g);
-  if (absl::GetFlag(FLAGS_lr_d) > 0) o.trainer.d_adam.lr = absl::GetFlag(FLAGS_lr_d);
+  if (absl::GetFlag(FLAGS_lr_g) > 0)
+    o.trainer.g_adam.lr = absl::GetFlag(FLAGS_lr_g);
+  if (absl::GetFlag(FLAGS_lr_d) > 0)
+    o.trainer.d_adam.lr = absl::GetFlag(FLAGS_lr_d);
   if (absl::GetFlag(FLAGS_beta1) >= 0)
-    o.trainer.g_adam.beta1 = o.trainer.d_adam.beta1 = absl::GetFlag(FLAGS_beta1);
+    o.trainer.g_adam.beta1 = o.trainer.d_adam.beta1 =
+        absl::GetFlag(FLAGS_beta1);
   if (absl::GetFlag(FLAGS_beta2) >= 0)
-    o.trainer.g_adam.beta2 = o.trainer.d_adam.beta2 = absl::GetFlag(FLAGS_beta2);
-  if (absl::GetFlag(FLAGS_d_steps) > 0) o.trainer.d_steps = absl::GetFlag(FLAGS_d_steps);
+    o.trainer.g_adam.beta2 = o.trainer.d_adam.beta2 =
+        absl::GetFlag(FLAGS_beta2);
+  if (absl::GetFlag(FLAGS_d_steps) > 0)
+    o.trainer.d_steps = absl::GetFlag(FLAGS_d_steps);
   auto loss = paragan::ParseGanLoss(absl::GetFlag(FLAGS_loss));
   if (!loss.ok()) {
     std::fprintf(stderr, "error: --loss: %s\n", loss.status().message().data());

@@ -41,7 +41,8 @@ std::vector<int> GridLabels(const GanTrainer& t) {
 
 // Images in [-1, 1] -> uint8 N x H x W (x C), channels last.
 std::vector<uint8_t> ToUint8(const Tensor& host) {
-  const int64_t n = host.dim(0), c = host.dim(1), h = host.dim(2), w = host.dim(3);
+  const int64_t n = host.dim(0), c = host.dim(1), h = host.dim(2),
+                w = host.dim(3);
   std::vector<uint8_t> out(host.numel());
   for (int64_t i = 0; i < n; ++i)
     for (int64_t y = 0; y < h; ++y)
@@ -79,7 +80,9 @@ absl::Status WriteGrid(GanTrainer* trainer, const Tensor& z,
 
 absl::Status WriteSamples(GanTrainer* trainer, int64_t n, uint64_t seed,
                           const std::string& prefix) {
-  if (n < 1) return absl::InvalidArgumentError(absl::StrCat("num_samples must be >= 1, got ", n));
+  if (n < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_samples must be >= 1, got ", n));
   const ModelConfig& m = trainer->config().model;
   const bool cond = trainer->model().conditional();
   Rng rng(seed, /*stream=*/11);
@@ -95,7 +98,8 @@ absl::Status WriteSamples(GanTrainer* trainer, int64_t n, uint64_t seed,
       l.push_back(cond ? static_cast<int>((done + i) % m.num_classes) : 0);
       labels.push_back(l.back());
     }
-    Tensor images = trainer->model().backend()->ToHost(trainer->SampleEma(z, l));
+    Tensor images =
+        trainer->model().backend()->ToHost(trainer->SampleEma(z, l));
     std::vector<uint8_t> q = ToUint8(images);
     pixels.insert(pixels.end(), q.begin(), q.end());
   }
@@ -103,7 +107,8 @@ absl::Status WriteSamples(GanTrainer* trainer, int64_t n, uint64_t seed,
   if (m.image_channels > 1) shape.push_back(m.image_channels);
   PG_RETURN_IF_ERROR(WriteNpy(prefix + ".npy", "|u1", shape, pixels.data()));
   if (cond)
-    PG_RETURN_IF_ERROR(WriteNpy(prefix + "_labels.npy", "<i4", {n}, labels.data()));
+    PG_RETURN_IF_ERROR(
+        WriteNpy(prefix + "_labels.npy", "<i4", {n}, labels.data()));
   return WriteGrid(trainer, FixedGridZ(*trainer), prefix + ".png");
 }
 
@@ -133,9 +138,9 @@ absl::Status RunTraining(const TrainingRunOptions& o,
   tc.model.num_classes = info.num_classes;
   if (info.height != tc.model.resolution || info.width != tc.model.resolution)
     return absl::InvalidArgumentError(absl::StrFormat(
-        "dataset '%s' has %dx%d images but model '%s' needs %dx%d",
-        info.name, info.height, info.width, tc.model.name,
-        tc.model.resolution, tc.model.resolution));
+        "dataset '%s' has %dx%d images but model '%s' needs %dx%d", info.name,
+        info.height, info.width, tc.model.name, tc.model.resolution,
+        tc.model.resolution));
   PG_ASSIGN_OR_RETURN(std::unique_ptr<GanTrainer> trainer,
                       GanTrainer::Create(tc, backend.get()));
 
@@ -150,9 +155,11 @@ absl::Status RunTraining(const TrainingRunOptions& o,
     PG_ASSIGN_OR_RETURN(std::vector<NamedArray> arrays, ReadTensorFile(ckpt));
     PG_RETURN_IF_ERROR(trainer->RestoreState(arrays));
     const NamedArray* s = FindArray(arrays, "meta/sampler");
-    if (!s) return absl::DataLossError(absl::StrCat(ckpt, ": lacks meta/sampler"));
+    if (!s)
+      return absl::DataLossError(absl::StrCat(ckpt, ": lacks meta/sampler"));
     PG_ASSIGN_OR_RETURN(std::vector<int64_t> sv, ToInt64Vector(*s));
-    if (sv.size() != 2) return absl::DataLossError(absl::StrCat(ckpt, ": bad meta/sampler"));
+    if (sv.size() != 2)
+      return absl::DataLossError(absl::StrCat(ckpt, ": bad meta/sampler"));
     PG_RETURN_IF_ERROR(sampler.SetState({sv[0], sv[1]}));
     std::printf("resumed from %s at step %lld\n", ckpt.c_str(),
                 static_cast<long long>(trainer->step()));
@@ -160,7 +167,8 @@ absl::Status RunTraining(const TrainingRunOptions& o,
   auto save = [&]() -> absl::Status {
     PG_ASSIGN_OR_RETURN(std::vector<NamedArray> arrays, trainer->SaveState());
     const EpochSampler::State st = sampler.state();
-    PG_ASSIGN_OR_RETURN(NamedArray s, MakeInt64Array("meta/sampler", {2}, {st.epoch, st.cursor}));
+    PG_ASSIGN_OR_RETURN(NamedArray s, MakeInt64Array("meta/sampler", {2},
+                                                     {st.epoch, st.cursor}));
     arrays.push_back(std::move(s));
     return WriteCheckpoint(ckpt, std::move(arrays));
   };
@@ -181,8 +189,9 @@ absl::Status RunTraining(const TrainingRunOptions& o,
       "training %s on %s (%lld images, %d classes) | device %s, %d threads | "
       "batch %d, %d D step(s) per G step, loss %s, lr G %.1e D %.1e | "
       "G %lld params, D %lld params | out %s\n",
-      tc.model.name.c_str(), info.name.c_str(), static_cast<long long>(info.size),
-      info.num_classes, backend->name().c_str(), o.threads, b, tc.d_steps,
+      tc.model.name.c_str(), info.name.c_str(),
+      static_cast<long long>(info.size), info.num_classes,
+      backend->name().c_str(), o.threads, b, tc.d_steps,
       GanLossName(tc.loss).c_str(), tc.g_adam.lr, tc.d_adam.lr,
       static_cast<long long>(trainer->model().generator().NumParameters()),
       static_cast<long long>(trainer->model().discriminator().NumParameters()),
@@ -213,9 +222,11 @@ absl::Status RunTraining(const TrainingRunOptions& o,
     avg_d += stats.d_loss;
     avg_g += stats.g_loss;
     const int64_t step = trainer->step();
-    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    const double elapsed =
+        std::chrono::duration<double>(Clock::now() - start).count();
     if (step % o.log_every == 0 || step == o.steps) {
-      const double wsec = std::chrono::duration<double>(Clock::now() - window_start).count();
+      const double wsec =
+          std::chrono::duration<double>(Clock::now() - window_start).count();
       const double ips = window_steps * b * tc.d_steps / std::max(wsec, 1e-9);
       const double sps = (step - first_step) / std::max(elapsed, 1e-9);
       double eta = (o.steps - step) / std::max(sps, 1e-9);
@@ -233,8 +244,9 @@ absl::Status RunTraining(const TrainingRunOptions& o,
       avg_d = avg_g = 0;
     }
     if (o.sample_every > 0 && step % o.sample_every == 0) {
-      PG_RETURN_IF_ERROR(WriteGrid(trainer.get(), grid_z,
-                                   absl::StrFormat("%s/grid_%06d.png", o.out_dir, step)));
+      PG_RETURN_IF_ERROR(
+          WriteGrid(trainer.get(), grid_z,
+                    absl::StrFormat("%s/grid_%06d.png", o.out_dir, step)));
     }
     if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
       PG_RETURN_IF_ERROR(save());
@@ -242,13 +254,15 @@ absl::Status RunTraining(const TrainingRunOptions& o,
   }
   PG_RETURN_IF_ERROR(save());
   if (stopped) {
-    std::printf("stopped at step %lld; checkpoint saved to %s (rerun to resume)\n",
-                static_cast<long long>(trainer->step()), ckpt.c_str());
+    std::printf(
+        "stopped at step %lld; checkpoint saved to %s (rerun to resume)\n",
+        static_cast<long long>(trainer->step()), ckpt.c_str());
     return absl::OkStatus();
   }
   PG_RETURN_IF_ERROR(WriteSamples(trainer.get(), o.num_samples, tc.seed + 1,
                                   o.out_dir + "/samples"));
-  const double total = std::chrono::duration<double>(Clock::now() - start).count();
+  const double total =
+      std::chrono::duration<double>(Clock::now() - start).count();
   const int64_t trained = trainer->step() - first_step;
   std::ofstream summary(o.out_dir + "/summary.txt");
   summary << "model " << tc.model.name << "\ndataset " << info.name
@@ -261,8 +275,8 @@ absl::Status RunTraining(const TrainingRunOptions& o,
       "done: %lld steps in %s | wrote %s/samples.png (EMA generator grid), "
       "%s/samples.npy (%lld samples), %s, %s/summary.txt\n",
       static_cast<long long>(trainer->step()), FormatDuration(total).c_str(),
-      o.out_dir.c_str(), o.out_dir.c_str(), static_cast<long long>(o.num_samples),
-      ckpt.c_str(), o.out_dir.c_str());
+      o.out_dir.c_str(), o.out_dir.c_str(),
+      static_cast<long long>(o.num_samples), ckpt.c_str(), o.out_dir.c_str());
   return absl::OkStatus();
 }
 

@@ -18,11 +18,11 @@ struct TrainingRunOptions {
   int64_t steps = 5000;
   std::string out_dir = "runs/dcgan32";
   int64_t log_every = 50;
-  int64_t sample_every = 500;      // grid PNG of the EMA generator
+  int64_t sample_every = 500;  // grid PNG of the EMA generator
   int64_t checkpoint_every = 1000;
-  int64_t num_samples = 1000;      // written as .npy at the end
-  double max_seconds = 0;          // stop after this wall time (0: no limit)
-  bool resume = true;              // continue from out_dir/checkpoint.pgt
+  int64_t num_samples = 1000;  // written as .npy at the end
+  double max_seconds = 0;      // stop after this wall time (0: no limit)
+  bool resume = true;          // continue from out_dir/checkpoint.pgt
 };
 
 // Trains in this process and writes out_dir/{checkpoint.pgt, grid_*.png,
