@@ -46,6 +46,10 @@ class Backend {
   virtual void Upload(const float* host, Tensor* dst) = 0;
   virtual void Download(const Tensor& src, float* host) = 0;
   Tensor Clone(const Tensor& src);
+  // dst += src (same size).
+  void AddTo(const Tensor& src, Tensor* dst) {
+    Axpby(1.0f, *dst, 1.0f, src, dst);
+  }
   Tensor FromHost(const Tensor& host);
   Tensor ToHost(const Tensor& t);
   // Waits for queued work (no-op on CPU).

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "common/check.h"
 #include "common/rng.h"
 #include "worker/engine/model.h"
@@ -16,10 +17,6 @@ namespace {
 
 constexpr int kSharedDim = 128;
 constexpr int kGBlocks = 3;
-
-void AddInto(Backend* b, const Tensor& src, Tensor* dst) {
-  b->Axpby(1.0f, *dst, 1.0f, src, dst);
-}
 
 Tensor Sum(Backend* b, const Tensor& x, const Tensor& y) {
   Tensor out = b->Alloc(x.shape());
@@ -62,7 +59,7 @@ class GBlock {
     Tensor dh = cbn2_.Backward(relu2_.Backward(conv2_.Backward(dy)), dcond);
     dh = conv1_.Backward(dh);
     dh = cbn1_.Backward(relu1_.Backward(up_h_.Backward(dh)), dcond);
-    AddInto(b_, up_x_.Backward(conv_sc_.Backward(dy)), &dh);
+    b_->AddTo(up_x_.Backward(conv_sc_.Backward(dy)), &dh);
     return dh;
   }
 
@@ -178,11 +175,10 @@ class BigGan32 : public GanModel {
     for (ParamStore* store : {&g_, &d_}) {
       for (Param& p : store->params()) {
         const std::string& n = p.name;
-        const bool is_weight =
-            n.size() > 7 && n.substr(n.size() - 7) == ".weight";
+        const bool is_weight = absl::EndsWith(n, ".weight");
         if (n.find("bn_out") != std::string::npos) {
           InitConstant(backend_, &p, is_weight ? 1.0f : 0.0f);
-        } else if (n.size() > 6 && n.substr(n.size() - 6) == ".gamma") {
+        } else if (absl::EndsWith(n, ".gamma")) {
           InitConstant(backend_, &p, 0.0f);
         } else if (is_weight) {
           InitOrthogonal(backend_, &p, &rng);
@@ -234,7 +230,7 @@ class BigGan32 : public GanModel {
       Tensor dchunk = backend_->Alloc({n, chunk_});
       Tensor dsh = backend_->Alloc({n, kSharedDim});
       backend_->SplitChannels(dcond, {&dchunk, &dsh});
-      AddInto(backend_, dsh, &dshared);
+      backend_->AddTo(dsh, &dshared);
     }
     linear_.Backward(d.Reshape({n, ch_ * 16}));
     shared_.Backward(dshared);
@@ -256,13 +252,13 @@ class BigGan32 : public GanModel {
     embed_ = dembed_.Forward(labels, inner);
     Tensor proj = backend_->Alloc({n, 1});
     backend_->RowDot(embed_, features_, &proj);
-    AddInto(backend_, proj, &out);
+    backend_->AddTo(proj, &out);
     return out;
   }
 
   Tensor DiscriminateBackward(const Tensor& dlogits) override {
     Tensor dfeat = dlinear_.Backward(dlogits);
-    AddInto(backend_, ScaleRows(backend_, dlogits, embed_), &dfeat);
+    backend_->AddTo(ScaleRows(backend_, dlogits, embed_), &dfeat);
     dembed_.Backward(ScaleRows(backend_, dlogits, features_));
     Tensor d = drelu_.Backward(dsum_.Backward(dfeat));
     d = dblock2_.Backward(dblock3_.Backward(dblock4_.Backward(d)));

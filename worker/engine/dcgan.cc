@@ -1,6 +1,7 @@
 // DCGAN-32, the parity model (layer for layer the PyTorch reference in
 // tests/pytorch/paragan_ref.py).
 
+#include "absl/strings/match.h"
 #include "common/check.h"
 #include "common/rng.h"
 #include "worker/engine/model.h"
@@ -41,9 +42,7 @@ class Dcgan32 : public GanModel {
         const bool is_bn = n.find(".bn") != std::string::npos;
         if (is_bn) {
           InitConstant(backend_, &p,
-                       n.size() > 7 && n.substr(n.size() - 7) == ".weight"
-                           ? 1.0f
-                           : 0.0f);
+                       absl::EndsWith(n, ".weight") ? 1.0f : 0.0f);
           continue;
         }
         // fan_in as PyTorch computes it: dim 1 times the kernel area (for a

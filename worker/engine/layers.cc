@@ -10,10 +10,6 @@
 namespace paragan {
 namespace {
 
-void AddInto(Backend* b, const Tensor& src, Tensor* dst) {
-  b->Axpby(1.0f, *dst, 1.0f, src, dst);
-}
-
 void Normalize(Backend* b, Tensor* v) {
   const float norm = std::sqrt(b->Dot(*v, *v));
   b->Scale(1.0f / std::max(norm, 1e-12f), v);
@@ -77,7 +73,7 @@ const Tensor& SpectralNorm::Forward(bool update_u) {
 
 void SpectralNorm::Backward(const Tensor& dw_sn) {
   if (!enabled_) {
-    AddInto(b_, dw_sn, &weight_->grad);
+    b_->AddTo(dw_sn, &weight_->grad);
     return;
   }
   // u and v are constants: dW = (G - <G, W_sn> u v^T) / sigma.
@@ -85,7 +81,7 @@ void SpectralNorm::Backward(const Tensor& dw_sn) {
   b_->Axpby(1.0f / sigma_, dw_sn, 0.0f, dw_sn, &scratch_);
   b_->Gemm(false, false, rows_, cols_, 1, -c / sigma_, u_->data(), v_->data(),
            1.0f, scratch_.data());
-  AddInto(b_, scratch_, &weight_->grad);
+  b_->AddTo(scratch_, &weight_->grad);
 }
 
 // ---------------------------------------------------------------------- Linear
@@ -126,7 +122,7 @@ Tensor Linear::Backward(const Tensor& dy) {
     if (bias_) {
       Tensor db = b_->Alloc({out_});
       b_->RowBiasGrad(dy, &db);
-      AddInto(b_, db, &bias_->grad);
+      b_->AddTo(db, &bias_->grad);
     }
   }
   return dx;
@@ -181,7 +177,7 @@ Tensor Conv2d::Backward(const Tensor& dy) {
   if (param_grads_) {
     b_->ConvBackwardWeights(geom_, x_, dy, &dw_, bias_ ? &db_ : nullptr);
     sn_.Backward(dw_);
-    if (bias_) AddInto(b_, db_, &bias_->grad);
+    if (bias_) b_->AddTo(db_, &bias_->grad);
   }
   return dx;
 }
@@ -235,10 +231,10 @@ Tensor ConvTranspose2d::Backward(const Tensor& dy) {
   b_->ConvForward(geom_, dy, weight_->value, nullptr, &dx);
   if (param_grads_) {
     b_->ConvBackwardWeights(geom_, dy, x_, &dw_, nullptr);
-    AddInto(b_, dw_, &weight_->grad);
+    b_->AddTo(dw_, &weight_->grad);
     if (bias_) {
       b_->ChannelBiasGrad(dy, &db_);
-      AddInto(b_, db_, &bias_->grad);
+      b_->AddTo(db_, &bias_->grad);
     }
   }
   return dx;
@@ -309,8 +305,8 @@ Tensor BatchNorm::Backward(const Tensor& dy) {
   b_->ChannelAffineBackward(dy, xhat_, gamma_->value, &dxhat, &dgamma_,
                             &dbeta_);
   if (param_grads_) {
-    AddInto(b_, dgamma_, &gamma_->grad);
-    AddInto(b_, dbeta_, &beta_->grad);
+    b_->AddTo(dgamma_, &gamma_->grad);
+    b_->AddTo(dbeta_, &beta_->grad);
   }
   return NormalizeBackward(dxhat);
 }
@@ -344,8 +340,8 @@ Tensor ConditionalBatchNorm::Backward(const Tensor& dy, Tensor* dcond) {
   Tensor dgamma = b_->Alloc(gamma_.shape());
   Tensor dbeta = b_->Alloc(beta_.shape());
   b_->ChannelAffineBackward(dy, xhat_, gamma_, &dxhat, &dgamma, &dbeta);
-  AddInto(b_, gain_.Backward(dgamma), dcond);
-  AddInto(b_, bias_.Backward(dbeta), dcond);
+  b_->AddTo(gain_.Backward(dgamma), dcond);
+  b_->AddTo(bias_.Backward(dbeta), dcond);
   return bn_.NormalizeBackward(dxhat);
 }
 
@@ -531,9 +527,9 @@ Tensor SelfAttention::Backward(const Tensor& dy) {
                   int64_t{c8} * hw, dlogits.data(), int64_t{hw} * hw4, 0.0f,
                   dphi.data(), int64_t{c8} * hw4);
   Tensor dx = b_->Clone(dy);
-  AddInto(b_, theta_.Backward(dtheta), &dx);
-  AddInto(b_, phi_.Backward(pool_phi_.Backward(dphi)), &dx);
-  AddInto(b_, g_.Backward(pool_g_.Backward(dg)), &dx);
+  b_->AddTo(theta_.Backward(dtheta), &dx);
+  b_->AddTo(phi_.Backward(pool_phi_.Backward(dphi)), &dx);
+  b_->AddTo(g_.Backward(pool_g_.Backward(dg)), &dx);
   return dx;
 }
 

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/rng.h"
 
@@ -45,7 +46,7 @@ absl::StatusOr<std::unique_ptr<GanModel>> MakeModel(const ModelConfig& config,
 void InitSpectralNormVectors(ParamStore* store, Rng* rng) {
   Backend* b = store->backend();
   for (auto& [name, u] : store->buffers()) {
-    if (name.size() < 5 || name.substr(name.size() - 5) != ".sn_u") continue;
+    if (!absl::EndsWith(name, ".sn_u")) continue;
     Tensor host = Tensor::Host(u->shape());
     double norm = 0;
     for (int64_t i = 0; i < host.numel(); ++i) {
