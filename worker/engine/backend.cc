@@ -34,8 +34,10 @@ std::unique_ptr<Backend> MakeCudaBackend();
 #endif
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& name,
-                                                     int threads) {
-  if (name == "cpu") return MakeCpuBackend(threads);
+                                                     int threads,
+                                                     CpuConvLayout cpu_layout,
+                                                     bool log_autotune) {
+  if (name == "cpu") return MakeCpuBackend(threads, cpu_layout, log_autotune);
 #ifdef PARAGAN_WITH_CUDA
   if (name == "cuda") return MakeCudaBackend();
   return absl::InvalidArgumentError(

@@ -174,14 +174,21 @@ class Backend {
 enum class CpuConvLayout {
   kCanonical,  // oneDNN runs directly on NCHW / OIHW
   kBlocked,    // oneDNN's preferred blocked formats, reordered at the edges
+  kAuto,       // per shape and pass, whichever of the two measured faster
 };
+absl::StatusOr<CpuConvLayout> ParseCpuConvLayout(const std::string& name);
 
-// The CPU backend. threads <= 0 means all cores.
+// The CPU backend. threads <= 0 means all cores. With kAuto, the first use
+// of each convolution shape times both layouts (a few passes each) and, with
+// log_autotune, prints the choice and the timings to stderr.
 std::unique_ptr<Backend> MakeCpuBackend(
-    int threads, CpuConvLayout layout = CpuConvLayout::kBlocked);
+    int threads, CpuConvLayout layout = CpuConvLayout::kBlocked,
+    bool log_autotune = false);
 // Known names: "cpu", and "cuda" when built with --config=cuda.
-absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& name,
-                                                     int threads);
+absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(
+    const std::string& name, int threads,
+    CpuConvLayout cpu_layout = CpuConvLayout::kBlocked,
+    bool log_autotune = false);
 
 }  // namespace paragan
 

@@ -5,13 +5,17 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
 #include "common/check.h"
 #include "dnnl.hpp"
 #include "worker/engine/backend.h"
@@ -132,15 +136,26 @@ class HostPool : public std::enable_shared_from_this<HostPool> {
 
 class CpuBackend : public Backend {
  public:
-  CpuBackend(int threads, CpuConvLayout layout)
-      : layout_(layout), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
+  CpuBackend(int threads, CpuConvLayout layout, bool log_autotune)
+      : layout_(layout),
+        log_autotune_(log_autotune),
+        engine_(dnnl::engine::kind::cpu, 0),
+        stream_(engine_) {
     threads_ = threads > 0 ? threads : omp_get_num_procs();
     omp_set_num_threads(threads_);
   }
 
   Device device() const override { return Device::kCpu; }
   std::string name() const override {
-    return layout_ == CpuConvLayout::kBlocked ? "cpu" : "cpu-nchw";
+    switch (layout_) {
+      case CpuConvLayout::kBlocked:
+        return "cpu (blocked conv layouts)";
+      case CpuConvLayout::kCanonical:
+        return "cpu (NCHW conv layouts)";
+      case CpuConvLayout::kAuto:
+        break;
+    }
+    return "cpu (autotuned conv layouts)";
   }
 
   Tensor Alloc(const Shape& shape) override {
@@ -786,6 +801,81 @@ class CpuBackend : public Backend {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = convs_.find({g, bias});
     if (it != convs_.end()) return it->second;
+    ConvPrimitives p =
+        layout_ == CpuConvLayout::kAuto
+            ? Autotune(g, bias)
+            : BuildConv(g, bias, layout_ == CpuConvLayout::kBlocked);
+    return convs_.emplace(ConvKey{g, bias}, std::move(p)).first->second;
+  }
+
+  // Times each convolution pass in both layouts on this shape and keeps the
+  // faster one per pass: which wins depends on channels, spatial size and
+  // batch (blocked formats pay reorders at the edges, which dominate for few
+  // channels).
+  ConvPrimitives Autotune(const ConvGeometry& g, bool bias) {
+    ConvPrimitives canonical = BuildConv(g, bias, false);
+    ConvPrimitives blocked = BuildConv(g, bias, true);
+    const int64_t nx = int64_t{g.n} * g.in_channels * g.in_h * g.in_w;
+    const int64_t nw =
+        int64_t{g.out_channels} * g.in_channels * g.kernel * g.kernel;
+    const int64_t ny = int64_t{g.n} * g.out_channels * g.out_h() * g.out_w();
+    std::vector<float> x(nx, 0.01f), w(nw, 0.01f), y(ny, 0.01f),
+        b(g.out_channels, 0.01f);
+    const std::vector<std::pair<int, float*>> fwd = {
+        {DNNL_ARG_SRC, x.data()},
+        {DNNL_ARG_WEIGHTS, w.data()},
+        {DNNL_ARG_BIAS, bias ? b.data() : nullptr},
+        {DNNL_ARG_DST, y.data()}};
+    const std::vector<std::pair<int, float*>> bwd_data = {
+        {DNNL_ARG_DIFF_DST, y.data()},
+        {DNNL_ARG_WEIGHTS, w.data()},
+        {DNNL_ARG_DIFF_SRC, x.data()}};
+    const std::vector<std::pair<int, float*>> bwd_weights = {
+        {DNNL_ARG_SRC, x.data()},
+        {DNNL_ARG_DIFF_DST, y.data()},
+        {DNNL_ARG_DIFF_WEIGHTS, w.data()},
+        {DNNL_ARG_DIFF_BIAS, bias ? b.data() : nullptr}};
+    auto time_ms = [&](BoundPrimitive* bp,
+                       const std::vector<std::pair<int, float*>>& args) {
+      Run(bp, args);  // warm-up (first execution allocates and JITs)
+      double best = 1e30;
+      for (int i = 0; i < 2; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        Run(bp, args);
+        best = std::min(best, std::chrono::duration<double, std::milli>(
+                                  std::chrono::steady_clock::now() - t0)
+                                  .count());
+      }
+      return best;
+    };
+    ConvPrimitives chosen;
+    std::string log = absl::StrFormat(
+        "cpu conv autotune n%d c%d->%d %dx%d k%d s%d p%d%s:", g.n,
+        g.in_channels, g.out_channels, g.in_h, g.in_w, g.kernel, g.stride,
+        g.padding, bias ? " +bias" : "");
+    struct Pass {
+      const char* name;
+      BoundPrimitive ConvPrimitives::*member;
+      const std::vector<std::pair<int, float*>>* args;
+    };
+    for (const Pass& pass :
+         {Pass{"fwd", &ConvPrimitives::fwd, &fwd},
+          Pass{"bwd_data", &ConvPrimitives::bwd_data, &bwd_data},
+          Pass{"bwd_weights", &ConvPrimitives::bwd_weights, &bwd_weights}}) {
+      const double tc = time_ms(&(canonical.*pass.member), *pass.args);
+      const double tb = time_ms(&(blocked.*pass.member), *pass.args);
+      const bool use_blocked = tb < tc;
+      chosen.*pass.member = std::move(use_blocked ? blocked.*pass.member
+                                                  : canonical.*pass.member);
+      absl::StrAppendFormat(&log, " %s %s (blocked %.2f ms, nchw %.2f ms)",
+                            pass.name, use_blocked ? "blocked" : "nchw", tb,
+                            tc);
+    }
+    if (log_autotune_) std::fprintf(stderr, "%s\n", log.c_str());
+    return chosen;
+  }
+
+  ConvPrimitives BuildConv(const ConvGeometry& g, bool bias, bool any) {
     const memory::dims xd = {g.n, g.in_channels, g.in_h, g.in_w};
     const memory::dims wd = {g.out_channels, g.in_channels, g.kernel, g.kernel};
     const memory::dims yd = {g.n, g.out_channels, g.out_h(), g.out_w()};
@@ -793,9 +883,8 @@ class CpuBackend : public Backend {
     const memory::desc w_plain(wd, Dt::f32, Tag::oihw);
     const memory::desc b_md({g.out_channels}, Dt::f32, Tag::x);
     const memory::desc y_plain(yd, Dt::f32, Tag::nchw);
-    // Canonical layout pins the primitives to NCHW/OIHW; blocked lets oneDNN
-    // pick its native layouts (nChw16c & co.), paid for with reorders.
-    const bool any = layout_ == CpuConvLayout::kBlocked;
+    // Canonical layout pins the primitives to NCHW/OIHW; blocked (any) lets
+    // oneDNN pick its native layouts (nChw16c & co.), paid for with reorders.
     const memory::desc x_md =
         any ? memory::desc(xd, Dt::f32, Tag::any) : x_plain;
     const memory::desc w_md =
@@ -841,12 +930,13 @@ class CpuBackend : public Backend {
         Bind(DNNL_ARG_DIFF_DST, true, y_plain, bw_pd.diff_dst_desc()),
         Bind(DNNL_ARG_DIFF_WEIGHTS, false, w_plain, bw_pd.diff_weights_desc()),
         Bind(DNNL_ARG_DIFF_BIAS, false, b_md, b_md)};
-    return convs_.emplace(ConvKey{g, bias}, std::move(p)).first->second;
+    return p;
   }
 
   std::shared_ptr<HostPool> pool_ = std::make_shared<HostPool>();
   int threads_;
   CpuConvLayout layout_;
+  bool log_autotune_;
   dnnl::engine engine_;
   dnnl::stream stream_;
   std::mutex mu_;
@@ -855,8 +945,17 @@ class CpuBackend : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> MakeCpuBackend(int threads, CpuConvLayout layout) {
-  return std::make_unique<CpuBackend>(threads, layout);
+std::unique_ptr<Backend> MakeCpuBackend(int threads, CpuConvLayout layout,
+                                        bool log_autotune) {
+  return std::make_unique<CpuBackend>(threads, layout, log_autotune);
+}
+
+absl::StatusOr<CpuConvLayout> ParseCpuConvLayout(const std::string& name) {
+  if (name == "auto") return CpuConvLayout::kAuto;
+  if (name == "blocked") return CpuConvLayout::kBlocked;
+  if (name == "canonical" || name == "nchw") return CpuConvLayout::kCanonical;
+  return absl::InvalidArgumentError("unknown CPU conv layout '" + name +
+                                    "': expected auto, blocked or canonical");
 }
 
 }  // namespace paragan

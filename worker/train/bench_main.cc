@@ -26,16 +26,15 @@ ABSL_FLAG(std::string, layout, "blocked",
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const std::string layout = absl::GetFlag(FLAGS_layout);
-  if (layout != "blocked" && layout != "canonical") {
-    std::fprintf(stderr,
-                 "error: --layout must be blocked or canonical, got '%s'\n",
-                 layout.c_str());
+  auto parsed = paragan::ParseCpuConvLayout(layout);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "error: --layout: %s\n",
+                 std::string(parsed.status().message()).c_str());
     return 2;
   }
-  auto backend = paragan::MakeCpuBackend(
-      absl::GetFlag(FLAGS_threads), layout == "blocked"
-                                        ? paragan::CpuConvLayout::kBlocked
-                                        : paragan::CpuConvLayout::kCanonical);
+  // Autotuning happens on the first (warm-up) step, outside the timing.
+  auto backend = paragan::MakeCpuBackend(absl::GetFlag(FLAGS_threads), *parsed,
+                                         /*log_autotune=*/false);
   paragan::TrainerConfig tc =
       paragan::DefaultTrainerConfig(absl::GetFlag(FLAGS_model));
   tc.model.image_channels = absl::GetFlag(FLAGS_channels);

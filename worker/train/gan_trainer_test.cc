@@ -22,6 +22,10 @@ namespace paragan {
 namespace {
 
 constexpr uint64_t kDataSeed = 5;
+// One thread: bazel runs test binaries side by side on small machines, and
+// OpenMP threads spinning against each other there cost far more than the
+// second core gains.
+constexpr int kThreads = 1;
 
 std::string TempPath(const std::string& name) {
   const char* dir = std::getenv("TEST_TMPDIR");
@@ -44,7 +48,7 @@ class RealBatches {
     return [this](Tensor* images, std::vector<int>* labels) {
       sampler_.NextBatch(batch_, &indices_);
       labels->assign(batch_, 0);
-      LoadBatch(data_, indices_, host_.data(), labels->data(), 2);
+      LoadBatch(data_, indices_, host_.data(), labels->data(), kThreads);
       *images = backend_->FromHost(host_);
     };
   }
@@ -144,7 +148,7 @@ class ResumeTest : public ::testing::TestWithParam<std::string> {};
 // checkpoint and trains steps 4-6: both must end bit for bit alike.
 TEST_P(ResumeTest, CheckpointRoundTripResumesBitIdentically) {
   const TrainerConfig config = SmallConfig(GetParam());
-  std::unique_ptr<Backend> backend = MakeCpuBackend(2);
+  std::unique_ptr<Backend> backend = MakeCpuBackend(kThreads);
   std::unique_ptr<Dataset> data =
       MakeSyntheticDataset(256, 1, 32, 10, kDataSeed);
   const std::string path = TempPath("resume_" + GetParam() + ".pgt");
@@ -222,7 +226,7 @@ Trained TrainOneStep(const TrainerConfig& config, Backend* backend,
 class RestoreErrorTest : public ::testing::Test {
  protected:
   RestoreErrorTest()
-      : backend_(MakeCpuBackend(2)),
+      : backend_(MakeCpuBackend(kThreads)),
         data_(MakeSyntheticDataset(64, 1, 32, 10, kDataSeed)) {}
 
   // Restores `arrays` into a fresh trainer (seeded differently from the one
@@ -300,7 +304,7 @@ TEST_F(RestoreErrorTest, WrongShapeIsRejectedNamingIt) {
 }
 
 TEST(CheckpointFileTest, CorruptedFileIsRejected) {
-  std::unique_ptr<Backend> backend = MakeCpuBackend(2);
+  std::unique_ptr<Backend> backend = MakeCpuBackend(kThreads);
   std::unique_ptr<GanTrainer> t =
       MakeTrainer(SmallConfig("dcgan32"), backend.get());
   ASSERT_NE(t, nullptr);
@@ -374,7 +378,7 @@ TEST(TrainingSanityTest, DcganLearnsToSeparateRealFromFake) {
   TrainerConfig config = SmallConfig("dcgan32");
   config.batch_size = 32;
   constexpr int kSteps = 150, kLast = 20;
-  std::unique_ptr<Backend> backend = MakeCpuBackend(2);
+  std::unique_ptr<Backend> backend = MakeCpuBackend(kThreads);
   std::unique_ptr<Dataset> data =
       MakeSyntheticDataset(256, 1, 32, 10, kDataSeed);
   std::unique_ptr<GanTrainer> t = MakeTrainer(config, backend.get());

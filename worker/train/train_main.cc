@@ -22,6 +22,9 @@ ABSL_FLAG(uint64_t, seed, 0, "seed for weights, z and data order");
 ABSL_FLAG(std::string, out_dir, "runs/dcgan32", "output directory");
 ABSL_FLAG(int, threads, 2, "CPU threads");
 ABSL_FLAG(std::string, device, "cpu", "cpu | cuda");
+ABSL_FLAG(std::string, cpu_layout, "auto",
+          "CPU convolution layouts: auto (measured per shape at start-up), "
+          "blocked (oneDNN's) or canonical (NCHW)");
 ABSL_FLAG(int64_t, log_every, 50, "progress line every N steps");
 ABSL_FLAG(int64_t, sample_every, 500,
           "EMA sample grid PNG every N steps (0: off)");
@@ -85,6 +88,13 @@ int main(int argc, char** argv) {
   o.dataset.seed = o.trainer.seed;
   o.dataset.channels = 1;
   o.device = absl::GetFlag(FLAGS_device);
+  auto layout = paragan::ParseCpuConvLayout(absl::GetFlag(FLAGS_cpu_layout));
+  if (!layout.ok()) {
+    std::fprintf(stderr, "error: --cpu_layout: %s\n",
+                 std::string(layout.status().message()).c_str());
+    return 2;
+  }
+  o.cpu_layout = *layout;
   o.threads = absl::GetFlag(FLAGS_threads);
   o.steps = absl::GetFlag(FLAGS_steps);
   o.max_seconds = absl::GetFlag(FLAGS_max_seconds);

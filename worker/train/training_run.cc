@@ -130,7 +130,8 @@ absl::Status RunTraining(const TrainingRunOptions& o,
     return absl::InvalidArgumentError(
         absl::StrCat("num_samples must be >= 1, got ", o.num_samples));
   PG_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
-                      MakeBackend(o.device, o.threads));
+                      MakeBackend(o.device, o.threads, o.cpu_layout,
+                                  /*log_autotune=*/true));
   PG_ASSIGN_OR_RETURN(std::unique_ptr<Dataset> dataset, OpenDataset(o.dataset));
   const DatasetInfo& info = dataset->info();
   TrainerConfig tc = o.trainer;

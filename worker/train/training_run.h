@@ -14,6 +14,7 @@ struct TrainingRunOptions {
   TrainerConfig trainer;
   DatasetSpec dataset;
   std::string device = "cpu";
+  CpuConvLayout cpu_layout = CpuConvLayout::kAuto;
   int threads = 2;
   int64_t steps = 5000;
   std::string out_dir = "runs/dcgan32";
