@@ -44,6 +44,9 @@ ABSL_FLAG(double, ema_decay, 0.999, "EMA decay of G's weights");
 ABSL_FLAG(int, width, 64, "BigGAN channel multiplier");
 ABSL_FLAG(bool, attention, true, "BigGAN self-attention at 16x16");
 ABSL_FLAG(int64_t, synthetic_size, 4096, "images in the synthetic dataset");
+ABSL_FLAG(int, channels, 1,
+          "image channels for folder and synthetic datasets (1 or 3); "
+          "Fashion-MNIST is 1");
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -86,7 +89,7 @@ int main(int argc, char** argv) {
   o.dataset.path = absl::GetFlag(FLAGS_data_dir);
   o.dataset.synthetic_size = absl::GetFlag(FLAGS_synthetic_size);
   o.dataset.seed = o.trainer.seed;
-  o.dataset.channels = 1;
+  o.dataset.channels = absl::GetFlag(FLAGS_channels);
   o.device = absl::GetFlag(FLAGS_device);
   auto layout = paragan::ParseCpuConvLayout(absl::GetFlag(FLAGS_cpu_layout));
   if (!layout.ok()) {
