@@ -468,12 +468,7 @@ Image MakeImageGrid(const float* images, int n, int c, int h, int w, int nrow,
         const float* src = img + (size_t(ch) * h + y) * w;
         uint8_t* dst =
             grid.pixels.data() + (size_t(y0 + y) * grid.width + x0) * c + ch;
-        for (int x = 0; x < w; ++x) {
-          float v = std::round((src[x] + 1.0f) * 127.5f);
-          if (!(v >= 0.0f)) v = 0.0f;  // Also maps NaN to 0.
-          if (v > 255.0f) v = 255.0f;
-          dst[size_t(x) * c] = static_cast<uint8_t>(v);
-        }
+        for (int x = 0; x < w; ++x) dst[size_t(x) * c] = PixelFromUnit(src[x]);
       }
     }
   }

@@ -5,6 +5,7 @@
 // files. Decoders never abort on bad input: every libpng/libjpeg error is
 // turned into an absl::Status that names the file.
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -42,6 +43,15 @@ absl::Status WriteJpeg(const std::string& path, const uint8_t* data, int height,
 absl::StatusOr<Image> DecodeImage(absl::string_view bytes,
                                   absl::string_view source);
 absl::StatusOr<Image> DecodeImageFile(const std::string& path);
+
+// A model output in [-1, 1] as a pixel: round((x + 1) * 127.5) clamped to
+// [0, 255]; NaN maps to 0.
+inline uint8_t PixelFromUnit(float x) {
+  float v = std::round((x + 1.0f) * 127.5f);
+  if (!(v >= 0.0f)) v = 0.0f;
+  if (v > 255.0f) v = 255.0f;
+  return static_cast<uint8_t>(v);
+}
 
 // Tiles n images (NCHW floats in [-1, 1]) into a grid with `nrow` images per
 // row (like torchvision's make_grid): each pixel is round((x + 1) * 127.5)

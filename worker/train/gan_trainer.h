@@ -61,6 +61,7 @@ class GanTrainer {
   int64_t step() const { return step_; }
   const TrainerConfig& config() const { return config_; }
   GanModel& model() { return *model_; }
+  const GanModel& model() const { return *model_; }
   GanModel& ema_model() { return *ema_; }
 
   // Everything needed to resume bit-identically: weights, buffers, Adam

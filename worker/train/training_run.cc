@@ -33,7 +33,7 @@ std::vector<int> GridLabels(const GanTrainer& t) {
   const ModelConfig& m = t.config().model;
   const int rows = t.config().model.num_classes;
   std::vector<int> labels;
-  if (!const_cast<GanTrainer&>(t).model().conditional()) return labels;
+  if (!t.model().conditional()) return labels;
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < kGridColumns; ++c) labels.push_back(r % m.num_classes);
   return labels;
@@ -48,10 +48,8 @@ std::vector<uint8_t> ToUint8(const Tensor& host) {
     for (int64_t y = 0; y < h; ++y)
       for (int64_t x = 0; x < w; ++x)
         for (int64_t ch = 0; ch < c; ++ch) {
-          const float v = host.data()[((i * c + ch) * h + y) * w + x];
-          const float q = std::round((v + 1.0f) * 127.5f);
           out[((i * h + y) * w + x) * c + ch] =
-              static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, q)));
+              PixelFromUnit(host.data()[((i * c + ch) * h + y) * w + x]);
         }
   return out;
 }
@@ -60,7 +58,7 @@ std::vector<uint8_t> ToUint8(const Tensor& host) {
 
 Tensor FixedGridZ(const GanTrainer& trainer) {
   Rng rng(kGridSeed, /*stream=*/9);
-  const bool cond = const_cast<GanTrainer&>(trainer).model().conditional();
+  const bool cond = trainer.model().conditional();
   const int n = cond ? trainer.config().model.num_classes * kGridColumns
                      : kGridColumns * kGridColumns;
   return trainer.RandomZ(n, &rng);
@@ -175,7 +173,6 @@ absl::Status RunTraining(const TrainingRunOptions& o,
   };
 
   const int b = tc.batch_size;
-  const int64_t image_size = int64_t{info.channels} * info.height * info.width;
   Tensor host_batch = Tensor::Host({b, info.channels, info.height, info.width});
   std::vector<int64_t> indices;
   BatchSource source = [&](Tensor* images, std::vector<int>* labels) {
@@ -184,7 +181,6 @@ absl::Status RunTraining(const TrainingRunOptions& o,
     LoadBatch(*dataset, indices, host_batch.data(), labels->data(), o.threads);
     *images = backend->FromHost(host_batch);
   };
-  (void)image_size;
 
   std::printf(
       "training %s on %s (%lld images, %d classes) | device %s, %d threads | "
