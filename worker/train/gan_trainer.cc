@@ -107,39 +107,55 @@ std::vector<int> GanTrainer::RandomLabels(int n) {
 
 StepStats GanTrainer::Step(const BatchSource& next_real) {
   StepStats stats;
-  const int b = config_.batch_size;
-  ParamStore& g = model_->generator();
-  ParamStore& d = model_->discriminator();
   for (int k = 0; k < config_.d_steps; ++k) {
     Tensor real;
     std::vector<int> real_labels;
     next_real(&real, &real_labels);
-    Tensor z = noise_source_ ? noise_source_(b) : RandomZ(b, &rng_);
-    std::vector<int> fake_labels = RandomLabels(b);
-    // The fake batch is a constant for D: no G gradients, no G power iteration.
-    Tensor fake = model_->Generate(z, fake_labels, {true, false, false});
-    // Real and fake in one D pass: one power iteration per D step.
-    Tensor both = ConcatBatch(backend_, real, fake);
-    std::vector<int> labels = real_labels;
-    labels.insert(labels.end(), fake_labels.begin(), fake_labels.end());
-    d.ZeroGrads();
-    Tensor logits = backend_->ToHost(
-        model_->Discriminate(both, labels, {true, true, true, false}));
-    std::vector<float> lr(logits.data(), logits.data() + b);
-    std::vector<float> lf(logits.data() + b, logits.data() + 2 * b);
-    std::vector<float> dr, df;
-    stats.d_loss = DiscriminatorLoss(config_.loss, lr, lf, &dr, &df);
-    stats.d_real = stats.d_fake = 0;
-    for (int i = 0; i < b; ++i) {
-      stats.d_real += lr[i] / b;
-      stats.d_fake += lf[i] / b;
-    }
-    dr.insert(dr.end(), df.begin(), df.end());
-    Tensor dlogits = Tensor::Host({2 * b, 1});
-    std::memcpy(dlogits.data(), dr.data(), dr.size() * sizeof(float));
-    model_->DiscriminateBackward(backend_->FromHost(dlogits));
-    d_adam_.Step();
+    ComputeDGradients(real, real_labels, &stats);
+    ApplyDGradients();
   }
+  ComputeGGradients(&stats);
+  ApplyGGradients();
+  FinishStep();
+  return stats;
+}
+
+void GanTrainer::ComputeDGradients(const Tensor& real,
+                                   const std::vector<int>& real_labels,
+                                   StepStats* stats) {
+  const int b = config_.batch_size;
+  ParamStore& d = model_->discriminator();
+  Tensor z = noise_source_ ? noise_source_(b) : RandomZ(b, &rng_);
+  std::vector<int> fake_labels = RandomLabels(b);
+  // The fake batch is a constant for D: no G gradients, no G power iteration.
+  Tensor fake = model_->Generate(z, fake_labels, {true, false, false});
+  // Real and fake in one D pass: one power iteration per D step.
+  Tensor both = ConcatBatch(backend_, real, fake);
+  std::vector<int> labels = real_labels;
+  labels.insert(labels.end(), fake_labels.begin(), fake_labels.end());
+  d.ZeroGrads();
+  Tensor logits = backend_->ToHost(
+      model_->Discriminate(both, labels, {true, true, true, false}));
+  std::vector<float> lr(logits.data(), logits.data() + b);
+  std::vector<float> lf(logits.data() + b, logits.data() + 2 * b);
+  std::vector<float> dr, df;
+  stats->d_loss = DiscriminatorLoss(config_.loss, lr, lf, &dr, &df);
+  stats->d_real = stats->d_fake = 0;
+  for (int i = 0; i < b; ++i) {
+    stats->d_real += lr[i] / b;
+    stats->d_fake += lf[i] / b;
+  }
+  dr.insert(dr.end(), df.begin(), df.end());
+  Tensor dlogits = Tensor::Host({2 * b, 1});
+  std::memcpy(dlogits.data(), dr.data(), dr.size() * sizeof(float));
+  model_->DiscriminateBackward(backend_->FromHost(dlogits));
+}
+
+void GanTrainer::ApplyDGradients() { d_adam_.Step(); }
+
+void GanTrainer::ComputeGGradients(StepStats* stats) {
+  const int b = config_.batch_size;
+  ParamStore& g = model_->generator();
   // G step with fresh z; D is fixed (no D grads, no D power iteration).
   Tensor z = noise_source_ ? noise_source_(b) : RandomZ(b, &rng_);
   std::vector<int> labels = RandomLabels(b);
@@ -148,14 +164,17 @@ StepStats GanTrainer::Step(const BatchSource& next_real) {
   Tensor logits = backend_->ToHost(
       model_->Discriminate(fake, labels, {true, false, false}));
   std::vector<float> lf(logits.data(), logits.data() + b), df;
-  stats.g_loss = GeneratorLoss(config_.loss, lf, &df);
+  stats->g_loss = GeneratorLoss(config_.loss, lf, &df);
   Tensor dlogits = Tensor::HostFrom({b, 1}, df);
   model_->GenerateBackward(
       model_->DiscriminateBackward(backend_->FromHost(dlogits)));
-  g_adam_.Step();
+}
+
+void GanTrainer::ApplyGGradients() { g_adam_.Step(); }
+
+void GanTrainer::FinishStep() {
   UpdateEma();
   ++step_;
-  return stats;
 }
 
 void GanTrainer::UpdateEma() {

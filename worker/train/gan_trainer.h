@@ -46,7 +46,30 @@ class GanTrainer {
   static absl::StatusOr<std::unique_ptr<GanTrainer>> Create(
       const TrainerConfig& config, Backend* backend);
 
+  // One G step: d_steps x (ComputeDGradients, ApplyDGradients), then
+  // ComputeGGradients, ApplyGGradients, FinishStep.
   StepStats Step(const BatchSource& next_real);
+
+  // The pieces of Step, for workers whose optimizer runs elsewhere (the
+  // parameter servers). Step calls exactly these, in this order.
+  //
+  // One D gradient: draws z and fake labels, runs G on them in training mode
+  // (BN batch statistics, G's running statistics move; no G gradients),
+  // then D on real and fake together (one power iteration: D's
+  // spectral-norm vectors move). Leaves D's gradients in its Params and sets
+  // stats->d_loss, d_real and d_fake.
+  void ComputeDGradients(const Tensor& real,
+                         const std::vector<int>& real_labels, StepStats* stats);
+  // Adam on D with the gradients left by ComputeDGradients.
+  void ApplyDGradients();
+  // One G gradient through the current D: fresh z and labels, G in training
+  // mode, D without parameter gradients or power iteration. Leaves G's
+  // gradients in its Params and sets stats->g_loss.
+  void ComputeGGradients(StepStats* stats);
+  // Adam on G with the gradients left by ComputeGGradients.
+  void ApplyGGradients();
+  // EMA of G and the step counter.
+  void FinishStep();
 
   // Images from the EMA generator in eval mode. labels may be empty for
   // unconditional models.
