@@ -11,12 +11,14 @@
 #include <signal.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -26,6 +28,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/check.h"
 #include "grpcpp/grpcpp.h"
@@ -79,6 +82,13 @@ ABSL_FLAG(int64_t, max_push_bytes, 0,
 ABSL_FLAG(int, metrics_port, -1,
           "Prometheus /metrics port; 0 picks a free port (printed); < 0: off.");
 ABSL_FLAG(int, threads, 1, "CPU threads of the optimizer kernels.");
+ABSL_FLAG(double, ema_decay, 0.999,
+          "EMA decay of G's weights (warm-up min(decay, (1+t)/(10+t)), t = G "
+          "steps before this one), pullable as table G_ema; 0: off.");
+ABSL_FLAG(double, worker_lease_s, 30,
+          "A registered worker silent (no register, pull or push) for this "
+          "many seconds is dropped; a pending synchronous round whose missing "
+          "contributors are all gone completes with what it has. 0: never.");
 
 namespace paragan {
 namespace {
@@ -129,6 +139,17 @@ absl::StatusOr<ShardOptions> OptionsFromFlags(int* d_steps) {
     table->rule.staleness_bound = absl::GetFlag(FLAGS_staleness_bound);
     table->rule.sync_workers = absl::GetFlag(FLAGS_sync_workers);
   }
+  const double ema = absl::GetFlag(FLAGS_ema_decay);
+  if (!(ema >= 0 && ema < 1)) {
+    return Fail(absl::StrCat("--ema_decay must be in [0, 1), got ", ema));
+  }
+  o.g.ema_decay = static_cast<float>(ema);
+  const double lease = absl::GetFlag(FLAGS_worker_lease_s);
+  if (!(lease >= 0)) {
+    return Fail(absl::StrCat("--worker_lease_s must be >= 0, got ", lease));
+  }
+  o.g.worker_lease = o.d.worker_lease =
+      lease > 0 ? absl::Seconds(lease) : absl::InfiniteDuration();
   o.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
   o.threads = absl::GetFlag(FLAGS_threads);
   *d_steps = absl::GetFlag(FLAGS_d_steps_per_g_step) > 0
@@ -188,6 +209,9 @@ int Run() {
             << " floats, version " << g.version() << "; D: " << d.specs().size()
             << " tensors, " << d.num_elements() << " floats, version "
             << d.version() << (*restored ? " (restored from checkpoint)" : "")
+            << "; EMA of G "
+            << (g.has_ema() ? absl::StrCat("decay ", g.config().ema_decay)
+                            : std::string("off"))
             << std::endl;
 
   auto registry = std::make_shared<prometheus::Registry>();
@@ -251,6 +275,20 @@ int Run() {
     std::rename(tmp.c_str(), port_file.c_str());
   }
 
+  // Lease reaper: about once a second (faster for sub-second test leases).
+  absl::Notification stop_reaper;
+  std::thread reaper;
+  if (absl::GetFlag(FLAGS_worker_lease_s) > 0) {
+    const absl::Duration period =
+        std::min(absl::Seconds(1),
+                 absl::Seconds(absl::GetFlag(FLAGS_worker_lease_s)) / 4);
+    reaper = std::thread([&service, &stop_reaper, period] {
+      while (!stop_reaper.WaitForNotificationWithTimeout(period)) {
+        service.ExpireLeases();
+      }
+    });
+  }
+
   const int interval = absl::GetFlag(FLAGS_checkpoint_interval_s);
   int sig = 0;
   while (sig <= 0) {
@@ -266,6 +304,8 @@ int Run() {
   // No push can land after Shutdown returns: the final checkpoint is the
   // last state.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  stop_reaper.Notify();
+  if (reaper.joinable()) reaper.join();
   Checkpoint(**shard, "exit");
   std::cout << "paragan_server: G version " << g.version() << ", D version "
             << d.version() << "; bye" << std::endl;

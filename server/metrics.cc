@@ -72,7 +72,21 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry, int shard_id)
       version_(prometheus::BuildGauge()
                    .Name("paragan_ps_table_version")
                    .Help("Current version of the table on this shard")
-                   .Register(*registry)) {}
+                   .Register(*registry)),
+      expired_leases_(prometheus::BuildCounter()
+                          .Name("paragan_ps_expired_leases_total")
+                          .Help("Registered workers dropped because their "
+                                "lease expired (silent for --worker_lease_s)")
+                          .Register(*registry)),
+      registered_workers_(prometheus::BuildGauge()
+                              .Name("paragan_ps_registered_workers")
+                              .Help("Workers holding a lease on the table")
+                              .Register(*registry)),
+      lease_rounds_(prometheus::BuildCounter()
+                        .Name("paragan_ps_lease_round_completions_total")
+                        .Help("Synchronous rounds completed with the "
+                              "contributions they had after lease expiry")
+                        .Register(*registry)) {}
 
 prometheus::Labels ServerMetrics::Labels(const std::string& table) const {
   return {{"shard", shard_}, {"table", table}};
@@ -113,6 +127,17 @@ void ServerMetrics::RecordInvalidPush(const std::string& table, int64_t bytes) {
 
 void ServerMetrics::SetVersion(const std::string& table, int64_t version) {
   version_.Add(Labels(table)).Set(static_cast<double>(version));
+}
+
+void ServerMetrics::RecordExpiredLeases(const std::string& table,
+                                        int64_t workers, bool round_completed) {
+  expired_leases_.Add(Labels(table)).Increment(static_cast<double>(workers));
+  if (round_completed) lease_rounds_.Add(Labels(table)).Increment();
+}
+
+void ServerMetrics::SetRegisteredWorkers(const std::string& table,
+                                         int64_t workers) {
+  registered_workers_.Add(Labels(table)).Set(static_cast<double>(workers));
 }
 
 std::shared_ptr<prometheus::Collectable> MakeProcessCollectable() {

@@ -9,6 +9,10 @@
 //   paragan_ps_staleness{table} (histogram of accepted and refused pushes)
 //   paragan_ps_rejected_pushes_total{table, reason=stale|duplicate|invalid}
 //   paragan_ps_table_version{table} (gauge)
+//   paragan_ps_expired_leases_total{table} (workers dropped for silence)
+//   paragan_ps_registered_workers{table} (gauge)
+//   paragan_ps_lease_round_completions_total{table} (synchronous rounds
+//     completed short because their missing contributors' leases expired)
 // and, from MakeProcessCollectable, paragan_process_resident_memory_bytes
 // and paragan_process_virtual_memory_bytes (read at scrape time).
 
@@ -38,6 +42,9 @@ class ServerMetrics {
   // A push refused with an error (malformed, unknown tensor, NaN, ...).
   void RecordInvalidPush(const std::string& table, int64_t bytes);
   void SetVersion(const std::string& table, int64_t version);
+  void RecordExpiredLeases(const std::string& table, int64_t workers,
+                           bool round_completed);
+  void SetRegisteredWorkers(const std::string& table, int64_t workers);
 
  private:
   prometheus::Labels Labels(const std::string& table) const;
@@ -50,6 +57,9 @@ class ServerMetrics {
   prometheus::Family<prometheus::Histogram>& staleness_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Family<prometheus::Gauge>& version_;
+  prometheus::Family<prometheus::Counter>& expired_leases_;
+  prometheus::Family<prometheus::Gauge>& registered_workers_;
+  prometheus::Family<prometheus::Counter>& lease_rounds_;
 };
 
 // Memory of this process from /proc/self/statm, read on every scrape. Keep

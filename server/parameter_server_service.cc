@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "server/grpc_status.h"
 #include "server/tensor_codec.h"
 
@@ -64,6 +66,48 @@ ParameterTable* ParameterServerService::FindTable(
   return it == tables_.end() ? nullptr : it->second;
 }
 
+void ParameterServerService::RenewLeases(const std::string& worker_id) {
+  if (worker_id.empty()) return;
+  for (const auto& [name, table] : tables_) table->RenewLease(worker_id);
+}
+
+void ParameterServerService::UpdateWorkerGauges() {
+  if (metrics_ == nullptr) return;
+  for (const auto& [name, table] : tables_) {
+    metrics_->SetRegisteredWorkers(
+        name, static_cast<int64_t>(table->Stats().registered_workers.size()));
+  }
+}
+
+std::vector<LeaseExpiry> ParameterServerService::ExpireLeases() {
+  std::vector<LeaseExpiry> out;
+  bool changed = false;
+  for (const auto& [name, table] : tables_) {
+    LeaseExpiry e = table->ExpireLeases();
+    if (!e.dropped.empty()) {
+      changed = true;
+      std::cerr << "paragan_server: shard " << options_.shard_id << " table "
+                << name << ": dropped worker(s) "
+                << absl::StrJoin(e.dropped, ", ")
+                << " (lease expired: silent for longer than the lease)";
+      if (e.round_completed) {
+        std::cerr << "; the pending synchronous round completed with its "
+                  << e.round_contributions << " contribution(s), version now "
+                  << e.new_version;
+      }
+      std::cerr << std::endl;
+      if (metrics_ != nullptr) {
+        metrics_->RecordExpiredLeases(
+            name, static_cast<int64_t>(e.dropped.size()), e.round_completed);
+        metrics_->SetVersion(name, table->version());
+      }
+    }
+    out.push_back(std::move(e));
+  }
+  if (changed) UpdateWorkerGauges();
+  return out;
+}
+
 grpc::Status ParameterServerService::RegisterWorker(
     grpc::ServerContext* /*context*/, const v1::RegisterRequest* request,
     v1::RegisterResponse* response) {
@@ -83,6 +127,8 @@ grpc::Status ParameterServerService::RegisterWorker(
     if (RolePushes(request->role(), name)) {
       table->RegisterWorker(request->worker_id());
       response->add_push_tables(name);
+    } else {
+      table->RenewLease(request->worker_id());
     }
     v1::TableInfo* info = response->add_tables();
     info->set_name(name);
@@ -100,13 +146,23 @@ grpc::Status ParameterServerService::RegisterWorker(
     info->mutable_update_rule()->set_staleness_bound(rule.staleness_bound);
     info->mutable_update_rule()->set_sync_workers(rule.sync_workers);
   }
+  UpdateWorkerGauges();
   return grpc::Status::OK;
 }
 
 grpc::Status ParameterServerService::Pull(
     grpc::ServerContext* context, const v1::PullRequest* request,
     grpc::ServerWriter<v1::TensorChunk>* writer) {
-  ParameterTable* table = FindTable(request->table());
+  const bool ema = request->table() == kGeneratorEmaTable;
+  ParameterTable* table =
+      FindTable(ema ? std::string(kGeneratorTable) : request->table());
+  if (ema && table != nullptr && !table->has_ema()) {
+    return grpc::Status(
+        grpc::StatusCode::NOT_FOUND,
+        absl::StrCat("no table 'G_ema' on shard ", options_.shard_id,
+                     ": the server keeps no EMA of G (--ema_decay=0)"));
+  }
+  RenewLeases(request->worker_id());
   if (table == nullptr) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         absl::StrCat("no table '", request->table(),
@@ -125,6 +181,8 @@ grpc::Status ParameterServerService::Pull(
     while (!table->WaitForVersion(request->min_version(),
                                   absl::Milliseconds(100))) {
       if (context->IsCancelled()) return grpc::Status::CANCELLED;
+      // A worker waiting for the round is not silent.
+      RenewLeases(request->worker_id());
       if (absl::Now() >= deadline) {
         return grpc::Status(
             grpc::StatusCode::DEADLINE_EXCEEDED,
@@ -136,12 +194,14 @@ grpc::Status ParameterServerService::Pull(
   }
   const std::vector<std::string> names(request->tensors().begin(),
                                        request->tensors().end());
-  absl::StatusOr<TableSnapshot> snap = table->Snapshot(names);
+  absl::StatusOr<TableSnapshot> snap =
+      ema ? table->EmaSnapshot(names) : table->Snapshot(names);
   if (!snap.ok()) return ToGrpcStatus(snap.status());
+  const std::string table_name = ema ? kGeneratorEmaTable : table->name();
   int64_t bytes = 0;
   for (const TableTensor& t : snap->tensors) {
     v1::TensorChunk header;
-    header.set_table(table->name());
+    header.set_table(table_name);
     header.set_tensor_name(t.spec.name);
     for (int64_t d : t.spec.shape) header.add_shape(d);
     header.set_base_version(snap->version);
@@ -155,18 +215,24 @@ grpc::Status ParameterServerService::Pull(
         });
     if (!sent) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
   }
-  if (metrics_ != nullptr) metrics_->RecordPull(table->name(), bytes);
+  if (metrics_ != nullptr) metrics_->RecordPull(table_name, bytes);
   return grpc::Status::OK;
 }
 
 absl::Status ParameterServerService::ValidateNewTensor(
     const v1::TensorChunk& chunk) const {
+  if (chunk.table() == kGeneratorEmaTable) {
+    return absl::FailedPreconditionError(
+        "table G_ema is read-only: it is the server's moving average of G, "
+        "updated after every G step; push gradients to table G");
+  }
   ParameterTable* table = FindTable(chunk.table());
   if (table == nullptr) {
     return absl::NotFoundError(absl::StrCat("no table '", chunk.table(),
                                             "' on shard ", options_.shard_id));
   }
-  if (!table->IsRegistered(chunk.worker_id())) {
+  // Renews the lease (and registers a worker dropped for silence again).
+  if (!table->RenewLease(chunk.worker_id())) {
     return absl::FailedPreconditionError(absl::StrCat(
         "worker '", chunk.worker_id(), "' is not registered to push table ",
         table->name(), " (call RegisterWorker)"));
@@ -218,6 +284,7 @@ grpc::Status ParameterServerService::Push(
   absl::Status st = assembler.Finish();
   if (!st.ok()) return fail(st);
   ParameterTable* table = FindTable(assembler.table());  // checked per tensor
+  RenewLeases(assembler.worker_id());
   TensorMap gradients, buffers;
   for (auto& [name, t] : assembler.tensors()) {
     (t.kind == v1::GRADIENT ? gradients : buffers)[name] = std::move(t.values);

@@ -36,6 +36,14 @@ struct ServiceOptions {
   absl::Duration max_pull_wait = absl::Seconds(120);
 };
 
+// Tables: "G" and "D" (pull and push) and, when the G table keeps an EMA,
+// "G_ema" (pull only: the EMA of G's trainable tensors and G's current
+// buffers, at G's version; pushes to it fail with FAILED_PRECONDITION).
+//
+// Leases: RegisterWorker, every Pull (also every 100 ms while it waits for
+// min_version) and every Push renew the worker's lease on all tables of the
+// shard; ExpireLeases drops the silent ones (see ParameterTable).
+//
 // Error mapping: malformed pushes (wrong shape, unknown tensor, NaN/Inf,
 // truncated or out-of-order chunks, sizes inconsistent with total_bytes)
 // -> INVALID_ARGUMENT; too large -> RESOURCE_EXHAUSTED; unregistered worker
@@ -63,8 +71,16 @@ class ParameterServerService final : public v1::ParameterServer::Service {
                         const v1::StateRequest* request,
                         v1::StateResponse* response) override;
 
+  // Drops workers whose lease expired on every table (ParameterTable::
+  // ExpireLeases), logs each drop to stderr and counts it in the metrics.
+  // The binary calls it about once a second.
+  std::vector<LeaseExpiry> ExpireLeases();
+
  private:
   ParameterTable* FindTable(const std::string& name) const;
+  // Renews `worker_id`'s lease on every table that registered it.
+  void RenewLeases(const std::string& worker_id);
+  void UpdateWorkerGauges();
   absl::Status ValidateNewTensor(const v1::TensorChunk& chunk) const;
 
   const ServiceOptions options_;

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -98,10 +99,13 @@ class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override { backend_ = MakeCpuBackend(2); }
 
-  void Start(const UpdateRule& d_rule = {}) {
+  void Start(const UpdateRule& d_rule = {}, float g_ema_decay = 0,
+             absl::Duration lease = absl::InfiniteDuration()) {
     TableConfig d_config{
         kDiscriminatorTable, {4e-4f, 0.0f, 0.999f, 1e-6f}, d_rule};
     TableConfig g_config{kGeneratorTable, {1e-4f, 0.0f, 0.999f, 1e-6f}, {}};
+    g_config.ema_decay = g_ema_decay;
+    d_config.worker_lease = g_config.worker_lease = lease;
     d_ = std::move(ParameterTable::Create(d_config, DTensors(), backend_.get()))
              .value();
     g_ = std::move(ParameterTable::Create(
@@ -512,6 +516,118 @@ TEST_F(ServiceTest, MetricsServedOverHttp) {
       page.find("paragan_ps_pull_bytes_total{shard=\"3\",table=\"D\"} 83228"),
       std::string::npos)
       << page;
+}
+
+TEST_F(ServiceTest, GEmaIsPullableAndReadOnly) {
+  Start({}, /*g_ema_decay=*/0.999f);
+  ASSERT_TRUE(client_->Register("w0", v1::BOTH).ok());
+  auto g = client_->Pull(kGeneratorTable, "w0");
+  ASSERT_TRUE(g.ok()) << g.status();
+  const std::vector<float> grad = RandomVector(6, 77, 0.1f);
+  auto r = client_->Push(kGeneratorTable, "w0", 0,
+                         {{"g.w", {6}, grad.data(), v1::GRADIENT}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->applied());
+  auto after = client_->Pull(kGeneratorTable, "w0");
+  auto ema = client_->Pull(kGeneratorEmaTable, "w0");
+  ASSERT_TRUE(after.ok() && ema.ok()) << ema.status();
+  EXPECT_EQ(ema->version, 1);
+  ASSERT_EQ(ema->tensors.count("g.w"), 1u);
+  // First step: ema = 0.1 * initial + 0.9 * new value.
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_NEAR(ema->tensors.at("g.w").values[i],
+                0.1f * g->tensors.at("g.w").values[i] +
+                    0.9f * after->tensors.at("g.w").values[i],
+                1e-6);
+  }
+  EXPECT_NE(ema->tensors.at("g.w").values, after->tensors.at("g.w").values);
+  // bfloat16 pulls and a subset work as for G.
+  auto sub = client_->Pull(kGeneratorEmaTable, "w0", {"g.w"}, v1::BFLOAT16);
+  EXPECT_TRUE(sub.ok()) << sub.status();
+  // Pushes to G_ema are refused with a clear error and change nothing.
+  auto bad = client_->Push(kGeneratorEmaTable, "w0", 1,
+                           {{"g.w", {6}, grad.data(), v1::GRADIENT}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(bad.status().message().find("read-only"), std::string::npos)
+      << bad.status();
+  auto ema2 = client_->Pull(kGeneratorEmaTable, "w0");
+  ASSERT_TRUE(ema2.ok());
+  EXPECT_EQ(ema2->tensors.at("g.w").values, ema->tensors.at("g.w").values);
+  EXPECT_EQ(g_->version(), 1);
+}
+
+TEST_F(ServiceTest, GEmaNotFoundWhenOff) {
+  Start();
+  auto ema = client_->Pull(kGeneratorEmaTable, "w0");
+  ASSERT_FALSE(ema.ok());
+  EXPECT_EQ(ema.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(ema.status().message().find("ema_decay"), std::string::npos);
+}
+
+TEST_F(ServiceTest, DeadWorkerLeaseExpiresAndSyncRoundCompletes) {
+  // Real clock, short lease: w1 registers and never speaks again; w0 pushes
+  // and waits in Pull(min_version) (which renews its lease). The reaper
+  // (the binary calls ExpireLeases every second) drops w1, the round
+  // completes with w0's gradient alone and the pull returns.
+  Start({StalenessPolicy::kRejectAboveBound, 0, 2}, 0, absl::Milliseconds(600));
+  ASSERT_TRUE(client_->Register("w0", v1::BOTH).ok());
+  ASSERT_TRUE(client_->Register("w1", v1::BOTH).ok());
+  std::atomic<bool> stop{false};
+  std::thread reaper([&] {
+    while (!stop) {
+      service_->ExpireLeases();
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  });
+  std::thread w0_renew([&] {  // w0 also pulls G now and then
+    while (!stop) {
+      client_->Pull(kGeneratorTable, "w0");
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  });
+  const std::vector<Grad> grads = DGradients(5);
+  auto r = client_->Push(kDiscriminatorTable, "w0", 0, AsPush(grads));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->applied());
+  const absl::Time start = absl::Now();
+  auto pulled = client_->Pull(kDiscriminatorTable, "w0", {}, v1::FLOAT32, 1);
+  stop = true;
+  reaper.join();
+  w0_renew.join();
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(pulled->version, 1);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(Values(*pulled), ExpectedD({grads}));
+  auto state = client_->GetState();
+  ASSERT_TRUE(state.ok());
+  for (const auto& t : state->tables()) {
+    EXPECT_EQ(std::vector<std::string>(t.registered_workers().begin(),
+                                       t.registered_workers().end()),
+              std::vector<std::string>{"w0"})
+        << t.name();
+  }
+  // Counted in the metrics.
+  bool found = false;
+  for (const auto& family : registry_->Collect()) {
+    if (family.name == "paragan_ps_expired_leases_total") {
+      for (const auto& m : family.metric) {
+        for (const auto& l : m.label) {
+          if (l.name == "table" && l.value == "D") {
+            EXPECT_EQ(m.counter.value, 1);
+            found = true;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(found);
+  // w1 comes back: its push re-registers it (a late push, refused by the
+  // strict bound, but not an error).
+  auto late = client_->Push(kDiscriminatorTable, "w1", 0, AsPush(grads));
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_FALSE(late->accepted());
+  EXPECT_TRUE(d_->IsRegistered("w1"));
 }
 
 }  // namespace

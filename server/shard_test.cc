@@ -118,5 +118,48 @@ TEST(ShardTest, CheckpointRestoreAndRefusals) {
   EXPECT_EQ((*e)->d().version(), 0);
 }
 
+TEST(ShardTest, GEmaIsCheckpointedWithTheShard) {
+  const std::string dir = TempDir("shard_ema");
+  ShardOptions o = Options(0, 2, dir);
+  o.g.ema_decay = 0.999f;
+  auto a = ParameterShard::Create(o);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ParameterTable& g = (*a)->g();
+  ASSERT_TRUE(g.has_ema());
+  EXPECT_FALSE((*a)->d().has_ema());
+  // Initially the EMA is G.
+  auto ema0 = g.EmaSnapshot();
+  auto g0 = g.Snapshot();
+  ASSERT_TRUE(ema0.ok() && g0.ok());
+  for (size_t i = 0; i < g0->tensors.size(); ++i) {
+    EXPECT_EQ(ema0->tensors[i].values, g0->tensors[i].values);
+  }
+  g.RegisterWorker("w");
+  TensorMap grads;
+  for (const TableTensorSpec& s : g.specs()) {
+    if (s.trainable) grads[s.name].assign(NumElements(s.shape), 0.01f);
+  }
+  for (int t = 0; t < 3; ++t) ASSERT_TRUE(g.ApplyGradients("w", t, grads).ok());
+  ASSERT_TRUE((*a)->Checkpoint().ok());
+  auto b = ParameterShard::Create(o);
+  ASSERT_TRUE(b.ok());
+  auto restored = (*b)->RestoreIfPresent();
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  ASSERT_TRUE(*restored);
+  auto x = g.EmaSnapshot();
+  auto y = (*b)->g().EmaSnapshot();
+  ASSERT_TRUE(x.ok() && y.ok());
+  EXPECT_EQ(y->version, 3);
+  for (size_t i = 0; i < x->tensors.size(); ++i) {
+    EXPECT_EQ(x->tensors[i].values, y->tensors[i].values);
+  }
+  // The same checkpoint restores into a shard run with --ema_decay=0.
+  ShardOptions off = Options(0, 2, dir);
+  auto c = ParameterShard::Create(off);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE((*c)->RestoreIfPresent().ok());
+  EXPECT_EQ((*c)->g().version(), 3);
+}
+
 }  // namespace
 }  // namespace paragan

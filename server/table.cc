@@ -91,6 +91,15 @@ absl::StatusOr<std::unique_ptr<ParameterTable>> ParameterTable::Create(
         absl::StrCat("table ", config.name, ": invalid Adam settings lr=", a.lr,
                      " betas=(", a.beta1, ", ", a.beta2, ") eps=", a.eps));
   }
+  if (!(config.ema_decay >= 0 && config.ema_decay < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table ", config.name,
+                     ": ema_decay must be in [0, 1), got ", config.ema_decay));
+  }
+  if (config.worker_lease < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table ", config.name, ": negative worker lease"));
+  }
   if (config.rule.staleness_bound < 0 || config.rule.sync_workers < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("table ", config.name,
@@ -131,10 +140,14 @@ absl::StatusOr<std::unique_ptr<ParameterTable>> ParameterTable::Create(
     if (t.spec.trainable) {
       slot.m = Tensor::Host(t.spec.shape);
       slot.v = Tensor::Host(t.spec.shape);
+      // The EMA starts as a copy of the initial values.
+      if (config.ema_decay > 0)
+        slot.ema = HostCopy(t.spec.shape, t.values.data());
     }
     table->slots_.push_back(std::move(slot));
     std::vector<float>().swap(t.values);  // release the caller's copy early
   }
+  table->clock_ = [] { return absl::Now(); };
   return table;
 }
 
@@ -145,12 +158,78 @@ const TableTensorSpec* ParameterTable::FindSpec(const std::string& name) const {
 
 void ParameterTable::RegisterWorker(const std::string& worker_id) {
   absl::MutexLock lock(&mu_);
-  registered_.insert(worker_id);
+  registered_[worker_id] = clock_();
+  expired_.erase(worker_id);
+  if (config_.rule.sync_workers > 0 &&
+      static_cast<int>(registered_.size()) >= config_.rule.sync_workers) {
+    quorum_full_once_ = true;
+  }
 }
 
 bool ParameterTable::IsRegistered(const std::string& worker_id) const {
   absl::ReaderMutexLock lock(&mu_);
   return registered_.count(worker_id) > 0;
+}
+
+bool ParameterTable::LeasesOn() const {
+  const absl::Duration lease = config_.worker_lease;
+  return lease > absl::ZeroDuration() && lease != absl::InfiniteDuration();
+}
+
+bool ParameterTable::RenewLease(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = registered_.find(worker_id);
+  if (it != registered_.end()) {
+    it->second = clock_();
+    return true;
+  }
+  if (!expired_.count(worker_id)) return false;
+  // Dropped for silence and back: register again.
+  expired_.erase(worker_id);
+  registered_[worker_id] = clock_();
+  if (config_.rule.sync_workers > 0 &&
+      static_cast<int>(registered_.size()) >= config_.rule.sync_workers) {
+    quorum_full_once_ = true;
+  }
+  return true;
+}
+
+void ParameterTable::SetClockForTesting(std::function<absl::Time()> clock) {
+  absl::MutexLock lock(&mu_);
+  clock_ = std::move(clock);
+}
+
+int ParameterTable::QuorumLocked() const {
+  const int n = config_.rule.sync_workers;
+  if (!quorum_full_once_) return n;
+  return std::max(1, std::min(n, static_cast<int>(registered_.size())));
+}
+
+LeaseExpiry ParameterTable::ExpireLeases() {
+  LeaseExpiry out;
+  if (!LeasesOn()) return out;
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_();
+  for (auto it = registered_.begin(); it != registered_.end();) {
+    if (now - it->second > config_.worker_lease) {
+      out.dropped.push_back(it->first);
+      expired_.insert(it->first);
+      ++expired_leases_;
+      it = registered_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  out.new_version = version_;
+  if (out.dropped.empty() || config_.rule.sync_workers == 0) return out;
+  const int have = static_cast<int>(round_workers_.size());
+  if (have > 0 && have >= QuorumLocked()) {
+    out.round_completed = true;
+    out.round_contributions = have;
+    CompleteRoundLocked();
+    out.new_version = version_;
+  }
+  return out;
 }
 
 int64_t ParameterTable::version() const {
@@ -274,12 +353,20 @@ absl::StatusOr<PushResult> ParameterTable::ApplyGradients(
   ++accepted_pushes_;
   r.accepted = true;
   const int have = static_cast<int>(round_workers_.size());
-  if (have < rule.sync_workers) {
-    r.reason = absl::StrCat("pending: ", have, " of ", rule.sync_workers,
+  const int quorum = QuorumLocked();
+  if (have < quorum) {
+    r.reason = absl::StrCat("pending: ", have, " of ", quorum,
                             " workers in the round of version ", version_);
     return r;
   }
-  const float inv = static_cast<float>(have);
+  CompleteRoundLocked();
+  r.applied = true;
+  r.new_version = version_;
+  return r;
+}
+
+void ParameterTable::CompleteRoundLocked() {
+  const float inv = static_cast<float>(round_workers_.size());
   for (auto& [name, sum] : round_gradients_) {
     for (float& x : sum) x /= inv;
   }
@@ -289,9 +376,6 @@ absl::StatusOr<PushResult> ParameterTable::ApplyGradients(
   }
   StepLocked(config_.adam.lr, round_gradients_, round_buffers_);
   ClearRoundLocked();
-  r.applied = true;
-  r.new_version = version_;
-  return r;
 }
 
 void ParameterTable::StepLocked(float lr, const TensorMap& gradients,
@@ -312,6 +396,18 @@ void ParameterTable::StepLocked(float lr, const TensorMap& gradients,
       }
     }
   }
+  if (config_.ema_decay > 0) {
+    // t = optimizer steps before this one, as GanTrainer::UpdateEma.
+    const int64_t t = num_updates_;
+    const float decay =
+        std::min(config_.ema_decay,
+                 static_cast<float>(t + 1) / static_cast<float>(t + 10));
+    for (Slot& slot : slots_) {
+      if (slot.spec.trainable) {
+        backend_->EmaUpdate(decay, slot.value, &slot.ema);
+      }
+    }
+  }
   ++version_;
   ++num_updates_;
   // A version change wakes WaitForVersion (absl::Mutex re-evaluates
@@ -327,6 +423,21 @@ void ParameterTable::ClearRoundLocked() {
 
 absl::StatusOr<TableSnapshot> ParameterTable::Snapshot(
     const std::vector<std::string>& names) const {
+  return SnapshotImpl(names, /*ema=*/false);
+}
+
+absl::StatusOr<TableSnapshot> ParameterTable::EmaSnapshot(
+    const std::vector<std::string>& names) const {
+  if (!has_ema()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("table ", config_.name,
+                     " keeps no EMA (the server runs with --ema_decay=0)"));
+  }
+  return SnapshotImpl(names, /*ema=*/true);
+}
+
+absl::StatusOr<TableSnapshot> ParameterTable::SnapshotImpl(
+    const std::vector<std::string>& names, bool ema) const {
   std::vector<size_t> which;
   if (names.empty()) {
     for (size_t i = 0; i < specs_.size(); ++i) which.push_back(i);
@@ -346,7 +457,10 @@ absl::StatusOr<TableSnapshot> ParameterTable::Snapshot(
   snap.version = version_;
   snap.tensors.reserve(which.size());
   for (size_t i : which) {
-    snap.tensors.push_back({slots_[i].spec, CopyOut(slots_[i].value)});
+    const Slot& slot = slots_[i];
+    const bool use_ema = ema && slot.spec.trainable;
+    snap.tensors.push_back(
+        {slot.spec, CopyOut(use_ema ? slot.ema : slot.value)});
   }
   return snap;
 }
@@ -367,7 +481,10 @@ TableStats ParameterTable::Stats() const {
   s.accepted_pushes = accepted_pushes_;
   s.rejected_pushes = rejected_pushes_;
   s.pending_contributions = static_cast<int>(round_workers_.size());
-  s.registered_workers.assign(registered_.begin(), registered_.end());
+  for (const auto& [id, unused] : registered_) {
+    s.registered_workers.push_back(id);
+  }
+  s.expired_leases = expired_leases_;
   s.num_elements = num_elements_;
   return s;
 }
@@ -380,7 +497,9 @@ std::vector<NamedArray> ParameterTable::SaveState() const {
       *MakeInt64Array(p + "meta", {kMetaSize},
                       {kStateFormat, version_, adam_step_, num_updates_,
                        accepted_pushes_, rejected_pushes_}));
-  const std::string workers = absl::StrJoin(registered_, "\n");
+  std::vector<std::string> ids;
+  for (const auto& [id, unused] : registered_) ids.push_back(id);
+  const std::string workers = absl::StrJoin(ids, "\n");
   out.push_back(
       *MakeUint8Array(p + "workers", {static_cast<int64_t>(workers.size())},
                       std::vector<uint8_t>(workers.begin(), workers.end())));
@@ -389,6 +508,9 @@ std::vector<NamedArray> ParameterTable::SaveState() const {
     if (slot.spec.trainable) {
       out.push_back(FloatArray(p + "adam_m/" + slot.spec.name, slot.m));
       out.push_back(FloatArray(p + "adam_v/" + slot.spec.name, slot.v));
+      if (has_ema()) {
+        out.push_back(FloatArray(p + "ema/" + slot.spec.name, slot.ema));
+      }
     }
   }
   return out;
@@ -399,12 +521,15 @@ absl::Status ParameterTable::ValidateState(
   const std::string p = Prefix();
   // Expected name -> (dtype, dims).
   std::map<std::string, std::pair<uint32_t, Shape>> expected;
+  // Optional: EMA arrays (absent in checkpoints written without an EMA).
+  std::map<std::string, Shape> optional;
   expected[p + "meta"] = {kDTypeInt64, {kMetaSize}};
   for (const TableTensorSpec& spec : specs_) {
     expected[p + "value/" + spec.name] = {kDTypeFloat32, spec.shape};
     if (spec.trainable) {
       expected[p + "adam_m/" + spec.name] = {kDTypeFloat32, spec.shape};
       expected[p + "adam_v/" + spec.name] = {kDTypeFloat32, spec.shape};
+      optional[p + "ema/" + spec.name] = spec.shape;
     }
   }
   std::set<std::string> seen;
@@ -420,6 +545,15 @@ absl::Status ParameterTable::ValidateState(
       if (a.dtype != kDTypeUint8) {
         return absl::FailedPreconditionError(absl::StrCat(
             "table ", config_.name, " state: ", a.name, " is not uint8"));
+      }
+      continue;
+    }
+    if (auto o = optional.find(a.name); o != optional.end()) {
+      if (a.dtype != kDTypeFloat32 || a.dims != o->second) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "table ", config_.name, " state: ", a.name, " is ",
+            DTypeName(a.dtype), " ", ShapeToString(a.dims), ", expected ",
+            DTypeName(kDTypeFloat32), " ", ShapeToString(o->second)));
       }
       continue;
     }
@@ -468,6 +602,13 @@ absl::Status ParameterTable::RestoreState(
   const std::vector<int64_t> meta =
       *ToInt64Vector(*FindArray(arrays, p + "meta"));
   std::set<std::string> workers;
+  // EMA arrays are all present or all absent; otherwise start from values.
+  bool ema_complete = has_ema();
+  for (const TableTensorSpec& spec : specs_) {
+    if (spec.trainable && !FindArray(arrays, p + "ema/" + spec.name)) {
+      ema_complete = false;
+    }
+  }
   if (const NamedArray* w = FindArray(arrays, p + "workers")) {
     for (absl::string_view id : absl::StrSplit(w->bytes, '\n')) {
       if (!id.empty()) workers.insert(std::string(id));
@@ -484,6 +625,14 @@ absl::Status ParameterTable::RestoreState(
     if (slot.spec.trainable) {
       copy_in("adam_m", &slot.m);
       copy_in("adam_v", &slot.v);
+      if (has_ema()) {
+        if (ema_complete) {
+          copy_in("ema", &slot.ema);
+        } else if (slot.value.numel() > 0) {
+          std::memcpy(slot.ema.data(), slot.value.data(),
+                      static_cast<size_t>(slot.value.numel()) * 4);
+        }
+      }
     }
   }
   version_ = meta[1];
@@ -491,7 +640,14 @@ absl::Status ParameterTable::RestoreState(
   num_updates_ = meta[3];
   accepted_pushes_ = meta[4];
   rejected_pushes_ = meta[5];
-  registered_ = std::move(workers);
+  // Restored workers hold a fresh lease: they expire if they do not return.
+  registered_.clear();
+  expired_.clear();
+  const absl::Time now = clock_();
+  for (const std::string& id : workers) registered_[id] = now;
+  quorum_full_once_ =
+      config_.rule.sync_workers > 0 &&
+      static_cast<int>(registered_.size()) >= config_.rule.sync_workers;
   ClearRoundLocked();
   return absl::OkStatus();
 }

@@ -6,6 +6,7 @@
 // Adam state and update rule (staleness policy, synchronous or asynchronous).
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -28,6 +29,9 @@ namespace paragan {
 // Table names used by the services.
 inline constexpr char kGeneratorTable[] = "G";
 inline constexpr char kDiscriminatorTable[] = "D";
+// Read-only view of the G table: the exponential moving average of G's
+// trainable tensors (and G's current buffers). Pull only.
+inline constexpr char kGeneratorEmaTable[] = "G_ema";
 
 enum class StalenessPolicy {
   kAccept,                   // apply a stale gradient as is
@@ -62,6 +66,24 @@ struct TableConfig {
   std::string name;  // kGeneratorTable / kDiscriminatorTable
   AdamConfig adam;
   UpdateRule rule;
+  // EMA of the trainable tensors, updated after every optimizer step as the
+  // single-process trainer does (worker/train/gan_trainer.cc):
+  //   ema = d_t * ema + (1 - d_t) * value,  d_t = min(ema_decay, (1+t)/(10+t))
+  // with t the number of optimizer steps taken before this one (0 for the
+  // first). It starts as a copy of the initial values. 0: no EMA.
+  float ema_decay = 0.0f;
+  // Leases of registered workers (see ExpireLeases). Zero or infinite: a
+  // registered worker stays registered forever.
+  absl::Duration worker_lease = absl::InfiniteDuration();
+};
+
+// Workers whose lease ExpireLeases dropped, and what that did to the
+// synchronous round.
+struct LeaseExpiry {
+  std::vector<std::string> dropped;
+  bool round_completed = false;  // a pending round stepped with what it had
+  int round_contributions = 0;   // contributions of that round
+  int64_t new_version = 0;
 };
 
 struct TableTensorSpec {
@@ -98,6 +120,7 @@ struct TableStats {
   int64_t rejected_pushes = 0;
   int pending_contributions = 0;
   std::vector<std::string> registered_workers;
+  int64_t expired_leases = 0;  // workers dropped by ExpireLeases
   int64_t num_elements = 0;
 };
 
@@ -120,10 +143,31 @@ class ParameterTable {
   const TableTensorSpec* FindSpec(const std::string& name) const;
   int64_t num_elements() const { return num_elements_; }
 
-  // Idempotent. Only registered workers may push.
+  // Idempotent. Only registered workers may push. Starts (or renews) the
+  // worker's lease.
   void RegisterWorker(const std::string& worker_id);
   bool IsRegistered(const std::string& worker_id) const;
   int64_t version() const;
+  bool has_ema() const { return config_.ema_decay > 0; }
+
+  // Leases. Every pull and push of a registered worker renews its lease
+  // (RenewLease; the service calls it, also periodically while a pull waits
+  // for a version). A worker dropped by ExpireLeases that comes back (pull or
+  // push) is registered again by RenewLease; a worker that never registered
+  // is not. Returns whether the worker is registered afterwards.
+  bool RenewLease(const std::string& worker_id);
+  // Drops every registered worker silent for longer than the lease (now -
+  // last renewal > worker_lease). Synchronous mode: the quorum of a round is
+  // sync_workers until that many workers have been registered at the same
+  // time once (so that a round never starts short while workers are still
+  // joining); from then on it is min(sync_workers, registered workers), at
+  // least 1. When dropping workers lowers the quorum to or below the
+  // contributions the pending round already has, the round completes now with
+  // the mean of those contributions (sum / count, as any round). A dropped
+  // worker's own contribution to the pending round is kept.
+  LeaseExpiry ExpireLeases();
+  // The clock of the leases (absl::Now by default); tests inject a fake.
+  void SetClockForTesting(std::function<absl::Time()> clock);
 
   // One push: a gradient for every trainable tensor, optionally new values
   // for buffers. Errors (nothing changes):
@@ -142,6 +186,11 @@ class ParameterTable {
   // Version and copies of `names` (all tensors, in table order, if empty).
   absl::StatusOr<TableSnapshot> Snapshot(
       const std::vector<std::string>& names = {}) const;
+  // The same for the EMA view: EMA values of the trainable tensors, current
+  // values of the buffers (the EMA generator runs on G's statistics).
+  // FailedPrecondition when the table keeps no EMA.
+  absl::StatusOr<TableSnapshot> EmaSnapshot(
+      const std::vector<std::string>& names = {}) const;
   // Blocks until version() >= min_version or `timeout` passes; returns
   // whether the version was reached.
   bool WaitForVersion(int64_t min_version, absl::Duration timeout) const;
@@ -149,7 +198,10 @@ class ParameterTable {
   TableStats Stats() const;
 
   // Checkpoint contents under "<name>/": meta (version, Adam step and
-  // counters), registered workers, values and Adam moments.
+  // counters), registered workers, values and Adam moments, and with an EMA
+  // "ema/<tensor>" per trainable tensor. Restoring a checkpoint without EMA
+  // arrays into a table with EMA starts the EMA from the restored values;
+  // EMA arrays restored into a table without EMA are ignored.
   std::vector<NamedArray> SaveState() const;
   // Checks that `arrays` hold exactly this table's layout (no missing or
   // extra tensor, same shapes, float32) without changing anything.
@@ -167,6 +219,7 @@ class ParameterTable {
     TableTensorSpec spec;
     Tensor value;
     Tensor m, v;  // trainable only
+    Tensor ema;   // trainable only, with an EMA
   };
 
   ParameterTable(const TableConfig& config, Backend* backend)
@@ -178,6 +231,13 @@ class ParameterTable {
   void StepLocked(float lr, const TensorMap& gradients,
                   const TensorMap& buffers) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ClearRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Synchronous mode: contributions that complete a round now.
+  int QuorumLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Averages the pending round and steps once.
+  void CompleteRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool LeasesOn() const;
+  absl::StatusOr<TableSnapshot> SnapshotImpl(
+      const std::vector<std::string>& names, bool ema) const;
   std::string Prefix() const { return config_.name + "/"; }
 
   const TableConfig config_;
@@ -193,7 +253,14 @@ class ParameterTable {
   int64_t num_updates_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t accepted_pushes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t rejected_pushes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::set<std::string> registered_ ABSL_GUARDED_BY(mu_);
+  // Registered workers and the time of their last renewal.
+  std::map<std::string, absl::Time> registered_ ABSL_GUARDED_BY(mu_);
+  // Dropped by ExpireLeases; RenewLease registers them again.
+  std::set<std::string> expired_ ABSL_GUARDED_BY(mu_);
+  // sync_workers workers have been registered at the same time once.
+  bool quorum_full_once_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<absl::Time()> clock_ ABSL_GUARDED_BY(mu_);
+  int64_t expired_leases_ ABSL_GUARDED_BY(mu_) = 0;
   // Synchronous round for version_: contributors and running sums.
   std::set<std::string> round_workers_ ABSL_GUARDED_BY(mu_);
   TensorMap round_gradients_ ABSL_GUARDED_BY(mu_);

@@ -481,5 +481,293 @@ TEST(StalenessPolicyTest, Parse) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// EMA of the table (the G_ema view)
+// ---------------------------------------------------------------------------
+
+std::unique_ptr<ParameterTable> MakeEmaTable(Backend* backend, float decay,
+                                             const UpdateRule& rule = {}) {
+  TableConfig config;
+  config.name = "G";
+  config.adam = {4e-4f, 0.0f, 0.999f, 1e-6f};
+  config.rule = rule;
+  config.ema_decay = decay;
+  auto t = ParameterTable::Create(config, TestTensors(1), backend);
+  EXPECT_TRUE(t.ok()) << t.status();
+  (*t)->RegisterWorker("w0");
+  (*t)->RegisterWorker("w1");
+  return std::move(t).value();
+}
+
+std::map<std::string, std::vector<float>> EmaValues(const ParameterTable& t) {
+  std::map<std::string, std::vector<float>> out;
+  auto snap = t.EmaSnapshot();
+  EXPECT_TRUE(snap.ok()) << snap.status();
+  if (!snap.ok()) return out;
+  for (const TableTensor& x : snap->tensors) out[x.spec.name] = x.values;
+  return out;
+}
+
+TEST_F(TableTest, EmaFollowsTheTrainersFormulaAfterEveryStep) {
+  const float decay = 0.5f;  // small enough that the warm-up cap matters
+  auto table = MakeEmaTable(backend_.get(), decay);
+  Reference ref = MakeReference(1);
+  std::map<std::string, Tensor> ema;
+  for (const TableTensor& t : TestTensors(1)) {
+    if (t.spec.trainable)
+      ema[t.spec.name] = Tensor::HostFrom(t.spec.shape, t.values);
+  }
+  // Before any step the EMA is the initial values.
+  for (const auto& [name, values] : EmaValues(*table)) {
+    EXPECT_EQ(values, ref.value.at(name).ToVector()) << name;
+  }
+  const TensorMap buffers = {{"bn.running_mean", {1, 2, 3, 4, 5}}};
+  for (int t = 0; t < 12; ++t) {
+    const TensorMap g = TestGradients(50 + t);
+    auto r = table->ApplyGradients("w0", t, g, buffers);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE(r->applied);
+    ReferenceStep(&ref, 4e-4f, g);
+    // GanTrainer::UpdateEma: t = steps before this one.
+    const float d =
+        std::min(decay, static_cast<float>(t + 1) / static_cast<float>(t + 10));
+    for (auto& [name, e] : ema) backend_->EmaUpdate(d, ref.value.at(name), &e);
+  }
+  ref.value["bn.running_mean"] =
+      Tensor::HostFrom({5}, buffers.at("bn.running_mean"));
+  ExpectEqualsReference(*table, ref);
+  const auto got = EmaValues(*table);
+  ASSERT_EQ(got.size(), 4u);
+  for (const auto& [name, e] : ema) {
+    EXPECT_EQ(got.at(name), e.ToVector()) << name;
+    EXPECT_NE(got.at(name), ref.value.at(name).ToVector()) << name;
+  }
+  // Buffers are G's current ones, copied.
+  EXPECT_EQ(got.at("bn.running_mean"), buffers.at("bn.running_mean"));
+  auto snap = table->EmaSnapshot({"w"});
+  ASSERT_TRUE(snap.ok());
+  EXPECT_EQ(snap->version, 12);
+  ASSERT_EQ(snap->tensors.size(), 1u);
+  EXPECT_FALSE(table->EmaSnapshot({"nope"}).ok());
+}
+
+TEST_F(TableTest, EmaAlsoStepsOnSynchronousRounds) {
+  auto table =
+      MakeEmaTable(backend_.get(), 0.999f, {StalenessPolicy::kAccept, 0, 2});
+  const auto initial = EmaValues(*table);
+  ASSERT_TRUE(table->ApplyGradients("w0", 0, TestGradients(1)).ok());
+  EXPECT_EQ(EmaValues(*table), initial);  // pending: no step, no EMA update
+  ASSERT_TRUE(table->ApplyGradients("w1", 0, TestGradients(2)).ok());
+  const auto values = Values(*table);
+  const auto ema = EmaValues(*table);
+  // First step: decay min(0.999, 1/10) = 0.1.
+  const std::vector<float>& v0 = initial.at("w");
+  for (size_t i = 0; i < v0.size(); ++i) {
+    EXPECT_NEAR(ema.at("w")[i], 0.1f * v0[i] + 0.9f * values.at("w")[i], 1e-6);
+  }
+}
+
+TEST_F(TableTest, EmaOffMeansNoEmaView) {
+  auto table = MakeEmaTable(backend_.get(), 0.0f);
+  EXPECT_FALSE(table->has_ema());
+  auto snap = table->EmaSnapshot();
+  EXPECT_EQ(snap.status().code(), absl::StatusCode::kFailedPrecondition);
+  // No ema arrays in its state.
+  for (const NamedArray& a : table->SaveState()) {
+    EXPECT_EQ(a.name.find("/ema/"), std::string::npos) << a.name;
+  }
+  TableConfig bad;
+  bad.name = "G";
+  bad.ema_decay = 1.0f;
+  EXPECT_FALSE(ParameterTable::Create(bad, {}, backend_.get()).ok());
+}
+
+TEST_F(TableTest, EmaIsCheckpointedAndRestored) {
+  auto table = MakeEmaTable(backend_.get(), 0.9f);
+  for (int t = 0; t < 5; ++t) {
+    ASSERT_TRUE(table->ApplyGradients("w0", t, TestGradients(60 + t)).ok());
+  }
+  const std::string path = ::testing::TempDir() + "/ema_table.pgt";
+  ASSERT_TRUE(table->Checkpoint(path).ok());
+  const auto saved_values = Values(*table);
+  auto fresh = MakeEmaTable(backend_.get(), 0.9f);
+  ASSERT_TRUE(fresh->Restore(path).ok());
+  EXPECT_EQ(EmaValues(*fresh), EmaValues(*table));
+  EXPECT_EQ(Values(*fresh), Values(*table));
+  // The next step continues the same average (t = 5 on both).
+  const TensorMap g = TestGradients(70);
+  ASSERT_TRUE(table->ApplyGradients("w0", 5, g).ok());
+  ASSERT_TRUE(fresh->ApplyGradients("w0", 5, g).ok());
+  EXPECT_EQ(EmaValues(*fresh), EmaValues(*table));
+
+  // A checkpoint without EMA (written with --ema_decay=0) restores into an
+  // EMA table with the EMA starting at the restored values, and an EMA
+  // checkpoint restores into a table without EMA.
+  auto plain = MakeEmaTable(backend_.get(), 0.0f);
+  ASSERT_TRUE(plain->Restore(path).ok());
+  EXPECT_EQ(Values(*plain), saved_values);
+  const std::string plain_path = ::testing::TempDir() + "/plain_table.pgt";
+  ASSERT_TRUE(plain->Checkpoint(plain_path).ok());
+  auto ema_from_plain = MakeEmaTable(backend_.get(), 0.9f);
+  ASSERT_TRUE(ema_from_plain->Restore(plain_path).ok());
+  EXPECT_EQ(EmaValues(*ema_from_plain), Values(*plain));
+  std::remove(path.c_str());
+  std::remove(plain_path.c_str());
+}
+
+// ---------------------------------------------------------------------------
+// Worker leases (fake clock)
+// ---------------------------------------------------------------------------
+
+class LeaseTest : public TableTest {
+ protected:
+  std::unique_ptr<ParameterTable> MakeLeaseTable(const UpdateRule& rule,
+                                                 bool register_both = true) {
+    TableConfig config;
+    config.name = "D";
+    config.adam = {4e-4f, 0.0f, 0.999f, 1e-6f};
+    config.rule = rule;
+    config.worker_lease = absl::Seconds(30);
+    auto t = ParameterTable::Create(config, TestTensors(1), backend_.get());
+    EXPECT_TRUE(t.ok()) << t.status();
+    (*t)->SetClockForTesting([this] { return now_; });
+    (*t)->RegisterWorker("w0");
+    if (register_both) (*t)->RegisterWorker("w1");
+    return std::move(t).value();
+  }
+  absl::Time now_ = absl::FromUnixSeconds(1000);
+};
+
+TEST_F(LeaseTest, SilentWorkerIsDroppedAndComesBackByRenewal) {
+  auto table = MakeLeaseTable({});
+  now_ += absl::Seconds(20);
+  EXPECT_TRUE(table->RenewLease("w0"));
+  EXPECT_TRUE(table->ExpireLeases().dropped.empty());
+  now_ += absl::Seconds(11);  // w1 silent 31 s, w0 11 s
+  LeaseExpiry e = table->ExpireLeases();
+  EXPECT_EQ(e.dropped, std::vector<std::string>{"w1"});
+  EXPECT_FALSE(e.round_completed);
+  EXPECT_FALSE(table->IsRegistered("w1"));
+  EXPECT_TRUE(table->IsRegistered("w0"));
+  TableStats s = table->Stats();
+  EXPECT_EQ(s.registered_workers, std::vector<std::string>{"w0"});
+  EXPECT_EQ(s.expired_leases, 1);
+  // Exactly the lease is still alive; a never-registered worker stays out.
+  now_ += absl::Seconds(30);
+  EXPECT_TRUE(table->RenewLease("w0"));
+  EXPECT_FALSE(table->RenewLease("stranger"));
+  EXPECT_FALSE(table->IsRegistered("stranger"));
+  // A dropped worker that comes back is registered again.
+  EXPECT_TRUE(table->RenewLease("w1"));
+  EXPECT_TRUE(table->IsRegistered("w1"));
+  EXPECT_TRUE(table->ApplyGradients("w1", 0, TestGradients(1)).ok());
+  // Leases off: nobody is ever dropped.
+  auto forever = MakeTable({});
+  EXPECT_TRUE(forever->ExpireLeases().dropped.empty());
+}
+
+TEST_F(LeaseTest, SyncRoundCompletesWithTheContributionsItHas) {
+  auto table = MakeLeaseTable({StalenessPolicy::kRejectAboveBound, 0, 2});
+  Reference ref = MakeReference(1);
+  const TensorMap g0 = TestGradients(80);
+  auto r = table->ApplyGradients("w0", 0, g0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->applied);
+  bool reached = false;
+  std::thread waiter(
+      [&] { reached = table->WaitForVersion(1, absl::Seconds(30)); });
+  // w1 dies; w0 keeps renewing (a waiting pull does).
+  now_ += absl::Seconds(25);
+  EXPECT_TRUE(table->RenewLease("w0"));
+  now_ += absl::Seconds(10);
+  LeaseExpiry e = table->ExpireLeases();
+  waiter.join();
+  EXPECT_TRUE(reached);
+  EXPECT_EQ(e.dropped, std::vector<std::string>{"w1"});
+  EXPECT_TRUE(e.round_completed);
+  EXPECT_EQ(e.round_contributions, 1);
+  EXPECT_EQ(e.new_version, 1);
+  ReferenceStep(&ref, 4e-4f, g0);  // the mean of one contribution
+  ExpectEqualsReference(*table, ref);
+  EXPECT_EQ(table->Stats().pending_contributions, 0);
+  // Alone now: each push of w0 completes a round.
+  const TensorMap g1 = TestGradients(81);
+  r = table->ApplyGradients("w0", 1, g1);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->applied);
+  ReferenceStep(&ref, 4e-4f, g1);
+  ExpectEqualsReference(*table, ref);
+  // w1 returns: rounds need both again.
+  EXPECT_TRUE(table->RenewLease("w1"));
+  r = table->ApplyGradients("w0", 2, TestGradients(82));
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->accepted);
+  EXPECT_FALSE(r->applied);
+  EXPECT_NE(r->reason.find("1 of 2"), std::string::npos) << r->reason;
+}
+
+TEST_F(LeaseTest, RoundWaitsWhileOtherContributorsAreAlive) {
+  // Three workers, sync 3: w2 dies after w0 pushed; w1 is alive and has not
+  // pushed, so the round waits for w1, then completes with w0 and w1.
+  auto table = MakeLeaseTable({StalenessPolicy::kAccept, 0, 3});
+  table->RegisterWorker("w2");
+  const TensorMap g0 = TestGradients(90), g1 = TestGradients(91);
+  ASSERT_TRUE(table->ApplyGradients("w0", 0, g0).ok());
+  now_ += absl::Seconds(20);
+  table->RenewLease("w0");
+  table->RenewLease("w1");
+  now_ += absl::Seconds(15);
+  LeaseExpiry e = table->ExpireLeases();
+  EXPECT_EQ(e.dropped, std::vector<std::string>{"w2"});
+  EXPECT_FALSE(e.round_completed);
+  EXPECT_EQ(table->version(), 0);
+  auto r = table->ApplyGradients("w1", 0, g1);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->applied);
+  TensorMap mean;
+  for (const auto& [name, a] : g0) {
+    std::vector<float> m(a.size());
+    for (size_t i = 0; i < a.size(); ++i) m[i] = (a[i] + g1.at(name)[i]) / 2;
+    mean[name] = m;
+  }
+  Reference ref = MakeReference(1);
+  ReferenceStep(&ref, 4e-4f, mean);
+  for (const auto& [name, values] : Values(*table)) {
+    const std::vector<float> want = ref.value.at(name).ToVector();
+    ASSERT_EQ(values.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      ASSERT_NEAR(values[i], want[i], 1e-6) << name;
+    }
+  }
+}
+
+TEST_F(LeaseTest, RoundsWaitForAllWorkersToJoinFirst) {
+  // Only w0 has registered yet: its push waits for a second worker rather
+  // than completing a round of one.
+  auto table = MakeLeaseTable({StalenessPolicy::kAccept, 0, 2},
+                              /*register_both=*/false);
+  auto r = table->ApplyGradients("w0", 0, TestGradients(1));
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->applied);
+  table->RegisterWorker("w1");
+  r = table->ApplyGradients("w1", 0, TestGradients(2));
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->applied);
+}
+
+TEST_F(LeaseTest, RestoredWorkersGetAFreshLease) {
+  auto table = MakeLeaseTable({StalenessPolicy::kAccept, 0, 2});
+  const std::string path = ::testing::TempDir() + "/lease_table.pgt";
+  ASSERT_TRUE(table->Checkpoint(path).ok());
+  now_ += absl::Seconds(100);
+  auto restored = MakeLeaseTable({StalenessPolicy::kAccept, 0, 2}, false);
+  ASSERT_TRUE(restored->Restore(path).ok());
+  EXPECT_TRUE(restored->ExpireLeases().dropped.empty());
+  EXPECT_EQ(restored->Stats().registered_workers.size(), 2u);
+  now_ += absl::Seconds(31);
+  EXPECT_EQ(restored->ExpireLeases().dropped.size(), 2u);
+  std::remove(path.c_str());
+}
+
 }  // namespace
 }  // namespace paragan
