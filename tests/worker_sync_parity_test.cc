@@ -1,0 +1,198 @@
+// System test (a): paragan_worker against two real paragan_server shards in
+// synchronous mode with one worker (--sync_workers=1, reject_above_bound,
+// bound 0) ends with the G and D weights and buffers of the single-process
+// trainer after the same number of steps (same seed, same data order).
+//
+// args: <paragan_server> <paragan_worker>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "server/ps_client.h"
+#include "worker/data/dataset.h"
+#include "worker/data/sampler.h"
+#include "worker/train/gan_trainer.h"
+
+namespace paragan {
+namespace {
+
+// The binaries, from the test's arguments (gtest_main keeps them).
+std::string Arg(int i) {
+  const std::vector<std::string> argv = ::testing::internal::GetArgvs();
+  return static_cast<int>(argv.size()) > i ? argv[i] : "";
+}
+constexpr int kSteps = 30, kBatch = 8, kShards = 2;
+constexpr uint64_t kSeed = 11;
+
+std::string TmpDir() {
+  const char* d = std::getenv("TEST_TMPDIR");
+  return d ? d : "/tmp";
+}
+
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    FILE* f = std::fopen(log.c_str(), "w");
+    if (f) {
+      dup2(fileno(f), 1);
+      dup2(fileno(f), 2);
+    }
+    std::vector<char*> args;
+    for (const std::string& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+int WaitExit(pid_t pid, int timeout_s) {
+  for (int i = 0; i < timeout_s * 10; ++i) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+TEST(WorkerSyncParityTest, OneSyncWorkerMatchesTheSingleProcessTrainer) {
+  const std::string g_server = Arg(1), g_worker = Arg(2);
+  ASSERT_FALSE(g_worker.empty()) << "args: <paragan_server> <paragan_worker>";
+  const std::string dir = TmpDir();
+  std::vector<pid_t> servers;
+  std::vector<std::string> addresses;
+  for (int s = 0; s < kShards; ++s) {
+    const std::string port_file = absl::StrCat(dir, "/port", s);
+    std::remove(port_file.c_str());
+    servers.push_back(Spawn(
+        {g_server, "--port=0", "--bind_address=127.0.0.1",
+         absl::StrCat("--shard_id=", s), absl::StrCat("--num_shards=", kShards),
+         "--model=dcgan32", absl::StrCat("--seed=", kSeed), "--sync_workers=1",
+         "--staleness_policy=reject_above_bound", "--staleness_bound=0",
+         absl::StrCat("--port_file=", port_file)},
+        absl::StrCat(dir, "/server", s, ".log")));
+    std::string port;
+    for (int i = 0; i < 300 && port.empty(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      port = ReadFile(port_file);
+    }
+    ASSERT_FALSE(port.empty())
+        << ReadFile(absl::StrCat(dir, "/server", s, ".log"));
+    while (!port.empty() && port.back() == '\n') port.pop_back();
+    addresses.push_back("127.0.0.1:" + port);
+  }
+  const std::string wlog = dir + "/worker.log";
+  const pid_t worker =
+      Spawn({g_worker, "--worker_id=parity",
+             absl::StrCat("--ps=", addresses[0], ",", addresses[1]),
+             "--dataset=synthetic", "--synthetic_size=256",
+             absl::StrCat("--batch_size=", kBatch),
+             absl::StrCat("--steps=", kSteps), absl::StrCat("--seed=", kSeed),
+             "--threads=1", "--cpu_layout=blocked", "--log_every=10"},
+            wlog);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(WaitExit(worker, 100), 0) << ReadFile(wlog);
+  std::cout << ReadFile(wlog) << "worker took "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                             t0)
+                   .count()
+            << " s" << std::endl;
+  EXPECT_NE(ReadFile(wlog).find(absl::StrCat(
+                "paragan_worker: parity done after ", kSteps, " steps")),
+            std::string::npos);
+
+  // The same run in one process: paragan_train's data order.
+  std::unique_ptr<Backend> backend = MakeCpuBackend(1, CpuConvLayout::kBlocked);
+  DatasetSpec spec;
+  spec.name = "synthetic";
+  spec.synthetic_size = 256;
+  spec.seed = kSeed;
+  std::unique_ptr<Dataset> data = OpenDataset(spec).value();
+  TrainerConfig config = DefaultTrainerConfig("dcgan32");
+  config.batch_size = kBatch;
+  config.seed = kSeed;
+  std::unique_ptr<GanTrainer> trainer =
+      GanTrainer::Create(config, backend.get()).value();
+  EpochSampler sampler(data->info().size, kSeed);
+  Tensor host = Tensor::Host({kBatch, 1, 32, 32});
+  std::vector<int64_t> indices;
+  for (int i = 0; i < kSteps; ++i) {
+    trainer->Step([&](Tensor* images, std::vector<int>* labels) {
+      sampler.NextBatch(kBatch, &indices);
+      labels->assign(kBatch, 0);
+      LoadBatch(*data, indices, host.data(), labels->data(), 1);
+      *images = backend->FromHost(host);
+    });
+  }
+
+  // Every tensor of both tables, from the shards.
+  int compared = 0, exact = 0;
+  double max_diff = 0;
+  for (const std::string& table : {std::string("G"), std::string("D")}) {
+    ParamStore& store = table == "G" ? trainer->model().generator()
+                                     : trainer->model().discriminator();
+    for (int s = 0; s < kShards; ++s) {
+      ParameterServerClient client(
+          ParameterServerClient::Connect(addresses[s]));
+      absl::StatusOr<PulledTable> pulled = client.Pull(table, "parity-check");
+      ASSERT_TRUE(pulled.ok()) << pulled.status();
+      if (pulled->version >= 0) {
+        EXPECT_EQ(pulled->version, kSteps) << table;
+      }
+      for (const auto& [name, t] : pulled->tensors) {
+        const Param* p = store.FindParam(name);
+        const Tensor* v = p ? &p->value : store.FindBuffer(name);
+        ASSERT_NE(v, nullptr) << name;
+        const std::vector<float> want = backend->ToHost(*v).ToVector();
+        ASSERT_EQ(want.size(), t.values.size()) << name;
+        bool same = true;
+        for (size_t i = 0; i < want.size(); ++i) {
+          const double d = std::fabs(double(want[i]) - t.values[i]);
+          max_diff = std::max(max_diff, d);
+          EXPECT_LE(d, 1e-5 + 1e-4 * std::fabs(want[i]))
+              << table << " " << name << "[" << i << "]";
+          if (want[i] != t.values[i]) same = false;
+          if (d > 1e-5 + 1e-4 * std::fabs(want[i])) break;
+        }
+        ++compared;
+        exact += same;
+      }
+    }
+  }
+  const size_t total = trainer->model().generator().params().size() +
+                       trainer->model().generator().buffers().size() +
+                       trainer->model().discriminator().params().size() +
+                       trainer->model().discriminator().buffers().size();
+  EXPECT_EQ(compared, static_cast<int>(total));
+  std::cout << "compared " << compared << " tensors after " << kSteps
+            << " steps: " << exact << " bit-identical, max |diff| " << max_diff
+            << std::endl;
+  for (pid_t p : servers) {
+    kill(p, SIGTERM);
+    EXPECT_EQ(WaitExit(p, 20), 0);
+  }
+}
+
+}  // namespace
+}  // namespace paragan

@@ -1,0 +1,260 @@
+// paragan_worker: one distributed training worker. It pulls G and D from the
+// parameter servers, computes gradients with the single-process trainer's
+// math, and pushes them back (worker.h).
+//
+//   paragan_worker --ps=host:7001,host:7002 --model=dcgan32 --steps=0
+//       --dataset=fashion_mnist --data_path=/usr/share/datasets/fashion-mnist
+//
+// Prints "paragan_worker: <id> registered with N shards", optionally
+// "paragan_worker: metrics on port M", one "progress ..." line every
+// --log_every G steps, and "paragan_worker: <id> done after S steps".
+// SIGTERM/SIGINT: stops within a few seconds with exit status 0.
+
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
+#include "server/metrics.h"
+#include "worker/data/dataset.h"
+#include "worker/distributed/batch_provider.h"
+#include "worker/distributed/worker.h"
+#include "worker/distributed/worker_metrics.h"
+
+ABSL_FLAG(std::string, worker_id, "", "Worker id; empty: <hostname>-<pid>.");
+ABSL_FLAG(std::string, ps, "",
+          "Parameter servers, comma-separated host:port; index = shard id.");
+ABSL_FLAG(std::string, data, "",
+          "Data service host:port; empty: read the dataset locally "
+          "(--dataset, --data_path).");
+ABSL_FLAG(std::string, dataset, "fashion_mnist",
+          "Local dataset: fashion_mnist | folder | synthetic.");
+ABSL_FLAG(std::string, data_path, "/usr/share/datasets/fashion-mnist",
+          "Local dataset directory (as paragan_train's --data_dir).");
+ABSL_FLAG(int64_t, synthetic_size, 4096, "Images in the synthetic dataset.");
+ABSL_FLAG(int, channels, 1, "Image channels for folder and synthetic data.");
+ABSL_FLAG(int64_t, data_seed, -1,
+          "Seed of the synthetic dataset's content; < 0: --seed (as "
+          "paragan_train).");
+ABSL_FLAG(std::string, model, "dcgan32", "dcgan32 | biggan32.");
+ABSL_FLAG(std::string, role, "both",
+          "both (g_only and d_only: not implemented yet).");
+ABSL_FLAG(int64_t, steps, 0, "G steps this worker runs; 0: until SIGTERM.");
+ABSL_FLAG(int, batch_size, 64, "Images per D and G step.");
+ABSL_FLAG(int, threads, 2, "CPU threads of the compute backend.");
+ABSL_FLAG(std::string, device, "cpu", "cpu | cuda.");
+ABSL_FLAG(std::string, cpu_layout, "auto",
+          "CPU convolution layout: auto | blocked | nchw.");
+ABSL_FLAG(uint64_t, seed, 0,
+          "Seed of z draws and of the local data order; give each worker its "
+          "own. Initial weights come from the servers.");
+ABSL_FLAG(int, metrics_port, -1,
+          "Prometheus /metrics port; 0 picks a free port (printed); -1: off.");
+ABSL_FLAG(std::string, metrics_bind, "0.0.0.0", "Metrics listen address.");
+ABSL_FLAG(int64_t, log_every, 50, "A progress line every N G steps.");
+ABSL_FLAG(std::string, push_dtype, "float32", "float32 | bfloat16.");
+ABSL_FLAG(int, d_steps, 0,
+          "D steps per G step; 0: the servers' d_steps_per_g_step.");
+ABSL_FLAG(double, max_retry_seconds, 60,
+          "Give up on an unreachable shard after this many seconds.");
+ABSL_FLAG(double, rpc_timeout_s, 20, "Deadline of one RPC.");
+ABSL_FLAG(bool, overlap, true,
+          "Run pushes and pulls in the background while the other table's "
+          "gradients are computed (asynchronous mode).");
+
+namespace paragan {
+namespace {
+
+int Fail(const std::string& msg, int code = 2) {
+  std::cerr << "paragan_worker: " << msg << std::endl;
+  return code;
+}
+
+int Run() {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  WorkerOptions o;
+  o.worker_id = absl::GetFlag(FLAGS_worker_id);
+  if (o.worker_id.empty()) o.worker_id = DefaultWorkerId();
+  for (absl::string_view p :
+       absl::StrSplit(absl::GetFlag(FLAGS_ps), ',', absl::SkipWhitespace())) {
+    o.ps.emplace_back(p);
+  }
+  if (o.ps.empty()) return Fail("--ps is required (host:port,...)");
+  const std::string role = absl::GetFlag(FLAGS_role);
+  if (role == "both") {
+    o.role = v1::BOTH;
+  } else if (role == "g_only" || role == "d_only") {
+    return Fail(absl::StrCat("--role=", role, " is not implemented yet"));
+  } else {
+    return Fail(absl::StrCat("unknown --role=", role));
+  }
+  o.model = absl::GetFlag(FLAGS_model);
+  o.steps = absl::GetFlag(FLAGS_steps);
+  o.batch_size = absl::GetFlag(FLAGS_batch_size);
+  o.threads = absl::GetFlag(FLAGS_threads);
+  o.device = absl::GetFlag(FLAGS_device);
+  absl::StatusOr<CpuConvLayout> layout =
+      ParseCpuConvLayout(absl::GetFlag(FLAGS_cpu_layout));
+  if (!layout.ok()) return Fail(std::string(layout.status().message()));
+  o.cpu_layout = *layout;
+  o.seed = absl::GetFlag(FLAGS_seed);
+  o.log_every = absl::GetFlag(FLAGS_log_every);
+  const std::string dtype = absl::GetFlag(FLAGS_push_dtype);
+  if (dtype == "float32") {
+    o.push_dtype = v1::FLOAT32;
+  } else if (dtype == "bfloat16") {
+    o.push_dtype = v1::BFLOAT16;
+  } else {
+    return Fail(
+        absl::StrCat("--push_dtype must be float32 or bfloat16, got ", dtype));
+  }
+  o.d_steps = absl::GetFlag(FLAGS_d_steps);
+  o.overlap = absl::GetFlag(FLAGS_overlap);
+  o.retry.max_total = absl::Seconds(absl::GetFlag(FLAGS_max_retry_seconds));
+  o.rpc_timeout = absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout_s));
+  if (o.steps < 0 || o.batch_size < 1 || o.log_every < 0) {
+    return Fail("need --steps >= 0, --batch_size >= 1, --log_every >= 0");
+  }
+
+  std::unique_ptr<BatchProvider> batches;
+  if (!absl::GetFlag(FLAGS_data).empty()) {
+    return Fail(
+        "--data: this build has no data service client yet "
+        "(dataloader/data_client.h); leave --data empty to read the dataset "
+        "locally");
+  } else {
+    DatasetSpec spec;
+    spec.name = absl::GetFlag(FLAGS_dataset);
+    spec.path = absl::GetFlag(FLAGS_data_path);
+    spec.synthetic_size = absl::GetFlag(FLAGS_synthetic_size);
+    spec.channels = absl::GetFlag(FLAGS_channels);
+    const int64_t data_seed = absl::GetFlag(FLAGS_data_seed);
+    spec.seed = data_seed >= 0 ? static_cast<uint64_t>(data_seed) : o.seed;
+    absl::StatusOr<std::unique_ptr<Dataset>> data = OpenDataset(spec);
+    if (!data.ok()) return Fail(std::string(data.status().message()));
+    o.image_channels = (*data)->info().channels;
+    o.num_classes = (*data)->info().num_classes;
+    batches = std::make_unique<PrefetchingProvider>(
+        std::make_unique<LocalBatchProvider>(std::move(data).value(),
+                                             o.batch_size, o.seed, 1));
+  }
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  const std::shared_ptr<prometheus::Collectable> process_metrics =
+      MakeProcessCollectable();
+  std::unique_ptr<WorkerMetrics> metrics;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
+    metrics = std::make_unique<WorkerMetrics>(registry.get(), o.worker_id);
+    exposer = std::make_unique<prometheus::Exposer>(
+        absl::StrCat(absl::GetFlag(FLAGS_metrics_bind), ":",
+                     absl::GetFlag(FLAGS_metrics_port)));
+    exposer->RegisterCollectable(registry);
+    exposer->RegisterCollectable(process_metrics);
+  }
+
+  absl::StatusOr<std::unique_ptr<Worker>> worker =
+      Worker::Create(o, std::move(batches), metrics.get(), &std::cout);
+  if (!worker.ok()) return Fail(worker.status().ToString(), 1);
+  if (exposer) {
+    std::cout << "paragan_worker: metrics on port "
+              << exposer->GetListeningPorts().at(0) << std::endl;
+  }
+
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  bool finished = false;
+  absl::Status status;
+  std::thread runner([&] {
+    absl::Status st = (*worker)->Run(&stop);
+    std::lock_guard<std::mutex> lock(mu);
+    status = st;
+    finished = true;
+    cv.notify_all();
+  });
+  // Wait for the run to end or a stop signal.
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (finished) break;
+    }
+    timespec tick{0, 100 * 1000 * 1000};
+    const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
+    if (sig > 0) {
+      stop = true;
+      break;
+    }
+  }
+  const auto print_done = [&] {
+    const WorkerTimings& t = (*worker)->timings();
+    if (t.wall > 0) {
+      std::printf(
+          "paragan_worker: %s time: wall %.2f s, compute %.2f s, batch wait "
+          "%.2f s, communication %.2f s (push %.2f, pull %.2f) of which "
+          "exposed %.2f s (%.0f%% hidden)\n",
+          o.worker_id.c_str(), t.wall, t.compute, t.batch_wait, t.comm, t.push,
+          t.pull, t.exposed_comm,
+          t.comm > 0 ? 100.0 * (1.0 - std::min(1.0, t.exposed_comm / t.comm))
+                     : 0.0);
+    }
+    std::printf("paragan_worker: %s done after %lld steps\n",
+                o.worker_id.c_str(),
+                static_cast<long long>((*worker)->steps_done()));
+    std::fflush(stdout);
+  };
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    // A stop request: give the current step a few seconds, then leave
+    // without waiting for RPCs still in flight.
+    if (!cv.wait_for(lock, std::chrono::milliseconds(3500),
+                     [&] { return finished; })) {
+      lock.unlock();
+      std::printf("paragan_worker: %s abandoning the current step\n",
+                  o.worker_id.c_str());
+      print_done();
+      std::_Exit(0);
+    }
+  }
+  runner.join();
+  std::cout.flush();
+  if (!status.ok()) {
+    std::cerr << "paragan_worker: " << o.worker_id << ": " << status
+              << std::endl;
+    print_done();
+    return 1;
+  }
+  print_done();
+  return 0;
+}
+
+}  // namespace
+}  // namespace paragan
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "A ParaGAN distributed worker. See worker/distributed/main.cc.");
+  absl::ParseCommandLine(argc, argv);
+  return paragan::Run();
+}

@@ -1,0 +1,126 @@
+#ifndef PARAGAN_WORKER_DISTRIBUTED_WORKER_H_
+#define PARAGAN_WORKER_DISTRIBUTED_WORKER_H_
+
+// The distributed worker: the single-process trainer's gradient math
+// (GanTrainer::ComputeDGradients / ComputeGGradients) against the parameter
+// servers, which hold the weights and run Adam.
+//
+// Per G step: d_steps x (have D and G, next real batch, D gradients, push D
+// to every shard with the version pulled), then (have G, G gradients, push
+// G). Each push is followed, in the same background "chain", by a pull of
+// that table from every shard (all shards in parallel threads); with
+// `overlap` the compute thread does not wait for a chain until it needs the
+// table, so a push and the pull after it run while the other table's
+// gradients are computed, and the next real batch is prefetched. In
+// synchronous mode (sync_workers > 0 on the servers) the pull after a push
+// waits for the next version (Pull(min_version = base + 1)), and every use
+// of a table waits for its chain: the run is then step for step the
+// single-process trainer's.
+//
+// Resilience: UNAVAILABLE / DEADLINE_EXCEEDED are retried with exponential
+// backoff (RetryPolicy) and fail after policy.max_total naming the shard; a
+// FAILED_PRECONDITION push (shard restarted from an older checkpoint, or
+// registration lost) is dropped, the worker re-registers with that shard
+// and pulls again; a push refused by the staleness policy (accepted=false)
+// is counted and skipped.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "proto/paragan.pb.h"
+#include "worker/distributed/batch_provider.h"
+#include "worker/distributed/retry.h"
+#include "worker/distributed/worker_metrics.h"
+#include "worker/engine/backend.h"
+#include "worker/train/gan_trainer.h"
+
+namespace paragan {
+
+struct WorkerOptions {
+  std::string worker_id;
+  std::vector<std::string> ps;  // host:port; index = shard id
+  v1::WorkerRole role = v1::BOTH;
+  std::string model = "dcgan32";
+  int image_channels = 1;  // from the batch source
+  int num_classes = 10;
+  int64_t steps = 0;  // G steps to run; 0: until *stop
+  int batch_size = 64;
+  int threads = 1;
+  std::string device = "cpu";
+  CpuConvLayout cpu_layout = CpuConvLayout::kBlocked;
+  // z draws and fake labels (GanTrainer's RNG); each worker should get its
+  // own. The initial weights come from the servers.
+  uint64_t seed = 0;
+  int64_t log_every = 50;  // 0: no progress lines
+  v1::DType push_dtype = v1::FLOAT32;
+  int d_steps = 0;  // 0: the servers' d_steps_per_g_step
+  bool overlap = true;
+  RetryPolicy retry;
+  absl::Duration rpc_timeout = absl::Seconds(20);
+};
+
+// Where time went, for reporting the overlap of communication and compute.
+struct WorkerTimings {
+  double wall = 0;            // Run, seconds
+  double compute = 0;         // gradient computation, staging, merging
+  double comm = 0;            // push/pull chains, summed (background)
+  double push = 0, pull = 0;  // parts of comm (per chain, all shards)
+  double exposed_comm = 0;    // compute thread blocked on a chain
+  double batch_wait = 0;      // compute thread blocked on the next batch
+};
+
+class Worker {
+ public:
+  // Connects to and registers with every shard and checks that they agree
+  // (shard ids, shard count, model, tensor layout). `log` receives the
+  // "paragan_worker:" and "progress" lines; `metrics` may be null.
+  static absl::StatusOr<std::unique_ptr<Worker>> Create(
+      const WorkerOptions& options, std::unique_ptr<BatchProvider> batches,
+      WorkerMetrics* metrics, std::ostream* log);
+  ~Worker();
+
+  // Trains until options.steps G steps are done or *stop becomes true
+  // (checked between D and G steps; retries stop early too). Waits for the
+  // last pushes before returning.
+  absl::Status Run(const std::atomic<bool>* stop);
+
+  int64_t steps_done() const { return steps_done_.load(); }
+  int d_steps() const { return d_steps_; }
+  bool synchronous() const { return sync_workers_ > 0; }
+  const WorkerTimings& timings() const { return timings_; }
+  GanTrainer& trainer() { return *trainer_; }
+  // The version held of each table (the minimum over shards that hold it).
+  int64_t g_version() const;
+  int64_t d_version() const;
+
+  struct Impl;
+
+ private:
+  Worker() = default;
+
+  WorkerOptions options_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<GanTrainer> trainer_;
+  std::unique_ptr<BatchProvider> batches_;
+  std::unique_ptr<Impl> impl_;
+  WorkerMetrics* metrics_ = nullptr;
+  std::ostream* log_ = nullptr;
+  int d_steps_ = 1;
+  int sync_workers_ = 0;
+  std::atomic<int64_t> steps_done_{0};
+  WorkerTimings timings_;
+};
+
+// "host-pid".
+std::string DefaultWorkerId();
+
+}  // namespace paragan
+
+#endif  // PARAGAN_WORKER_DISTRIBUTED_WORKER_H_

@@ -1,0 +1,130 @@
+#include "worker/distributed/worker_metrics.h"
+
+namespace paragan {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const auto* b = new prometheus::Histogram::BucketBoundaries{
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+      0.25,  0.5,    1,     2.5,  5,     10,   30};
+  return *b;
+}
+
+const prometheus::Histogram::BucketBoundaries& StalenessBuckets() {
+  static const auto* b = new prometheus::Histogram::BucketBoundaries{
+      0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128};
+  return *b;
+}
+
+}  // namespace
+
+WorkerMetrics::WorkerMetrics(prometheus::Registry* r,
+                             const std::string& worker_id)
+    : worker_(worker_id),
+      images_(BuildCounter()
+                  .Name("paragan_worker_images_total")
+                  .Help("Real images consumed by D steps")
+                  .Register(*r)
+                  .Add({{"worker", worker_id}})),
+      steps_(BuildCounter()
+                 .Name("paragan_worker_steps_total")
+                 .Help("G steps done")
+                 .Register(*r)
+                 .Add({{"worker", worker_id}})),
+      d_loss_(BuildGauge()
+                  .Name("paragan_worker_d_loss")
+                  .Help("D loss of the last D step")
+                  .Register(*r)
+                  .Add({{"worker", worker_id}})),
+      g_loss_(BuildGauge()
+                  .Name("paragan_worker_g_loss")
+                  .Help("G loss of the last G step")
+                  .Register(*r)
+                  .Add({{"worker", worker_id}})),
+      pushes_(BuildCounter()
+                  .Name("paragan_worker_pushes_total")
+                  .Help("Pushes to one shard")
+                  .Register(*r)),
+      pulls_(BuildCounter()
+                 .Name("paragan_worker_pulls_total")
+                 .Help("Pulls from one shard")
+                 .Register(*r)),
+      push_bytes_(BuildCounter()
+                      .Name("paragan_worker_push_bytes_total")
+                      .Help("Tensor bytes pushed (float32 equivalent)")
+                      .Register(*r)),
+      pull_bytes_(BuildCounter()
+                      .Name("paragan_worker_pull_bytes_total")
+                      .Help("Tensor bytes pulled (float32)")
+                      .Register(*r)),
+      push_latency_(BuildHistogram()
+                        .Name("paragan_worker_push_latency_seconds")
+                        .Help("Latency of one push to one shard")
+                        .Register(*r)),
+      pull_latency_(BuildHistogram()
+                        .Name("paragan_worker_pull_latency_seconds")
+                        .Help("Latency of one pull from one shard (includes "
+                              "synchronous waits)")
+                        .Register(*r)),
+      staleness_(BuildHistogram()
+                     .Name("paragan_worker_staleness")
+                     .Help("Staleness reported for each push")
+                     .Register(*r)),
+      rejected_(BuildCounter()
+                    .Name("paragan_worker_rejected_pushes_total")
+                    .Help("Pushes refused by the staleness policy")
+                    .Register(*r)
+                    .Add({{"worker", worker_id}})),
+      retries_(BuildCounter()
+                   .Name("paragan_worker_retries_total")
+                   .Help("RPC attempts retried after UNAVAILABLE or "
+                         "DEADLINE_EXCEEDED")
+                   .Register(*r)
+                   .Add({{"worker", worker_id}})) {
+  for (const char* t : {"G", "D"}) {
+    pushes_.Add(L(t));
+    pulls_.Add(L(t));
+    push_bytes_.Add(L(t));
+    pull_bytes_.Add(L(t));
+    push_latency_.Add(L(t), LatencyBuckets());
+    pull_latency_.Add(L(t), LatencyBuckets());
+    staleness_.Add(L(t), StalenessBuckets());
+  }
+}
+
+prometheus::Labels WorkerMetrics::L(const std::string& table) const {
+  return {{"worker", worker_}, {"table", table}};
+}
+
+void WorkerMetrics::RecordStep(int64_t images, double d_loss, double g_loss) {
+  images_.Increment(static_cast<double>(images));
+  steps_.Increment();
+  d_loss_.Set(d_loss);
+  g_loss_.Set(g_loss);
+}
+
+void WorkerMetrics::RecordPull(const std::string& table, int64_t bytes,
+                               double seconds) {
+  pulls_.Add(L(table)).Increment();
+  pull_bytes_.Add(L(table)).Increment(static_cast<double>(bytes));
+  pull_latency_.Add(L(table), LatencyBuckets()).Observe(seconds);
+}
+
+void WorkerMetrics::RecordPush(const std::string& table, int64_t bytes,
+                               double seconds, bool accepted,
+                               int64_t staleness) {
+  pushes_.Add(L(table)).Increment();
+  push_bytes_.Add(L(table)).Increment(static_cast<double>(bytes));
+  push_latency_.Add(L(table), LatencyBuckets()).Observe(seconds);
+  staleness_.Add(L(table), StalenessBuckets())
+      .Observe(static_cast<double>(staleness));
+  if (!accepted) rejected_.Increment();
+}
+
+void WorkerMetrics::RecordRetry() { retries_.Increment(); }
+
+}  // namespace paragan

@@ -1,0 +1,60 @@
+#ifndef PARAGAN_WORKER_DISTRIBUTED_WORKER_METRICS_H_
+#define PARAGAN_WORKER_DISTRIBUTED_WORKER_METRICS_H_
+
+// Prometheus metrics of one worker (prometheus-cpp), every series labelled
+// worker="<id>":
+//   paragan_worker_images_total, paragan_worker_steps_total (G steps)
+//   paragan_worker_d_loss, paragan_worker_g_loss (gauges, last step)
+//   paragan_worker_pushes_total{table}, paragan_worker_pulls_total{table}
+//   paragan_worker_push_bytes_total{table},
+//   paragan_worker_pull_bytes_total{table}
+//   paragan_worker_push_latency_seconds{table},
+//   paragan_worker_pull_latency_seconds{table} (histograms, per shard call)
+//   paragan_worker_staleness{table} (histogram of PushResponse.staleness)
+//   paragan_worker_rejected_pushes_total, paragan_worker_retries_total
+// Process memory comes from server/metrics.h MakeProcessCollectable.
+
+#include <cstdint>
+#include <string>
+
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace paragan {
+
+class WorkerMetrics {
+ public:
+  // Registers the families on `registry`, which must outlive this object.
+  WorkerMetrics(prometheus::Registry* registry, const std::string& worker_id);
+
+  void RecordStep(int64_t images, double d_loss, double g_loss);
+  void RecordPull(const std::string& table, int64_t bytes, double seconds);
+  void RecordPush(const std::string& table, int64_t bytes, double seconds,
+                  bool accepted, int64_t staleness);
+  void RecordRetry();
+
+ private:
+  prometheus::Labels L(const std::string& table) const;
+
+  std::string worker_;
+  prometheus::Counter& images_;
+  prometheus::Counter& steps_;
+  prometheus::Gauge& d_loss_;
+  prometheus::Gauge& g_loss_;
+  prometheus::Family<prometheus::Counter>& pushes_;
+  prometheus::Family<prometheus::Counter>& pulls_;
+  prometheus::Family<prometheus::Counter>& push_bytes_;
+  prometheus::Family<prometheus::Counter>& pull_bytes_;
+  prometheus::Family<prometheus::Histogram>& push_latency_;
+  prometheus::Family<prometheus::Histogram>& pull_latency_;
+  prometheus::Family<prometheus::Histogram>& staleness_;
+  prometheus::Counter& rejected_;
+  prometheus::Counter& retries_;
+};
+
+}  // namespace paragan
+
+#endif  // PARAGAN_WORKER_DISTRIBUTED_WORKER_METRICS_H_
