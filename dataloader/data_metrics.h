@@ -1,0 +1,63 @@
+#ifndef PARAGAN_DATALOADER_DATA_METRICS_H_
+#define PARAGAN_DATALOADER_DATA_METRICS_H_
+
+// Prometheus metrics of the data service (prometheus-cpp):
+//   paragan_data_batches_sent_total{worker}
+//   paragan_data_bytes_sent_total{worker}        (image + label payload)
+//   paragan_data_delivery_latency_seconds{worker} (histogram: send -> ack)
+//   paragan_data_credit_wait_seconds{worker}     (histogram: credit granted ->
+//                                                 batch sent, i.e. how long a
+//                                                 ready worker waited for data)
+//   paragan_data_in_flight_batches               (gauge: sent, not acked)
+//   paragan_data_prepared_batches                (gauge: decoded, not sent)
+//   paragan_data_requeued_batches_total          (broken streams' batches)
+//   paragan_data_generated_batches_accepted_total
+//   paragan_data_generated_batches_dropped_total (buffer full: oldest dropped)
+//   paragan_data_epoch                           (gauge: of the last real batch
+//                                                 dealt)
+//   paragan_data_streams                         (gauge: open batch streams)
+// Process memory comes from server/metrics.h's MakeProcessCollectable.
+
+#include <cstdint>
+#include <string>
+
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace paragan {
+
+class DataMetrics {
+ public:
+  // Registers the families on `registry`, which must outlive this object.
+  explicit DataMetrics(prometheus::Registry* registry);
+
+  void RecordSent(const std::string& worker, int64_t bytes,
+                  double credit_wait_seconds);
+  void RecordAcked(const std::string& worker, double latency_seconds);
+  void SetInFlight(int64_t n) { in_flight_.Set(static_cast<double>(n)); }
+  void SetPrepared(int64_t n) { prepared_.Set(static_cast<double>(n)); }
+  void SetStreams(int64_t n) { streams_.Set(static_cast<double>(n)); }
+  void SetEpoch(int64_t epoch) { epoch_.Set(static_cast<double>(epoch)); }
+  void AddRequeued(int64_t n) { requeued_.Increment(static_cast<double>(n)); }
+  void AddGenerated(int64_t accepted, int64_t dropped);
+
+ private:
+  prometheus::Family<prometheus::Counter>& batches_sent_;
+  prometheus::Family<prometheus::Counter>& bytes_sent_;
+  prometheus::Family<prometheus::Histogram>& latency_;
+  prometheus::Family<prometheus::Histogram>& credit_wait_;
+  prometheus::Gauge& in_flight_;
+  prometheus::Gauge& prepared_;
+  prometheus::Gauge& streams_;
+  prometheus::Gauge& epoch_;
+  prometheus::Counter& requeued_;
+  prometheus::Counter& generated_accepted_;
+  prometheus::Counter& generated_dropped_;
+};
+
+}  // namespace paragan
+
+#endif  // PARAGAN_DATALOADER_DATA_METRICS_H_

@@ -1,0 +1,523 @@
+#include "dataloader/data_service.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "dataloader/batch_codec.h"
+#include "server/grpc_status.h"
+
+namespace paragan {
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "the wire format is little-endian float32");
+
+// One open StreamBatches call. Lives on its handler's stack; the service
+// refers to it (waiting_, by_worker_) only while it is open.
+struct DataService::Stream {
+  struct Unacked {
+    PreparedPtr batch;
+    absl::Time sent = absl::InfinitePast();  // InfinitePast: not written yet
+  };
+  struct Outgoing {
+    PreparedPtr batch;
+    double credit_wait_seconds = 0;
+  };
+
+  std::string worker_id;
+  v1::WorkerRole role = v1::BOTH;
+  bool want_generated = false;
+  grpc::ServerContext* context = nullptr;
+  std::condition_variable cv;          // outbox or closed changed
+  std::deque<absl::Time> credits;      // grant time of each unused credit
+  std::deque<Outgoing> outbox;         // dealt, not yet written
+  std::map<int64_t, Unacked> unacked;  // by batch_id (outbox included)
+  bool waiting = false;                // in waiting_
+  bool closed = false;
+  bool reader_done = false;
+  absl::Status close_status;
+};
+
+absl::StatusOr<std::unique_ptr<DataService>> DataService::Create(
+    std::unique_ptr<Dataset> dataset, const DataServiceOptions& options,
+    DataMetrics* metrics) {
+  if (dataset == nullptr || dataset->info().size < 1) {
+    return absl::InvalidArgumentError("the data service needs a dataset");
+  }
+  auto bad = [](const char* what, int64_t v, const char* need) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " must be ", need, ", got ", v));
+  };
+  if (options.batch_size < 1)
+    return bad("batch_size", options.batch_size, ">= 1");
+  if (options.prefetch < 1) return bad("prefetch", options.prefetch, ">= 1");
+  if (options.max_in_flight < 1) {
+    return bad("max_in_flight", options.max_in_flight, ">= 1");
+  }
+  if (options.generated_buffer < 0) {
+    return bad("generated_buffer", options.generated_buffer, ">= 0");
+  }
+  if (options.load_threads < 1) {
+    return bad("load_threads", options.load_threads, ">= 1");
+  }
+  if (options.max_credits < 1) {
+    return bad("max_credits", options.max_credits, ">= 1");
+  }
+  return std::unique_ptr<DataService>(
+      new DataService(std::move(dataset), options, metrics));
+}
+
+DataService::DataService(std::unique_ptr<Dataset> dataset,
+                         const DataServiceOptions& options,
+                         DataMetrics* metrics)
+    : dataset_(std::move(dataset)), options_(options), metrics_(metrics) {
+  if (metrics_ != nullptr) {
+    metrics_->SetEpoch(0);
+    UpdateGauges();
+  }
+  producer_ = std::thread([this] { ProduceLoop(); });
+}
+
+DataService::~DataService() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  producer_cv_.notify_all();
+  producer_.join();
+}
+
+DataService::PreparedPtr DataService::MakeBatch(
+    const std::vector<int64_t>& indices, int64_t epoch) {
+  const DatasetInfo& info = dataset_->info();
+  const auto n = static_cast<int64_t>(indices.size());
+  const Shape shape = {n, info.channels, info.height, info.width};
+  std::vector<float> images(static_cast<size_t>(NumElements(shape)));
+  // Exactly the trainer's BatchSource: labels start at 0 and LoadBatch fills
+  // them from the dataset.
+  std::vector<int> labels(static_cast<size_t>(n), 0);
+  LoadBatch(*dataset_, indices, images.data(), labels.data(),
+            options_.load_threads);
+  std::vector<float> label_values(labels.begin(), labels.end());
+
+  auto p = std::make_shared<Prepared>();
+  p->batch.set_epoch(epoch);
+  *p->batch.mutable_images() = EncodeFloatChunk("images", shape, images.data());
+  *p->batch.mutable_labels() =
+      EncodeFloatChunk("labels", {n}, label_values.data());
+  for (int64_t i : indices) p->batch.add_example_indices(i);
+  p->payload_bytes = static_cast<int64_t>(p->batch.images().data().size() +
+                                          p->batch.labels().data().size());
+  return p;
+}
+
+void DataService::ProduceLoop() {
+  EpochSampler sampler(dataset_->info().size, options_.seed);
+  std::vector<int64_t> indices;
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    producer_cv_.wait(lock, [this] {
+      return stopping_ ||
+             (static_cast<int64_t>(ready_.size()) < options_.prefetch &&
+              Live() < options_.max_in_flight);
+    });
+    if (stopping_) return;
+    // Only this thread touches the sampler.
+    const int64_t epoch = sampler.state().epoch;
+    sampler.NextBatch(options_.batch_size, &indices);
+    lock.unlock();
+    PreparedPtr p = MakeBatch(indices, epoch);
+    lock.lock();
+    p->batch.set_batch_id(next_batch_id_++);
+    ready_.push_back(std::move(p));
+    ++totals_.produced;
+    Dispatch();
+    UpdateGauges();
+  }
+}
+
+grpc::Status DataService::Describe(grpc::ServerContext*,
+                                   const v1::DescribeRequest*,
+                                   v1::DescribeResponse* response) {
+  const DatasetInfo& info = dataset_->info();
+  response->set_dataset(options_.dataset_name.empty() ? info.name
+                                                      : options_.dataset_name);
+  response->set_num_examples(info.size);
+  response->add_image_shape(info.channels);
+  response->add_image_shape(info.height);
+  response->add_image_shape(info.width);
+  response->set_num_classes(info.num_classes);
+  response->set_image_dtype(v1::FLOAT32);
+  response->set_batch_size(options_.batch_size);
+  response->set_seed(options_.seed);
+  std::lock_guard<std::mutex> lock(mu_);
+  response->set_epoch(last_epoch_);
+  return grpc::Status::OK;
+}
+
+absl::Status DataService::ValidateOpen(const v1::BatchRequest& r) const {
+  if (r.worker_id().empty()) {
+    return absl::InvalidArgumentError(
+        "the first BatchRequest of a stream must set worker_id");
+  }
+  if (!v1::WorkerRole_IsValid(r.role())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown role ", static_cast<int>(r.role()),
+                     " (BOTH = 0, G_ONLY = 1, D_ONLY = 2)"));
+  }
+  if (r.credits() < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the first BatchRequest must grant credits >= 1, got ", r.credits(),
+        ": a stream without credit would never receive a batch"));
+  }
+  if (r.batch_size() != 0 && r.batch_size() != options_.batch_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "batch_size ", r.batch_size(), " differs from the service's ",
+        options_.batch_size,
+        " (all workers share one sampler): ask for 0 or start paragan_data "
+        "with --batch_size=",
+        r.batch_size()));
+  }
+  if (r.want_generated()) {
+    if (r.role() != v1::D_ONLY) {
+      return absl::InvalidArgumentError(
+          "want_generated is for D_ONLY workers; got another role");
+    }
+    if (options_.generated_buffer == 0) {
+      return absl::FailedPreconditionError(
+          "want_generated: this data service does not buffer generated "
+          "samples (--generated_buffer=0)");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DataService::ApplyRequest(Stream* s, const v1::BatchRequest& r,
+                                       bool first) {
+  if (!first && !r.worker_id().empty() && r.worker_id() != s->worker_id) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("BatchRequest for worker '", r.worker_id(),
+                     "' on the stream of worker '", s->worker_id, "'"));
+  }
+  if (r.credits() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("credits must be >= 0, got ", r.credits()));
+  }
+  if (static_cast<int64_t>(s->credits.size()) + r.credits() >
+      options_.max_credits) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("worker '", s->worker_id, "' would hold ",
+                     s->credits.size() + r.credits(), " credits; at most ",
+                     options_.max_credits, " are allowed"));
+  }
+  for (int64_t id : r.acks()) Ack(s, id);
+  const absl::Time now = absl::Now();
+  for (int i = 0; i < r.credits(); ++i) s->credits.push_back(now);
+  if (!s->credits.empty() && !s->waiting) {
+    waiting_.push_back(s);
+    s->waiting = true;
+  }
+  Dispatch();
+  producer_cv_.notify_all();  // acks may have made room
+  UpdateGauges();
+  return absl::OkStatus();
+}
+
+void DataService::Ack(Stream* s, int64_t batch_id) {
+  auto it = s->unacked.find(batch_id);
+  if (it != s->unacked.end()) {
+    if (metrics_ != nullptr && it->second.sent != absl::InfinitePast()) {
+      metrics_->RecordAcked(
+          s->worker_id, absl::ToDoubleSeconds(absl::Now() - it->second.sent));
+    }
+    if (!it->second.batch->batch.generated()) --in_flight_;
+    s->unacked.erase(it);
+    return;
+  }
+  // A reconnecting worker acks what it consumed before its old stream broke.
+  for (auto r = requeued_.begin(); r != requeued_.end(); ++r) {
+    if ((*r)->batch.batch_id() == batch_id && (*r)->owner == s->worker_id) {
+      requeued_.erase(r);
+      return;
+    }
+  }
+  // Unknown ids (acked twice, or from before a server restart) are harmless.
+}
+
+DataService::PreparedPtr DataService::TakeFor(const Stream& s) {
+  std::deque<PreparedPtr>* from = nullptr;
+  if (s.want_generated) {
+    from = &generated_;
+  } else if (!requeued_.empty()) {
+    from = &requeued_;
+  } else {
+    from = &ready_;
+  }
+  if (from->empty()) return nullptr;
+  PreparedPtr p = std::move(from->front());
+  from->pop_front();
+  if (from == &ready_) producer_cv_.notify_all();
+  return p;
+}
+
+void DataService::Dispatch() {
+  for (bool dealt = true; dealt;) {
+    dealt = false;
+    for (size_t i = 0; i < waiting_.size(); ++i) {
+      Stream* s = waiting_[i];
+      PreparedPtr p = TakeFor(*s);
+      if (p == nullptr) continue;
+      waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
+      const absl::Time now = absl::Now();
+      const double wait = absl::ToDoubleSeconds(now - s->credits.front());
+      s->credits.pop_front();
+      if (p->batch.generated()) {
+        ++generated_in_flight_;
+      } else {
+        ++in_flight_;
+        last_epoch_ = std::max(last_epoch_, p->batch.epoch());
+        if (metrics_ != nullptr) metrics_->SetEpoch(last_epoch_);
+      }
+      p->owner.clear();
+      s->unacked[p->batch.batch_id()] = Stream::Unacked{p};
+      s->outbox.push_back(Stream::Outgoing{std::move(p), wait});
+      s->cv.notify_all();
+      // Round robin: back of the line if it still has credit.
+      if (s->credits.empty()) {
+        s->waiting = false;
+      } else {
+        waiting_.push_back(s);
+      }
+      dealt = true;
+      break;
+    }
+  }
+}
+
+void DataService::CloseStream(Stream* s, const absl::Status& why) {
+  if (s->closed) return;
+  s->closed = true;
+  s->close_status = why;
+  if (s->waiting) {
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), s));
+    s->waiting = false;
+  }
+  auto w = by_worker_.find(s->worker_id);
+  if (w != by_worker_.end() && w->second == s) by_worker_.erase(w);
+  // Unacked batches go back to the front, oldest first, so nothing is lost.
+  int64_t requeued = 0;
+  for (auto it = s->unacked.rbegin(); it != s->unacked.rend(); ++it) {
+    PreparedPtr p = std::move(it->second.batch);
+    if (p->batch.generated()) {
+      --generated_in_flight_;
+      generated_.push_front(std::move(p));
+    } else {
+      --in_flight_;
+      p->owner = s->worker_id;
+      requeued_.push_front(std::move(p));
+      ++requeued;
+    }
+  }
+  s->unacked.clear();
+  s->outbox.clear();
+  s->credits.clear();
+  --totals_.streams;
+  totals_.requeued_total += requeued;
+  if (metrics_ != nullptr && requeued > 0) metrics_->AddRequeued(requeued);
+  s->cv.notify_all();
+  Dispatch();
+  producer_cv_.notify_all();
+  UpdateGauges();
+}
+
+void DataService::UpdateGauges() {
+  if (metrics_ == nullptr) return;
+  metrics_->SetInFlight(in_flight_ + generated_in_flight_);
+  metrics_->SetPrepared(static_cast<int64_t>(ready_.size()));
+  metrics_->SetStreams(totals_.streams);
+}
+
+grpc::Status DataService::StreamBatches(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::Batch, v1::BatchRequest>* stream) {
+  v1::BatchRequest first;
+  if (!stream->Read(&first)) return grpc::Status::OK;  // closed at once
+  Stream s;
+  s.worker_id = first.worker_id();
+  s.role = first.role();
+  s.want_generated = first.want_generated();
+  s.context = context;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (absl::Status st = ValidateOpen(first); !st.ok()) {
+    return ToGrpcStatus(st);
+  }
+  auto old = by_worker_.find(s.worker_id);
+  if (old != by_worker_.end()) {
+    // The worker reconnected before we noticed its old stream broke: the new
+    // stream takes over, the old one's unacked batches are requeued.
+    Stream* o = old->second;
+    CloseStream(
+        o, absl::AbortedError(absl::StrCat(
+               "superseded by a new stream of worker '", s.worker_id, "'")));
+    o->context->TryCancel();
+  }
+  by_worker_[s.worker_id] = &s;
+  ++totals_.streams;
+  if (absl::Status st = ApplyRequest(&s, first, /*first=*/true); !st.ok()) {
+    CloseStream(&s, st);
+    return ToGrpcStatus(st);
+  }
+
+  std::thread reader([this, &s, stream, context] {
+    v1::BatchRequest request;
+    for (;;) {
+      const bool got = stream->Read(&request);
+      std::lock_guard<std::mutex> l(mu_);
+      // reader_done is set in the same critical section that closes the
+      // stream, so the writer never cancels a call ending with our status.
+      if (!got) {
+        s.reader_done = true;
+        // A half-close is a clean end; a failed read is a cancelled call.
+        CloseStream(&s, context->IsCancelled()
+                            ? absl::CancelledError("stream cancelled")
+                            : absl::OkStatus());
+        return;
+      }
+      if (s.closed) {
+        s.reader_done = true;
+        return;
+      }
+      if (absl::Status st = ApplyRequest(&s, request, /*first=*/false);
+          !st.ok()) {
+        s.reader_done = true;
+        CloseStream(&s, st);
+        return;
+      }
+    }
+  });
+
+  // This thread writes; the reader thread applies credits and acks.
+  for (;;) {
+    s.cv.wait(lock, [&s] { return s.closed || !s.outbox.empty(); });
+    if (s.closed) break;
+    Stream::Outgoing out = std::move(s.outbox.front());
+    s.outbox.pop_front();
+    const absl::Time now = absl::Now();
+    const int64_t id = out.batch->batch.batch_id();
+    s.unacked[id].sent = now;
+    v1::Batch message = out.batch->batch;
+    message.set_sent_unix_micros(absl::ToUnixMicros(now));
+    lock.unlock();
+    const bool ok = stream->Write(message);
+    if (ok && metrics_ != nullptr) {
+      metrics_->RecordSent(s.worker_id, out.batch->payload_bytes,
+                           out.credit_wait_seconds);
+    }
+    lock.lock();
+    if (!ok) {
+      CloseStream(&s, absl::UnavailableError(absl::StrCat(
+                          "cannot write to worker '", s.worker_id, "'")));
+      break;
+    }
+  }
+  // The reader may still block in Read (closed by a write error or a newer
+  // stream): cancelling the call wakes it.
+  if (!s.reader_done) context->TryCancel();
+  lock.unlock();
+  reader.join();
+  lock.lock();
+  return ToGrpcStatus(s.close_status);
+}
+
+grpc::Status DataService::PublishSamples(
+    grpc::ServerContext*, grpc::ServerReader<v1::SampleBatch>* reader,
+    v1::PublishResponse* response) {
+  if (options_.generated_buffer == 0) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "this data service does not buffer generated samples "
+                        "(--generated_buffer=0)");
+  }
+  const DatasetInfo& info = dataset_->info();
+  int64_t accepted = 0, dropped = 0;
+  v1::SampleBatch sample;
+  for (int64_t k = 0; reader->Read(&sample); ++k) {
+    const std::string what = absl::StrCat("SampleBatch ", k);
+    if (sample.worker_id().empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          what + ": worker_id must be set");
+    }
+    absl::StatusOr<Tensor> images = DecodeImages(sample.images(), what);
+    if (!images.ok()) return ToGrpcStatus(images.status());
+    const Shape& shape = images->shape();
+    if (shape[1] != info.channels || shape[2] != info.height ||
+        shape[3] != info.width) {
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat(what, ": images are ", ShapeToString(shape),
+                       " but the dataset's are [N, ", info.channels, ", ",
+                       info.height, ", ", info.width, "]"));
+    }
+    std::vector<int> labels;
+    if (absl::Status st = DecodeLabels(sample.labels(), shape[0],
+                                       info.num_classes, what, &labels);
+        !st.ok()) {
+      return ToGrpcStatus(st);
+    }
+    auto p = std::make_shared<Prepared>();
+    p->batch.set_generated(true);
+    p->batch.set_g_version(sample.g_version());
+    // Re-encoded as FLOAT32 whatever arrived (bfloat16 included).
+    *p->batch.mutable_images() =
+        EncodeFloatChunk("images", shape, images->data());
+    if (!labels.empty()) {
+      std::vector<float> values(labels.begin(), labels.end());
+      *p->batch.mutable_labels() =
+          EncodeFloatChunk("labels", {shape[0]}, values.data());
+    }
+    p->payload_bytes = static_cast<int64_t>(p->batch.images().data().size() +
+                                            p->batch.labels().data().size());
+    std::lock_guard<std::mutex> lock(mu_);
+    p->batch.set_batch_id(next_batch_id_++);
+    p->batch.set_epoch(last_epoch_);
+    generated_.push_back(std::move(p));
+    ++accepted;
+    while (static_cast<int64_t>(generated_.size()) >
+           options_.generated_buffer) {
+      generated_.pop_front();  // the oldest samples matter least
+      ++dropped;
+      ++totals_.generated_dropped;
+      if (metrics_ != nullptr) metrics_->AddGenerated(0, 1);
+    }
+    ++totals_.generated_accepted;
+    if (metrics_ != nullptr) metrics_->AddGenerated(1, 0);
+    Dispatch();
+    UpdateGauges();
+  }
+  response->set_accepted_batches(accepted);
+  response->set_dropped_batches(dropped);
+  return grpc::Status::OK;
+}
+
+void DataService::ConfigureServer(grpc::ServerBuilder* builder,
+                                  int max_message_bytes) {
+  builder->SetMaxReceiveMessageSize(max_message_bytes);
+  builder->SetMaxSendMessageSize(max_message_bytes);
+  builder->AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+}
+
+DataService::Stats DataService::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stats s = totals_;
+  s.prepared = static_cast<int64_t>(ready_.size());
+  s.requeued = static_cast<int64_t>(requeued_.size());
+  s.in_flight = in_flight_ + generated_in_flight_;
+  s.generated_buffered = static_cast<int64_t>(generated_.size());
+  s.epoch = last_epoch_;
+  return s;
+}
+
+}  // namespace paragan

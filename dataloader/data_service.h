@@ -1,0 +1,158 @@
+#ifndef PARAGAN_DATALOADER_DATA_SERVICE_H_
+#define PARAGAN_DATALOADER_DATA_SERVICE_H_
+
+// The data service (paragan.v1.DataService): one process serves a dataset to
+// every worker of a training job.
+//
+// Order. One global EpochSampler(dataset size, seed) cuts the data into
+// batches of `batch_size`; the batches are dealt, in that order, to the
+// streams that have credit, in the order they asked (round robin among
+// waiting streams). Each epoch therefore reaches the workers exactly once in
+// total, and a single worker sees exactly EpochSampler(seed)'s order: the
+// order of the single-process trainer (worker/train/training_run.cc).
+//
+// Flow control. A stream's first BatchRequest names the worker and grants
+// credits (>= 1); later requests grant more (>= 0) and ack batch_ids. One
+// batch is sent per credit, never more. Memory is bounded: batches prepared
+// ahead (at most `prefetch`) plus requeued plus sent-and-unacked batches
+// never exceed `max_in_flight`; when the cap is reached the producer waits
+// for acks.
+//
+// Delivery. A background thread decodes batches ahead. Batches a stream was
+// sent and did not ack when it ended (error, cancel, half-close, or a new
+// stream of the same worker_id, which supersedes it) go back to the front of
+// the queue and are dealt to the next stream that asks. Acks naming requeued
+// batches of the same worker (a reconnecting worker acking what it consumed
+// before the break) remove them. Delivery is at least once: a batch consumed
+// but unacked when a stream broke may be delivered again.
+//
+// Generated samples. PublishSamples (G workers) appends batches to a bounded
+// buffer (the oldest is dropped when full, counted); streams opened with
+// want_generated (role D_ONLY) receive those instead of dataset batches.
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "dataloader/data_metrics.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/paragan.grpc.pb.h"
+#include "worker/data/dataset.h"
+#include "worker/data/sampler.h"
+
+namespace paragan {
+
+struct DataServiceOptions {
+  std::string dataset_name;  // reported by Describe (defaults to info().name)
+  int batch_size = 64;
+  uint64_t seed = 0;          // EpochSampler seed
+  int prefetch = 8;           // batches decoded ahead
+  int max_in_flight = 64;     // prepared + requeued + sent-and-unacked
+  int generated_buffer = 16;  // generated batches kept; 0: publishing off
+  int load_threads = 1;       // LoadBatch threads of the producer
+  // Largest credit balance a stream may hold (a guard against bad clients).
+  int max_credits = 4096;
+};
+
+class DataService final : public v1::DataService::Service {
+ public:
+  // Counters for tests and logs.
+  struct Stats {
+    int64_t prepared = 0;   // decoded, waiting to be dealt
+    int64_t requeued = 0;   // waiting at the front of the queue
+    int64_t in_flight = 0;  // dealt to a stream, not acked
+    int64_t streams = 0;
+    int64_t produced = 0;  // real batches drawn from the sampler
+    int64_t requeued_total = 0;
+    int64_t generated_buffered = 0;
+    int64_t generated_accepted = 0;
+    int64_t generated_dropped = 0;
+    int64_t epoch = 0;
+  };
+
+  // Starts the producer thread. `metrics` may be null and must outlive the
+  // service. Invalid options are InvalidArgument errors.
+  static absl::StatusOr<std::unique_ptr<DataService>> Create(
+      std::unique_ptr<Dataset> dataset, const DataServiceOptions& options,
+      DataMetrics* metrics);
+  // Stops the producer. Shut the grpc::Server down first.
+  ~DataService() override;
+
+  grpc::Status Describe(grpc::ServerContext* context,
+                        const v1::DescribeRequest* request,
+                        v1::DescribeResponse* response) override;
+  grpc::Status StreamBatches(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::Batch, v1::BatchRequest>* stream) override;
+  grpc::Status PublishSamples(grpc::ServerContext* context,
+                              grpc::ServerReader<v1::SampleBatch>* reader,
+                              v1::PublishResponse* response) override;
+
+  // Message size limits and keepalive pings DataClient sends (by default
+  // gRPC servers refuse pings more often than every 5 minutes).
+  static void ConfigureServer(grpc::ServerBuilder* builder,
+                              int max_message_bytes);
+
+  Stats stats() const;
+  const DatasetInfo& info() const { return dataset_->info(); }
+
+ private:
+  // A batch ready to send: the message minus the send time.
+  struct Prepared {
+    v1::Batch batch;
+    int64_t payload_bytes = 0;
+    std::string owner;  // requeued: the worker it was sent to
+  };
+  using PreparedPtr = std::shared_ptr<Prepared>;
+  struct Stream;
+
+  DataService(std::unique_ptr<Dataset> dataset,
+              const DataServiceOptions& options, DataMetrics* metrics);
+  void ProduceLoop();
+  PreparedPtr MakeBatch(const std::vector<int64_t>& indices, int64_t epoch);
+
+  // All below with mu_ held.
+  absl::Status ValidateOpen(const v1::BatchRequest& request) const;
+  absl::Status ApplyRequest(Stream* s, const v1::BatchRequest& request,
+                            bool first);
+  void Ack(Stream* s, int64_t batch_id);
+  PreparedPtr TakeFor(const Stream& s);
+  void Dispatch();
+  void CloseStream(Stream* s, const absl::Status& why);
+  void UpdateGauges();
+  int64_t Live() const {
+    return static_cast<int64_t>(ready_.size() + requeued_.size()) + in_flight_;
+  }
+
+  std::unique_ptr<Dataset> dataset_;
+  const DataServiceOptions options_;
+  DataMetrics* const metrics_;
+
+  mutable std::mutex mu_;
+  std::condition_variable producer_cv_;
+  bool stopping_ = false;
+  int64_t next_batch_id_ = 0;
+  std::deque<PreparedPtr> ready_;     // sampler order
+  std::deque<PreparedPtr> requeued_;  // dealt before ready_
+  std::deque<PreparedPtr> generated_;
+  int64_t in_flight_ = 0;            // real batches dealt and not acked
+  int64_t generated_in_flight_ = 0;  // outside the max_in_flight cap
+  std::deque<Stream*> waiting_;      // streams with credit, in request order
+  std::map<std::string, Stream*> by_worker_;
+  int64_t last_epoch_ = 0;
+  Stats totals_;
+
+  std::thread producer_;  // last: started once the rest is constructed
+};
+
+}  // namespace paragan
+
+#endif  // PARAGAN_DATALOADER_DATA_SERVICE_H_

@@ -1,0 +1,457 @@
+// In-process gRPC tests of the data service: a real server on 127.0.0.1 over
+// the synthetic dataset, raw streams (to see the protocol) and DataClient.
+
+#include "dataloader/data_service.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/time/clock.h"
+#include "dataloader/data_client.h"
+#include "dataloader/test_server.h"
+#include "prometheus/metric_family.h"
+#include "server/grpc_status.h"
+#include "worker/data/sampler.h"
+
+namespace paragan {
+namespace {
+
+using BatchStream = grpc::ClientReaderWriter<v1::BatchRequest, v1::Batch>;
+
+bool WaitFor(const std::function<bool()>& pred,
+             absl::Duration timeout = absl::Seconds(10)) {
+  const absl::Time end = absl::Now() + timeout;
+  while (absl::Now() < end) {
+    if (pred()) return true;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return pred();
+}
+
+DataServiceOptions Options(int batch_size, uint64_t seed = 7) {
+  DataServiceOptions o;
+  o.batch_size = batch_size;
+  o.seed = seed;
+  o.prefetch = 4;
+  o.max_in_flight = 64;
+  o.generated_buffer = 2;
+  return o;
+}
+
+DataClient::Options ClientOptions(const TestServer& server,
+                                  const std::string& worker) {
+  DataClient::Options o;
+  o.address = server.address();
+  o.worker_id = worker;
+  o.max_retry_seconds = 5;
+  o.initial_backoff_ms = 20;
+  o.max_backoff_ms = 200;
+  return o;
+}
+
+// A raw StreamBatches call.
+struct RawStream {
+  RawStream(v1::DataService::Stub* stub, const v1::BatchRequest& first) {
+    stream = stub->StreamBatches(&context);
+    stream->Write(first);
+  }
+  v1::Batch Read() {
+    v1::Batch b;
+    EXPECT_TRUE(stream->Read(&b));
+    return b;
+  }
+  grpc::ClientContext context;
+  std::unique_ptr<BatchStream> stream;
+};
+
+v1::BatchRequest Open(const std::string& worker, int credits) {
+  v1::BatchRequest r;
+  r.set_worker_id(worker);
+  r.set_credits(credits);
+  return r;
+}
+
+std::unique_ptr<v1::DataService::Stub> StubFor(const TestServer& server) {
+  return v1::DataService::NewStub(grpc::CreateChannel(
+      server.address(), grpc::InsecureChannelCredentials()));
+}
+
+TEST(DataServiceTest, DescribeReportsTheDataset) {
+  TestServer server(Options(16, 3), SyntheticSpec(256, 3));
+  ASSERT_NE(server.port, 0);
+  auto client = DataClient::Connect(ClientOptions(server, "w"));
+  ASSERT_TRUE(client.ok()) << client.status();
+  const v1::DescribeResponse& info = (*client)->info();
+  EXPECT_EQ(info.dataset(), "synthetic");
+  EXPECT_EQ(info.num_examples(), 256);
+  EXPECT_EQ(std::vector<int64_t>(info.image_shape().begin(),
+                                 info.image_shape().end()),
+            (std::vector<int64_t>{1, 8, 8}));
+  EXPECT_EQ(info.num_classes(), 10);
+  EXPECT_EQ(info.batch_size(), 16);
+  EXPECT_EQ(info.seed(), 3u);
+  EXPECT_EQ(info.image_dtype(), v1::FLOAT32);
+}
+
+// One worker sees exactly the single-process trainer's data: the batches of
+// EpochSampler(size, seed) loaded the way training_run.cc's BatchSource does
+// (labels assigned 0, then LoadBatch), across epoch boundaries (24 does not
+// divide 256).
+TEST(DataServiceTest, SingleWorkerOrderEqualsTrainerSampler) {
+  constexpr int kBatch = 24;
+  constexpr uint64_t kSeed = 11;
+  const DatasetSpec spec = SyntheticSpec(256, kSeed);
+  TestServer server(Options(kBatch, kSeed), spec);
+  auto client = DataClient::Connect(ClientOptions(server, "solo"));
+  ASSERT_TRUE(client.ok()) << client.status();
+
+  auto dataset = OpenDataset(spec);
+  ASSERT_TRUE(dataset.ok());
+  const DatasetInfo& info = (*dataset)->info();
+  EpochSampler sampler(info.size, kSeed);
+  Tensor expected = Tensor::Host({kBatch, 1, 8, 8});
+  std::vector<int64_t> indices;
+  std::vector<int> expected_labels;
+  for (int step = 0; step < 30; ++step) {  // ~2.8 epochs
+    const int64_t epoch = sampler.state().epoch;
+    sampler.NextBatch(kBatch, &indices);
+    expected_labels.assign(kBatch, 0);
+    LoadBatch(**dataset, indices, expected.data(), expected_labels.data(), 2);
+
+    Tensor images;
+    std::vector<int> labels;
+    ASSERT_TRUE((*client)->Next(&images, &labels).ok()) << step;
+    ASSERT_EQ(images.shape(), expected.shape());
+    EXPECT_EQ(std::memcmp(images.data(), expected.data(),
+                          sizeof(float) * expected.numel()),
+              0)
+        << "step " << step;
+    EXPECT_EQ(labels, expected_labels) << "step " << step;
+    EXPECT_EQ((*client)->last_batch().example_indices, indices);
+    EXPECT_EQ((*client)->last_batch().epoch, epoch);
+    EXPECT_FALSE((*client)->last_batch().generated);
+  }
+  EXPECT_GE(server.service->stats().epoch, 2);
+}
+
+TEST(DataServiceTest, TwoWorkersCoverAnEpochExactlyOnce) {
+  constexpr int kBatch = 16;  // 16 batches per epoch of 256
+  TestServer server(Options(kBatch), SyntheticSpec(256));
+  std::vector<std::unique_ptr<DataClient>> clients;
+  for (const char* w : {"a", "b"}) {
+    DataClient::Options o = ClientOptions(server, w);
+    o.credits = 2;
+    auto c = DataClient::Connect(o);
+    ASSERT_TRUE(c.ok()) << c.status();
+    clients.push_back(*std::move(c));
+  }
+  std::vector<std::vector<int64_t>> seen(2);
+  std::vector<int> batches(2, 0);
+  // Each worker's first batch before the race, so both streams are open.
+  Tensor images;
+  std::vector<int> labels;
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(clients[i]->Next(&images, &labels).ok());
+    const auto& ix = clients[i]->last_batch().example_indices;
+    seen[i].insert(seen[i].end(), ix.begin(), ix.end());
+    ++batches[i];
+  }
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] {
+      Tensor im;
+      std::vector<int> lb;
+      // A worker's stream is in deal order: after its first epoch-1 batch,
+      // it holds no more epoch-0 batches.
+      for (;;) {
+        ASSERT_TRUE(clients[i]->Next(&im, &lb).ok());
+        const DataClient::BatchInfo& b = clients[i]->last_batch();
+        if (b.epoch >= 1) break;
+        seen[i].insert(seen[i].end(), b.example_indices.begin(),
+                       b.example_indices.end());
+        ++batches[i];
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<int64_t> all = seen[0];
+  all.insert(all.end(), seen[1].begin(), seen[1].end());
+  std::sort(all.begin(), all.end());
+  std::vector<int64_t> expected(256);
+  for (int i = 0; i < 256; ++i) expected[i] = i;
+  EXPECT_EQ(all, expected);
+  EXPECT_GE(batches[0], 1);
+  EXPECT_GE(batches[1], 1);
+  EXPECT_EQ(batches[0] + batches[1], 16);
+}
+
+TEST(DataServiceTest, FlowControlNeverExceedsCredits) {
+  TestServer server(Options(8), SyntheticSpec(256));
+  auto stub = StubFor(server);
+  RawStream raw(stub.get(), Open("fc", 3));
+  std::atomic<int> received{0};
+  std::vector<int64_t> ids;
+  std::mutex mu;
+  std::thread reader([&] {
+    v1::Batch b;
+    while (raw.stream->Read(&b)) {
+      std::lock_guard<std::mutex> lock(mu);
+      ids.push_back(b.batch_id());
+      ++received;
+    }
+  });
+  ASSERT_TRUE(WaitFor([&] { return received.load() == 3; }));
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(received.load(), 3) << "sent beyond the 3 credits";
+  EXPECT_EQ(server.service->stats().in_flight, 3);
+
+  // Acks alone grant nothing.
+  v1::BatchRequest ack;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (int64_t id : ids) ack.add_acks(id);
+  }
+  raw.stream->Write(ack);
+  ASSERT_TRUE(WaitFor([&] { return server.service->stats().in_flight == 0; }));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(received.load(), 3);
+
+  v1::BatchRequest more;
+  more.set_credits(2);
+  raw.stream->Write(more);
+  ASSERT_TRUE(WaitFor([&] { return received.load() == 5; }));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(received.load(), 5);
+  // Memory stays bounded: prepared + in flight within the cap.
+  const DataService::Stats st = server.service->stats();
+  EXPECT_LE(st.prepared, 4);
+  EXPECT_LE(st.prepared + st.in_flight + st.requeued, 64);
+
+  raw.stream->WritesDone();
+  reader.join();
+  EXPECT_TRUE(raw.stream->Finish().ok());
+}
+
+TEST(DataServiceTest, MaxInFlightCapsPreparedAndUnacked) {
+  DataServiceOptions o = Options(8);
+  o.prefetch = 4;
+  o.max_in_flight = 5;
+  TestServer server(o, SyntheticSpec(256));
+  auto stub = StubFor(server);
+  RawStream raw(stub.get(), Open("greedy", 100));
+  std::atomic<int> received{0};
+  std::thread reader([&] {
+    v1::Batch b;
+    while (raw.stream->Read(&b)) ++received;
+  });
+  ASSERT_TRUE(WaitFor([&] { return received.load() == 5; }));
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(received.load(), 5) << "the cap of 5 unacked batches was passed";
+  const DataService::Stats st = server.service->stats();
+  EXPECT_EQ(st.in_flight, 5);
+  EXPECT_EQ(st.prepared, 0);
+  raw.context.TryCancel();
+  reader.join();
+}
+
+TEST(DataServiceTest, BrokenStreamsBatchesAreRedelivered) {
+  TestServer server(Options(8), SyntheticSpec(256));
+  auto stub = StubFor(server);
+  auto a = std::make_unique<RawStream>(stub.get(), Open("a", 3));
+  const v1::Batch a0 = a->Read(), a1 = a->Read(), a2 = a->Read();
+  v1::BatchRequest ack;
+  ack.add_acks(a0.batch_id());
+  a->stream->Write(ack);
+  ASSERT_TRUE(WaitFor([&] { return server.service->stats().in_flight == 2; }));
+  a->context.TryCancel();  // the worker dies with a1, a2 unacked
+  ASSERT_TRUE(WaitFor([&] { return server.service->stats().requeued == 2; }));
+  a->stream->Finish().IgnoreError();
+  a.reset();
+
+  RawStream b(stub.get(), Open("b", 3));
+  const v1::Batch b0 = b.Read(), b1 = b.Read(), b2 = b.Read();
+  EXPECT_EQ(b0.batch_id(), a1.batch_id());
+  EXPECT_EQ(b1.batch_id(), a2.batch_id());
+  EXPECT_EQ(b0.images().data(), a1.images().data());
+  EXPECT_EQ(b1.example_indices(0), a2.example_indices(0));
+  EXPECT_GT(b2.batch_id(), a2.batch_id());
+  const DataService::Stats st = server.service->stats();
+  EXPECT_EQ(st.requeued_total, 2);
+  EXPECT_EQ(st.requeued, 0);
+  b.context.TryCancel();
+}
+
+TEST(DataServiceTest, ReconnectingWorkerResumes) {
+  TestServer server(Options(8), SyntheticSpec(256));
+  auto stub = StubFor(server);
+  RawStream old(stub.get(), Open("w", 3));
+  const v1::Batch o0 = old.Read(), o1 = old.Read(), o2 = old.Read();
+  // The worker reconnects (its old stream still open on the server), having
+  // consumed o0 and o1 but acked neither.
+  v1::BatchRequest first = Open("w", 3);
+  first.add_acks(o0.batch_id());
+  first.add_acks(o1.batch_id());
+  RawStream fresh(stub.get(), first);
+  const v1::Batch n0 = fresh.Read(), n1 = fresh.Read();
+  EXPECT_EQ(n0.batch_id(), o2.batch_id());
+  EXPECT_EQ(n1.batch_id(), o2.batch_id() + 1);
+  const grpc::Status old_status = old.stream->Finish();
+  EXPECT_FALSE(old_status.ok());
+  EXPECT_EQ(server.service->stats().streams, 1);
+  fresh.context.TryCancel();
+}
+
+TEST(DataServiceTest, BadRequestsGetClearErrors) {
+  TestServer server(Options(16), SyntheticSpec(256));
+  auto stub = StubFor(server);
+  auto refused = [&](const v1::BatchRequest& first,
+                     const v1::BatchRequest* second) {
+    RawStream raw(stub.get(), first);
+    if (second != nullptr) {
+      v1::Batch b0;
+      EXPECT_TRUE(raw.stream->Read(&b0));
+      raw.stream->Write(*second);
+    }
+    v1::Batch b;
+    while (raw.stream->Read(&b)) {
+    }
+    return raw.stream->Finish();
+  };
+  struct Case {
+    v1::BatchRequest first;
+    std::string message;
+  };
+  std::vector<Case> cases;
+  cases.push_back({Open("z", 0), "credits >= 1"});
+  cases.push_back({Open("n", -2), "credits >= 1"});
+  cases.push_back({Open("", 1), "worker_id"});
+  v1::BatchRequest role = Open("r", 1);
+  role.set_role(static_cast<v1::WorkerRole>(7));
+  cases.push_back({role, "unknown role 7"});
+  v1::BatchRequest size = Open("s", 1);
+  size.set_batch_size(5);
+  cases.push_back({size, "batch_size 5 differs from the service's 16"});
+  v1::BatchRequest gen = Open("g", 1);
+  gen.set_want_generated(true);
+  cases.push_back({gen, "D_ONLY"});
+  for (const Case& c : cases) {
+    const grpc::Status st = refused(c.first, nullptr);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.message;
+    EXPECT_TRUE(absl::StrContains(st.error_message(), c.message))
+        << st.error_message();
+  }
+  // Negative credits later in the stream.
+  v1::BatchRequest negative;
+  negative.set_credits(-1);
+  const grpc::Status st = refused(Open("later", 1), &negative);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "credits must be >= 0"))
+      << st.error_message();
+  // Nothing leaked: the refused streams' batches went back.
+  ASSERT_TRUE(WaitFor([&] { return server.service->stats().in_flight == 0; }));
+  EXPECT_EQ(server.service->stats().streams, 0);
+
+  // DataClient refuses a batch size the service does not serve.
+  DataClient::Options o = ClientOptions(server, "c");
+  o.batch_size = 32;
+  auto client = DataClient::Connect(o);
+  EXPECT_EQ(client.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(client.status().message(), "batch_size 32"));
+}
+
+TEST(DataServiceTest, GeneratedSamplesReachDOnlyWorkers) {
+  TestServer server(Options(4), SyntheticSpec(256));  // generated_buffer 2
+  DataClient::Options go = ClientOptions(server, "g0");
+  go.role = v1::G_ONLY;
+  auto g = DataClient::Connect(go);
+  ASSERT_TRUE(g.ok()) << g.status();
+  for (int k = 0; k < 3; ++k) {
+    Tensor images = Tensor::HostFrom(
+        {4, 1, 8, 8},
+        std::vector<float>(4 * 64, 0.25f * static_cast<float>(k)));
+    ASSERT_TRUE((*g)->Publish(images, {k, k, k, k}, 10 + k).ok());
+  }
+  EXPECT_EQ((*g)->last_publish().accepted_batches(), 1);
+  EXPECT_EQ((*g)->last_publish().dropped_batches(), 1);  // buffer of 2
+  DataService::Stats st = server.service->stats();
+  EXPECT_EQ(st.generated_accepted, 3);
+  EXPECT_EQ(st.generated_dropped, 1);
+  EXPECT_EQ(st.generated_buffered, 2);
+
+  DataClient::Options d = ClientOptions(server, "d0");
+  d.role = v1::D_ONLY;
+  d.want_generated = true;
+  d.credits = 1;
+  auto dc = DataClient::Connect(d);
+  ASSERT_TRUE(dc.ok()) << dc.status();
+  for (int k = 1; k < 3; ++k) {  // the oldest (k = 0) was dropped
+    Tensor images;
+    std::vector<int> labels;
+    ASSERT_TRUE((*dc)->Next(&images, &labels).ok());
+    EXPECT_TRUE((*dc)->last_batch().generated);
+    EXPECT_EQ((*dc)->last_batch().g_version, 10 + k);
+    EXPECT_EQ(images.shape(), (Shape{4, 1, 8, 8}));
+    EXPECT_EQ(images.data()[0], 0.25f * static_cast<float>(k));
+    EXPECT_EQ(labels, std::vector<int>(4, k));
+  }
+  // Unlabelled samples are fine; wrong image shapes and labels are not.
+  ASSERT_TRUE((*g)->Publish(Tensor::Host({2, 1, 8, 8}), {}, 20).ok());
+  Tensor images;
+  std::vector<int> labels{1};
+  ASSERT_TRUE((*dc)->Next(&images, &labels).ok());
+  EXPECT_TRUE(labels.empty());
+  absl::Status bad = (*g)->Publish(Tensor::Host({2, 3, 8, 8}), {}, 21);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << bad;
+  EXPECT_TRUE(absl::StrContains(bad.message(), "[N, 1, 8, 8]")) << bad;
+  bad = (*g)->Publish(Tensor::Host({2, 1, 8, 8}), {0, 10}, 22);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << bad;
+  // Real data keeps flowing to other workers meanwhile.
+  auto r = DataClient::Connect(ClientOptions(server, "r0"));
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE((*r)->Next(&images, &labels).ok());
+  EXPECT_FALSE((*r)->last_batch().generated);
+}
+
+TEST(DataServiceTest, MetricsCountBatchesLatencyAndRequeues) {
+  TestServer server(Options(8), SyntheticSpec(256));
+  {
+    auto client = DataClient::Connect(ClientOptions(server, "m0"));
+    ASSERT_TRUE(client.ok());
+    Tensor images;
+    std::vector<int> labels;
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE((*client)->Next(&images, &labels).ok());
+    }
+  }  // closes: the batches received ahead are requeued
+  ASSERT_TRUE(WaitFor([&] { return server.service->stats().streams == 0; }));
+  std::map<std::string, double> values;
+  for (const prometheus::MetricFamily& f : server.registry->Collect()) {
+    for (const prometheus::ClientMetric& m : f.metric) {
+      std::string key = f.name;
+      for (const auto& l : m.label) key += "{" + l.name + "=" + l.value + "}";
+      values[key] = f.type == prometheus::MetricType::Counter ? m.counter.value
+                    : f.type == prometheus::MetricType::Gauge
+                        ? m.gauge.value
+                        : static_cast<double>(m.histogram.sample_count);
+    }
+  }
+  EXPECT_GE(values["paragan_data_batches_sent_total{worker=m0}"], 5);
+  EXPECT_GE(values["paragan_data_bytes_sent_total{worker=m0}"], 5 * 8 * 64 * 4);
+  EXPECT_EQ(values["paragan_data_delivery_latency_seconds{worker=m0}"], 5);
+  EXPECT_GE(values["paragan_data_credit_wait_seconds{worker=m0}"], 5);
+  EXPECT_GE(values["paragan_data_requeued_batches_total"], 1);
+  EXPECT_EQ(values["paragan_data_in_flight_batches"], 0);
+  EXPECT_EQ(values["paragan_data_streams"], 0);
+  EXPECT_EQ(values.count("paragan_data_epoch"), 1u);
+}
+
+}  // namespace
+}  // namespace paragan

@@ -1,0 +1,217 @@
+// paragan_data: the data service (paragan.v1.DataService) of a training job:
+// one seeded sampler over the dataset, batches dealt to workers with
+// credit-based flow control, generated samples relayed from G to D workers,
+// Prometheus metrics.
+//
+//   paragan_data --port=0 --metrics_port=0 --dataset=fashion_mnist
+//
+// prints "paragan_data: listening on port <p>" and
+// "paragan_data: metrics on port <m>" once serving; stops on SIGTERM/SIGINT
+// (exit 0). Bad flags or a missing dataset: exit 1 with the reason.
+
+#include <signal.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "dataloader/data_metrics.h"
+#include "dataloader/data_service.h"
+#include "grpcpp/grpcpp.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
+#include "server/metrics.h"
+#include "worker/data/dataset.h"
+
+ABSL_FLAG(std::string, bind_address, "0.0.0.0", "Address to listen on.");
+ABSL_FLAG(int, port, 0, "gRPC port; 0 picks a free port (printed).");
+ABSL_FLAG(int, metrics_port, 0,
+          "Prometheus /metrics port; 0 picks a free port (printed); -1: off.");
+ABSL_FLAG(std::string, dataset, "fashion_mnist",
+          "fashion_mnist | folder | synthetic");
+ABSL_FLAG(std::string, data_path, "",
+          "Dataset directory (fashion_mnist idx .gz files, or class "
+          "sub-folders); empty: $PARAGAN_FASHION_MNIST_DIR, else "
+          "/usr/share/datasets/fashion-mnist (the trainer's default).");
+ABSL_FLAG(int, resolution, 32, "Image size (folder, synthetic).");
+ABSL_FLAG(int, channels, 1, "Image channels, 1 or 3 (folder, synthetic).");
+ABSL_FLAG(int64_t, synthetic_size, 4096, "Images in the synthetic dataset.");
+ABSL_FLAG(int, batch_size, 64, "Images per batch (one for all workers).");
+ABSL_FLAG(uint64_t, seed, 0,
+          "Seed of the data order (and of the synthetic images), as the "
+          "trainer's --seed.");
+ABSL_FLAG(int, prefetch, 8, "Batches decoded ahead on a background thread.");
+ABSL_FLAG(int, max_in_flight, 64,
+          "Cap on batches held: prepared + requeued + sent and not acked.");
+ABSL_FLAG(int, generated_buffer, 16,
+          "Generated batches kept for D-only workers (oldest dropped when "
+          "full); 0: publishing off.");
+ABSL_FLAG(int, load_threads, 1, "Threads decoding one batch.");
+ABSL_FLAG(int, max_message_bytes, 256 << 20,
+          "Largest gRPC message accepted or sent (one batch is one message).");
+
+namespace paragan {
+namespace {
+
+constexpr char kName[] = "paragan_data";
+
+absl::Status CheckFlags() {
+  auto range = [](const char* flag, int64_t v, int64_t lo, int64_t hi) {
+    if (v >= lo && v <= hi) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, " must be in [", lo, ", ", hi, "], got ", v));
+  };
+  PG_RETURN_IF_ERROR(range("port", absl::GetFlag(FLAGS_port), 0, 65535));
+  PG_RETURN_IF_ERROR(
+      range("metrics_port", absl::GetFlag(FLAGS_metrics_port), -1, 65535));
+  PG_RETURN_IF_ERROR(
+      range("batch_size", absl::GetFlag(FLAGS_batch_size), 1, 1 << 20));
+  PG_RETURN_IF_ERROR(
+      range("prefetch", absl::GetFlag(FLAGS_prefetch), 1, 1 << 16));
+  PG_RETURN_IF_ERROR(
+      range("max_in_flight", absl::GetFlag(FLAGS_max_in_flight), 1, 1 << 20));
+  PG_RETURN_IF_ERROR(range("generated_buffer",
+                           absl::GetFlag(FLAGS_generated_buffer), 0, 1 << 20));
+  PG_RETURN_IF_ERROR(
+      range("load_threads", absl::GetFlag(FLAGS_load_threads), 1, 256));
+  PG_RETURN_IF_ERROR(range("synthetic_size",
+                           absl::GetFlag(FLAGS_synthetic_size), 1,
+                           int64_t{1} << 40));
+  PG_RETURN_IF_ERROR(range("max_message_bytes",
+                           absl::GetFlag(FLAGS_max_message_bytes), 1 << 16,
+                           std::numeric_limits<int>::max()));
+  return absl::OkStatus();
+}
+
+std::string DataPath() {
+  std::string path = absl::GetFlag(FLAGS_data_path);
+  if (!path.empty()) return path;
+  const char* env = std::getenv("PARAGAN_FASHION_MNIST_DIR");
+  return env != nullptr && *env != '\0' ? env
+                                        : "/usr/share/datasets/fashion-mnist";
+}
+
+int Run() {
+  // Block the stop signals before any thread starts, so every thread
+  // inherits the mask and only the sigwaitinfo below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  if (absl::Status st = CheckFlags(); !st.ok()) {
+    std::cerr << kName << ": " << st.message() << std::endl;
+    return 1;
+  }
+  DatasetSpec spec;
+  spec.name = absl::GetFlag(FLAGS_dataset);
+  spec.path = DataPath();
+  spec.resolution = absl::GetFlag(FLAGS_resolution);
+  spec.channels = absl::GetFlag(FLAGS_channels);
+  spec.synthetic_size = absl::GetFlag(FLAGS_synthetic_size);
+  spec.seed = absl::GetFlag(FLAGS_seed);  // as paragan_train does
+  absl::StatusOr<std::unique_ptr<Dataset>> dataset = OpenDataset(spec);
+  if (!dataset.ok()) {
+    std::cerr << kName << ": cannot open --dataset=" << spec.name
+              << (spec.name == "synthetic" ? "" : " --data_path=" + spec.path)
+              << ": " << dataset.status().message() << std::endl;
+    return 1;
+  }
+  const DatasetInfo info = (*dataset)->info();
+  std::cout << kName << ": dataset " << info.name << ", " << info.size
+            << " images " << info.channels << "x" << info.height << "x"
+            << info.width << ", " << info.num_classes << " classes; batch "
+            << absl::GetFlag(FLAGS_batch_size) << ", seed "
+            << absl::GetFlag(FLAGS_seed) << std::endl;
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  // The exposer keeps weak pointers: these must live as long as it does.
+  const std::shared_ptr<prometheus::Collectable> process_metrics =
+      MakeProcessCollectable();
+  std::unique_ptr<DataMetrics> metrics;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
+    metrics = std::make_unique<DataMetrics>(registry.get());
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(
+          absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":",
+                       absl::GetFlag(FLAGS_metrics_port)));
+    } catch (const std::exception& e) {
+      std::cerr << kName << ": cannot serve metrics on --metrics_port="
+                << absl::GetFlag(FLAGS_metrics_port) << ": " << e.what()
+                << std::endl;
+      return 1;
+    }
+    exposer->RegisterCollectable(registry);
+    exposer->RegisterCollectable(process_metrics);
+  }
+
+  DataServiceOptions options;
+  options.dataset_name = spec.name;
+  options.batch_size = absl::GetFlag(FLAGS_batch_size);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.prefetch = absl::GetFlag(FLAGS_prefetch);
+  options.max_in_flight = absl::GetFlag(FLAGS_max_in_flight);
+  options.generated_buffer = absl::GetFlag(FLAGS_generated_buffer);
+  options.load_threads = absl::GetFlag(FLAGS_load_threads);
+  absl::StatusOr<std::unique_ptr<DataService>> service =
+      DataService::Create(*std::move(dataset), options, metrics.get());
+  if (!service.ok()) {
+    std::cerr << kName << ": " << service.status().message() << std::endl;
+    return 1;
+  }
+
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":",
+                                        absl::GetFlag(FLAGS_port)),
+                           grpc::InsecureServerCredentials(), &port);
+  DataService::ConfigureServer(&builder,
+                               absl::GetFlag(FLAGS_max_message_bytes));
+  builder.RegisterService(service->get());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    std::cerr << kName
+              << ": cannot listen on --port=" << absl::GetFlag(FLAGS_port)
+              << std::endl;
+    return 1;
+  }
+  // A launcher parses these two lines: keep them exact, and flushed.
+  std::cout << kName << ": listening on port " << port << std::endl;
+  if (exposer) {
+    std::cout << kName << ": metrics on port "
+              << exposer->GetListeningPorts().at(0) << std::endl;
+  }
+
+  int sig = -1;
+  while (sig <= 0) sig = sigwaitinfo(&stop_signals, nullptr);
+  std::cout << kName << ": signal " << sig << ", stopping" << std::endl;
+  // Open streams are cancelled after the grace period; their workers
+  // reconnect to the next service.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  const DataService::Stats stats = (*service)->stats();
+  service->reset();
+  std::cout << kName << ": " << stats.produced << " batches produced, epoch "
+            << stats.epoch << ", " << stats.requeued_total << " requeued; bye"
+            << std::endl;
+  return 0;
+}
+
+}  // namespace
+}  // namespace paragan
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "ParaGAN data service. See dataloader/main.cc and dataloader/README.md.");
+  absl::ParseCommandLine(argc, argv);
+  return paragan::Run();
+}

@@ -1,0 +1,72 @@
+#!/bin/bash
+# paragan_data as a process: prints its ports, serves batches to a client,
+# exposes /metrics, exits 0 on SIGTERM and SIGINT, exits 1 on bad flags and a
+# missing dataset.
+set -u
+BIN="$1"
+FETCH="$2"
+T="${TEST_TMPDIR:-$(mktemp -d)}"
+fail() { echo "FAIL: $*"; for f in "$T"/out*.txt; do echo "== $f"; cat "$f"; done; exit 1; }
+
+start() {  # start <log> <metrics_port> <flags...>; sets PID, PORT, MPORT
+  local log="$1" mflag="$2"; shift 2
+  local want="^paragan_data: metrics on port [0-9]*$"
+  [ "$mflag" = -1 ] && want="^paragan_data: listening on port [0-9]*$"
+  "$BIN" --port=0 --metrics_port="$mflag" --bind_address=127.0.0.1 "$@" >"$log" 2>&1 &
+  PID=$!
+  for _ in $(seq 300); do
+    grep -q "$want" "$log" && break
+    kill -0 "$PID" 2>/dev/null || fail "paragan_data exited early"
+    sleep 0.1
+  done
+  PORT=$(sed -n 's/^paragan_data: listening on port \([0-9]*\)$/\1/p' "$log")
+  MPORT=$(sed -n 's/^paragan_data: metrics on port \([0-9]*\)$/\1/p' "$log")
+  [ -n "$PORT" ] || fail "no port line printed"
+  [ "$mflag" = -1 ] || [ -n "$MPORT" ] || fail "no metrics port line printed"
+}
+
+start "$T/out1.txt" 0 --dataset=synthetic --synthetic_size=512 --batch_size=16 --seed=3
+"$FETCH" --address="127.0.0.1:$PORT" --worker_id=w7 --batches=40 >"$T/out_fetch.txt" 2>&1 ||
+  fail "fetch failed: $(cat "$T/out_fetch.txt")"
+grep -q "40 batches, 640 images \[16, 1, 32, 32\]" "$T/out_fetch.txt" || fail "fetch summary"
+grep -q "epoch 1$" "$T/out_fetch.txt" || fail "40 batches of 16 from 512 reach epoch 1"
+curl -sf "http://127.0.0.1:$MPORT/metrics" >"$T/metrics.txt" || fail "metrics fetch"
+for m in 'paragan_data_batches_sent_total{worker="w7"}' \
+         'paragan_data_bytes_sent_total{worker="w7"}' \
+         'paragan_data_delivery_latency_seconds_count{worker="w7"} 40' \
+         'paragan_data_credit_wait_seconds_count{worker="w7"}' \
+         'paragan_data_in_flight_batches 0' \
+         'paragan_data_requeued_batches_total' \
+         'paragan_data_generated_batches_accepted_total 0' \
+         'paragan_data_generated_batches_dropped_total 0' \
+         'paragan_data_epoch 1' \
+         'paragan_process_resident_memory_bytes'; do
+  grep -qF "$m" "$T/metrics.txt" || fail "metric '$m' missing: $(cat "$T/metrics.txt")"
+done
+kill -TERM "$PID"
+wait "$PID" || fail "exit status $? after SIGTERM"
+grep -q "stopping" "$T/out1.txt" || fail "no stopping line"
+
+# Fashion-MNIST when it is installed (the default dataset), stopped by SIGINT.
+FM="${PARAGAN_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
+if [ -f "$FM/train-images-idx3-ubyte.gz" ]; then
+  start "$T/out2.txt" -1 --data_path="$FM"
+  grep -q "fashion_mnist, 60000 images 1x32x32, 10 classes" "$T/out2.txt" || fail "fashion_mnist"
+  kill -INT "$PID"
+  wait "$PID" || fail "exit status $? after SIGINT"
+fi
+
+# Bad flags and a missing dataset: exit 1, naming the flag or the path.
+expect_exit1() {  # expect_exit1 <text> <flags...>
+  local text="$1"; shift
+  "$BIN" --port=0 --metrics_port=-1 "$@" >"$T/out_bad.txt" 2>&1
+  local rc=$?
+  [ "$rc" = 1 ] || fail "exit $rc (want 1) for $*"
+  grep -qF -- "$text" "$T/out_bad.txt" || fail "no '$text' for $*: $(cat "$T/out_bad.txt")"
+}
+expect_exit1 "--batch_size" --dataset=synthetic --batch_size=0
+expect_exit1 "--prefetch" --dataset=synthetic --prefetch=0
+expect_exit1 "unknown dataset 'nope'" --dataset=nope
+expect_exit1 "/no/such/dir" --dataset=fashion_mnist --data_path=/no/such/dir
+expect_exit1 "channels" --dataset=synthetic --channels=2
+echo PASS
