@@ -231,7 +231,11 @@ void DataService::Ack(Stream* s, int64_t batch_id) {
       metrics_->RecordAcked(
           s->worker_id, absl::ToDoubleSeconds(absl::Now() - it->second.sent));
     }
-    if (!it->second.batch->batch.generated()) --in_flight_;
+    if (it->second.batch->batch.generated()) {
+      --generated_in_flight_;
+    } else {
+      --in_flight_;
+    }
     s->unacked.erase(it);
     return;
   }
@@ -349,6 +353,10 @@ grpc::Status DataService::StreamBatches(
   s.want_generated = first.want_generated();
   s.context = context;
   std::unique_lock<std::mutex> lock(mu_);
+  if (shutting_down_) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "the data service is shutting down");
+  }
   if (absl::Status st = ValidateOpen(first); !st.ok()) {
     return ToGrpcStatus(st);
   }
@@ -406,9 +414,10 @@ grpc::Status DataService::StreamBatches(
     const absl::Time now = absl::Now();
     const int64_t id = out.batch->batch.batch_id();
     s.unacked[id].sent = now;
+    lock.unlock();
+    // Prepared batches are immutable once dealt: copy without the lock.
     v1::Batch message = out.batch->batch;
     message.set_sent_unix_micros(absl::ToUnixMicros(now));
-    lock.unlock();
     const bool ok = stream->Write(message);
     if (ok && metrics_ != nullptr) {
       metrics_->RecordSent(s.worker_id, out.batch->payload_bytes,
@@ -497,6 +506,16 @@ grpc::Status DataService::PublishSamples(
   response->set_accepted_batches(accepted);
   response->set_dropped_batches(dropped);
   return grpc::Status::OK;
+}
+
+void DataService::Shutdown() {
+  std::lock_guard<std::mutex> lock(mu_);
+  shutting_down_ = true;
+  std::vector<Stream*> open;
+  for (const auto& [worker, s] : by_worker_) open.push_back(s);
+  for (Stream* s : open) {
+    CloseStream(s, absl::UnavailableError("the data service is shutting down"));
+  }
 }
 
 void DataService::ConfigureServer(grpc::ServerBuilder* builder,

@@ -16,7 +16,8 @@
 // batch is sent per credit, never more. Memory is bounded: batches prepared
 // ahead (at most `prefetch`) plus requeued plus sent-and-unacked batches
 // never exceed `max_in_flight`; when the cap is reached the producer waits
-// for acks.
+// for acks. (Generated batches are bounded separately: the buffer plus the
+// D_ONLY streams' credits.)
 //
 // Delivery. A background thread decodes batches ahead. Batches a stream was
 // sent and did not ack when it ended (error, cancel, half-close, or a new
@@ -24,7 +25,9 @@
 // the queue and are dealt to the next stream that asks. Acks naming requeued
 // batches of the same worker (a reconnecting worker acking what it consumed
 // before the break) remove them. Delivery is at least once: a batch consumed
-// but unacked when a stream broke may be delivered again.
+// but unacked when a stream broke may be delivered again. worker_id must be
+// unique among live workers: two live streams with one id supersede each
+// other.
 //
 // Generated samples. PublishSamples (G workers) appends batches to a bounded
 // buffer (the oldest is dropped when full, counted); streams opened with
@@ -96,6 +99,11 @@ class DataService final : public v1::DataService::Service {
                               grpc::ServerReader<v1::SampleBatch>* reader,
                               v1::PublishResponse* response) override;
 
+  // Ends every open stream (UNAVAILABLE: workers reconnect to the next
+  // service) and refuses new ones, so that grpc::Server::Shutdown need not
+  // wait for its deadline. Call before it.
+  void Shutdown();
+
   // Message size limits and keepalive pings DataClient sends (by default
   // gRPC servers refuse pings more often than every 5 minutes).
   static void ConfigureServer(grpc::ServerBuilder* builder,
@@ -139,6 +147,7 @@ class DataService final : public v1::DataService::Service {
   mutable std::mutex mu_;
   std::condition_variable producer_cv_;
   bool stopping_ = false;
+  bool shutting_down_ = false;  // Shutdown(): no new streams
   int64_t next_batch_id_ = 0;
   std::deque<PreparedPtr> ready_;     // sampler order
   std::deque<PreparedPtr> requeued_;  // dealt before ready_

@@ -413,11 +413,33 @@ TEST(DataServiceTest, GeneratedSamplesReachDOnlyWorkers) {
   EXPECT_TRUE(absl::StrContains(bad.message(), "[N, 1, 8, 8]")) << bad;
   bad = (*g)->Publish(Tensor::Host({2, 1, 8, 8}), {0, 10}, 22);
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << bad;
+  // Acked generated batches leave the in-flight count.
+  dc->reset();
+  ASSERT_TRUE(WaitFor([&] { return server.service->stats().streams == 0; }));
+  EXPECT_EQ(server.service->stats().in_flight, 0);
   // Real data keeps flowing to other workers meanwhile.
   auto r = DataClient::Connect(ClientOptions(server, "r0"));
   ASSERT_TRUE(r.ok());
   ASSERT_TRUE((*r)->Next(&images, &labels).ok());
   EXPECT_FALSE((*r)->last_batch().generated);
+}
+
+TEST(DataServiceTest, ShutdownEndsOpenStreamsAtOnce) {
+  TestServer server(Options(8), SyntheticSpec(256));
+  auto stub = StubFor(server);
+  RawStream raw(stub.get(), Open("s", 2));
+  raw.Read();
+  server.service->Shutdown();
+  const absl::Time start = absl::Now();
+  server.server->Shutdown(std::chrono::system_clock::now() +
+                          std::chrono::seconds(10));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  v1::Batch b;
+  while (raw.stream->Read(&b)) {
+  }
+  EXPECT_NE(raw.stream->Finish().error_code(), grpc::StatusCode::OK);
+  EXPECT_EQ(server.service->stats().streams, 0);
+  EXPECT_EQ(server.service->stats().in_flight, 0);
 }
 
 TEST(DataServiceTest, MetricsCountBatchesLatencyAndRequeues) {

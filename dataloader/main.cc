@@ -195,8 +195,9 @@ int Run() {
   int sig = -1;
   while (sig <= 0) sig = sigwaitinfo(&stop_signals, nullptr);
   std::cout << kName << ": signal " << sig << ", stopping" << std::endl;
-  // Open streams are cancelled after the grace period; their workers
-  // reconnect to the next service.
+  // Open streams end now (their workers reconnect to the next service);
+  // other calls get a short grace period.
+  (*service)->Shutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   const DataService::Stats stats = (*service)->stats();
   service->reset();

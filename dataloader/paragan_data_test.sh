@@ -43,9 +43,21 @@ for m in 'paragan_data_batches_sent_total{worker="w7"}' \
          'paragan_process_resident_memory_bytes'; do
   grep -qF "$m" "$T/metrics.txt" || fail "metric '$m' missing: $(cat "$T/metrics.txt")"
 done
+# SIGTERM while a worker streams: exit 0 at once; the worker retries, then
+# gives up naming the address.
+"$FETCH" --address="127.0.0.1:$PORT" --worker_id=busy --batches=1000000000 \
+  --max_retry_seconds=1 >"$T/out_busy.txt" 2>&1 &
+FPID=$!
+sleep 0.5
+kill -0 "$FPID" 2>/dev/null || fail "busy fetch ended early: $(cat "$T/out_busy.txt")"
+START=$(date +%s)
 kill -TERM "$PID"
 wait "$PID" || fail "exit status $? after SIGTERM"
+[ $(( $(date +%s) - START )) -le 3 ] || fail "SIGTERM took more than 3 s"
 grep -q "stopping" "$T/out1.txt" || fail "no stopping line"
+wait "$FPID" && fail "fetch succeeded without a service"
+grep -q "127.0.0.1:$PORT unreachable" "$T/out_busy.txt" ||
+  fail "fetch error does not name the address: $(cat "$T/out_busy.txt")"
 
 # Fashion-MNIST when it is installed (the default dataset), stopped by SIGINT.
 FM="${PARAGAN_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
