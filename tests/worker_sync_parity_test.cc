@@ -180,6 +180,31 @@ TEST(WorkerSyncParityTest, OneSyncWorkerMatchesTheSingleProcessTrainer) {
       }
     }
   }
+  // The servers' EMA of G (table G_ema) against the trainer's EMA generator.
+  int ema_compared = 0;
+  double ema_max_diff = 0;
+  ParamStore& ema = trainer->ema_model().generator();
+  for (int s = 0; s < kShards; ++s) {
+    ParameterServerClient client(ParameterServerClient::Connect(addresses[s]));
+    absl::StatusOr<PulledTable> pulled = client.Pull("G_ema", "parity-check");
+    ASSERT_TRUE(pulled.ok()) << pulled.status();
+    for (const auto& [name, t] : pulled->tensors) {
+      const Param* p = ema.FindParam(name);
+      if (p == nullptr) continue;  // buffers: G's, compared above
+      const std::vector<float> want = backend->ToHost(p->value).ToVector();
+      ASSERT_EQ(want.size(), t.values.size()) << name;
+      for (size_t i = 0; i < want.size(); ++i) {
+        const double d = std::fabs(double(want[i]) - t.values[i]);
+        ema_max_diff = std::max(ema_max_diff, d);
+        ASSERT_LE(d, 1e-5 + 1e-4 * std::fabs(want[i]))
+            << "G_ema " << name << "[" << i << "]";
+      }
+      ++ema_compared;
+    }
+  }
+  EXPECT_EQ(ema_compared, static_cast<int>(ema.params().size()));
+  std::cout << "EMA of G: " << ema_compared << " tensors, max |diff| "
+            << ema_max_diff << std::endl;
   const size_t total = trainer->model().generator().params().size() +
                        trainer->model().generator().buffers().size() +
                        trainer->model().discriminator().params().size() +

@@ -34,6 +34,7 @@
 #include "server/metrics.h"
 #include "worker/data/dataset.h"
 #include "worker/distributed/batch_provider.h"
+#include "worker/distributed/data_service_provider.h"
 #include "worker/distributed/worker.h"
 #include "worker/distributed/worker_metrics.h"
 
@@ -138,11 +139,19 @@ int Run() {
   }
 
   std::unique_ptr<BatchProvider> batches;
-  if (!absl::GetFlag(FLAGS_data).empty()) {
-    return Fail(
-        "--data: this build has no data service client yet "
-        "(dataloader/data_client.h); leave --data empty to read the dataset "
-        "locally");
+  const std::string data_address = absl::GetFlag(FLAGS_data);
+  if (!data_address.empty()) {
+    absl::StatusOr<std::unique_ptr<DataServiceProvider>> data =
+        DataServiceProvider::Connect(data_address, o.worker_id, o.batch_size,
+                                     absl::GetFlag(FLAGS_max_retry_seconds));
+    if (!data.ok()) return Fail(data.status().ToString(), 1);
+    const v1::DescribeResponse& info = (*data)->info();
+    o.image_channels = static_cast<int>(info.image_shape(0));
+    o.num_classes = info.num_classes();
+    std::cout << "paragan_worker: data from " << data_address << " ("
+              << info.dataset() << ", " << info.num_examples() << " examples)"
+              << std::endl;
+    batches = std::move(data).value();
   } else {
     DatasetSpec spec;
     spec.name = absl::GetFlag(FLAGS_dataset);
