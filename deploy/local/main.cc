@@ -1,0 +1,124 @@
+// paragan_local: ParaGAN's services on one machine. Starts --num_shards
+// parameter-server shards, the data service and --num_workers workers on
+// free localhost ports, prints one progress line every few seconds, and at
+// the end (G step --steps, --minutes, or Ctrl-C / SIGTERM) stops the workers,
+// the data service and the shards in that order and writes the EMA
+// generator's grid and samples, a combined checkpoint and summary.txt/json
+// to --out_dir. Rerunning with the same --out_dir resumes from the shards'
+// checkpoints (<out_dir>/ps).
+
+#include <signal.h>
+
+#include <atomic>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "deploy/local/launcher.h"
+
+ABSL_FLAG(std::string, model, "dcgan32", "dcgan32 | biggan32");
+ABSL_FLAG(int, num_workers, 2, "worker processes");
+ABSL_FLAG(int, num_shards, 2, "parameter-server shards");
+ABSL_FLAG(std::string, mode, "async",
+          "async: every push is an optimizer step | sync: rounds of "
+          "--num_workers averaged gradients");
+ABSL_FLAG(std::string, staleness_policy, "scale_by_inverse_staleness",
+          "accept | reject_above_bound | scale_by_inverse_staleness");
+ABSL_FLAG(int64_t, staleness_bound, 4,
+          "largest staleness accepted by reject_above_bound");
+ABSL_FLAG(int64_t, steps, 3000,
+          "stop when the G table reaches this version (total G steps, across "
+          "reruns); 0: no step limit");
+ABSL_FLAG(double, minutes, 0,
+          "stop after this many minutes of training; 0: "
+          "no time limit");
+ABSL_FLAG(int, batch_size, 64, "images per D and G step of each worker");
+ABSL_FLAG(int, threads_per_worker, 1, "CPU threads of each worker");
+ABSL_FLAG(std::string, out_dir, "runs/local", "output directory");
+ABSL_FLAG(std::string, dataset, "fashion_mnist",
+          "data service dataset: fashion_mnist | folder | synthetic");
+ABSL_FLAG(std::string, data_path, "/usr/share/datasets/fashion-mnist",
+          "dataset directory (the data service's --data_path)");
+ABSL_FLAG(std::string, bin_dir, "",
+          "directory holding server/paragan_server, dataloader/paragan_data "
+          "and worker/distributed/paragan_worker; empty: the bazel-bin this "
+          "launcher was built in, else ./bazel-bin");
+ABSL_FLAG(uint64_t, seed, 0,
+          "initial weights (shards); worker i uses seed+1+i");
+ABSL_FLAG(double, progress_s, 5, "seconds between progress lines");
+ABSL_FLAG(int64_t, log_every, 10, "workers' progress interval in steps");
+ABSL_FLAG(int64_t, num_samples, 1000, "samples written to samples.npy");
+ABSL_FLAG(double, ema_decay, 0.999, "EMA decay of G on the shards; 0: off");
+ABSL_FLAG(double, worker_lease_s, 30,
+          "shards drop a worker silent for this long");
+ABSL_FLAG(std::string, push_dtype, "float32", "float32 | bfloat16 pushes");
+ABSL_FLAG(std::string, worker_data, "service",
+          "service: workers stream batches from the data service | local: "
+          "each worker reads --dataset/--data_path itself");
+ABSL_FLAG(std::string, ps_flags, "",
+          "extra flags for every shard, e.g. \"--g_lr=2e-4\"");
+ABSL_FLAG(std::string, data_flags, "", "extra flags for the data service");
+ABSL_FLAG(std::string, worker_flags, "", "extra flags for every worker");
+ABSL_FLAG(int, kill_worker, -1,
+          "test hook: SIGKILL this worker after --kill_worker_after_s");
+ABSL_FLAG(double, kill_worker_after_s, 20, "see --kill_worker");
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop.store(true); }
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "ParaGAN on one machine: shards + data service + workers. Example:\n"
+      "  paragan_local --model=dcgan32 --num_workers=2 --minutes=10 "
+      "--out_dir=runs/local");
+  absl::ParseCommandLine(argc, argv);
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  paragan::local::LauncherOptions o;
+  o.model = absl::GetFlag(FLAGS_model);
+  o.num_workers = absl::GetFlag(FLAGS_num_workers);
+  o.num_shards = absl::GetFlag(FLAGS_num_shards);
+  o.mode = absl::GetFlag(FLAGS_mode);
+  o.staleness_policy = absl::GetFlag(FLAGS_staleness_policy);
+  o.staleness_bound = absl::GetFlag(FLAGS_staleness_bound);
+  o.steps = absl::GetFlag(FLAGS_steps);
+  o.minutes = absl::GetFlag(FLAGS_minutes);
+  o.batch_size = absl::GetFlag(FLAGS_batch_size);
+  o.threads_per_worker = absl::GetFlag(FLAGS_threads_per_worker);
+  o.out_dir = absl::GetFlag(FLAGS_out_dir);
+  o.dataset = absl::GetFlag(FLAGS_dataset);
+  o.data_path = absl::GetFlag(FLAGS_data_path);
+  o.bin_dir = absl::GetFlag(FLAGS_bin_dir);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  o.progress_s = absl::GetFlag(FLAGS_progress_s);
+  o.log_every = absl::GetFlag(FLAGS_log_every);
+  o.num_samples = absl::GetFlag(FLAGS_num_samples);
+  o.ema_decay = absl::GetFlag(FLAGS_ema_decay);
+  o.worker_lease_s = absl::GetFlag(FLAGS_worker_lease_s);
+  o.push_dtype = absl::GetFlag(FLAGS_push_dtype);
+  o.worker_data = absl::GetFlag(FLAGS_worker_data);
+  o.ps_flags = absl::GetFlag(FLAGS_ps_flags);
+  o.data_flags = absl::GetFlag(FLAGS_data_flags);
+  o.worker_flags = absl::GetFlag(FLAGS_worker_flags);
+  o.kill_worker = absl::GetFlag(FLAGS_kill_worker);
+  o.kill_worker_after_s = absl::GetFlag(FLAGS_kill_worker_after_s);
+
+  paragan::local::RunSummary summary;
+  const absl::Status st = paragan::local::RunLocal(o, &g_stop, &summary);
+  if (!summary.model.empty() && !summary.processes.empty()) {
+    std::cout << "\n" << paragan::local::SummaryText(summary);
+  }
+  if (!st.ok()) {
+    std::cerr << "paragan_local: ERROR: " << st.message() << std::endl;
+    return 1;
+  }
+  return 0;
+}

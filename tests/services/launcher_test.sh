@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Real processes: paragan_local with 2 shards, the data service and 2 workers
+# for about a minute on the synthetic dataset (small batch), then checks the
+# outputs exist and the summary's numbers are sane. A second short run kills
+# one worker mid-run: the other goes on, the run still ends ok and reports
+# the dead worker.
+#   args: paragan_local paragan_server paragan_data paragan_worker paragan_sample
+set -euo pipefail
+LOCAL=$1; SERVER=$2; DATA=$3; WORKER=$4; SAMPLE=$5
+BIN=$(mktemp -d)
+mkdir -p "$BIN/server" "$BIN/dataloader" "$BIN/worker/distributed"
+ln -s "$(readlink -f "$SERVER")" "$BIN/server/paragan_server"
+ln -s "$(readlink -f "$DATA")" "$BIN/dataloader/paragan_data"
+ln -s "$(readlink -f "$WORKER")" "$BIN/worker/distributed/paragan_worker"
+# Workers built without a data-service client read the dataset themselves.
+WORKER_DATA=${SERVICES_TEST_WORKER_DATA:-service}
+if grep -q "no data service client yet" "$(readlink -f "$WORKER")"; then
+  echo "note: this paragan_worker has no data-service client: --worker_data=local"
+  WORKER_DATA=local
+fi
+SERVICES_TEST_FLAGS="--worker_data=$WORKER_DATA ${SERVICES_TEST_FLAGS:-}"
+OUT=${TEST_TMPDIR:-$(mktemp -d)}/run
+SECONDS_BUDGET=${SERVICES_TEST_SECONDS:-60}
+MINUTES=$(awk "BEGIN{print $SECONDS_BUDGET/60}")
+fail() { echo "FAIL: $*"; for f in "$OUT"/summary.txt "$OUT"/logs/*.log; do [ -f "$f" ] && { echo "== $f"; tail -20 "$f"; }; done; exit 1; }
+
+"$LOCAL" --bin_dir="$BIN" --dataset=synthetic --data_path= --batch_size=8 \
+  --minutes="$MINUTES" --steps=0 --progress_s=5 --log_every=5 --num_samples=64 \
+  --threads_per_worker=1 --out_dir="$OUT" $SERVICES_TEST_FLAGS \
+  || fail "paragan_local exited $?"
+
+for f in summary.txt summary.json samples.npy samples.png checkpoint.pgt \
+         ps/shard-0-of-2.pgt ps/shard-1-of-2.pgt logs/w0.log logs/shard0.log; do
+  [ -s "$OUT/$f" ] || fail "missing $OUT/$f"
+done
+ls "$OUT"/grid_*.png >/dev/null || fail "no grid png"
+J="$OUT/summary.json"
+num() { sed -n "s/^  \"$1\": \([-0-9.e+]*\),*$/\1/p" "$J"; }
+grep -q '"ok": true' "$J" || fail "summary says not ok"
+G=$(num g_steps); D=$(num d_steps); IMG=$(num images_per_s); W=$(num num_workers)
+echo "g_steps=$G d_steps=$D images_per_s=$IMG"
+[ "$W" = 2 ] || fail "num_workers $W"
+[ "$G" -ge 5 ] || fail "only $G G steps in ${SECONDS_BUDGET}s"
+[ "$D" -ge "$G" ] || fail "D steps $D < G steps $G"
+awk "BEGIN{exit !($IMG > 0 && $IMG < 100000)}" || fail "images/s $IMG"
+for p in shard0 shard1 data w0 w1; do
+  grep -q "{\"name\": \"$p\", \"pid\": [0-9]*, \"exit\": \"exit 0\", \"ok\": true}" "$J" \
+    || fail "process $p did not exit 0"
+done
+# The combined checkpoint loads in paragan_sample.
+"$SAMPLE" --checkpoint="$OUT/checkpoint.pgt" --num_samples=8 --out="$OUT/resampled" \
+  || fail "paragan_sample cannot load checkpoint.pgt"
+[ -s "$OUT/resampled.npy" ] || fail "paragan_sample wrote nothing"
+
+# Dead worker: w1 is killed after 10 s of training; w0 goes on.
+OUT2=${TEST_TMPDIR:-$(mktemp -d)}/run_kill
+"$LOCAL" --bin_dir="$BIN" --dataset=synthetic --data_path= --batch_size=8 \
+  --minutes=0.5 --steps=0 --progress_s=5 --log_every=5 --num_samples=16 \
+  --kill_worker=1 --kill_worker_after_s=10 --out_dir="$OUT2" $SERVICES_TEST_FLAGS \
+  > "$OUT2.stdout" 2>&1 || { OUT=$OUT2; cat "$OUT2.stdout"; fail "run with a killed worker failed"; }
+grep -q 'w1 (pid [0-9]*) died unexpectedly: killed by signal 9' "$OUT2.stdout" \
+  || { cat "$OUT2.stdout"; fail "no loud report of the dead worker"; }
+grep -q '"name": "w1", "pid": [0-9]*, "exit": "killed by signal 9' "$OUT2/summary.json" \
+  || fail "summary lacks w1's exit"
+grep -q '"name": "w0", "pid": [0-9]*, "exit": "exit 0", "ok": true' "$OUT2/summary.json" \
+  || fail "w0 did not go on and exit 0"
+[ -s "$OUT2/samples.npy" ] || fail "no samples after a dead worker"
+echo PASS
