@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -103,27 +104,25 @@ TEST(DataServiceTest, DescribeReportsTheDataset) {
 
 // One worker sees exactly the single-process trainer's data: the batches of
 // EpochSampler(size, seed) loaded the way training_run.cc's BatchSource does
-// (labels assigned 0, then LoadBatch), across epoch boundaries (24 does not
-// divide 256).
-TEST(DataServiceTest, SingleWorkerOrderEqualsTrainerSampler) {
-  constexpr int kBatch = 24;
-  constexpr uint64_t kSeed = 11;
-  const DatasetSpec spec = SyntheticSpec(256, kSeed);
-  TestServer server(Options(kBatch, kSeed), spec);
+// (labels assigned 0, then LoadBatch), `steps` batches from the start.
+void ExpectTrainerOrder(const DatasetSpec& spec, int batch, uint64_t seed,
+                        int steps) {
+  TestServer server(Options(batch, seed), spec);
   auto client = DataClient::Connect(ClientOptions(server, "solo"));
   ASSERT_TRUE(client.ok()) << client.status();
 
   auto dataset = OpenDataset(spec);
   ASSERT_TRUE(dataset.ok());
   const DatasetInfo& info = (*dataset)->info();
-  EpochSampler sampler(info.size, kSeed);
-  Tensor expected = Tensor::Host({kBatch, 1, 8, 8});
+  EpochSampler sampler(info.size, seed);
+  Tensor expected =
+      Tensor::Host({batch, info.channels, info.height, info.width});
   std::vector<int64_t> indices;
   std::vector<int> expected_labels;
-  for (int step = 0; step < 30; ++step) {  // ~2.8 epochs
+  for (int step = 0; step < steps; ++step) {
     const int64_t epoch = sampler.state().epoch;
-    sampler.NextBatch(kBatch, &indices);
-    expected_labels.assign(kBatch, 0);
+    sampler.NextBatch(batch, &indices);
+    expected_labels.assign(batch, 0);
     LoadBatch(**dataset, indices, expected.data(), expected_labels.data(), 2);
 
     Tensor images;
@@ -139,7 +138,24 @@ TEST(DataServiceTest, SingleWorkerOrderEqualsTrainerSampler) {
     EXPECT_EQ((*client)->last_batch().epoch, epoch);
     EXPECT_FALSE((*client)->last_batch().generated);
   }
-  EXPECT_GE(server.service->stats().epoch, 2);
+}
+
+// Across epoch boundaries: 24 does not divide 256; 30 batches ~ 2.8 epochs.
+TEST(DataServiceTest, SingleWorkerOrderEqualsTrainerSampler) {
+  ExpectTrainerOrder(SyntheticSpec(256, 11), 24, 11, 30);
+}
+
+// The trainer's default dataset, when installed.
+TEST(DataServiceTest, SingleWorkerOrderEqualsTrainerSamplerFashionMnist) {
+  const char* env = std::getenv("PARAGAN_FASHION_MNIST_DIR");
+  DatasetSpec spec;
+  spec.name = "fashion_mnist";
+  spec.path = env != nullptr && *env != '\0'
+                  ? env
+                  : "/usr/share/datasets/fashion-mnist";
+  if (!OpenDataset(spec).ok())
+    GTEST_SKIP() << "no Fashion-MNIST at " << spec.path;
+  ExpectTrainerOrder(spec, 64, 0, 20);
 }
 
 TEST(DataServiceTest, TwoWorkersCoverAnEpochExactlyOnce) {
