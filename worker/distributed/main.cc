@@ -14,8 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <condition_variable>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -82,6 +83,47 @@ ABSL_FLAG(bool, overlap, true,
 namespace paragan {
 namespace {
 
+std::atomic<bool> g_stop{false};
+std::atomic<Worker*> g_worker{nullptr};
+std::mutex g_print_mu;
+bool g_done_printed = false;
+
+// The last lines, once: where time went, and "done after S steps".
+void PrintDone(const std::string& id, bool with_timings) {
+  std::lock_guard<std::mutex> lock(g_print_mu);
+  if (g_done_printed) return;
+  g_done_printed = true;
+  Worker* w = g_worker.load();
+  if (w != nullptr && with_timings && w->timings().wall > 0) {
+    const WorkerTimings& t = w->timings();
+    std::printf(
+        "paragan_worker: %s time: wall %.2f s, compute %.2f s, batch wait "
+        "%.2f s, communication %.2f s (push %.2f, pull %.2f) of which "
+        "exposed %.2f s (%.0f%% hidden)\n",
+        id.c_str(), t.wall, t.compute, t.batch_wait, t.comm, t.push, t.pull,
+        t.exposed_comm,
+        t.comm > 0 ? 100.0 * (1.0 - std::min(1.0, t.exposed_comm / t.comm))
+                   : 0.0);
+  }
+  std::printf("paragan_worker: %s done after %lld steps\n", id.c_str(),
+              static_cast<long long>(w != nullptr ? w->steps_done() : 0));
+  std::fflush(stdout);
+}
+
+// SIGTERM/SIGINT (blocked in every thread, received here): ask the run to
+// stop between steps; if the process is still alive 3.5 s later (an RPC or
+// a retry in flight, or still registering), leave without waiting for it.
+void WatchSignals(sigset_t signals, std::string id) {
+  int sig = 0;
+  while (sigwait(&signals, &sig) != 0) {
+  }
+  g_stop = true;
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  std::printf("paragan_worker: %s abandoning the current step\n", id.c_str());
+  PrintDone(id, /*with_timings=*/false);
+  std::_Exit(0);
+}
+
 int Fail(const std::string& msg, int code = 2) {
   std::cerr << "paragan_worker: " << msg << std::endl;
   return code;
@@ -102,6 +144,7 @@ int Run() {
     o.ps.emplace_back(p);
   }
   if (o.ps.empty()) return Fail("--ps is required (host:port,...)");
+  std::thread(WatchSignals, stop_signals, o.worker_id).detach();
   const std::string role = absl::GetFlag(FLAGS_role);
   if (role == "both") {
     o.role = v1::BOTH;
@@ -184,78 +227,27 @@ int Run() {
   }
 
   absl::StatusOr<std::unique_ptr<Worker>> worker =
-      Worker::Create(o, std::move(batches), metrics.get(), &std::cout);
-  if (!worker.ok()) return Fail(worker.status().ToString(), 1);
+      Worker::Create(o, std::move(batches), metrics.get(), &std::cout, &g_stop);
+  if (!worker.ok()) {
+    if (g_stop.load()) {
+      PrintDone(o.worker_id, /*with_timings=*/false);
+      return 0;
+    }
+    return Fail(worker.status().ToString(), 1);
+  }
   if (exposer) {
     std::cout << "paragan_worker: metrics on port "
               << exposer->GetListeningPorts().at(0) << std::endl;
   }
 
-  std::atomic<bool> stop{false};
-  std::mutex mu;
-  std::condition_variable cv;
-  bool finished = false;
-  absl::Status status;
-  std::thread runner([&] {
-    absl::Status st = (*worker)->Run(&stop);
-    std::lock_guard<std::mutex> lock(mu);
-    status = st;
-    finished = true;
-    cv.notify_all();
-  });
-  // Wait for the run to end or a stop signal.
-  for (;;) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      if (finished) break;
-    }
-    timespec tick{0, 100 * 1000 * 1000};
-    const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
-    if (sig > 0) {
-      stop = true;
-      break;
-    }
-  }
-  const auto print_done = [&] {
-    const WorkerTimings& t = (*worker)->timings();
-    if (t.wall > 0) {
-      std::printf(
-          "paragan_worker: %s time: wall %.2f s, compute %.2f s, batch wait "
-          "%.2f s, communication %.2f s (push %.2f, pull %.2f) of which "
-          "exposed %.2f s (%.0f%% hidden)\n",
-          o.worker_id.c_str(), t.wall, t.compute, t.batch_wait, t.comm, t.push,
-          t.pull, t.exposed_comm,
-          t.comm > 0 ? 100.0 * (1.0 - std::min(1.0, t.exposed_comm / t.comm))
-                     : 0.0);
-    }
-    std::printf("paragan_worker: %s done after %lld steps\n",
-                o.worker_id.c_str(),
-                static_cast<long long>((*worker)->steps_done()));
-    std::fflush(stdout);
-  };
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    // A stop request: give the current step a few seconds, then leave
-    // without waiting for RPCs still in flight.
-    if (!cv.wait_for(lock, std::chrono::milliseconds(3500),
-                     [&] { return finished; })) {
-      lock.unlock();
-      std::printf("paragan_worker: %s abandoning the current step\n",
-                  o.worker_id.c_str());
-      print_done();
-      std::_Exit(0);
-    }
-  }
-  runner.join();
-  std::cout.flush();
+  g_worker = worker->get();
+  const absl::Status status = (*worker)->Run(&g_stop);
   if (!status.ok()) {
     std::cerr << "paragan_worker: " << o.worker_id << ": " << status
               << std::endl;
-    print_done();
-    return 1;
   }
-  print_done();
-  return 0;
+  PrintDone(o.worker_id, /*with_timings=*/true);
+  return status.ok() ? 0 : 1;
 }
 
 }  // namespace

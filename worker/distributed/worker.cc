@@ -370,7 +370,7 @@ int64_t Worker::d_version() const { return impl_->MinVersion(impl_->d); }
 
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
     const WorkerOptions& options, std::unique_ptr<BatchProvider> batches,
-    WorkerMetrics* metrics, std::ostream* log) {
+    WorkerMetrics* metrics, std::ostream* log, const std::atomic<bool>* stop) {
   if (options.ps.empty()) {
     return absl::InvalidArgumentError("no parameter servers (--ps)");
   }
@@ -403,6 +403,7 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
   w->impl_ = std::make_unique<Impl>();
   Impl& im = *w->impl_;
   im.w = w.get();
+  im.stop = stop;
   const int n = static_cast<int>(options.ps.size());
   ParameterServerClient::Options copts;
   copts.timeout = options.rpc_timeout;
@@ -450,7 +451,7 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
 
 absl::Status Worker::Run(const std::atomic<bool>* stop) {
   Impl& im = *impl_;
-  im.stop = stop;
+  if (stop != nullptr) im.stop = stop;
   const bool sync = synchronous();
   const bool overlap = options_.overlap;
   auto stopping = [&] { return stop != nullptr && stop->load(); };

@@ -80,10 +80,12 @@ class Worker {
  public:
   // Connects to and registers with every shard and checks that they agree
   // (shard ids, shard count, model, tensor layout). `log` receives the
-  // "paragan_worker:" and "progress" lines; `metrics` may be null.
+  // "paragan_worker:" and "progress" lines; `metrics` may be null. Retries
+  // end early (CANCELLED) when *stop becomes true.
   static absl::StatusOr<std::unique_ptr<Worker>> Create(
       const WorkerOptions& options, std::unique_ptr<BatchProvider> batches,
-      WorkerMetrics* metrics, std::ostream* log);
+      WorkerMetrics* metrics, std::ostream* log,
+      const std::atomic<bool>* stop = nullptr);
   ~Worker();
 
   // Trains until options.steps G steps are done or *stop becomes true
