@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/ps_client.h"
+#include "tests/worker_test_util.h"
 #include "worker/data/dataset.h"
 #include "worker/data/sampler.h"
 #include "worker/train/gan_trainer.h"
@@ -27,54 +28,10 @@
 namespace paragan {
 namespace {
 
-// The binaries, from the test's arguments (gtest_main keeps them).
-std::string Arg(int i) {
-  const std::vector<std::string> argv = ::testing::internal::GetArgvs();
-  return static_cast<int>(argv.size()) > i ? argv[i] : "";
-}
+using namespace worker_test;  // NOLINT
+
 constexpr int kSteps = 30, kBatch = 8, kShards = 2;
 constexpr uint64_t kSeed = 11;
-
-std::string TmpDir() {
-  const char* d = std::getenv("TEST_TMPDIR");
-  return d ? d : "/tmp";
-}
-
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    FILE* f = std::fopen(log.c_str(), "w");
-    if (f) {
-      dup2(fileno(f), 1);
-      dup2(fileno(f), 2);
-    }
-    std::vector<char*> args;
-    for (const std::string& a : argv)
-      args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-int WaitExit(pid_t pid, int timeout_s) {
-  for (int i = 0; i < timeout_s * 10; ++i) {
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-  return -1;
-}
 
 TEST(WorkerSyncParityTest, OneSyncWorkerMatchesTheSingleProcessTrainer) {
   const std::string g_server = Arg(1), g_worker = Arg(2);
@@ -83,24 +40,16 @@ TEST(WorkerSyncParityTest, OneSyncWorkerMatchesTheSingleProcessTrainer) {
   std::vector<pid_t> servers;
   std::vector<std::string> addresses;
   for (int s = 0; s < kShards; ++s) {
-    const std::string port_file = absl::StrCat(dir, "/port", s);
-    std::remove(port_file.c_str());
-    servers.push_back(Spawn(
-        {g_server, "--port=0", "--bind_address=127.0.0.1",
-         absl::StrCat("--shard_id=", s), absl::StrCat("--num_shards=", kShards),
-         "--model=dcgan32", absl::StrCat("--seed=", kSeed), "--sync_workers=1",
-         "--staleness_policy=reject_above_bound", "--staleness_bound=0",
-         absl::StrCat("--port_file=", port_file)},
-        absl::StrCat(dir, "/server", s, ".log")));
-    std::string port;
-    for (int i = 0; i < 300 && port.empty(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      port = ReadFile(port_file);
-    }
-    ASSERT_FALSE(port.empty())
+    pid_t pid = 0;
+    const std::string address = StartShard(
+        g_server, s, kShards,
+        {absl::StrCat("--seed=", kSeed), "--sync_workers=1",
+         "--staleness_policy=reject_above_bound", "--staleness_bound=0"},
+        &pid);
+    servers.push_back(pid);
+    ASSERT_FALSE(address.empty())
         << ReadFile(absl::StrCat(dir, "/server", s, ".log"));
-    while (!port.empty() && port.back() == '\n') port.pop_back();
-    addresses.push_back("127.0.0.1:" + port);
+    addresses.push_back(address);
   }
   const std::string wlog = dir + "/worker.log";
   const pid_t worker =
