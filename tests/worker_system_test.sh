@@ -8,6 +8,9 @@
 #                served; SIGTERM exits 0 within 5 s.
 #   kill_worker  one of two workers is killed (SIGKILL) mid-run: the other
 #                keeps training and versions keep advancing; a new worker joins.
+#   reject       two asynchronous workers against reject_above_bound with
+#                bound 0: refused stale pushes are counted (progress lines,
+#                metrics) and skipped, and both workers finish.
 #   restart_shard  a shard is killed (SIGKILL) and restarted from its last
 #                checkpoint on the same port: the worker retries, re-registers,
 #                and versions continue from the checkpoint's.
@@ -48,7 +51,8 @@ start_server() {
 start_worker() {
   local id=$1 log=$2; shift 2
   "$WORKER" --worker_id="$id" --ps="$PS" --dataset=synthetic \
-    --synthetic_size=512 --batch_size=16 --threads=1 --cpu_layout=blocked \
+    --synthetic_size=512 --data_seed=5 --batch_size=16 --threads=1 \
+    --cpu_layout=blocked \
     --log_every=10 "$@" >"$log" 2>&1 &
   WPID=$!
   PIDS+=("$WPID")
@@ -152,6 +156,32 @@ kill_worker)
   [ "$V2" -gt "$V1" ] || fail "wc version $V2 not past $V1"
   stop_worker $WB "$T/wb.log"
   stop_worker $WC "$T/wc.log"
+  ;;
+reject)
+  for s in 0 1; do
+    start_server $s 2 "$T/s$s.log" 0 --staleness_policy=reject_above_bound \
+      --staleness_bound=0
+    PORTS[$s]=$SPORT
+  done
+  PS="127.0.0.1:${PORTS[0]},127.0.0.1:${PORTS[1]}"
+  STEPS=60
+  start_worker wa "$T/wa.log" --steps=$STEPS --seed=1 --metrics_port=0; WA=$WPID
+  start_worker wb "$T/wb.log" --steps=$STEPS --seed=2; WB=$WPID
+  wait_for "$T/wa.log" "metrics on port" 30 || fail "no metrics line"
+  MPORT=$(sed -n 's/.*metrics on port \([0-9]*\).*/\1/p' "$T/wa.log")
+  wait_for "$T/wa.log" "^progress .* step=$((STEPS - 10)) " 120 || fail "wa slow"
+  curl -sf "http://127.0.0.1:$MPORT/metrics" >"$T/metrics.txt" || fail "metrics fetch"
+  for w in $WA $WB; do
+    for i in $(seq 1200); do kill -0 $w 2>/dev/null || break; sleep 0.1; done
+    wait $w || fail "worker $w exit status $?"
+  done
+  RA=$(field "$T/wa.log" rejected); RB=$(field "$T/wb.log" rejected)
+  M=$(sed -n 's/^paragan_worker_rejected_pushes_total{worker="wa"} \([0-9.e+]*\)$/\1/p' "$T/metrics.txt")
+  echo "refused pushes: wa $RA, wb $RB (wa's metric at step $((STEPS - 10)): $M)"
+  [ $((RA + RB)) -gt 0 ] || fail "no refused push counted"
+  [ -n "$M" ] || fail "no rejected_pushes_total metric"
+  grep -q "done after $STEPS steps" "$T/wa.log" || fail "wa did not finish"
+  grep -q "done after $STEPS steps" "$T/wb.log" || fail "wb did not finish"
   ;;
 restart_shard)
   CK="$T/ckpt"
