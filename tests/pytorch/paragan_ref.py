@@ -1,4 +1,4 @@
-"""PyTorch reference implementation for ParaGAN (DCGAN-32 and BigGAN-32).
+"""PyTorch reference implementation for ParaGAN (DCGAN-32 and BigGAN-32/64/128).
 
 This module is the ground truth the C++ engine is checked and benchmarked
 against.  Only numpy and torch are used.
@@ -535,20 +535,37 @@ def ortho_init(model):
     sn_reset_all(model)
 
 
+# BigGAN-PyTorch's arch tables (channel multipliers of ch) and the block after
+# which self-attention sits (output at half the resolution), as in
+# worker/engine/biggan.cc.
+BIGGAN_ARCH = {
+    32: dict(g_in=[4, 4, 4], g_out=[4, 4, 4], g_attn=1,
+             d_out=[4, 4, 4, 4], d_down=[True, True, False, False], d_attn=0),
+    64: dict(g_in=[16, 16, 8, 4], g_out=[16, 8, 4, 2], g_attn=2,
+             d_out=[1, 2, 4, 8, 16], d_down=[True, True, True, True, False], d_attn=0),
+    128: dict(g_in=[16, 16, 8, 4, 2], g_out=[16, 8, 4, 2, 1], g_attn=3,
+              d_out=[1, 2, 4, 8, 16, 16], d_down=[True] * 5 + [False], d_attn=0),
+}
+
+
 class BigGANGenerator(nn.Module):
     def __init__(self, n_classes=10, img_channels=3, ch=64, attention=True,
-                 dim_z=128, shared_dim=128):
+                 dim_z=128, shared_dim=128, resolution=32):
         super().__init__()
-        c = 4 * ch
-        self.c, self.dim_z, self.z_chunk = c, dim_z, dim_z // 4
-        assert dim_z % 4 == 0
+        arch = BIGGAN_ARCH[resolution]
+        nb = len(arch["g_in"])
+        self.c, self.dim_z, self.z_chunk = arch["g_in"][0] * ch, dim_z, dim_z // (nb + 1)
+        assert dim_z % (nb + 1) == 0
+        self.attn_after = arch["g_attn"]
         cond_dim = self.z_chunk + shared_dim
         self.shared = nn.Embedding(n_classes, shared_dim)
-        self.linear = SNLinear(self.z_chunk, c * 4 * 4)
-        self.blocks = nn.ModuleList([GBlock(c, c, cond_dim) for _ in range(3)])
-        self.attn = Attention(c) if attention else None
-        self.bn_out = nn.BatchNorm2d(c, eps=1e-5, momentum=0.1)
-        self.conv_out = SNConv2d(c, img_channels, 3, 1, 1)
+        self.linear = SNLinear(self.z_chunk, self.c * 4 * 4)
+        self.blocks = nn.ModuleList([GBlock(i * ch, o * ch, cond_dim)
+                                     for i, o in zip(arch["g_in"], arch["g_out"])])
+        self.attn = Attention(arch["g_out"][self.attn_after] * ch) if attention else None
+        c_out = arch["g_out"][-1] * ch
+        self.bn_out = nn.BatchNorm2d(c_out, eps=1e-5, momentum=0.1)
+        self.conv_out = SNConv2d(c_out, img_channels, 3, 1, 1)
         ortho_init(self)
 
     def forward(self, z, y, update_u=None):
@@ -558,7 +575,7 @@ class BigGANGenerator(nn.Module):
         for i, blk in enumerate(self.blocks):
             cond = torch.cat([zs[i + 1], shared], 1)
             h = blk(h, cond, update_u)
-            if i == 1 and self.attn is not None:  # after GBlock 2 (16x16)
+            if i == self.attn_after and self.attn is not None:  # 16x16 at 32
                 h = self.attn(h, update_u)
         h = F.relu(self.bn_out(h))
         return torch.tanh(self.conv_out(h, update_u))
@@ -605,25 +622,27 @@ class DBlock(nn.Module):
 
 
 class BigGANDiscriminator(nn.Module):
-    def __init__(self, n_classes=10, img_channels=3, ch=64, attention=True):
+    def __init__(self, n_classes=10, img_channels=3, ch=64, attention=True, resolution=32):
         super().__init__()
-        c = 4 * ch
-        self.block1 = DBlockOpt(img_channels, c)          # 32 -> 16
-        self.attn = Attention(c) if attention else None   # at 16x16
-        self.block2 = DBlock(c, c, downsample=True)       # 16 -> 8
-        self.block3 = DBlock(c, c, downsample=False)
-        self.block4 = DBlock(c, c, downsample=False)
-        self.linear = SNLinear(c, 1)
-        self.embed = SNEmbedding(n_classes, c)
+        arch = BIGGAN_ARCH[resolution]
+        self.n_blocks = len(arch["d_out"])
+        self.attn_after = arch["d_attn"]
+        cin = img_channels
+        for i, (o, down) in enumerate(zip(arch["d_out"], arch["d_down"])):
+            blk = DBlockOpt(cin, o * ch) if i == 0 else DBlock(cin, o * ch, downsample=down)
+            setattr(self, f"block{i + 1}", blk)  # block1 .. blockN, as in C++
+            cin = o * ch
+        self.attn = Attention(arch["d_out"][self.attn_after] * ch) if attention else None
+        self.linear = SNLinear(cin, 1)
+        self.embed = SNEmbedding(n_classes, cin)
         ortho_init(self)
 
     def forward(self, x, y, update_u=None):
-        h = self.block1(x, update_u)
-        if self.attn is not None:
-            h = self.attn(h, update_u)
-        h = self.block2(h, update_u)
-        h = self.block3(h, update_u)
-        h = self.block4(h, update_u)
+        h = x
+        for i in range(self.n_blocks):
+            h = getattr(self, f"block{i + 1}")(h, update_u)
+            if i == self.attn_after and self.attn is not None:
+                h = self.attn(h, update_u)
         h = F.relu(h).sum(dim=[2, 3])
         out = self.linear(h, update_u)
         return out + (self.embed(y, update_u) * h).sum(dim=1, keepdim=True)
@@ -651,16 +670,20 @@ class EMA:
 
 
 def make_biggan(n_classes=10, img_channels=3, ch=64, attention=True,
-                g_lr=1e-4, d_lr=4e-4, betas=(0.0, 0.999), eps=1e-6, ema_decay=0.999):
-    G = BigGANGenerator(n_classes, img_channels, ch, attention)
-    D = BigGANDiscriminator(n_classes, img_channels, ch, attention)
+                g_lr=1e-4, d_lr=4e-4, betas=(0.0, 0.999), eps=1e-6, ema_decay=0.999,
+                resolution=32, dim_z=None):
+    if dim_z is None:
+        dim_z = 128 if resolution == 32 else 120
+    G = BigGANGenerator(n_classes, img_channels, ch, attention, dim_z=dim_z,
+                        resolution=resolution)
+    D = BigGANDiscriminator(n_classes, img_channels, ch, attention, resolution=resolution)
     optG = torch.optim.Adam(G.parameters(), lr=g_lr, betas=betas, eps=eps)
     optD = torch.optim.Adam(D.parameters(), lr=d_lr, betas=betas, eps=eps)
     ema = EMA(G, ema_decay) if ema_decay is not None else None
     return G, D, optG, optD, ema
 
 
-def biggan_train_step(G, D, optG, optD, real_batches, n_classes, dim_z=128,
+def biggan_train_step(G, D, optG, optD, real_batches, n_classes, dim_z=None,
                       loss="hinge", ema=None, record=None, freeze_d_in_g_step=True,
                       generator=None):
     """One BigGAN iteration: len(real_batches) D steps then one G step.
@@ -669,13 +692,15 @@ def biggan_train_step(G, D, optG, optD, real_batches, n_classes, dim_z=128,
     Fake z ~ N(0,1), fake y ~ U{0..n_classes-1} drawn per D/G step.
     Returns (last d_loss, g_loss) floats.
     """
+    if dim_z is None:
+        dim_z = G.dim_z
     G.train()
     D.train()
     d_loss = None
     for k, (real, y_real) in enumerate(real_batches):
         n = real.shape[0]
-        z = torch.randn(n, dim_z, generator=generator)
-        y_fake = torch.randint(0, n_classes, (n,), generator=generator)
+        z = torch.randn(n, dim_z, generator=generator, device=real.device)
+        y_fake = torch.randint(0, n_classes, (n,), generator=generator, device=real.device)
         with torch.no_grad():
             fake = G(z, y_fake, update_u=False)
         logits = D(torch.cat([real, fake], 0), torch.cat([y_real, y_fake], 0), update_u=True)
@@ -686,8 +711,9 @@ def biggan_train_step(G, D, optG, optD, real_batches, n_classes, dim_z=128,
             record[f"d_loss{k}"] = d_loss.detach().clone()
         optD.step()
     n = real_batches[0][0].shape[0]
-    z = torch.randn(n, dim_z, generator=generator)
-    y_fake = torch.randint(0, n_classes, (n,), generator=generator)
+    dev = real_batches[0][0].device
+    z = torch.randn(n, dim_z, generator=generator, device=dev)
+    y_fake = torch.randint(0, n_classes, (n,), generator=generator, device=dev)
     with _FrozenGrad(D, freeze_d_in_g_step):
         fake = G(z, y_fake, update_u=True)
         g_logits = D(fake, y_fake, update_u=False)

@@ -1,8 +1,8 @@
-// BigGAN-32 (Brock et al. 2019) at 32x32, as in BigGAN-PyTorch's arch[32]:
-// shared class embedding and hierarchical z feeding conditional BN in three
-// residual up-blocks, self-attention at 16x16, spectral norm in G and D, and a
-// projection discriminator. Layer for layer the PyTorch reference in
-// tests/pytorch/paragan_ref.py.
+// BigGAN (Brock et al. 2019) at 32, 64 and 128 pixels, as in BigGAN-PyTorch's
+// arch tables: shared class embedding and hierarchical z feeding conditional
+// BN in residual up-blocks, self-attention at half the output resolution,
+// spectral norm in G and D, and a projection discriminator. Layer for layer
+// the PyTorch reference in tests/pytorch/paragan_ref.py.
 
 #include <memory>
 #include <vector>
@@ -16,7 +16,6 @@ namespace paragan {
 namespace {
 
 constexpr int kSharedDim = 128;
-constexpr int kGBlocks = 3;
 
 Tensor Sum(Backend* b, const Tensor& x, const Tensor& y) {
   Tensor out = b->Alloc(x.shape());
@@ -135,36 +134,79 @@ class DBlock {
   AvgPool2x pool_h_, pool_sc_;
 };
 
-class BigGan32 : public GanModel {
+// Channel multipliers per block (times ModelConfig::width), as in
+// BigGAN-PyTorch's arch tables, and where self-attention sits: after G block
+// g_attn_after (the one whose output is resolution / 2 pixels wide; 16x16 at
+// 32) and after D block d_attn_after.
+struct BigGanArch {
+  std::vector<int> g_in, g_out;
+  std::vector<int> d_out;  // d_in is [image channels] + d_out[:-1]
+  std::vector<bool> d_down;
+  int g_attn_after = 0, d_attn_after = 0;
+};
+
+BigGanArch ArchFor(int resolution) {
+  switch (resolution) {
+    case 64:
+      return {{16, 16, 8, 4},
+              {16, 8, 4, 2},
+              {1, 2, 4, 8, 16},
+              {true, true, true, true, false},
+              2,
+              0};
+    case 128:
+      return {{16, 16, 8, 4, 2},
+              {16, 8, 4, 2, 1},
+              {1, 2, 4, 8, 16, 16},
+              {true, true, true, true, true, false},
+              3,
+              0};
+    default:  // 32
+      return {{4, 4, 4}, {4, 4, 4}, {4, 4, 4, 4}, {true, true, false, false},
+              1,         0};
+  }
+}
+
+class BigGan : public GanModel {
  public:
-  BigGan32(const ModelConfig& c, Backend* b)
+  BigGan(const ModelConfig& c, Backend* b)
       : GanModel(c, b),
-        ch_(4 * c.width),
-        chunk_(c.z_dim / (kGBlocks + 1)),
+        arch_(ArchFor(c.resolution)),
+        blocks_(static_cast<int>(arch_.g_in.size())),
+        chunk_(c.z_dim / (blocks_ + 1)),
+        g_in0_(arch_.g_in[0] * c.width),
         shared_(&g_, "g.shared", c.num_classes, kSharedDim, false),
-        linear_(&g_, "g.linear", chunk_, ch_ * 16, true, true),
-        bn_out_(&g_, "g.bn_out", ch_, true),
-        conv_out_(&g_, "g.conv_out", ch_, c.image_channels, 3, 1, 1, true,
-                  true),
+        linear_(&g_, "g.linear", chunk_, g_in0_ * 16, true, true),
+        bn_out_(&g_, "g.bn_out", arch_.g_out.back() * c.width, true),
+        conv_out_(&g_, "g.conv_out", arch_.g_out.back() * c.width,
+                  c.image_channels, 3, 1, 1, true, true),
         relu_out_(b, Activation::kRelu),
         tanh_(b, Activation::kTanh),
-        dblock1_(&d_, "d.block1", c.image_channels, ch_, false, true),
-        dblock2_(&d_, "d.block2", ch_, ch_, true, true),
-        dblock3_(&d_, "d.block3", ch_, ch_, true, false),
-        dblock4_(&d_, "d.block4", ch_, ch_, true, false),
         drelu_(b, Activation::kRelu),
-        dsum_(b),
-        dlinear_(&d_, "d.linear", ch_, 1, true, true),
-        dembed_(&d_, "d.embed", c.num_classes, ch_, true) {
-    // Registration order defines the parameter names' order: blocks first,
-    // then attention, as the reference lists them.
-    for (int i = 0; i < kGBlocks; ++i) {
+        dsum_(b) {
+    // Registration order defines the order of parameters (and of their
+    // initialization): D blocks, D head, G blocks, then attention.
+    int in = c.image_channels;
+    for (size_t i = 0; i < arch_.d_out.size(); ++i) {
+      const int out = arch_.d_out[i] * c.width;
+      dblocks_.push_back(std::make_unique<DBlock>(
+          &d_, "d.block" + std::to_string(i + 1), in, out,
+          /*preactivation=*/i > 0, arch_.d_down[i]));
+      in = out;
+    }
+    dlinear_ = std::make_unique<Linear>(&d_, "d.linear", in, 1, true, true);
+    dembed_ =
+        std::make_unique<Embedding>(&d_, "d.embed", c.num_classes, in, true);
+    for (int i = 0; i < blocks_; ++i) {
       gblocks_.push_back(std::make_unique<GBlock>(
-          &g_, "g.block" + std::to_string(i), ch_, ch_, chunk_ + kSharedDim));
+          &g_, "g.block" + std::to_string(i), arch_.g_in[i] * c.width,
+          arch_.g_out[i] * c.width, chunk_ + kSharedDim));
     }
     if (c.attention) {
-      gattn_ = std::make_unique<SelfAttention>(&g_, "g.attn", ch_, true);
-      dattn_ = std::make_unique<SelfAttention>(&d_, "d.attn", ch_, true);
+      gattn_ = std::make_unique<SelfAttention>(
+          &g_, "g.attn", arch_.g_out[arch_.g_attn_after] * c.width, true);
+      dattn_ = std::make_unique<SelfAttention>(
+          &d_, "d.attn", arch_.d_out[arch_.d_attn_after] * c.width, true);
     }
   }
 
@@ -198,21 +240,21 @@ class BigGan32 : public GanModel {
     PG_CHECK_EQ(static_cast<int64_t>(labels.size()), n);
     std::vector<Tensor> chunks;
     std::vector<Tensor*> chunk_ptrs;
-    for (int i = 0; i <= kGBlocks; ++i)
+    for (int i = 0; i <= blocks_; ++i)
       chunks.push_back(backend_->Alloc({n, chunk_}));
     for (Tensor& t : chunks) chunk_ptrs.push_back(&t);
     backend_->SplitChannels(z, chunk_ptrs);
     Tensor shared = shared_.Forward(labels, mode);
     conds_.clear();
-    for (int i = 0; i < kGBlocks; ++i) {
+    for (int i = 0; i < blocks_; ++i) {
       Tensor cond = backend_->Alloc({n, chunk_ + kSharedDim});
       backend_->ConcatChannels({&chunks[i + 1], &shared}, &cond);
       conds_.push_back(cond);
     }
-    Tensor h = linear_.Forward(chunks[0], mode).Reshape({n, ch_, 4, 4});
-    for (int i = 0; i < kGBlocks; ++i) {
+    Tensor h = linear_.Forward(chunks[0], mode).Reshape({n, g_in0_, 4, 4});
+    for (int i = 0; i < blocks_; ++i) {
       h = gblocks_[i]->Forward(h, conds_[i], mode);
-      if (i == 1 && gattn_) h = gattn_->Forward(h, mode);  // 16x16
+      if (i == arch_.g_attn_after && gattn_) h = gattn_->Forward(h, mode);
     }
     h = relu_out_.Forward(bn_out_.Forward(h, mode));
     return tanh_.Forward(conv_out_.Forward(h, mode));
@@ -223,8 +265,8 @@ class BigGan32 : public GanModel {
     Tensor d = conv_out_.Backward(tanh_.Backward(dimages));
     d = bn_out_.Backward(relu_out_.Backward(d));
     Tensor dshared = backend_->Zeros({n, kSharedDim});
-    for (int i = kGBlocks - 1; i >= 0; --i) {
-      if (i == 1 && gattn_) d = gattn_->Backward(d);
+    for (int i = blocks_ - 1; i >= 0; --i) {
+      if (i == arch_.g_attn_after && gattn_) d = gattn_->Backward(d);
       Tensor dcond = backend_->Zeros({n, chunk_ + kSharedDim});
       d = gblocks_[i]->Backward(d, &dcond);
       Tensor dchunk = backend_->Alloc({n, chunk_});
@@ -232,7 +274,7 @@ class BigGan32 : public GanModel {
       backend_->SplitChannels(dcond, {&dchunk, &dsh});
       backend_->AddTo(dsh, &dshared);
     }
-    linear_.Backward(d.Reshape({n, ch_ * 16}));
+    linear_.Backward(d.Reshape({n, g_in0_ * 16}));
     shared_.Backward(dshared);
   }
 
@@ -243,13 +285,15 @@ class BigGan32 : public GanModel {
     // Every layer here feeds another, so all compute input gradients.
     Mode inner = mode;
     inner.input_grads = true;
-    Tensor h = dblock1_.Forward(x, inner);
-    if (dattn_) h = dattn_->Forward(h, inner);
-    h = dblock4_.Forward(dblock3_.Forward(dblock2_.Forward(h, inner), inner),
-                         inner);
+    Tensor h = x;
+    for (size_t i = 0; i < dblocks_.size(); ++i) {
+      h = dblocks_[i]->Forward(h, inner);
+      if (static_cast<int>(i) == arch_.d_attn_after && dattn_)
+        h = dattn_->Forward(h, inner);
+    }
     features_ = dsum_.Forward(drelu_.Forward(h));
-    Tensor out = dlinear_.Forward(features_, inner);
-    embed_ = dembed_.Forward(labels, inner);
+    Tensor out = dlinear_->Forward(features_, inner);
+    embed_ = dembed_->Forward(labels, inner);
     Tensor proj = backend_->Alloc({n, 1});
     backend_->RowDot(embed_, features_, &proj);
     backend_->AddTo(proj, &out);
@@ -257,17 +301,20 @@ class BigGan32 : public GanModel {
   }
 
   Tensor DiscriminateBackward(const Tensor& dlogits) override {
-    Tensor dfeat = dlinear_.Backward(dlogits);
+    Tensor dfeat = dlinear_->Backward(dlogits);
     backend_->AddTo(ScaleRows(backend_, dlogits, embed_), &dfeat);
-    dembed_.Backward(ScaleRows(backend_, dlogits, features_));
+    dembed_->Backward(ScaleRows(backend_, dlogits, features_));
     Tensor d = drelu_.Backward(dsum_.Backward(dfeat));
-    d = dblock2_.Backward(dblock3_.Backward(dblock4_.Backward(d)));
-    if (dattn_) d = dattn_->Backward(d);
-    return dblock1_.Backward(d);
+    for (int i = static_cast<int>(dblocks_.size()) - 1; i >= 0; --i) {
+      if (i == arch_.d_attn_after && dattn_) d = dattn_->Backward(d);
+      d = dblocks_[i]->Backward(d);
+    }
+    return d;
   }
 
  private:
-  int ch_, chunk_;
+  BigGanArch arch_;
+  int blocks_, chunk_, g_in0_;
   Embedding shared_;
   Linear linear_;
   std::vector<std::unique_ptr<GBlock>> gblocks_;
@@ -275,20 +322,20 @@ class BigGan32 : public GanModel {
   BatchNorm bn_out_;
   Conv2d conv_out_;
   ActivationLayer relu_out_, tanh_;
-  DBlock dblock1_, dblock2_, dblock3_, dblock4_;
+  std::vector<std::unique_ptr<DBlock>> dblocks_;
   ActivationLayer drelu_;
   SpatialSum dsum_;
-  Linear dlinear_;
-  Embedding dembed_;
+  std::unique_ptr<Linear> dlinear_;
+  std::unique_ptr<Embedding> dembed_;
   std::vector<Tensor> conds_;
   Tensor features_, embed_;
 };
 
 }  // namespace
 
-std::unique_ptr<GanModel> MakeBigGan32(const ModelConfig& config,
-                                       Backend* backend) {
-  return std::make_unique<BigGan32>(config, backend);
+std::unique_ptr<GanModel> MakeBigGan(const ModelConfig& config,
+                                     Backend* backend) {
+  return std::make_unique<BigGan>(config, backend);
 }
 
 }  // namespace paragan

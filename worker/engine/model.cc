@@ -11,8 +11,32 @@ namespace paragan {
 
 std::unique_ptr<GanModel> MakeDcgan32(const ModelConfig& config,
                                       Backend* backend);
-std::unique_ptr<GanModel> MakeBigGan32(const ModelConfig& config,
-                                       Backend* backend);
+std::unique_ptr<GanModel> MakeBigGan(const ModelConfig& config,
+                                     Backend* backend);
+
+namespace {
+
+// BigGAN at `resolution` has log2(resolution / 4) G blocks and splits z into
+// one chunk per block plus one.
+int BigGanResolution(const std::string& name) {
+  if (name == "biggan32") return 32;
+  if (name == "biggan64") return 64;
+  if (name == "biggan128") return 128;
+  return 0;
+}
+
+}  // namespace
+
+ModelConfig DefaultModelConfig(const std::string& name) {
+  ModelConfig c;
+  c.name = name;
+  const int res = BigGanResolution(name);
+  if (res > 32) {
+    c.resolution = res;
+    c.z_dim = 120;  // BigGAN-PyTorch's dim_z at 64 and 128 (5 / 6 chunks)
+  }
+  return c;
+}
 
 absl::StatusOr<std::unique_ptr<GanModel>> MakeModel(const ModelConfig& config,
                                                     Backend* backend) {
@@ -22,25 +46,36 @@ absl::StatusOr<std::unique_ptr<GanModel>> MakeModel(const ModelConfig& config,
   if (config.z_dim < 1)
     return absl::InvalidArgumentError(
         absl::StrCat("z_dim must be >= 1, got ", config.z_dim));
-  if (config.resolution != 32)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model '", config.name, "' is defined at 32x32, got resolution ",
-        config.resolution));
-  if (config.name == "dcgan32") return MakeDcgan32(config, backend);
-  if (config.name == "biggan32") {
-    if (config.z_dim % 4 != 0)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "biggan32 splits z into 4 chunks: z_dim must be divisible by 4, got ",
-          config.z_dim));
-    if (config.num_classes < 1)
-      return absl::InvalidArgumentError("biggan32 needs num_classes >= 1");
-    if (config.width < 2 || config.width % 2 != 0)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "biggan32 width must be even and >= 2, got ", config.width));
-    return MakeBigGan32(config, backend);
+  if (config.name == "dcgan32") {
+    if (config.resolution != 32)
+      return absl::InvalidArgumentError(
+          absl::StrCat("model 'dcgan32' is defined at 32x32, got resolution ",
+                       config.resolution));
+    return MakeDcgan32(config, backend);
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown model '", config.name, "': expected dcgan32 or biggan32"));
+  const int res = BigGanResolution(config.name);
+  if (res > 0) {
+    const std::string& n = config.name;
+    if (config.resolution != res)
+      return absl::InvalidArgumentError(
+          absl::StrCat("model '", n, "' is defined at ", res, "x", res,
+                       ", got resolution ", config.resolution));
+    const int chunks = res == 32 ? 4 : res == 64 ? 5 : 6;
+    if (config.z_dim % chunks != 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          n, " splits z into ", chunks, " chunks: z_dim must be divisible by ",
+          chunks, ", got ", config.z_dim));
+    if (config.num_classes < 1)
+      return absl::InvalidArgumentError(
+          absl::StrCat(n, " needs num_classes >= 1"));
+    if (config.width < 2 || config.width % 2 != 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat(n, " width must be even and >= 2, got ", config.width));
+    return MakeBigGan(config, backend);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown model '", config.name,
+                   "': expected dcgan32, biggan32, biggan64 or biggan128"));
 }
 
 void InitSpectralNormVectors(ParamStore* store, Rng* rng) {

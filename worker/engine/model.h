@@ -13,13 +13,13 @@
 namespace paragan {
 
 struct ModelConfig {
-  std::string name = "dcgan32";  // dcgan32 | biggan32
+  std::string name = "dcgan32";  // dcgan32 | biggan32 | biggan64 | biggan128
   int image_channels = 1;
   int resolution = 32;
   int num_classes = 10;  // used by conditional models
   int z_dim = 128;
   int width = 64;         // BigGAN channel multiplier ("ch")
-  bool attention = true;  // BigGAN self-attention at 16x16
+  bool attention = true;  // BigGAN self-attention at resolution / 2
 };
 
 // A GAN: generator G and discriminator D, each with its own ParamStore (the
@@ -60,6 +60,10 @@ class GanModel {
 
 absl::StatusOr<std::unique_ptr<GanModel>> MakeModel(const ModelConfig& config,
                                                     Backend* backend);
+// The model's own defaults: resolution from the name, and BigGAN's z_dim at
+// 64 and 128 pixels (120). Unknown names keep ModelConfig's defaults (and
+// MakeModel rejects them).
+ModelConfig DefaultModelConfig(const std::string& name);
 
 // Sets every spectral-norm u to a random unit vector and v to match (as
 // torch.nn.utils.spectral_norm does at construction).

@@ -269,6 +269,62 @@ INSTANTIATE_TEST_SUITE_P(Attention, BigGanGradCheck, ::testing::Bool(),
                            return info.param ? "On" : "Off";
                          });
 
+// The 64- and 128-pixel architectures (BigGAN-PyTorch's arch[64] and
+// arch[128]: channel multipliers growing towards the bottom, attention at half
+// the resolution). Width 2 keeps the finite differences cheap; attention needs
+// 8 channels, so it is checked at 64 through G (4 * width) only.
+ModelConfig BigGanAt(int resolution, int width, bool attention) {
+  ModelConfig c = DefaultModelConfig("biggan" + std::to_string(resolution));
+  c.image_channels = 3;
+  c.num_classes = 4;
+  c.z_dim = resolution == 64 ? 20 : 24;
+  c.width = width;
+  c.attention = attention;
+  return c;
+}
+
+TEST_F(ModelGradCheck, BigGan64Generator) {
+  std::unique_ptr<GanModel> model = Make(BigGanAt(64, 2, false));
+  ASSERT_NE(model, nullptr);
+  CheckGenerator(model.get(), 2, {1, 3}, kBigGanSamples);
+}
+
+TEST_F(ModelGradCheck, BigGan64Discriminator) {
+  std::unique_ptr<GanModel> model = Make(BigGanAt(64, 2, false));
+  ASSERT_NE(model, nullptr);
+  CheckDiscriminator(model.get(), 2, {0, 2}, kBigGanSamples);
+}
+
+TEST_F(ModelGradCheck, BigGan128ShapesAndParameters) {
+  for (int res : {64, 128}) {
+    std::unique_ptr<GanModel> model = Make(BigGanAt(res, 8, true));
+    ASSERT_NE(model, nullptr);
+    const int blocks = res == 64 ? 4 : 5;
+    EXPECT_NE(model->generator().FindParam(
+                  "g.block" + std::to_string(blocks - 1) + ".conv1.weight"),
+              nullptr);
+    EXPECT_EQ(model->generator().FindParam("g.block" + std::to_string(blocks) +
+                                           ".conv1.weight"),
+              nullptr);
+    EXPECT_NE(model->discriminator().FindParam(
+                  "d.block" + std::to_string(blocks + 1) + ".conv1.weight"),
+              nullptr);
+    EXPECT_NE(model->generator().FindParam("g.attn.gamma"), nullptr);
+    Backend* b = model->backend();
+    const Tensor z = Random({2, model->config().z_dim});
+    const Tensor images = model->Generate(z, {0, 1}, kWarmUpMode);
+    EXPECT_EQ(images.shape(), (Shape{2, 3, res, res}));
+    const Tensor logits = model->Discriminate(images, {0, 1}, kWarmUpMode);
+    EXPECT_EQ(logits.shape(), (Shape{2, 1}));
+    const Tensor dimages = model->DiscriminateBackward(Random({2, 1}));
+    EXPECT_EQ(dimages.shape(), images.shape());
+    model->GenerateBackward(dimages);
+    EXPECT_TRUE(b->AllFinite(dimages));
+    for (Param& p : model->generator().params())
+      EXPECT_TRUE(b->AllFinite(p.grad)) << p.name;
+  }
+}
+
 ModelConfig Dcgan(int channels) {
   ModelConfig c;
   c.name = "dcgan32";
@@ -416,13 +472,24 @@ TEST(MakeModelTest, RejectsBadChannels) {
   ExpectRejected(b, {"image_channels", "2"});
 }
 
-TEST(MakeModelTest, RejectsResolutionOtherThan32) {
+TEST(MakeModelTest, RejectsResolutionOtherThanTheModels) {
   for (const char* name : {"dcgan32", "biggan32"}) {
     ModelConfig c = SmallBigGan(true);
     c.name = name;
     c.resolution = 64;
     ExpectRejected(c, {"resolution", "64", name});
   }
+  ModelConfig c = BigGanAt(128, 2, false);
+  c.resolution = 64;
+  ExpectRejected(c, {"resolution", "64", "biggan128"});
+}
+
+TEST(MakeModelTest, RejectsZDimNotDivisibleByBigGanChunks) {
+  ModelConfig c = BigGanAt(64, 2, false);
+  c.z_dim = 128;  // 5 chunks at 64 pixels
+  ExpectRejected(c, {"z_dim", "128", "5 chunks"});
+  EXPECT_EQ(DefaultModelConfig("biggan128").z_dim % 6, 0);
+  EXPECT_EQ(DefaultModelConfig("biggan128").resolution, 128);
 }
 
 }  // namespace
