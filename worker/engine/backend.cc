@@ -1,5 +1,8 @@
 #include "worker/engine/backend.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
@@ -29,27 +32,125 @@ Tensor Backend::ToHost(const Tensor& t) {
   return h;
 }
 
+void Backend::NormalizeVector(Tensor* v) {
+  const float norm = std::sqrt(Dot(*v, *v));
+  Scale(1.0f / std::max(norm, 1e-12f), v);
+}
+
+void Backend::SpectralNormWeight(const Tensor& u, const Tensor& wv,
+                                 const Tensor& w, Tensor* sigma, Tensor* w_sn) {
+  const float s = Dot(u, wv);
+  Upload(&s, sigma);
+  Axpby(1.0f / s, w, 0.0f, w, w_sn);
+}
+
+void Backend::SpectralNormBackward(const Tensor& dw_sn, const Tensor& w_sn,
+                                   const Tensor& u, const Tensor& v,
+                                   const Tensor& sigma, Tensor* dw) {
+  float s = 0;
+  Download(sigma, &s);
+  const float c = Dot(dw_sn, w_sn);
+  Axpby(1.0f / s, dw_sn, 0.0f, dw_sn, dw);
+  Gemm(false, false, static_cast<int>(u.numel()), static_cast<int>(v.numel()),
+       1, -c / s, u.data(), v.data(), 1.0f, dw->data());
+}
+
+void Backend::AxpbyScalar(const Tensor& alpha, const Tensor& x, float beta,
+                          Tensor* y) {
+  float a = 0;
+  Download(alpha, &a);
+  if (beta == 0.0f) {
+    Axpby(a, x, 0.0f, x, y);
+  } else {
+    Axpby(a, x, beta, *y, y);
+  }
+}
+
+void Backend::DotAccumulate(const Tensor& a, const Tensor& b, Tensor* out) {
+  float g = 0;
+  Download(*out, &g);
+  g += Dot(a, b);
+  Upload(&g, out);
+}
+
+absl::StatusOr<GpuConvLayout> ParseGpuConvLayout(const std::string& name) {
+  if (name == "nchw") return GpuConvLayout::kNchw;
+  if (name == "nhwc") return GpuConvLayout::kNhwc;
+  if (name == "auto") return GpuConvLayout::kAuto;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown GPU layout '", name, "': expected nchw, nhwc or auto"));
+}
+
+absl::StatusOr<GpuPrecision> ParseGpuPrecision(const std::string& name) {
+  if (name == "fp32") return GpuPrecision::kFp32;
+  if (name == "tf32") return GpuPrecision::kTf32;
+  if (name == "bf16") return GpuPrecision::kBf16;
+  if (name == "auto") return GpuPrecision::kAuto;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown GPU precision '", name, "': expected fp32, tf32, bf16 or auto"));
+}
+
+std::string GpuConvLayoutName(GpuConvLayout layout) {
+  switch (layout) {
+    case GpuConvLayout::kNchw:
+      return "nchw";
+    case GpuConvLayout::kNhwc:
+      return "nhwc";
+    case GpuConvLayout::kAuto:
+      break;
+  }
+  return "auto";
+}
+
+std::string GpuPrecisionName(GpuPrecision precision) {
+  switch (precision) {
+    case GpuPrecision::kFp32:
+      return "fp32";
+    case GpuPrecision::kTf32:
+      return "tf32";
+    case GpuPrecision::kBf16:
+      return "bf16";
+    case GpuPrecision::kAuto:
+      break;
+  }
+  return "auto";
+}
+
 #ifdef PARAGAN_WITH_CUDA
-std::unique_ptr<Backend> MakeCudaBackend();
+absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(
+    const BackendOptions& options);
+bool HasCudaBackend() { return true; }
+#else
+bool HasCudaBackend() { return false; }
 #endif
+
+absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(
+    const std::string& name, const BackendOptions& options) {
+  if (name == "cpu")
+    return MakeCpuBackend(options.threads, options.cpu_layout,
+                          options.log_autotune);
+  if (name == "cuda") {
+#ifdef PARAGAN_WITH_CUDA
+    return MakeCudaBackend(options);
+#else
+    return absl::FailedPreconditionError(
+        "device 'cuda' requested but this binary was built without CUDA "
+        "(rebuild with --config=cuda)");
+#endif
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown device '", name, "': expected cpu or cuda"));
+}
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& name,
                                                      int threads,
                                                      CpuConvLayout cpu_layout,
                                                      bool log_autotune) {
-  if (name == "cpu") return MakeCpuBackend(threads, cpu_layout, log_autotune);
-#ifdef PARAGAN_WITH_CUDA
-  if (name == "cuda") return MakeCudaBackend();
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown device '", name, "': expected cpu or cuda"));
-#else
-  if (name == "cuda")
-    return absl::FailedPreconditionError(
-        "device 'cuda' requested but this binary was built without CUDA "
-        "(rebuild with --config=cuda)");
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown device '", name, "': expected cpu"));
-#endif
+  BackendOptions options;
+  options.threads = threads;
+  options.cpu_layout = cpu_layout;
+  options.log_autotune = log_autotune;
+  return MakeBackend(name, options);
 }
 
 }  // namespace paragan

@@ -30,7 +30,7 @@ enum class Activation { kIdentity, kRelu, kLeakyRelu, kTanh };
 // Every tensor operation the layers need, so a layer never touches memory
 // directly and the same model code runs on any device. All pointers and
 // tensors belong to this backend's device. Outputs are overwritten unless the
-// name says Accumulate. Implementations: CpuBackend (oneDNN + OpenBLAS), and
+// name says Accumulate. Implementations: CpuBackend (oneDNN), and
 // the CUDA backend (cuDNN + cuBLAS).
 class Backend {
  public:
@@ -158,6 +158,25 @@ class Backend {
   // out[n] = sum_f a[n, f] * b[n, f], and its backward.
   virtual void RowDot(const Tensor& a, const Tensor& b, Tensor* out) = 0;
 
+  // Scalar-valued steps kept on the device (1-element tensors), so spectral
+  // norm and attention never wait for the GPU. The defaults read scalars on
+  // the host and suit the CPU backend; device backends override them.
+  //
+  // v /= max(||v||, 1e-12).
+  virtual void NormalizeVector(Tensor* v);
+  // sigma[0] = <u, wv>; w_sn = w / sigma[0].
+  virtual void SpectralNormWeight(const Tensor& u, const Tensor& wv,
+                                  const Tensor& w, Tensor* sigma, Tensor* w_sn);
+  // dw = (dw_sn - <dw_sn, w_sn> u v^T) / sigma[0] for w [rows(u), cols(v)].
+  virtual void SpectralNormBackward(const Tensor& dw_sn, const Tensor& w_sn,
+                                    const Tensor& u, const Tensor& v,
+                                    const Tensor& sigma, Tensor* dw);
+  // y = alpha[0] * x + beta * y (beta == 0: y is not read).
+  virtual void AxpbyScalar(const Tensor& alpha, const Tensor& x, float beta,
+                           Tensor* y);
+  // out[0] += <a, b>.
+  virtual void DotAccumulate(const Tensor& a, const Tensor& b, Tensor* out);
+
   // Optimizer kernels (also usable by parameter servers on the CPU).
   // PyTorch Adam (no weight decay): step is 1-based.
   virtual void AdamUpdate(float lr, float beta1, float beta2, float eps,
@@ -184,11 +203,47 @@ absl::StatusOr<CpuConvLayout> ParseCpuConvLayout(const std::string& name);
 std::unique_ptr<Backend> MakeCpuBackend(
     int threads, CpuConvLayout layout = CpuConvLayout::kBlocked,
     bool log_autotune = false);
-// Known names: "cpu", and "cuda" when built with --config=cuda.
+
+// How the CUDA backend lays out convolution operands internally (tensors at
+// the backend boundary stay canonical NCHW / OIHW float32).
+enum class GpuConvLayout {
+  kNchw,  // cuDNN on the canonical layout
+  kNhwc,  // channels-last, channels padded to multiples of 8 (tensor cores)
+  kAuto,  // per shape and pass, the faster of the two (measured at first use)
+};
+// Arithmetic of the CUDA backend's convolutions and matrix products. Master
+// weights, activations between layers and gradients stay float32.
+enum class GpuPrecision {
+  kFp32,  // strict float32 (no tensor cores): the canonical baseline
+  kTf32,  // TF32 tensor cores (float32 storage, 10-bit mantissa products)
+  kBf16,  // bfloat16 convolution operands, float32 accumulation
+  kAuto,  // per shape and pass, the fastest of fp32, tf32 and bf16
+};
+absl::StatusOr<GpuConvLayout> ParseGpuConvLayout(const std::string& name);
+absl::StatusOr<GpuPrecision> ParseGpuPrecision(const std::string& name);
+std::string GpuConvLayoutName(GpuConvLayout layout);
+std::string GpuPrecisionName(GpuPrecision precision);
+
+struct BackendOptions {
+  int threads = 0;  // CPU threads; <= 0: all cores
+  CpuConvLayout cpu_layout = CpuConvLayout::kAuto;
+  GpuConvLayout gpu_layout = GpuConvLayout::kAuto;
+  GpuPrecision gpu_precision = GpuPrecision::kTf32;
+  int gpu_device = 0;
+  bool log_autotune = false;  // print each autotune decision to stderr
+};
+
+// Known names: "cpu", and "cuda" when built with --config=cuda. "cuda" fails
+// with FAILED_PRECONDITION when the binary has no CUDA backend or the machine
+// has no usable GPU.
+absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(
+    const std::string& name, const BackendOptions& options);
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(
     const std::string& name, int threads,
     CpuConvLayout cpu_layout = CpuConvLayout::kBlocked,
     bool log_autotune = false);
+// True when this binary was built with the CUDA backend.
+bool HasCudaBackend();
 
 }  // namespace paragan
 

@@ -8,14 +8,7 @@
 #include "common/rng.h"
 
 namespace paragan {
-namespace {
-
-void Normalize(Backend* b, Tensor* v) {
-  const float norm = std::sqrt(b->Dot(*v, *v));
-  b->Scale(1.0f / std::max(norm, 1e-12f), v);
-}
-
-}  // namespace
+namespace {}  // namespace
 
 // ---------------------------------------------------------------- SpectralNorm
 
@@ -31,6 +24,7 @@ SpectralNorm::SpectralNorm(ParamStore* store, const std::string& name,
   v_ = store->AddBuffer(name + ".sn_v", {cols_});
   w_sn_ = b_->Alloc(weight->value.shape());
   wv_ = b_->Alloc({rows_});
+  sigma_ = b_->Zeros({1});
   scratch_ = b_->Alloc(weight->value.shape());
   b_->Fill(1.0f / std::sqrt(static_cast<float>(rows_)), u_);
 }
@@ -40,7 +34,7 @@ void SpectralNorm::ResetV() {
   const Tensor& w = weight_->value;
   b_->Gemm(true, false, cols_, 1, rows_, 1.0f, w.data(), u_->data(), 0.0f,
            v_->data());
-  Normalize(b_, v_);
+  b_->NormalizeVector(v_);
 }
 
 const Tensor& SpectralNorm::Forward(bool update_u) {
@@ -59,15 +53,14 @@ const Tensor& SpectralNorm::Forward(bool update_u) {
     // v = normalize(W^T u); u = normalize(W v).
     b_->Gemm(true, false, cols_, 1, rows_, 1.0f, w.data(), u_->data(), 0.0f,
              v_->data());
-    Normalize(b_, v_);
+    b_->NormalizeVector(v_);
     b_->Gemm(false, false, rows_, 1, cols_, 1.0f, w.data(), v_->data(), 0.0f,
              u_->data());
-    Normalize(b_, u_);
+    b_->NormalizeVector(u_);
   }
   b_->Gemm(false, false, rows_, 1, cols_, 1.0f, w.data(), v_->data(), 0.0f,
            wv_.data());
-  sigma_ = b_->Dot(*u_, wv_);
-  b_->Axpby(1.0f / sigma_, w, 0.0f, w, &w_sn_);
+  b_->SpectralNormWeight(*u_, wv_, w, &sigma_, &w_sn_);
   return w_sn_;
 }
 
@@ -77,10 +70,7 @@ void SpectralNorm::Backward(const Tensor& dw_sn) {
     return;
   }
   // u and v are constants: dW = (G - <G, W_sn> u v^T) / sigma.
-  const float c = b_->Dot(dw_sn, w_sn_);
-  b_->Axpby(1.0f / sigma_, dw_sn, 0.0f, dw_sn, &scratch_);
-  b_->Gemm(false, false, rows_, cols_, 1, -c / sigma_, u_->data(), v_->data(),
-           1.0f, scratch_.data());
+  b_->SpectralNormBackward(dw_sn, w_sn_, *u_, *v_, sigma_, &scratch_);
   b_->AddTo(scratch_, &weight_->grad);
 }
 
@@ -485,10 +475,8 @@ Tensor SelfAttention::Forward(const Tensor& x, const Mode& mode) {
                   int64_t{c2} * hw4, beta_.data(), int64_t{hw} * hw4, 0.0f,
                   attn_out_.data(), int64_t{c2} * hw);
   o_out_ = o_.Forward(attn_out_, mode);
-  float gamma = 0;
-  b_->Download(gamma_->value, &gamma);
-  Tensor y = b_->Alloc(x.shape());
-  b_->Axpby(1.0f, x, gamma, o_out_, &y);
+  Tensor y = b_->Clone(x);
+  b_->AxpbyScalar(gamma_->value, o_out_, 1.0f, &y);  // x + gamma * o
   return y;
 }
 
@@ -497,16 +485,9 @@ Tensor SelfAttention::Backward(const Tensor& dy) {
             h = static_cast<int>(x_shape_[2]),
             w = static_cast<int>(x_shape_[3]);
   const int hw = h * w, hw4 = hw / 4, c8 = channels_ / 8, c2 = channels_ / 2;
-  float gamma = 0;
-  b_->Download(gamma_->value, &gamma);
-  if (param_grads_) {
-    float g = 0;
-    b_->Download(gamma_->grad, &g);
-    g += b_->Dot(dy, o_out_);
-    b_->Upload(&g, &gamma_->grad);
-  }
+  if (param_grads_) b_->DotAccumulate(dy, o_out_, &gamma_->grad);
   Tensor do_out = b_->Alloc(dy.shape());
-  b_->Axpby(gamma, dy, 0.0f, dy, &do_out);
+  b_->AxpbyScalar(gamma_->value, dy, 0.0f, &do_out);
   Tensor dattn = o_.Backward(do_out);
   Tensor dg = b_->Alloc(g_pooled_.shape());
   b_->BatchedGemm(n, false, false, c2, hw4, hw, 1.0f, dattn.data(),

@@ -39,7 +39,6 @@ class SpectralNorm {
   // Re-derives v from u (after weights/u are set from outside).
   void ResetV();
   bool enabled() const { return enabled_; }
-  float sigma() const { return sigma_; }
 
  private:
   Backend* b_;
@@ -49,7 +48,7 @@ class SpectralNorm {
   Tensor* u_ = nullptr;
   Tensor* v_ = nullptr;
   Tensor w_sn_, wv_, scratch_;
-  float sigma_ = 1.0f;
+  Tensor sigma_;  // [1], on the backend's device
   bool v_ready_ = false;
 };
 

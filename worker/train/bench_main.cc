@@ -8,10 +8,12 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include "common/rng.h"
 #include "worker/train/gan_trainer.h"
 
-ABSL_FLAG(std::string, model, "dcgan32", "dcgan32 | biggan32");
+ABSL_FLAG(std::string, model, "dcgan32",
+          "dcgan32 | biggan32 | biggan64 | biggan128");
 ABSL_FLAG(int, threads, 2, "CPU threads");
 ABSL_FLAG(int, batch, 64, "batch size");
 ABSL_FLAG(int, warmup, 3, "untimed steps");
@@ -21,22 +23,46 @@ ABSL_FLAG(int, channels, 1, "image channels");
 ABSL_FLAG(int, width, 64, "BigGAN channel multiplier");
 ABSL_FLAG(bool, attention, true, "BigGAN self-attention");
 ABSL_FLAG(std::string, layout, "blocked",
-          "CPU conv layout: blocked | canonical");
+          "CPU conv layout: auto | blocked | canonical");
+ABSL_FLAG(std::string, device, "cpu", "cpu | cuda");
+ABSL_FLAG(std::string, gpu_layout, "auto",
+          "GPU conv layout: nchw | nhwc | auto (per shape, measured)");
+ABSL_FLAG(std::string, gpu_precision, "tf32",
+          "GPU conv/matmul precision: fp32 | tf32 | bf16 | auto (per shape)");
+ABSL_FLAG(bool, log_autotune, false, "print each autotune decision");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  const std::string layout = absl::GetFlag(FLAGS_layout);
-  auto parsed = paragan::ParseCpuConvLayout(layout);
-  if (!parsed.ok()) {
-    std::fprintf(stderr, "error: --layout: %s\n",
-                 std::string(parsed.status().message()).c_str());
-    return 2;
+  const std::string device = absl::GetFlag(FLAGS_device);
+  paragan::BackendOptions options;
+  options.threads = absl::GetFlag(FLAGS_threads);
+  options.log_autotune = absl::GetFlag(FLAGS_log_autotune);
+  auto cpu_layout = paragan::ParseCpuConvLayout(absl::GetFlag(FLAGS_layout));
+  auto gpu_layout =
+      paragan::ParseGpuConvLayout(absl::GetFlag(FLAGS_gpu_layout));
+  auto precision =
+      paragan::ParseGpuPrecision(absl::GetFlag(FLAGS_gpu_precision));
+  for (const absl::Status& s :
+       {cpu_layout.status(), gpu_layout.status(), precision.status()}) {
+    if (!s.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
   }
+  options.cpu_layout = *cpu_layout;
+  options.gpu_layout = *gpu_layout;
+  options.gpu_precision = *precision;
   // Autotuning happens on the first (warm-up) step, outside the timing.
-  auto backend = paragan::MakeCpuBackend(absl::GetFlag(FLAGS_threads), *parsed,
-                                         /*log_autotune=*/false);
-  paragan::TrainerConfig tc =
-      paragan::DefaultTrainerConfig(absl::GetFlag(FLAGS_model));
+  auto backend_or = paragan::MakeBackend(device, options);
+  if (!backend_or.ok()) {
+    std::fprintf(stderr, "error: %s\n",
+                 std::string(backend_or.status().message()).c_str());
+    return 1;
+  }
+  std::unique_ptr<paragan::Backend> backend = std::move(*backend_or);
+  const std::string model = absl::GetFlag(FLAGS_model);
+  paragan::TrainerConfig tc = paragan::DefaultTrainerConfig(model);
+  tc.model = paragan::DefaultModelConfig(model);
   tc.model.image_channels = absl::GetFlag(FLAGS_channels);
   tc.model.width = absl::GetFlag(FLAGS_width);
   tc.model.attention = absl::GetFlag(FLAGS_attention);
@@ -50,7 +76,8 @@ int main(int argc, char** argv) {
   }
   const int b = tc.batch_size, c = tc.model.image_channels;
   paragan::Rng rng(1);
-  paragan::Tensor real = paragan::Tensor::Host({b, c, 32, 32});
+  const int r = tc.model.resolution;
+  paragan::Tensor real = paragan::Tensor::Host({b, c, r, r});
   for (int64_t i = 0; i < real.numel(); ++i)
     real.data()[i] = 2 * rng.Uniform() - 1;
   paragan::Tensor dev = backend->FromHost(real);
@@ -77,15 +104,19 @@ int main(int argc, char** argv) {
   double mean = 0;
   for (double t : times) mean += t / iters;
   const double median = times[iters / 2];
+  const std::string config =
+      device == "cpu" ? absl::GetFlag(FLAGS_layout)
+                      : absl::StrCat(absl::GetFlag(FLAGS_gpu_layout), "/",
+                                     absl::GetFlag(FLAGS_gpu_precision));
   std::printf(
-      "%s: %d threads, batch %d, layout %s: mean %.2f ms/step, median %.2f ms, "
+      "%s on %s: batch %d, %s: mean %.2f ms/step, median %.2f ms, "
       "%.1f img/s\n",
-      tc.model.name.c_str(), absl::GetFlag(FLAGS_threads), b, layout.c_str(),
-      mean, median, b / (mean / 1000.0));
+      tc.model.name.c_str(), backend->name().c_str(), b, config.c_str(), mean,
+      median, b / (mean / 1000.0));
   std::printf(
-      "RESULT model=%s framework=paragan threads=%d batch=%d layout=%s "
-      "ms_per_step=%.2f imgs_per_s=%.1f\n",
-      tc.model.name.c_str(), absl::GetFlag(FLAGS_threads), b, layout.c_str(),
-      mean, b / (mean / 1000.0));
+      "RESULT model=%s framework=paragan device=%s threads=%d batch=%d "
+      "layout=%s ms_per_step=%.2f imgs_per_s=%.1f\n",
+      tc.model.name.c_str(), device.c_str(), absl::GetFlag(FLAGS_threads), b,
+      config.c_str(), mean, b / (mean / 1000.0));
   return 0;
 }

@@ -8,7 +8,8 @@
 #include "absl/flags/usage.h"
 #include "worker/train/training_run.h"
 
-ABSL_FLAG(std::string, model, "dcgan32", "dcgan32 | biggan32");
+ABSL_FLAG(std::string, model, "dcgan32",
+          "dcgan32 | biggan32 | biggan64 | biggan128");
 ABSL_FLAG(std::string, dataset, "fashion_mnist",
           "fashion_mnist | folder | synthetic");
 ABSL_FLAG(
@@ -21,7 +22,14 @@ ABSL_FLAG(double, max_seconds, 0,
 ABSL_FLAG(uint64_t, seed, 0, "seed for weights, z and data order");
 ABSL_FLAG(std::string, out_dir, "runs/dcgan32", "output directory");
 ABSL_FLAG(int, threads, 2, "CPU threads");
-ABSL_FLAG(std::string, device, "cpu", "cpu | cuda");
+ABSL_FLAG(std::string, device, "cpu",
+          "cpu | cuda (cuda needs a --config=cuda build and a GPU)");
+ABSL_FLAG(std::string, gpu_layout, "auto",
+          "GPU convolution layout: nchw | nhwc (channels padded to 8) | auto "
+          "(per shape, measured at start)");
+ABSL_FLAG(std::string, gpu_precision, "tf32",
+          "GPU convolution and matmul arithmetic: fp32 | tf32 | bf16 | auto "
+          "(fastest per shape); weights and gradients stay float32");
 ABSL_FLAG(std::string, cpu_layout, "auto",
           "CPU convolution layouts: auto (measured per shape at start-up), "
           "blocked (oneDNN's) or canonical (NCHW)");
@@ -62,6 +70,11 @@ int main(int argc, char** argv) {
   TrainingRunOptions o;
   const std::string model = absl::GetFlag(FLAGS_model);
   o.trainer = paragan::DefaultTrainerConfig(model);
+  {
+    const paragan::ModelConfig defaults = paragan::DefaultModelConfig(model);
+    o.trainer.model.resolution = defaults.resolution;
+    o.trainer.model.z_dim = defaults.z_dim;
+  }
   o.trainer.model.width = absl::GetFlag(FLAGS_width);
   o.trainer.model.attention = absl::GetFlag(FLAGS_attention);
   o.trainer.batch_size = absl::GetFlag(FLAGS_batch_size);
@@ -90,6 +103,7 @@ int main(int argc, char** argv) {
   o.dataset.synthetic_size = absl::GetFlag(FLAGS_synthetic_size);
   o.dataset.seed = o.trainer.seed;
   o.dataset.channels = absl::GetFlag(FLAGS_channels);
+  o.dataset.resolution = o.trainer.model.resolution;
   o.device = absl::GetFlag(FLAGS_device);
   auto layout = paragan::ParseCpuConvLayout(absl::GetFlag(FLAGS_cpu_layout));
   if (!layout.ok()) {
@@ -98,6 +112,22 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.cpu_layout = *layout;
+  auto gpu_layout =
+      paragan::ParseGpuConvLayout(absl::GetFlag(FLAGS_gpu_layout));
+  if (!gpu_layout.ok()) {
+    std::fprintf(stderr, "error: --gpu_layout: %s\n",
+                 std::string(gpu_layout.status().message()).c_str());
+    return 2;
+  }
+  o.gpu_layout = *gpu_layout;
+  auto precision =
+      paragan::ParseGpuPrecision(absl::GetFlag(FLAGS_gpu_precision));
+  if (!precision.ok()) {
+    std::fprintf(stderr, "error: --gpu_precision: %s\n",
+                 std::string(precision.status().message()).c_str());
+    return 2;
+  }
+  o.gpu_precision = *precision;
   o.threads = absl::GetFlag(FLAGS_threads);
   o.steps = absl::GetFlag(FLAGS_steps);
   o.max_seconds = absl::GetFlag(FLAGS_max_seconds);

@@ -127,9 +127,14 @@ absl::Status RunTraining(const TrainingRunOptions& o,
   if (o.num_samples < 1)
     return absl::InvalidArgumentError(
         absl::StrCat("num_samples must be >= 1, got ", o.num_samples));
+  BackendOptions backend_options;
+  backend_options.threads = o.threads;
+  backend_options.cpu_layout = o.cpu_layout;
+  backend_options.gpu_layout = o.gpu_layout;
+  backend_options.gpu_precision = o.gpu_precision;
+  backend_options.log_autotune = true;
   PG_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
-                      MakeBackend(o.device, o.threads, o.cpu_layout,
-                                  /*log_autotune=*/true));
+                      MakeBackend(o.device, backend_options));
   PG_ASSIGN_OR_RETURN(std::unique_ptr<Dataset> dataset, OpenDataset(o.dataset));
   const DatasetInfo& info = dataset->info();
   TrainerConfig tc = o.trainer;

@@ -13,8 +13,10 @@ namespace paragan {
 struct TrainingRunOptions {
   TrainerConfig trainer;
   DatasetSpec dataset;
-  std::string device = "cpu";
+  std::string device = "cpu";  // cpu | cuda
   CpuConvLayout cpu_layout = CpuConvLayout::kAuto;
+  GpuConvLayout gpu_layout = GpuConvLayout::kAuto;
+  GpuPrecision gpu_precision = GpuPrecision::kTf32;
   int threads = 2;
   int64_t steps = 5000;
   std::string out_dir = "runs/dcgan32";
