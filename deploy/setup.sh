@@ -12,8 +12,8 @@ PACKAGES=(
   libdnnl-dev libopenblas-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev
   # data, and the PyTorch reference used by fixtures and benchmarks
   dataset-fashion-mnist python3-numpy python3-torch
-  # tools used by tests and scripts
-  curl git clang-format
+  # tools used by tests and scripts (prometheus: the real-scrape test)
+  curl git clang-format prometheus
 )
 
 missing=()

@@ -7,6 +7,17 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 bazel test //... "$@" 2>&1 | tee "$log" || status=$?
+# The CUDA backend is compiled on every run so it cannot rot; its tests run
+# here too and skip (with the reason) where no GPU is present.
+cuda=${CUDA_PATH:-/usr/local/cuda}
+if [ -x "$cuda/bin/nvcc" ]; then
+  { bazel build --config=cuda //worker/engine/... //worker/train/... &&
+    bazel test --config=cuda //worker/engine:cuda_backend_test \
+      //worker/train:gpu_training_test "$@"; } 2>&1 | tee -a "$log" ||
+    status=$?
+else
+  echo "note: no CUDA toolkit at $cuda: the --config=cuda build was skipped"
+fi
 passed=$(grep -cE '^//\S+\s+(\(cached\) )?PASSED' "$log" || true)
 failed=$(grep -cE '^//\S+\s+(\(cached\) )?(FAILED|TIMEOUT|NO STATUS)' "$log" || true)
 echo "test targets: ${passed} passed, ${failed} failed"
