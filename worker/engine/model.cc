@@ -71,6 +71,19 @@ absl::StatusOr<std::unique_ptr<GanModel>> MakeModel(const ModelConfig& config,
     if (config.width < 2 || config.width % 2 != 0)
       return absl::InvalidArgumentError(
           absl::StrCat(n, " width must be even and >= 2, got ", config.width));
+    if (config.attention) {
+      // Attention splits its channels by 8; at 64 and 128 pixels D attends
+      // right after its first block (width channels), G at 4 or 2 x width.
+      const int d_attn = (res == 32 ? 4 : 1) * config.width;
+      const int g_attn = (res == 128 ? 2 : 4) * config.width;
+      if (d_attn % 8 != 0 || g_attn % 8 != 0)
+        return absl::InvalidArgumentError(absl::StrCat(
+            n, " with attention needs ", res == 32 ? "width" : "a width",
+            " giving multiples of 8 channels at the attention layers: width ",
+            config.width, " gives ", g_attn, " (G) and ", d_attn,
+            " (D); use a multiple of ", res == 32 ? 2 : 8,
+            " or --attention=false"));
+    }
     return MakeBigGan(config, backend);
   }
   return absl::InvalidArgumentError(

@@ -484,6 +484,16 @@ TEST(MakeModelTest, RejectsResolutionOtherThanTheModels) {
   ExpectRejected(c, {"resolution", "64", "biggan128"});
 }
 
+TEST(MakeModelTest, RejectsAttentionOnChannelsNotDivisibleBy8) {
+  ModelConfig c = BigGanAt(64, 2, true);
+  ExpectRejected(c, {"attention", "width 2", "multiple of 8"});
+  c.attention = false;
+  std::unique_ptr<Backend> backend = MakeCpuBackend(1);
+  EXPECT_TRUE(MakeModel(c, backend.get()).ok());
+  c = BigGanAt(128, 8, true);
+  EXPECT_TRUE(MakeModel(c, backend.get()).ok());
+}
+
 TEST(MakeModelTest, RejectsZDimNotDivisibleByBigGanChunks) {
   ModelConfig c = BigGanAt(64, 2, false);
   c.z_dim = 128;  // 5 chunks at 64 pixels

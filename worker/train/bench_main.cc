@@ -62,7 +62,6 @@ int main(int argc, char** argv) {
   std::unique_ptr<paragan::Backend> backend = std::move(*backend_or);
   const std::string model = absl::GetFlag(FLAGS_model);
   paragan::TrainerConfig tc = paragan::DefaultTrainerConfig(model);
-  tc.model = paragan::DefaultModelConfig(model);
   tc.model.image_channels = absl::GetFlag(FLAGS_channels);
   tc.model.width = absl::GetFlag(FLAGS_width);
   tc.model.attention = absl::GetFlag(FLAGS_attention);

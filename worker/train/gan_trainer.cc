@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 
@@ -37,8 +38,8 @@ void CopyBuffers(Backend* b, ParamStore& from, ParamStore* to) {
 
 TrainerConfig DefaultTrainerConfig(const std::string& model_name) {
   TrainerConfig c;
-  c.model.name = model_name;
-  if (model_name == "biggan32") {
+  c.model = DefaultModelConfig(model_name);
+  if (absl::StartsWith(model_name, "biggan")) {
     c.g_adam = {1e-4f, 0.0f, 0.999f, 1e-6f};
     c.d_adam = {4e-4f, 0.0f, 0.999f, 1e-6f};
     c.d_steps = 2;

@@ -70,11 +70,6 @@ int main(int argc, char** argv) {
   TrainingRunOptions o;
   const std::string model = absl::GetFlag(FLAGS_model);
   o.trainer = paragan::DefaultTrainerConfig(model);
-  {
-    const paragan::ModelConfig defaults = paragan::DefaultModelConfig(model);
-    o.trainer.model.resolution = defaults.resolution;
-    o.trainer.model.z_dim = defaults.z_dim;
-  }
   o.trainer.model.width = absl::GetFlag(FLAGS_width);
   o.trainer.model.attention = absl::GetFlag(FLAGS_attention);
   o.trainer.batch_size = absl::GetFlag(FLAGS_batch_size);
