@@ -202,6 +202,29 @@ int Run() {
   const double ps_mbps =
       static_cast<double>(push_bytes + pull_bytes) * iters / s / 1e6;
   server->Shutdown();
+  // The server's own work without gRPC: snapshot (a pull's copy) and
+  // ApplyGradients (validation, Adam, EMA) on the same tables.
+  double snap_s = 0, apply_s = 0;
+  {
+    std::vector<TensorMap> maps;
+    for (const Grads& g : grads) {
+      TensorMap m;
+      for (size_t k = 0; k < g.push.size(); ++k) m[g.push[k].name] = g.values[k];
+      maps.push_back(std::move(m));
+    }
+    for (int i = 0; i < iters; ++i) {
+      size_t k = 0;
+      for (ParameterTable* t : (*shard)->tables()) {
+        const absl::Time t0 = absl::Now();
+        auto snap = t->Snapshot();
+        const absl::Time t1 = absl::Now();
+        auto r = t->ApplyGradients("bench", snap->version, maps[k++]);
+        const absl::Time t2 = absl::Now();
+        snap_s += absl::ToDoubleSeconds(t1 - t0);
+        apply_s += absl::ToDoubleSeconds(t2 - t1);
+      }
+    }
+  }
   const double tcp_mbps = PlainTcpMBps(push_bytes, pull_bytes, iters);
   std::printf(
       "model %s, %s on the wire: push %.1f MB (G+D gradients), pull %.1f MB "
@@ -214,6 +237,16 @@ int Run() {
       ps_mbps, push_bytes * iters / push_s / 1e6,
       pull_bytes * iters / pull_s / 1e6, 1e3 * s / iters);
   std::printf("plain TCP, same bytes:       %.1f MB/s\n", tcp_mbps);
+  const double server_ms = 1e3 * (snap_s + apply_s) / iters;
+  const double transport_s = s - (snap_s + apply_s);
+  std::printf(
+      "server work without gRPC: %.1f ms per iteration (snapshot %.1f ms, "
+      "validate + Adam + EMA %.1f ms); transport alone: %.1f MB/s, ratio "
+      "%.2f\n",
+      server_ms, 1e3 * snap_s / iters, 1e3 * apply_s / iters,
+      static_cast<double>(push_bytes + pull_bytes) * iters / transport_s / 1e6,
+      static_cast<double>(push_bytes + pull_bytes) * iters / transport_s / 1e6 /
+          tcp_mbps);
   std::printf("ratio parameter server / plain TCP: %.2f\n", ps_mbps / tcp_mbps);
   return 0;
 }
