@@ -265,7 +265,8 @@ std::string SummaryText(const RunSummary& s) {
                         s.train_s);
   absl::StrAppendFormat(&out,
                         "images/s %.1f over the training time (G steps of "
-                        "this run x batch x workers per step / training s); "
+                        "this run x batch x D steps per G step x workers per "
+                        "step / training s); "
                         "%.1f at the workers' last reports\n",
                         s.img_s, s.img_s_last);
   for (const auto& [id, r] : s.worker_img_s) {
