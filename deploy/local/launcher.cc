@@ -995,12 +995,15 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
         return absl::UnavailableError("every worker died: stopping the run");
       }
       const double trained_s = absl::ToDoubleSeconds(absl::Now() - train_start);
-      if (o.kill_worker >= 0 && o.kill_worker < o.num_workers &&
-          !killed_for_test && trained_s >= o.kill_worker_after_s) {
+      if (!o.kill_process.empty() && !killed_for_test &&
+          trained_s >= o.kill_after_s) {
         killed_for_test = true;
-        Loud(absl::StrCat("test hook: SIGKILL to ",
-                          workers[o.kill_worker]->name));
-        workers[o.kill_worker]->child->Signal(SIGKILL);
+        if (Proc* victim = find(o.kill_process)) {
+          Loud(absl::StrCat("test hook: SIGKILL to ", victim->name));
+          victim->child->Signal(SIGKILL);
+        } else {
+          Loud(absl::StrCat("test hook: no process named ", o.kill_process));
+        }
       }
       if (stop->load()) {
         Say("stop requested: stopping workers, data service, then shards");

@@ -224,10 +224,11 @@ struct LauncherOptions {
   std::string worker_data = "service";
   // Extra flags per kind of process, appended last (they win).
   std::string ps_flags, data_flags, worker_flags;
-  // Test hook: SIGKILL this worker index after this many seconds of
-  // training (< 0: never), to exercise the dead-worker path.
-  int kill_worker = -1;
-  double kill_worker_after_s = 0;
+  // Test hook: SIGKILL the process named `kill_process` ("w1", "shard0",
+  // "data"; empty: none) after `kill_after_s` seconds of training, to
+  // exercise the dead-process paths.
+  std::string kill_process;
+  double kill_after_s = 0;
 };
 
 // Finds the bazel-bin directory that holds the three binaries: `flag` if

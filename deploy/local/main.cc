@@ -60,9 +60,10 @@ ABSL_FLAG(std::string, ps_flags, "",
           "extra flags for every shard, e.g. \"--g_lr=2e-4\"");
 ABSL_FLAG(std::string, data_flags, "", "extra flags for the data service");
 ABSL_FLAG(std::string, worker_flags, "", "extra flags for every worker");
-ABSL_FLAG(int, kill_worker, -1,
-          "test hook: SIGKILL this worker after --kill_worker_after_s");
-ABSL_FLAG(double, kill_worker_after_s, 20, "see --kill_worker");
+ABSL_FLAG(std::string, kill_process, "",
+          "test hook: SIGKILL this child (w1, shard0, data) after "
+          "--kill_after_s seconds of training");
+ABSL_FLAG(double, kill_after_s, 20, "see --kill_process");
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -108,8 +109,8 @@ int main(int argc, char** argv) {
   o.ps_flags = absl::GetFlag(FLAGS_ps_flags);
   o.data_flags = absl::GetFlag(FLAGS_data_flags);
   o.worker_flags = absl::GetFlag(FLAGS_worker_flags);
-  o.kill_worker = absl::GetFlag(FLAGS_kill_worker);
-  o.kill_worker_after_s = absl::GetFlag(FLAGS_kill_worker_after_s);
+  o.kill_process = absl::GetFlag(FLAGS_kill_process);
+  o.kill_after_s = absl::GetFlag(FLAGS_kill_after_s);
 
   paragan::local::RunSummary summary;
   const absl::Status st = paragan::local::RunLocal(o, &g_stop, &summary);

@@ -3,7 +3,7 @@
 # for about a minute on the synthetic dataset (small batch), then checks the
 # outputs exist and the summary's numbers are sane. A second short run kills
 # one worker mid-run: the other goes on, the run still ends ok and reports
-# the dead worker.
+# the dead worker; a third kills a shard: the run stops with a clear error.
 #   args: paragan_local paragan_server paragan_data paragan_worker paragan_sample
 set -euo pipefail
 LOCAL=$1; SERVER=$2; DATA=$3; WORKER=$4; SAMPLE=$5
@@ -56,7 +56,7 @@ done
 OUT2=${TEST_TMPDIR:-$(mktemp -d)}/run_kill
 "$LOCAL" --bin_dir="$BIN" --dataset=synthetic --data_path= --batch_size=8 \
   --minutes=0.5 --steps=0 --progress_s=5 --log_every=5 --num_samples=16 \
-  --kill_worker=1 --kill_worker_after_s=10 --out_dir="$OUT2" $SERVICES_TEST_FLAGS \
+  --kill_process=w1 --kill_after_s=10 --out_dir="$OUT2" $SERVICES_TEST_FLAGS \
   > "$OUT2.stdout" 2>&1 || { OUT=$OUT2; cat "$OUT2.stdout"; fail "run with a killed worker failed"; }
 grep -q 'w1 (pid [0-9]*) died unexpectedly: killed by signal 9' "$OUT2.stdout" \
   || { cat "$OUT2.stdout"; fail "no loud report of the dead worker"; }
@@ -65,4 +65,21 @@ grep -q '"name": "w1", "pid": [0-9]*, "exit": "killed by signal 9' "$OUT2/summar
 grep -q '"name": "w0", "pid": [0-9]*, "exit": "exit 0", "ok": true' "$OUT2/summary.json" \
   || fail "w0 did not go on and exit 0"
 [ -s "$OUT2/samples.npy" ] || fail "no samples after a dead worker"
+
+# Dead shard: shard1 is killed after 5 s of training; the run stops with a
+# clear error (exit 1), stops the others cleanly and still writes a summary.
+OUT3=${TEST_TMPDIR:-$(mktemp -d)}/run_kill_shard
+if "$LOCAL" --bin_dir="$BIN" --dataset=synthetic --data_path= --batch_size=8 \
+  --minutes=1 --steps=0 --progress_s=5 --log_every=5 --num_samples=16 \
+  --kill_process=shard1 --kill_after_s=5 --out_dir="$OUT3" $SERVICES_TEST_FLAGS \
+  > "$OUT3.stdout" 2>&1; then
+  cat "$OUT3.stdout"; fail "the run went on without shard1"
+fi
+grep -q 'ERROR: parameter-server shard1 died (killed by signal 9' "$OUT3.stdout" \
+  || { cat "$OUT3.stdout"; fail "no clear error for the dead shard"; }
+grep -q '"ok": false' "$OUT3/summary.json" || fail "summary of the dead-shard run says ok"
+for p in shard0 data w0 w1; do
+  grep -q "{\"name\": \"$p\", \"pid\": [0-9]*, \"exit\": \"exit 0\", \"ok\": true}" "$OUT3/summary.json" \
+    || fail "$p was not stopped cleanly after the shard died"
+done
 echo PASS
