@@ -854,6 +854,9 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   // processes and writes the summary.
   absl::Status run_status = [&]() -> absl::Status {
     // 1. Parameter-server shards.
+    const double lease_s = o.worker_lease_s >= 0
+                               ? o.worker_lease_s
+                               : (o.model.rfind("biggan", 0) == 0 ? 180 : 30);
     std::vector<std::string> shard_names;
     for (int i = 0; i < o.num_shards; ++i) {
       const std::string name = absl::StrCat("shard", i);
@@ -870,7 +873,7 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
            absl::StrCat("--sync_workers=",
                         o.mode == "sync" ? o.num_workers : 0),
            absl::StrCat("--ema_decay=", o.ema_decay),
-           absl::StrCat("--worker_lease_s=", o.worker_lease_s), "--threads=1"},
+           absl::StrCat("--worker_lease_s=", lease_s), "--threads=1"},
           o.ps_flags));
       shards.push_back(procs.back().get());
     }

@@ -216,7 +216,7 @@ struct LauncherOptions {
   int64_t log_every = 10;  // workers' progress interval in steps
   int64_t num_samples = 1000;
   double ema_decay = 0.999;
-  double worker_lease_s = 30;
+  double worker_lease_s = -1;  // < 0: 30 s for dcgan32, 180 s for BigGAN
   std::string push_dtype = "float32";
   // "service": workers stream batches from the data service (--data);
   // "local": each worker reads the dataset itself (the data service still

@@ -50,8 +50,10 @@ ABSL_FLAG(double, progress_s, 5, "seconds between progress lines");
 ABSL_FLAG(int64_t, log_every, 10, "workers' progress interval in steps");
 ABSL_FLAG(int64_t, num_samples, 1000, "samples written to samples.npy");
 ABSL_FLAG(double, ema_decay, 0.999, "EMA decay of G on the shards; 0: off");
-ABSL_FLAG(double, worker_lease_s, 30,
-          "shards drop a worker silent for this long");
+ABSL_FLAG(double, worker_lease_s, -1,
+          "shards drop a worker silent for this long; < 0: 30 for dcgan32, "
+          "180 for BigGAN (a BigGAN step on a few CPU threads can take tens "
+          "of seconds between two RPCs)");
 ABSL_FLAG(std::string, push_dtype, "float32", "float32 | bfloat16 pushes");
 ABSL_FLAG(std::string, worker_data, "service",
           "service: workers stream batches from the data service | local: "
