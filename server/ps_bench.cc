@@ -209,7 +209,8 @@ int Run() {
     std::vector<TensorMap> maps;
     for (const Grads& g : grads) {
       TensorMap m;
-      for (size_t k = 0; k < g.push.size(); ++k) m[g.push[k].name] = g.values[k];
+      for (size_t k = 0; k < g.push.size(); ++k)
+        m[g.push[k].name] = g.values[k];
       maps.push_back(std::move(m));
     }
     for (int i = 0; i < iters; ++i) {
