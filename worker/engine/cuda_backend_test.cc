@@ -7,8 +7,6 @@
 // 10-bit mantissa (2^-11 relative per product, accumulated over a few
 // hundred terms: 5e-3), bf16 operands an 7-bit one (2^-8: 2e-2).
 
-#include <cuda_runtime_api.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -20,24 +18,10 @@
 #include "gtest/gtest.h"
 #include "worker/engine/backend.h"
 #include "worker/engine/cuda_kernels.h"
+#include "worker/engine/gpu_test_util.h"
 
 namespace paragan {
 namespace {
-
-bool HaveGpu() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return count > 0;
-}
-
-#define SKIP_WITHOUT_GPU()                                                 \
-  if (!HaveGpu()) {                                                        \
-    GTEST_SKIP() << "no CUDA GPU on this machine: the CUDA backend tests " \
-                    "run only where one is present";                       \
-  }
 
 Tensor RandomHost(const Shape& shape, Rng* rng, float scale = 1.0f) {
   Tensor t = Tensor::Host(shape);
@@ -85,7 +69,7 @@ class CudaOps : public ::testing::Test {
 };
 
 TEST_F(CudaOps, MemoryAndElementwise) {
-  SKIP_WITHOUT_GPU();
+  PARAGAN_SKIP_WITHOUT_GPU();
   auto [a_c, a_g] = Pair({3, 5, 7, 9});
   auto [b_c, b_g] = Pair({3, 5, 7, 9});
   // Round trip through the device is exact.
@@ -123,7 +107,7 @@ TEST_F(CudaOps, MemoryAndElementwise) {
 }
 
 TEST_F(CudaOps, MatrixProducts) {
-  SKIP_WITHOUT_GPU();
+  PARAGAN_SKIP_WITHOUT_GPU();
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
       const int m = 37, n = 53, k = 129;
@@ -165,7 +149,7 @@ TEST_F(CudaOps, MatrixProducts) {
 }
 
 TEST_F(CudaOps, NormalizationAndAffine) {
-  SKIP_WITHOUT_GPU();
+  PARAGAN_SKIP_WITHOUT_GPU();
   for (Shape shape : {Shape{8, 6, 5, 7}, Shape{32, 12}, Shape{64, 3, 16, 16}}) {
     const int64_t c = shape[1];
     auto [x_c, x_g] = Pair(shape, 3.0f);
@@ -227,7 +211,7 @@ TEST_F(CudaOps, NormalizationAndAffine) {
 }
 
 TEST_F(CudaOps, SpatialSoftmaxEmbeddingOptimizer) {
-  SKIP_WITHOUT_GPU();
+  PARAGAN_SKIP_WITHOUT_GPU();
   const Shape big{4, 6, 10, 14}, small{4, 6, 5, 7};
   auto [x_c, x_g] = Pair(big);
   auto [s_c, s_g] = Pair(small);
@@ -312,7 +296,7 @@ TEST_F(CudaOps, SpatialSoftmaxEmbeddingOptimizer) {
 }
 
 TEST_F(CudaOps, DeviceScalarSteps) {
-  SKIP_WITHOUT_GPU();
+  PARAGAN_SKIP_WITHOUT_GPU();
   const int rows = 24, cols = 70;
   auto [w_c, w_g] = Pair({rows, cols});
   auto [u_c, u_g] = Pair({rows});
@@ -357,7 +341,7 @@ struct ConvCase {
 class CudaConv : public ::testing::TestWithParam<ConvCase> {};
 
 TEST_P(CudaConv, AllPassesMatchCpu) {
-  SKIP_WITHOUT_GPU();
+  PARAGAN_SKIP_WITHOUT_GPU();
   auto cpu = MakeCpuBackend(2, CpuConvLayout::kCanonical);
   BackendOptions o;
   o.gpu_layout = GetParam().layout;
@@ -421,7 +405,7 @@ INSTANTIATE_TEST_SUITE_P(
                                2e-2}));
 
 TEST(CudaLayout, ChannelsLastRoundTripIsExact) {
-  SKIP_WITHOUT_GPU();
+  PARAGAN_SKIP_WITHOUT_GPU();
   Rng rng(9);
   const int64_t n = 5, c = 13, cp = 16, h = 7, w = 9;
   Tensor x = RandomHost({n, c, h, w}, &rng);
@@ -501,7 +485,7 @@ TEST(CudaBackendOptions, NoGpuGivesClearError) {
 }
 
 TEST(CudaBackendOptions, RejectsBf16OnCanonicalLayout) {
-  SKIP_WITHOUT_GPU();
+  PARAGAN_SKIP_WITHOUT_GPU();
   BackendOptions o;
   o.gpu_layout = GpuConvLayout::kNchw;
   o.gpu_precision = GpuPrecision::kBf16;

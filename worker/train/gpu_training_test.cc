@@ -1,8 +1,6 @@
 // Whole training steps on the GPU against the CPU backend, and reduced
 // precision training against float32. Skips where no GPU is present.
 
-#include <cuda_runtime_api.h>
-
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -13,25 +11,11 @@
 #include "common/rng.h"
 #include "gtest/gtest.h"
 #include "worker/engine/backend.h"
+#include "worker/engine/gpu_test_util.h"
 #include "worker/train/gan_trainer.h"
 
 namespace paragan {
 namespace {
-
-bool HaveGpu() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return count > 0;
-}
-
-#define SKIP_WITHOUT_GPU()                                             \
-  if (!HaveGpu()) {                                                    \
-    GTEST_SKIP() << "no CUDA GPU on this machine: GPU training tests " \
-                    "run only where one is present";                   \
-  }
 
 std::unique_ptr<Backend> Gpu(GpuConvLayout layout, GpuPrecision precision) {
   BackendOptions o;
@@ -115,7 +99,7 @@ TrainerConfig SmallConfig(const std::string& model) {
 // bound on the largest difference is 2 * lr * steps, and the mean difference
 // must stay far below it.
 TEST(GpuTraining, Fp32MatchesCpu) {
-  SKIP_WITHOUT_GPU();
+  PARAGAN_SKIP_WITHOUT_GPU();
   for (const std::string model : {"dcgan32", "biggan32"}) {
     SCOPED_TRACE(model);
     const TrainerConfig config = SmallConfig(model);
@@ -153,7 +137,7 @@ TEST(GpuTraining, Fp32MatchesCpu) {
 // by 0.86 that way), so there only the regime is compared, and every step
 // must stay finite.
 TEST(GpuTraining, ReducedPrecisionTracksFp32) {
-  SKIP_WITHOUT_GPU();
+  PARAGAN_SKIP_WITHOUT_GPU();
   TrainerConfig config = SmallConfig("dcgan32");
   config.batch_size = 64;
   const int steps = 30, early = 5, tail = 10;
