@@ -6,9 +6,9 @@ bash deploy/setup.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-bazel test //... "$@" 2>&1 | tee "$log" || status=$?
 # The CUDA backend is compiled on every run so it cannot rot; its tests run
-# here too and skip (with the reason) where no GPU is present.
+# here too and skip (with the reason) where no GPU is present. The log starts
+# empty: the summary counts both invocations.
 cuda=${CUDA_PATH:-/usr/local/cuda}
 if [ -x "$cuda/bin/nvcc" ]; then
   { bazel build --config=cuda //worker/engine/... //worker/train/... &&
@@ -18,6 +18,8 @@ if [ -x "$cuda/bin/nvcc" ]; then
 else
   echo "note: no CUDA toolkit at $cuda: the --config=cuda build was skipped"
 fi
+# Last, so bazel-bin points at the default (CPU) build afterwards.
+bazel test //... "$@" 2>&1 | tee -a "$log" || status=$?
 passed=$(grep -cE '^//\S+\s+(\(cached\) )?PASSED' "$log" || true)
 failed=$(grep -cE '^//\S+\s+(\(cached\) )?(FAILED|TIMEOUT|NO STATUS)' "$log" || true)
 echo "test targets: ${passed} passed, ${failed} failed"
