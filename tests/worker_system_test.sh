@@ -92,7 +92,7 @@ async)
   wait_for "$T/wa.log" "^progress .* step=50 " 120 || fail "wa slow"
   curl -sf "http://127.0.0.1:$MPORT/metrics" >"$T/metrics.txt" || fail "metrics fetch"
   for m in paragan_worker_images_total paragan_worker_steps_total \
-    paragan_worker_d_loss paragan_worker_g_loss 'paragan_worker_pushes_total{table="D"' \
+    paragan_worker_discriminator_loss paragan_worker_generator_loss 'paragan_worker_pushes_total{table="D"' \
     'paragan_worker_pulls_total{table="G"' paragan_worker_push_bytes_total \
     paragan_worker_pull_bytes_total paragan_worker_push_latency_seconds_bucket \
     paragan_worker_pull_latency_seconds_bucket paragan_worker_staleness_bucket \

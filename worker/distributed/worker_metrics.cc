@@ -36,12 +36,12 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry* r,
                  .Register(*r)
                  .Add({{"worker", worker_id}})),
       d_loss_(BuildGauge()
-                  .Name("paragan_worker_d_loss")
+                  .Name("paragan_worker_discriminator_loss")
                   .Help("D loss of the last D step")
                   .Register(*r)
                   .Add({{"worker", worker_id}})),
       g_loss_(BuildGauge()
-                  .Name("paragan_worker_g_loss")
+                  .Name("paragan_worker_generator_loss")
                   .Help("G loss of the last G step")
                   .Register(*r)
                   .Add({{"worker", worker_id}})),
