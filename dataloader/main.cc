@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/stop_signals.h"
 #include "dataloader/data_metrics.h"
 #include "dataloader/data_service.h"
 #include "grpcpp/grpcpp.h"
@@ -100,13 +101,8 @@ std::string DataPath() {
 }
 
 int Run() {
-  // Block the stop signals before any thread starts, so every thread
-  // inherits the mask and only the sigwaitinfo below receives them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Before any thread starts: only the wait below receives stop requests.
+  const sigset_t stop_signals = BlockStopSignals();
 
   if (absl::Status st = CheckFlags(); !st.ok()) {
     std::cerr << kName << ": " << st.message() << std::endl;

@@ -31,6 +31,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/check.h"
+#include "common/stop_signals.h"
 #include "grpcpp/grpcpp.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
@@ -173,13 +174,8 @@ void Checkpoint(const ParameterShard& shard, const char* why) {
 }
 
 int Run() {
-  // Block the stop signals before any thread starts, so every thread
-  // inherits the mask and only the sigtimedwait below receives them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Before any thread starts: only the wait below receives stop requests.
+  const sigset_t stop_signals = BlockStopSignals();
 
   int d_steps = 1;
   absl::StatusOr<ShardOptions> options = OptionsFromFlags(&d_steps);

@@ -30,6 +30,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/stop_signals.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
 #include "server/metrics.h"
@@ -130,11 +131,8 @@ int Fail(const std::string& msg, int code = 2) {
 }
 
 int Run() {
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Before any thread starts: only the wait below receives stop requests.
+  const sigset_t stop_signals = BlockStopSignals();
 
   WorkerOptions o;
   o.worker_id = absl::GetFlag(FLAGS_worker_id);
