@@ -15,6 +15,7 @@
 # BENCH_TIMEOUT (seconds per benchmark process, 240).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+[ -d "${BUNDLE:-gpu_bundle}" ] || [ ! -f gpu_bundle.tgz ] || tar xzf gpu_bundle.tgz
 out=${1:-${OUT:-/tmp/paragan_gpu_check}}
 mkdir -p "$out"
 bundle=${BUNDLE:-gpu_bundle}
@@ -85,7 +86,29 @@ for m in "${models[@]}"; do
   done
 done
 
-# 3. The table.
+# 3. The services with a GPU worker: 2 shards + data service (synthetic data)
+# + 1 worker on --device=cuda, through paragan_local (SVC_MODELS, SVC_MINUTES).
+svc="$bundle/svc"
+declare -A svc_rate
+if [ -x "$svc/deploy/local/paragan_local" ]; then
+  read -r -a svc_models <<<"${SVC_MODELS:-dcgan32 biggan32}"
+  for m in "${svc_models[@]}"; do
+    late && { echo "deadline reached: skipping services $m"; continue; }
+    ch=3; [ "$m" = dcgan32 ] && ch=1
+    log="$out/svc_$m.log"
+    LD_LIBRARY_PATH="$ours_ld" timeout 200 "$svc/deploy/local/paragan_local" \
+      --bin_dir="$PWD/$svc" --model="$m" --num_workers=1 --num_shards=2 \
+      --dataset=synthetic --data_flags="--channels=$ch --resolution=32" \
+      --worker_flags="--device=cuda --gpu_precision=${SVC_PRECISION:-auto} --log_every=100" \
+      --minutes="${SVC_MINUTES:-1}" --steps=100000000 --num_samples=64 \
+      --out_dir="$out/svc_$m" >"$log" 2>&1
+    echo "== services $m, 1 GPU worker: exit $?"
+    grep -E 'img/s|time: wall|error|Error|died|FAIL' "$log" | tail -6
+    svc_rate[$m]=$(grep -oE '[0-9.]+ img/s' "$log" | tail -1)
+  done
+fi
+
+# 4. The table.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "-" }'; }
 {
   echo
@@ -105,6 +128,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a 
   done
   echo "auto vs fp32 = our canonical fp32 / our best; best vs best = PyTorch's best / ours;"
   echo "fp32 vs fp32 = PyTorch fp32 / ours fp32 (> 1: we are faster)"
+  for m in "${!svc_rate[@]}"; do echo "services, 1 GPU worker, $m: ${svc_rate[$m]}"; done
   echo "tests: cuda_backend_test exit ${test_rc[cuda_backend_test]}, gpu_training_test exit ${test_rc[gpu_training_test]}"
   echo "wall time: $(( $(date +%s) - start )) s"
 } | tee "$out/table.md"

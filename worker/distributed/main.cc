@@ -62,6 +62,11 @@ ABSL_FLAG(int64_t, steps, 0, "G steps this worker runs; 0: until SIGTERM.");
 ABSL_FLAG(int, batch_size, 64, "Images per D and G step.");
 ABSL_FLAG(int, threads, 2, "CPU threads of the compute backend.");
 ABSL_FLAG(std::string, device, "cpu", "cpu | cuda.");
+ABSL_FLAG(std::string, gpu_layout, "auto",
+          "--device=cuda: convolution layout, nchw | nhwc | auto (timed per "
+          "shape).");
+ABSL_FLAG(std::string, gpu_precision, "tf32",
+          "--device=cuda: fp32 | tf32 | bf16 | auto (timed per shape).");
 ABSL_FLAG(std::string, cpu_layout, "auto",
           "CPU convolution layout: auto | blocked | nchw.");
 ABSL_FLAG(uint64_t, seed, 0,
@@ -160,6 +165,19 @@ int Run() {
       ParseCpuConvLayout(absl::GetFlag(FLAGS_cpu_layout));
   if (!layout.ok()) return Fail(std::string(layout.status().message()));
   o.cpu_layout = *layout;
+  absl::StatusOr<GpuConvLayout> gpu_layout =
+      ParseGpuConvLayout(absl::GetFlag(FLAGS_gpu_layout));
+  if (!gpu_layout.ok()) {
+    return Fail(absl::StrCat("--gpu_layout: ", gpu_layout.status().message()));
+  }
+  o.gpu_layout = *gpu_layout;
+  absl::StatusOr<GpuPrecision> precision =
+      ParseGpuPrecision(absl::GetFlag(FLAGS_gpu_precision));
+  if (!precision.ok()) {
+    return Fail(
+        absl::StrCat("--gpu_precision: ", precision.status().message()));
+  }
+  o.gpu_precision = *precision;
   o.seed = absl::GetFlag(FLAGS_seed);
   o.log_every = absl::GetFlag(FLAGS_log_every);
   const std::string dtype = absl::GetFlag(FLAGS_push_dtype);

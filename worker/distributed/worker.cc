@@ -391,8 +391,12 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
   w->batches_ = std::move(batches);
   w->metrics_ = metrics;
   w->log_ = log;
-  PG_ASSIGN_OR_RETURN(w->backend_, MakeBackend(options.device, options.threads,
-                                               options.cpu_layout));
+  BackendOptions bo;
+  bo.threads = options.threads;
+  bo.cpu_layout = options.cpu_layout;
+  bo.gpu_layout = options.gpu_layout;
+  bo.gpu_precision = options.gpu_precision;
+  PG_ASSIGN_OR_RETURN(w->backend_, MakeBackend(options.device, bo));
   TrainerConfig tc = DefaultTrainerConfig(options.model);
   tc.model.image_channels = options.image_channels;
   tc.model.num_classes = options.num_classes;

@@ -55,6 +55,8 @@ struct WorkerOptions {
   int threads = 1;
   std::string device = "cpu";
   CpuConvLayout cpu_layout = CpuConvLayout::kBlocked;
+  GpuConvLayout gpu_layout = GpuConvLayout::kAuto;
+  GpuPrecision gpu_precision = GpuPrecision::kTf32;
   // z draws and fake labels (GanTrainer's RNG); each worker should get its
   // own. The initial weights come from the servers.
   uint64_t seed = 0;
