@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/malloc_tuning.h"
 #include "common/stop_signals.h"
 #include "dataloader/data_metrics.h"
 #include "dataloader/data_service.h"
@@ -207,6 +208,7 @@ int Run() {
 }  // namespace paragan
 
 int main(int argc, char** argv) {
+  paragan::KeepLargeAllocationsInHeap();
   absl::SetProgramUsageMessage(
       "ParaGAN data service. See dataloader/main.cc and dataloader/README.md.");
   absl::ParseCommandLine(argc, argv);

@@ -31,6 +31,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/check.h"
+#include "common/malloc_tuning.h"
 #include "common/stop_signals.h"
 #include "grpcpp/grpcpp.h"
 #include "prometheus/exposer.h"
@@ -312,6 +313,7 @@ int Run() {
 }  // namespace paragan
 
 int main(int argc, char** argv) {
+  paragan::KeepLargeAllocationsInHeap();
   absl::SetProgramUsageMessage(
       "One ParaGAN parameter-server shard. See server/main.cc.");
   absl::ParseCommandLine(argc, argv);

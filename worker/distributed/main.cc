@@ -30,6 +30,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/malloc_tuning.h"
 #include "common/stop_signals.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
@@ -270,6 +271,7 @@ int Run() {
 }  // namespace paragan
 
 int main(int argc, char** argv) {
+  paragan::KeepLargeAllocationsInHeap();
   absl::SetProgramUsageMessage(
       "A ParaGAN distributed worker. See worker/distributed/main.cc.");
   absl::ParseCommandLine(argc, argv);

@@ -727,7 +727,7 @@ class CpuBackend : public Backend {
     float* pm = m->data();
     float* pv = v->data();
     const int64_t n = grad.numel();
-#pragma omp parallel for if (n > 32768) schedule(static)
+#pragma omp parallel for simd if (n > 32768) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       pm[i] = beta1 * pm[i] + (1 - beta1) * g[i];
       pv[i] = beta2 * pv[i] + (1 - beta2) * g[i] * g[i];
@@ -740,14 +740,16 @@ class CpuBackend : public Backend {
     const float* p = param.data();
     float* e = ema->data();
     const int64_t n = param.numel();
-#pragma omp parallel for if (n > 32768) schedule(static)
+#pragma omp parallel for simd if (n > 32768) schedule(static)
     for (int64_t i = 0; i < n; ++i) e[i] = decay * e[i] + (1 - decay) * p[i];
   }
   bool AllFinite(const Tensor& t) override {
     const float* p = t.data();
-    bool ok = true;
-    for (int64_t i = 0; i < t.numel(); ++i) ok &= std::isfinite(p[i]);
-    return ok;
+    const int64_t n = t.numel();
+    int ok = 1;
+#pragma omp simd reduction(& : ok)
+    for (int64_t i = 0; i < n; ++i) ok &= std::isfinite(p[i]);
+    return ok != 0;
   }
 
  private:

@@ -9,6 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "common/malloc_tuning.h"
 #include "common/rng.h"
 #include "worker/train/gan_trainer.h"
 
@@ -32,6 +33,7 @@ ABSL_FLAG(std::string, gpu_precision, "tf32",
 ABSL_FLAG(bool, log_autotune, false, "print each autotune decision");
 
 int main(int argc, char** argv) {
+  paragan::KeepLargeAllocationsInHeap();
   absl::ParseCommandLine(argc, argv);
   const std::string device = absl::GetFlag(FLAGS_device);
   paragan::BackendOptions options;

@@ -6,6 +6,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/malloc_tuning.h"
 #include "worker/train/training_run.h"
 
 ABSL_FLAG(std::string, model, "dcgan32",
@@ -62,6 +63,7 @@ void HandleSignal(int) { g_stop.store(true); }
 }  // namespace
 
 int main(int argc, char** argv) {
+  paragan::KeepLargeAllocationsInHeap();
   absl::SetProgramUsageMessage(
       "Trains a GAN in one process. Example:\n  paragan_train --model=dcgan32 "
       "--steps=5000 --out_dir=runs/dcgan32");
