@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/check.h"
 #include "server/grpc_status.h"
 #include "server/tensor_codec.h"
+#include "server/tensor_wire.h"
 
 namespace paragan {
 namespace {
@@ -46,12 +49,77 @@ bool RolePushes(v1::WorkerRole role, const std::string& table) {
   }
 }
 
+// "/paragan.v1.ParameterServer/<method>", from the generated descriptor.
+const char* MethodPath(int index) {
+  static const auto* paths = [] {
+    const google::protobuf::ServiceDescriptor* d =
+        google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+            v1::ParameterServer::service_full_name());
+    auto* out = new std::vector<std::string>;
+    for (int i = 0; i < d->method_count(); ++i) {
+      out->push_back(
+          absl::StrCat("/", d->full_name(), "/", d->method(i)->name()));
+    }
+    return out;
+  }();
+  return paths->at(static_cast<size_t>(index)).c_str();
+}
+
+int MethodIndex(const char* name) {
+  const google::protobuf::MethodDescriptor* m =
+      google::protobuf::DescriptorPool::generated_pool()
+          ->FindServiceByName(v1::ParameterServer::service_full_name())
+          ->FindMethodByName(name);
+  PG_CHECK(m != nullptr);
+  return m->index();
+}
+
 }  // namespace
 
 ParameterServerService::ParameterServerService(
     const ServiceOptions& options, const std::vector<ParameterTable*>& tables,
     ServerMetrics* metrics)
     : options_(options), metrics_(metrics) {
+  // Registered by hand (as generated code does) so that Pull and Push can
+  // take raw ByteBuffers while the other methods keep protobuf messages.
+  using grpc::internal::RpcMethod;
+  using grpc::internal::RpcServiceMethod;
+  using Self = ParameterServerService;
+  AddMethod(new RpcServiceMethod(
+      MethodPath(MethodIndex("RegisterWorker")), RpcMethod::NORMAL_RPC,
+      new grpc::internal::RpcMethodHandler<Self, v1::RegisterRequest,
+                                           v1::RegisterResponse>(
+          [](Self* self, grpc::ServerContext* ctx,
+             const v1::RegisterRequest* req, v1::RegisterResponse* resp) {
+            return self->RegisterWorker(ctx, req, resp);
+          },
+          this)));
+  AddMethod(new RpcServiceMethod(
+      MethodPath(MethodIndex("Pull")), RpcMethod::SERVER_STREAMING,
+      new grpc::internal::ServerStreamingHandler<Self, v1::PullRequest,
+                                                 grpc::ByteBuffer>(
+          [](Self* self, grpc::ServerContext* ctx, const v1::PullRequest* req,
+             grpc::ServerWriter<grpc::ByteBuffer>* writer) {
+            return self->Pull(ctx, req, writer);
+          },
+          this)));
+  AddMethod(new RpcServiceMethod(
+      MethodPath(MethodIndex("Push")), RpcMethod::CLIENT_STREAMING,
+      new grpc::internal::ClientStreamingHandler<Self, grpc::ByteBuffer,
+                                                 v1::PushResponse>(
+          [](Self* self, grpc::ServerContext* ctx,
+             grpc::ServerReader<grpc::ByteBuffer>* reader,
+             v1::PushResponse* resp) { return self->Push(ctx, reader, resp); },
+          this)));
+  AddMethod(new RpcServiceMethod(
+      MethodPath(MethodIndex("GetState")), RpcMethod::NORMAL_RPC,
+      new grpc::internal::RpcMethodHandler<Self, v1::StateRequest,
+                                           v1::StateResponse>(
+          [](Self* self, grpc::ServerContext* ctx, const v1::StateRequest* req,
+             v1::StateResponse* resp) {
+            return self->GetState(ctx, req, resp);
+          },
+          this)));
   for (ParameterTable* t : tables) {
     tables_[t->name()] = t;
     max_push_bytes_ = std::max(max_push_bytes_, 4 * t->num_elements());
@@ -152,7 +220,7 @@ grpc::Status ParameterServerService::RegisterWorker(
 
 grpc::Status ParameterServerService::Pull(
     grpc::ServerContext* context, const v1::PullRequest* request,
-    grpc::ServerWriter<v1::TensorChunk>* writer) {
+    grpc::ServerWriter<grpc::ByteBuffer>* writer) {
   const bool ema = request->table() == kGeneratorEmaTable;
   ParameterTable* table =
       FindTable(ema ? std::string(kGeneratorTable) : request->table());
@@ -194,11 +262,16 @@ grpc::Status ParameterServerService::Pull(
   }
   const std::vector<std::string> names(request->tensors().begin(),
                                        request->tensors().end());
-  absl::StatusOr<TableSnapshot> snap =
+  absl::StatusOr<TableSnapshot> taken =
       ema ? table->EmaSnapshot(names) : table->Snapshot(names);
-  if (!snap.ok()) return ToGrpcStatus(snap.status());
+  if (!taken.ok()) return ToGrpcStatus(taken.status());
+  // Shared by the slices that reference it, which gRPC may release after
+  // this call returns.
+  auto snap = std::make_shared<const TableSnapshot>(*std::move(taken));
   const std::string table_name = ema ? kGeneratorEmaTable : table->name();
-  int64_t bytes = 0;
+  ChunkWriter out(options_.chunk_bytes, [writer](const grpc::ByteBuffer& m) {
+    return writer->Write(m);
+  });
   for (const TableTensor& t : snap->tensors) {
     v1::TensorChunk header;
     header.set_table(table_name);
@@ -207,14 +280,15 @@ grpc::Status ParameterServerService::Pull(
     header.set_base_version(snap->version);
     header.set_worker_id(request->worker_id());
     header.set_kind(t.spec.trainable ? v1::GRADIENT : v1::VALUE);
-    const bool sent = EmitTensorChunks(
-        header, t.values.data(), static_cast<int64_t>(t.values.size()),
-        request->dtype(), options_.chunk_bytes, [&](const v1::TensorChunk& c) {
-          bytes += static_cast<int64_t>(c.data().size());
-          return writer->Write(c);
-        });
-    if (!sent) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
+    if (!out.Add(header, t.values.data(), static_cast<int64_t>(t.values.size()),
+                 request->dtype(), snap)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
+    }
   }
+  if (!out.Flush()) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
+  }
+  const int64_t bytes = out.data_bytes();
   if (metrics_ != nullptr) metrics_->RecordPull(table_name, bytes);
   return grpc::Status::OK;
 }
@@ -260,7 +334,7 @@ absl::Status ParameterServerService::ValidateNewTensor(
 
 grpc::Status ParameterServerService::Push(
     grpc::ServerContext* /*context*/,
-    grpc::ServerReader<v1::TensorChunk>* reader, v1::PushResponse* response) {
+    grpc::ServerReader<grpc::ByteBuffer>* reader, v1::PushResponse* response) {
   ChunkAssembler::Options opts;
   opts.max_total_bytes = max_push_bytes_;
   opts.validate_new_tensor = [this](const v1::TensorChunk& c) {
@@ -276,9 +350,10 @@ grpc::Status ParameterServerService::Push(
     }
     return ToGrpcStatus(st);
   };
-  v1::TensorChunk chunk;
-  while (reader->Read(&chunk)) {
-    absl::Status st = assembler.Add(chunk);
+  grpc::ByteBuffer message;
+  ChunkView view;
+  while (reader->Read(&message)) {
+    absl::Status st = AddMessage(message, &view, &assembler);
     if (!st.ok()) return fail(st);
   }
   absl::Status st = assembler.Finish();

@@ -51,7 +51,13 @@ struct ServiceOptions {
 // -> NOT_FOUND. None of them changes a table. Refusals by the staleness
 // policy (and duplicates in a synchronous round) are OK responses with
 // accepted = false.
-class ParameterServerService final : public v1::ParameterServer::Service {
+//
+// Pull and Push move TensorChunks as raw grpc::ByteBuffers (server/
+// tensor_wire.h): pulled values leave from a snapshot without protobuf
+// copies, pushed bytes are copied once, from gRPC's buffers into the
+// gradient. The bytes are ordinary TensorChunk messages, so the generated
+// paragan.v1.ParameterServer stubs work against this service unchanged.
+class ParameterServerService final : public grpc::Service {
  public:
   // `tables` and `metrics` (may be null) must outlive the service.
   ParameterServerService(const ServiceOptions& options,
@@ -60,16 +66,16 @@ class ParameterServerService final : public v1::ParameterServer::Service {
 
   grpc::Status RegisterWorker(grpc::ServerContext* context,
                               const v1::RegisterRequest* request,
-                              v1::RegisterResponse* response) override;
+                              v1::RegisterResponse* response);
   grpc::Status Pull(grpc::ServerContext* context,
                     const v1::PullRequest* request,
-                    grpc::ServerWriter<v1::TensorChunk>* writer) override;
+                    grpc::ServerWriter<grpc::ByteBuffer>* writer);
   grpc::Status Push(grpc::ServerContext* context,
-                    grpc::ServerReader<v1::TensorChunk>* reader,
-                    v1::PushResponse* response) override;
+                    grpc::ServerReader<grpc::ByteBuffer>* reader,
+                    v1::PushResponse* response);
   grpc::Status GetState(grpc::ServerContext* context,
                         const v1::StateRequest* request,
-                        v1::StateResponse* response) override;
+                        v1::StateResponse* response);
 
   // Drops workers whose lease expired on every table (ParameterTable::
   // ExpireLeases), logs each drop to stderr and counts it in the metrics.

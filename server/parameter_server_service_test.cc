@@ -65,7 +65,7 @@ std::vector<Grad> DGradients(uint32_t seed) {
 std::vector<PushTensor> AsPush(const std::vector<Grad>& grads) {
   std::vector<PushTensor> out;
   for (const Grad& g : grads) {
-    out.push_back({g.name, g.shape, g.values.data(), g.kind});
+    out.push_back({g.name, g.shape, g.values.data(), g.kind, nullptr});
   }
   return out;
 }
@@ -525,7 +525,7 @@ TEST_F(ServiceTest, GEmaIsPullableAndReadOnly) {
   ASSERT_TRUE(g.ok()) << g.status();
   const std::vector<float> grad = RandomVector(6, 77, 0.1f);
   auto r = client_->Push(kGeneratorTable, "w0", 0,
-                         {{"g.w", {6}, grad.data(), v1::GRADIENT}});
+                         {{"g.w", {6}, grad.data(), v1::GRADIENT, nullptr}});
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->applied());
   auto after = client_->Pull(kGeneratorTable, "w0");
@@ -546,7 +546,7 @@ TEST_F(ServiceTest, GEmaIsPullableAndReadOnly) {
   EXPECT_TRUE(sub.ok()) << sub.status();
   // Pushes to G_ema are refused with a clear error and change nothing.
   auto bad = client_->Push(kGeneratorEmaTable, "w0", 1,
-                           {{"g.w", {6}, grad.data(), v1::GRADIENT}});
+                           {{"g.w", {6}, grad.data(), v1::GRADIENT, nullptr}});
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(bad.status().message().find("read-only"), std::string::npos)

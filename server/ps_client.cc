@@ -9,6 +9,7 @@
 #include "grpcpp/support/channel_arguments.h"
 #include "server/grpc_status.h"
 #include "server/tensor_codec.h"
+#include "server/tensor_wire.h"
 
 namespace paragan {
 
@@ -21,9 +22,36 @@ std::shared_ptr<grpc::Channel> ParameterServerClient::Connect(
                                    args);
 }
 
+namespace {
+
+// "/paragan.v1.ParameterServer/<method>", from the generated descriptor;
+// the strings live as long as the process (RpcMethod keeps the pointer).
+const char* MethodPath(const char* method) {
+  static const auto* paths = [] {
+    const google::protobuf::ServiceDescriptor* d =
+        google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+            v1::ParameterServer::service_full_name());
+    auto* out = new std::map<std::string, std::string>;
+    for (int i = 0; i < d->method_count(); ++i) {
+      (*out)[d->method(i)->name()] =
+          absl::StrCat("/", d->full_name(), "/", d->method(i)->name());
+    }
+    return out;
+  }();
+  return paths->at(method).c_str();
+}
+
+}  // namespace
+
 ParameterServerClient::ParameterServerClient(
     std::shared_ptr<grpc::Channel> channel, Options options)
-    : options_(options), stub_(v1::ParameterServer::NewStub(channel)) {}
+    : options_(options),
+      channel_(channel),
+      stub_(v1::ParameterServer::NewStub(channel)),
+      pull_method_(MethodPath("Pull"),
+                   grpc::internal::RpcMethod::SERVER_STREAMING, channel),
+      push_method_(MethodPath("Push"),
+                   grpc::internal::RpcMethod::CLIENT_STREAMING, channel) {}
 
 void ParameterServerClient::SetDeadline(grpc::ClientContext* ctx) const {
   ctx->set_deadline(std::chrono::system_clock::now() +
@@ -55,12 +83,15 @@ absl::StatusOr<PulledTable> ParameterServerClient::Pull(
   for (const std::string& n : names) req.add_tensors(n);
   req.set_dtype(dtype);
   req.set_min_version(min_version);
-  auto reader = stub_->Pull(&ctx, req);
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
+      grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(
+          channel_.get(), pull_method_, &ctx, req));
   ChunkAssembler assembler({});
-  v1::TensorChunk chunk;
+  grpc::ByteBuffer message;
+  ChunkView view;
   absl::Status st;
-  while (reader->Read(&chunk)) {
-    if (st.ok()) st = assembler.Add(chunk);
+  while (reader->Read(&message)) {
+    if (st.ok()) st = AddMessage(message, &view, &assembler);
     if (!st.ok()) ctx.TryCancel();
   }
   absl::Status rpc = FromGrpcStatus(reader->Finish());
@@ -89,8 +120,11 @@ absl::StatusOr<v1::PushResponse> ParameterServerClient::Push(
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
   v1::PushResponse resp;
-  auto writer = stub_->Push(&ctx, &resp);
-  bool ok = true;
+  std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
+      grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(
+          channel_.get(), push_method_, &ctx, &resp));
+  ChunkWriter out(options_.chunk_bytes,
+                  [&](const grpc::ByteBuffer& m) { return writer->Write(m); });
   for (const PushTensor& t : tensors) {
     v1::TensorChunk header;
     header.set_table(table);
@@ -99,11 +133,10 @@ absl::StatusOr<v1::PushResponse> ParameterServerClient::Push(
     header.set_base_version(base_version);
     header.set_worker_id(worker_id);
     header.set_kind(t.kind);
-    ok = EmitTensorChunks(
-        header, t.values, NumElements(t.shape), dtype, options_.chunk_bytes,
-        [&](const v1::TensorChunk& c) { return writer->Write(c); });
-    if (!ok) break;  // the server ended the call; Finish says why
+    // A failed write means the server ended the call; Finish says why.
+    if (!out.Add(header, t.values, NumElements(t.shape), dtype, t.owner)) break;
   }
+  out.Flush();
   writer->WritesDone();
   absl::Status st = FromGrpcStatus(writer->Finish());
   if (!st.ok()) return st;

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "common/tensor.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/impl/rpc_method.h"
 #include "proto/paragan.grpc.pb.h"
 
 namespace paragan {
@@ -39,6 +40,10 @@ struct PushTensor {
   Shape shape;
   const float* values = nullptr;
   v1::TensorKind kind = v1::GRADIENT;
+  // When set, float32 pushes send `values` without copying them, and the
+  // owner keeps them alive (and unchanged) until gRPC has sent them, which
+  // may be after Push returns. Unset: the values are copied into gRPC.
+  std::shared_ptr<const void> owner;
 };
 
 class ParameterServerClient {
@@ -83,7 +88,10 @@ class ParameterServerClient {
   void SetDeadline(grpc::ClientContext* ctx) const;
 
   Options options_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ParameterServer::Stub> stub_;
+  // Pull and Push as raw ByteBuffer streams (server/tensor_wire.h).
+  grpc::internal::RpcMethod pull_method_, push_method_;
 };
 
 }  // namespace paragan

@@ -38,6 +38,60 @@ float BFloat16ToFloat(uint16_t value) {
   return out;
 }
 
+void FloatsToBFloat16(const float* values, int64_t count, char* out) {
+  uint16_t* dst = reinterpret_cast<uint16_t*>(out);
+  const uint32_t* bits = reinterpret_cast<const uint32_t*>(values);
+  // Branch-free FloatToBFloat16, so that the loop vectorizes.
+#pragma omp simd
+  for (int64_t i = 0; i < count; ++i) {
+    const uint32_t b = bits[i];
+    const uint32_t rounded = (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
+    const uint32_t quiet_nan = (b >> 16) | 0x0040u;
+    const bool nan = (b & 0x7fffffffu) > 0x7f800000u;
+    dst[i] = static_cast<uint16_t>(nan ? quiet_nan : rounded);
+  }
+}
+
+void CopyWireToFloats(v1::DType dtype,
+                      absl::Span<const absl::string_view> pieces, float* dst) {
+  if (dtype == v1::FLOAT32) {
+    char* out = reinterpret_cast<char*>(dst);
+    for (absl::string_view p : pieces) {
+      std::memcpy(out, p.data(), p.size());
+      out += p.size();
+    }
+    return;
+  }
+  // bfloat16: a piece may end in the middle of an element.
+  int64_t k = 0;
+  bool have_low = false;
+  uint8_t low = 0;
+  for (absl::string_view piece : pieces) {
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(piece.data());
+    size_t i = 0;
+    if (have_low && !piece.empty()) {
+      dst[k++] = BFloat16ToFloat(static_cast<uint16_t>(low | (p[0] << 8)));
+      i = 1;
+      have_low = false;
+    }
+    const int64_t whole = static_cast<int64_t>((piece.size() - i) / 2);
+    const uint8_t* src = p + i;
+    float* out = dst + k;
+#pragma omp simd
+    for (int64_t j = 0; j < whole; ++j) {
+      const uint32_t bits =
+          (static_cast<uint32_t>(src[2 * j]) | (src[2 * j + 1] << 8)) << 16;
+      std::memcpy(out + j, &bits, 4);
+    }
+    k += whole;
+    i += 2 * static_cast<size_t>(whole);
+    if (i < piece.size()) {
+      low = p[i];
+      have_low = true;
+    }
+  }
+}
+
 int64_t WireDTypeSize(int dtype) {
   switch (dtype) {
     case v1::FLOAT32:
@@ -85,11 +139,7 @@ bool EmitTensorChunks(const v1::TensorChunk& header, const float* values,
                    static_cast<size_t>(count * elem));
     } else {
       data->resize(static_cast<size_t>(count * elem));
-      char* dst = data->data();
-      for (int64_t i = 0; i < count; ++i) {
-        const uint16_t h = FloatToBFloat16(values[start + i]);
-        std::memcpy(dst + 2 * i, &h, 2);
-      }
+      FloatsToBFloat16(values + start, count, data->data());
     }
     start += count;
     chunk.set_last(start == n);
@@ -99,6 +149,14 @@ bool EmitTensorChunks(const v1::TensorChunk& header, const float* values,
 }
 
 absl::Status ChunkAssembler::Add(const v1::TensorChunk& chunk) {
+  const absl::string_view data = chunk.data();
+  return Add(chunk, absl::MakeConstSpan(&data, 1),
+             static_cast<int64_t>(data.size()));
+}
+
+absl::Status ChunkAssembler::Add(const v1::TensorChunk& chunk,
+                                 absl::Span<const absl::string_view> data,
+                                 int64_t data_size) {
   const std::string& name = chunk.tensor_name();
   if (!started_) {
     started_ = true;
@@ -172,7 +230,7 @@ absl::Status ChunkAssembler::Add(const v1::TensorChunk& chunk) {
                      ", expected offset ", t.received_bytes,
                      " (chunks missing or out of order)"));
   }
-  const int64_t size = static_cast<int64_t>(chunk.data().size());
+  const int64_t size = data_size;
   if (size > t.total_bytes - t.received_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "tensor '", name, "': chunk of ", size, " bytes at offset ",
@@ -188,18 +246,8 @@ absl::Status ChunkAssembler::Add(const v1::TensorChunk& chunk) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor '", name, "': empty chunk that is not the last"));
   }
-  float* dst = t.values.data() + t.received_bytes / elem;
-  const char* src = chunk.data().data();
-  if (size == 0) {
-    // Nothing to copy (a tensor with no elements).
-  } else if (t.dtype == v1::FLOAT32) {
-    std::memcpy(dst, src, static_cast<size_t>(size));
-  } else {
-    for (int64_t i = 0; i < size / 2; ++i) {
-      uint16_t h;
-      std::memcpy(&h, src + 2 * i, 2);
-      dst[i] = BFloat16ToFloat(h);
-    }
+  if (size > 0) {
+    CopyWireToFloats(t.dtype, data, t.values.data() + t.received_bytes / elem);
   }
   t.received_bytes += size;
   payload_bytes_ += size;

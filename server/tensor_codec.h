@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/tensor.h"
 #include "proto/paragan.pb.h"
 
@@ -21,6 +23,16 @@ namespace paragan {
 // Round to nearest even; NaN stays NaN (quiet), infinities stay infinite.
 uint16_t FloatToBFloat16(float value);
 float BFloat16ToFloat(uint16_t value);
+
+// Converts `count` float32 values to bfloat16 (as FloatToBFloat16) into
+// `out`, which holds 2 * count bytes.
+void FloatsToBFloat16(const float* values, int64_t count, char* out);
+
+// Copies wire bytes of `dtype` (float32 or bfloat16) spread over `pieces`
+// into floats at `dst`, widening bfloat16; the pieces may split an element
+// anywhere. Their total size must be a whole number of elements.
+void CopyWireToFloats(v1::DType dtype,
+                      absl::Span<const absl::string_view> pieces, float* dst);
 
 // Bytes per element of a wire dtype; 0 for an unknown value.
 int64_t WireDTypeSize(int dtype);
@@ -70,6 +82,10 @@ class ChunkAssembler {
   explicit ChunkAssembler(Options options) : options_(std::move(options)) {}
 
   absl::Status Add(const v1::TensorChunk& chunk);
+  // The same for a chunk whose data field (ignored in `chunk`) arrived as
+  // `data`, `data_size` bytes in all (see server/tensor_wire.h).
+  absl::Status Add(const v1::TensorChunk& chunk,
+                   absl::Span<const absl::string_view> data, int64_t data_size);
   // Fails if no chunk arrived or a tensor is incomplete (truncated stream).
   absl::Status Finish() const;
 

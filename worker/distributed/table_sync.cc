@@ -87,9 +87,14 @@ absl::Status MergePulled(const std::vector<TableTensorSpec>& expected,
 void PushStaging::Stage(ParamStore& store) {
   Backend* b = store.backend();
   auto stage = [&](const std::string& name, const Tensor& t) {
-    std::vector<float>& v = values_[name];
-    v.resize(static_cast<size_t>(t.numel()));
-    if (t.numel() > 0) b->Download(t, v.data());
+    std::shared_ptr<std::vector<float>>& v = values_[name];
+    // gRPC may still hold the previous push's bytes (zero-copy slices):
+    // reuse the buffer only when nothing else references it.
+    if (v == nullptr || v.use_count() > 1) {
+      v = std::make_shared<std::vector<float>>();
+    }
+    v->resize(static_cast<size_t>(t.numel()));
+    if (t.numel() > 0) b->Download(t, v->data());
   };
   for (const Param& p : store.params()) stage(p.name, p.grad);
   for (const auto& [name, t] : store.buffers()) stage(name, *t);
@@ -102,7 +107,9 @@ std::vector<PushTensor> PushStaging::ForShard(
     PushTensor t;
     t.name = s.name;
     t.shape = s.shape;
-    t.values = values_.at(s.name).data();
+    const std::shared_ptr<std::vector<float>>& v = values_.at(s.name);
+    t.values = v->data();
+    t.owner = v;
     t.kind = s.trainable ? v1::GRADIENT : v1::VALUE;
     out.push_back(std::move(t));
   }

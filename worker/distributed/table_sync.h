@@ -8,6 +8,7 @@
 // values of buffers).
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,13 +56,15 @@ class PushStaging {
   // Downloads every Param::grad and every buffer of `store`.
   void Stage(ParamStore& store);
   // The tensors for one shard (gradients as GRADIENT, buffers as VALUE),
-  // pointing into this staging: valid until the next Stage.
+  // pointing into this staging, which they share (PushTensor::owner): a
+  // later Stage leaves buffers still referenced alone and stages into new
+  // ones.
   std::vector<PushTensor> ForShard(
       const std::vector<TableTensorSpec>& specs) const;
   int64_t bytes(const std::vector<TableTensorSpec>& specs) const;
 
  private:
-  std::map<std::string, std::vector<float>> values_;
+  std::map<std::string, std::shared_ptr<std::vector<float>>> values_;
 };
 
 }  // namespace paragan

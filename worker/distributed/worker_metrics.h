@@ -4,7 +4,8 @@
 // Prometheus metrics of one worker (prometheus-cpp), every series labelled
 // worker="<id>":
 //   paragan_worker_images_total, paragan_worker_steps_total (G steps)
-//   paragan_worker_discriminator_loss, paragan_worker_generator_loss (gauges, last step)
+//   paragan_worker_discriminator_loss, paragan_worker_generator_loss
+//     (gauges, last step)
 //   paragan_worker_pushes_total{table}, paragan_worker_pulls_total{table}
 //   paragan_worker_push_bytes_total{table},
 //   paragan_worker_pull_bytes_total{table}
