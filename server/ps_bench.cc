@@ -1,14 +1,17 @@
 // paragan_ps_bench: push + pull bandwidth of a whole model's G and D tables
-// through one parameter-server shard over loopback gRPC, against a plain TCP
+// through parameter-server shards over loopback gRPC, against a plain TCP
 // transfer of the same bytes (send them, receive them back) on loopback.
 //
-//   bazel-bin/server/paragan_ps_bench --model=biggan32 --iters=10
+//   bazel-bin/server/paragan_ps_bench --model=biggan32 --iters=10 [--shards=2]
 //
-// One iteration = push a gradient for every trainable tensor of G and D
-// (chunked, validated, one Adam step per table on the server) and pull both
-// tables back (every tensor, float32). Both sides run in this process, the
-// gRPC server with its own threads; MB/s = payload bytes (push + pull) /
-// seconds, 1 MB = 1e6 bytes.
+// One iteration = for G, then D: pull the table from every shard (every
+// tensor) and push a gradient for every trainable tensor (chunked, validated,
+// one Adam step and for G the EMA on the server), shards in parallel as a
+// worker does. Servers and client run in this process, the servers with
+// their own gRPC threads; MB/s = payload bytes (push + pull) / seconds,
+// 1 MB = 1e6 bytes. Also reported: the servers' own work timed without gRPC
+// on the same tables, and the rate with the optimizer step's time taken out
+// (the transport's share).
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,6 +22,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <random>
 #include <thread>
 #include <vector>
@@ -28,6 +33,8 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/check.h"
+#include "common/malloc_tuning.h"
 #include "grpcpp/grpcpp.h"
 #include "server/parameter_server_service.h"
 #include "server/ps_client.h"
@@ -39,6 +46,12 @@ ABSL_FLAG(int, iters, 10, "timed push+pull iterations (after 1 warm-up)");
 ABSL_FLAG(int, threads, 1, "CPU threads of the server's Adam kernel");
 ABSL_FLAG(int, chunk_bytes, 1 << 20, "payload bytes per chunk (both ways)");
 ABSL_FLAG(std::string, dtype, "float32", "float32 | bfloat16 on the wire");
+ABSL_FLAG(int, shards, 1,
+          "parameter-server shards (each its own gRPC server); the client "
+          "pulls and pushes them in parallel, as a worker does");
+ABSL_FLAG(int, repeats, 3,
+          "timed rounds of --iters iterations, each with its own plain-TCP "
+          "run; the median is reported");
 
 namespace paragan {
 namespace {
@@ -103,152 +116,203 @@ double PlainTcpMBps(int64_t push_bytes, int64_t pull_bytes, int iters) {
   return static_cast<double>(push_bytes + pull_bytes) * iters / s / 1e6;
 }
 
+// One shard in this process: its tables, its service and a client of it.
+struct BenchShard {
+  std::unique_ptr<ParameterShard> shard;
+  std::unique_ptr<ParameterServerService> service;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<ParameterServerClient> client;
+  // Per table: the gradients pushed (owned, so pushes send them zero-copy).
+  std::map<std::string, std::vector<PushTensor>> push;
+  std::vector<std::shared_ptr<std::vector<float>>> storage;
+};
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Runs f(i) for i in [0, n) in parallel threads (the worker's pattern).
+template <typename F>
+void ForEachShard(int n, F f) {
+  if (n == 1) return f(0);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i) threads.emplace_back([&f, i] { f(i); });
+  for (std::thread& t : threads) t.join();
+}
+
 int Run() {
   const std::string model = absl::GetFlag(FLAGS_model);
   const int iters = std::max(1, absl::GetFlag(FLAGS_iters));
+  const int repeats = std::max(1, absl::GetFlag(FLAGS_repeats));
+  const int num_shards = std::max(1, absl::GetFlag(FLAGS_shards));
   const v1::DType dtype =
       absl::GetFlag(FLAGS_dtype) == "bfloat16" ? v1::BFLOAT16 : v1::FLOAT32;
   const int wire = dtype == v1::BFLOAT16 ? 2 : 4;
-  ShardOptions so;
-  so.shard_id = 0;
-  so.num_shards = 1;
   const TrainerConfig defaults = DefaultTrainerConfig(model);
-  so.model = defaults.model;
-  so.g.adam = defaults.g_adam;
-  so.d.adam = defaults.d_adam;
-  so.g.ema_decay = 0.999f;
-  so.threads = absl::GetFlag(FLAGS_threads);
-  absl::StatusOr<std::unique_ptr<ParameterShard>> shard =
-      ParameterShard::Create(so);
-  if (!shard.ok()) {
-    std::cerr << shard.status() << std::endl;
-    return 1;
-  }
-  ServiceOptions sopts;
-  sopts.model = model;
-  sopts.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
-  ParameterServerService service(sopts, (*shard)->tables(), nullptr);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &port);
-  builder.SetMaxReceiveMessageSize(kMaxMessage);
-  builder.SetMaxSendMessageSize(kMaxMessage);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ParameterServerClient::Options co;
-  co.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
-  ParameterServerClient client(
-      ParameterServerClient::Connect(absl::StrCat("127.0.0.1:", port)), co);
-  if (auto r = client.Register("bench", v1::BOTH); !r.ok()) {
-    std::cerr << r.status() << std::endl;
-    return 1;
-  }
-  // Gradients: small random values for every trainable tensor.
-  struct Grads {
-    std::string table;
-    std::vector<std::vector<float>> values;
-    std::vector<PushTensor> push;
-  };
-  std::vector<Grads> grads;
-  int64_t push_floats = 0, pull_floats = 0;
+  std::vector<BenchShard> shards(static_cast<size_t>(num_shards));
   std::mt19937 gen(1);
   std::normal_distribution<float> dist(0.0f, 1e-3f);
-  for (ParameterTable* t : (*shard)->tables()) {
-    Grads g;
-    g.table = t->name();
-    for (const TableTensorSpec& s : t->specs()) {
-      pull_floats += NumElements(s.shape);
-      if (!s.trainable) continue;
-      std::vector<float> v(static_cast<size_t>(NumElements(s.shape)));
-      for (float& x : v) x = dist(gen);
-      push_floats += static_cast<int64_t>(v.size());
-      g.values.push_back(std::move(v));
+  int64_t push_floats = 0, pull_floats = 0;
+  for (int i = 0; i < num_shards; ++i) {
+    BenchShard& b = shards[static_cast<size_t>(i)];
+    ShardOptions so;
+    so.shard_id = i;
+    so.num_shards = num_shards;
+    so.model = defaults.model;
+    so.g.adam = defaults.g_adam;
+    so.d.adam = defaults.d_adam;
+    so.g.ema_decay = 0.999f;
+    so.threads = absl::GetFlag(FLAGS_threads);
+    absl::StatusOr<std::unique_ptr<ParameterShard>> shard =
+        ParameterShard::Create(so);
+    if (!shard.ok()) {
+      std::cerr << shard.status() << std::endl;
+      return 1;
     }
-    size_t k = 0;
-    for (const TableTensorSpec& s : t->specs()) {
-      if (!s.trainable) continue;
-      g.push.push_back({s.name, s.shape, g.values[k++].data(), v1::GRADIENT});
+    b.shard = *std::move(shard);
+    ServiceOptions sopts;
+    sopts.shard_id = i;
+    sopts.num_shards = num_shards;
+    sopts.model = model;
+    sopts.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
+    b.service = std::make_unique<ParameterServerService>(
+        sopts, b.shard->tables(), nullptr);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.SetMaxReceiveMessageSize(kMaxMessage);
+    builder.SetMaxSendMessageSize(kMaxMessage);
+    builder.RegisterService(b.service.get());
+    b.server = builder.BuildAndStart();
+    ParameterServerClient::Options co;
+    co.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
+    b.client = std::make_unique<ParameterServerClient>(
+        ParameterServerClient::Connect(absl::StrCat("127.0.0.1:", port)), co);
+    if (auto r = b.client->Register("bench", v1::BOTH); !r.ok()) {
+      std::cerr << r.status() << std::endl;
+      return 1;
     }
-    grads.push_back(std::move(g));
+    for (ParameterTable* t : b.shard->tables()) {
+      std::vector<PushTensor>& push = b.push[t->name()];
+      for (const TableTensorSpec& spec : t->specs()) {
+        pull_floats += NumElements(spec.shape);
+        if (!spec.trainable) continue;
+        auto v = std::make_shared<std::vector<float>>(
+            static_cast<size_t>(NumElements(spec.shape)));
+        for (float& x : *v) x = dist(gen);
+        push_floats += static_cast<int64_t>(v->size());
+        PushTensor p;
+        p.name = spec.name;
+        p.shape = spec.shape;
+        p.values = v->data();
+        p.owner = v;
+        push.push_back(std::move(p));
+        b.storage.push_back(std::move(v));
+      }
+    }
   }
   const int64_t push_bytes = push_floats * wire,
                 pull_bytes = pull_floats * wire;
-  absl::Time start;
-  double push_s = 0, pull_s = 0;
-  for (int i = 0; i <= iters; ++i) {
-    if (i == 1) start = absl::Now();
-    for (const Grads& g : grads) {
+  const std::vector<std::string> table_names = {kGeneratorTable,
+                                                kDiscriminatorTable};
+  // One iteration, as a worker's step: per table, pull every shard in
+  // parallel, then push every shard in parallel.
+  double pull_s = 0, push_s = 0;
+  auto iteration = [&](bool timed) {
+    for (const std::string& table : table_names) {
+      std::vector<int64_t> versions(static_cast<size_t>(num_shards), 0);
       const absl::Time t0 = absl::Now();
-      auto pulled = client.Pull(g.table, "bench", {}, dtype);
+      ForEachShard(num_shards, [&](int i) {
+        auto pulled = shards[static_cast<size_t>(i)].client->Pull(
+            table, "bench", {}, dtype);
+        PG_CHECK_OK(pulled.status());
+        versions[static_cast<size_t>(i)] = pulled->version;
+      });
       const absl::Time t1 = absl::Now();
-      if (!pulled.ok()) {
-        std::cerr << pulled.status() << std::endl;
-        return 1;
-      }
-      auto r = client.Push(g.table, "bench", pulled->version, g.push, dtype);
-      const absl::Time t2 = absl::Now();
-      if (!r.ok() || !r->applied()) {
-        std::cerr << "push failed: " << r.status() << std::endl;
-        return 1;
-      }
-      if (i > 0) {
+      ForEachShard(num_shards, [&](int i) {
+        BenchShard& b = shards[static_cast<size_t>(i)];
+        auto r =
+            b.client->Push(table, "bench", versions[static_cast<size_t>(i)],
+                           b.push[table], dtype);
+        PG_CHECK_OK(r.status());
+        PG_CHECK(r->applied());
+      });
+      if (timed) {
         pull_s += absl::ToDoubleSeconds(t1 - t0);
-        push_s += absl::ToDoubleSeconds(t2 - t1);
+        push_s += absl::ToDoubleSeconds(absl::Now() - t1);
+      }
+    }
+  };
+  // The optimizer's share, timed on the same tables without gRPC.
+  std::vector<std::map<std::string, TensorMap>> grads(shards.size());
+  for (size_t i = 0; i < shards.size(); ++i) {
+    for (const auto& [table, push] : shards[i].push) {
+      for (const PushTensor& p : push) {
+        grads[i][table][p.name].assign(p.values,
+                                       p.values + NumElements(p.shape));
       }
     }
   }
-  const double s = absl::ToDoubleSeconds(absl::Now() - start);
-  const double ps_mbps =
-      static_cast<double>(push_bytes + pull_bytes) * iters / s / 1e6;
-  server->Shutdown();
-  // The server's own work without gRPC: snapshot (a pull's copy) and
-  // ApplyGradients (validation, Adam, EMA) on the same tables.
-  double snap_s = 0, apply_s = 0;
-  {
-    std::vector<TensorMap> maps;
-    for (const Grads& g : grads) {
-      TensorMap m;
-      for (size_t k = 0; k < g.push.size(); ++k)
-        m[g.push[k].name] = g.values[k];
-      maps.push_back(std::move(m));
-    }
+  std::printf(
+      "model %s, %d shard(s), %s on the wire: push %.1f MB (G+D gradients), "
+      "pull %.1f MB (G+D values+buffers) per iteration; %d repeats of %d "
+      "iterations\n",
+      model.c_str(), num_shards, absl::GetFlag(FLAGS_dtype).c_str(),
+      push_bytes / 1e6, pull_bytes / 1e6, repeats, iters);
+  iteration(false);  // warm-up
+  std::vector<double> ratios, ps_rates, tcp_rates, transport_ratios;
+  for (int rep = 0; rep < repeats; ++rep) {
+    pull_s = push_s = 0;
+    const absl::Time start = absl::Now();
+    for (int i = 0; i < iters; ++i) iteration(true);
+    const double s = absl::ToDoubleSeconds(absl::Now() - start);
+    const double ps_mbps =
+        static_cast<double>(push_bytes + pull_bytes) * iters / s / 1e6;
+    // Snapshot (a pull's copy) and ApplyGradients (validation, Adam, EMA)
+    // of every shard, one after the other, as the server's own work.
+    double snap_s = 0, apply_s = 0;
     for (int i = 0; i < iters; ++i) {
-      size_t k = 0;
-      for (ParameterTable* t : (*shard)->tables()) {
-        const absl::Time t0 = absl::Now();
-        auto snap = t->Snapshot();
-        const absl::Time t1 = absl::Now();
-        auto r = t->ApplyGradients("bench", snap->version, maps[k++]);
-        const absl::Time t2 = absl::Now();
-        snap_s += absl::ToDoubleSeconds(t1 - t0);
-        apply_s += absl::ToDoubleSeconds(t2 - t1);
+      for (size_t k = 0; k < shards.size(); ++k) {
+        for (ParameterTable* t : shards[k].shard->tables()) {
+          const absl::Time t0 = absl::Now();
+          auto snap = t->Snapshot();
+          const absl::Time t1 = absl::Now();
+          auto r =
+              t->ApplyGradients("bench", snap->version, grads[k][t->name()]);
+          PG_CHECK_OK(r.status());
+          snap_s += absl::ToDoubleSeconds(t1 - t0);
+          apply_s += absl::ToDoubleSeconds(absl::Now() - t1);
+        }
       }
     }
+    const double tcp_mbps = PlainTcpMBps(push_bytes, pull_bytes, iters);
+    const double transport_s = s - apply_s;
+    const double transport_mbps = static_cast<double>(push_bytes + pull_bytes) *
+                                  iters / transport_s / 1e6;
+    std::printf(
+        "repeat %d: parameter server push+pull %.1f MB/s (push %.1f MB/s "
+        "incl. Adam, pull %.1f MB/s), %.1f ms per iteration; plain TCP %.1f "
+        "MB/s; ratio %.2f | server work without gRPC %.1f ms per iteration "
+        "(snapshot %.1f, validate + Adam + EMA %.1f); without the optimizer "
+        "step: %.1f MB/s, ratio %.2f\n",
+        rep + 1, ps_mbps, push_bytes * iters / push_s / 1e6,
+        pull_bytes * iters / pull_s / 1e6, 1e3 * s / iters, tcp_mbps,
+        ps_mbps / tcp_mbps, 1e3 * (snap_s + apply_s) / iters,
+        1e3 * snap_s / iters, 1e3 * apply_s / iters, transport_mbps,
+        transport_mbps / tcp_mbps);
+    ratios.push_back(ps_mbps / tcp_mbps);
+    ps_rates.push_back(ps_mbps);
+    tcp_rates.push_back(tcp_mbps);
+    transport_ratios.push_back(transport_mbps / tcp_mbps);
   }
-  const double tcp_mbps = PlainTcpMBps(push_bytes, pull_bytes, iters);
+  for (BenchShard& b : shards) b.server->Shutdown();
   std::printf(
-      "model %s, %s on the wire: push %.1f MB (G+D gradients), pull %.1f MB "
-      "(G+D values+buffers) per iteration, %d iterations\n",
-      model.c_str(), absl::GetFlag(FLAGS_dtype).c_str(), push_bytes / 1e6,
-      pull_bytes / 1e6, iters);
-  std::printf(
-      "parameter server push+pull: %.1f MB/s (push %.1f MB/s incl. "
-      "Adam, pull %.1f MB/s), %.1f ms per iteration\n",
-      ps_mbps, push_bytes * iters / push_s / 1e6,
-      pull_bytes * iters / pull_s / 1e6, 1e3 * s / iters);
-  std::printf("plain TCP, same bytes:       %.1f MB/s\n", tcp_mbps);
-  const double server_ms = 1e3 * (snap_s + apply_s) / iters;
-  const double transport_s = s - (snap_s + apply_s);
-  std::printf(
-      "server work without gRPC: %.1f ms per iteration (snapshot %.1f ms, "
-      "validate + Adam + EMA %.1f ms); transport alone: %.1f MB/s, ratio "
-      "%.2f\n",
-      server_ms, 1e3 * snap_s / iters, 1e3 * apply_s / iters,
-      static_cast<double>(push_bytes + pull_bytes) * iters / transport_s / 1e6,
-      static_cast<double>(push_bytes + pull_bytes) * iters / transport_s / 1e6 /
-          tcp_mbps);
-  std::printf("ratio parameter server / plain TCP: %.2f\n", ps_mbps / tcp_mbps);
+      "median: parameter server push+pull %.1f MB/s, plain TCP %.1f MB/s, "
+      "ratio %.2f (without the optimizer step: %.2f)\n",
+      Median(ps_rates), Median(tcp_rates), Median(ratios),
+      Median(transport_ratios));
   return 0;
 }
 
@@ -256,6 +320,7 @@ int Run() {
 }  // namespace paragan
 
 int main(int argc, char** argv) {
+  paragan::KeepLargeAllocationsInHeap();
   absl::SetProgramUsageMessage(
       "Push+pull bandwidth of one shard vs plain TCP. See server/ps_bench.cc.");
   absl::ParseCommandLine(argc, argv);

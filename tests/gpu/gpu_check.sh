@@ -45,6 +45,9 @@ echo "cuDNN from: ${cudnn:-NOT FOUND}  cuBLAS from: ${cublas:-NOT FOUND}"
 echo "PyTorch: $($py -c 'import torch; print(torch.__version__, torch.version.cuda, torch.backends.cudnn.version())' 2>&1)"
 date -u +"date: %Y-%m-%d %H:%M UTC"
 
+deadline=${DEADLINE:-480}
+late() { [ $(( $(date +%s) - start )) -ge "$deadline" ]; }
+
 # 1. Tests.
 declare -A test_rc
 for t in cuda_backend_test gpu_training_test; do
@@ -54,11 +57,44 @@ for t in cuda_backend_test gpu_training_test; do
   grep -E '^\[  (FAILED|PASSED|SKIPPED) |Failure|error|Expected|Which is|check failed' "$out/$t.log" | head -40
 done
 
-# 2. Step times (ms).
+# 2. Parameter-server push + pull bandwidth on this host's loopback (CPU
+# only; the host's cores give servers, client and Adam threads their own).
+declare -A ps_ratio
+if [ -x "$bundle/svc/server/paragan_ps_bench" ] && [ "${PS_BENCH:-1}" = 1 ]; then
+  for shards in 1 2; do
+    log="$out/ps_bench_$shards.log"
+    timeout 120 "$bundle/svc/server/paragan_ps_bench" --model=biggan32 --iters=10 \
+      --repeats=3 --threads=4 --shards="$shards" >"$log" 2>&1
+    ps_ratio[$shards]=$(grep '^median' "$log")
+    echo "== ps_bench biggan32, $shards shard(s): ${ps_ratio[$shards]:-FAILED}"
+  done
+fi
+
+# 3. The services with a GPU worker: 2 shards + data service (synthetic data)
+# + 1 worker on --device=cuda, through paragan_local (SVC_MODELS, SVC_MINUTES).
+svc="$bundle/svc"
+declare -A svc_rate
+if [ -x "$svc/deploy/local/paragan_local" ]; then
+  read -r -a svc_models <<<"${SVC_MODELS:-dcgan32 biggan32}"
+  for m in "${svc_models[@]}"; do
+    late && { echo "deadline reached: skipping services $m"; continue; }
+    ch=3; [ "$m" = dcgan32 ] && ch=1
+    log="$out/svc_$m.log"
+    LD_LIBRARY_PATH="$ours_ld" timeout 200 "$svc/deploy/local/paragan_local" \
+      --bin_dir="$PWD/$svc" --model="$m" --num_workers=1 --num_shards=2 \
+      --dataset=synthetic --data_flags="--channels=$ch --resolution=32" \
+      --worker_flags="--device=cuda --gpu_precision=${SVC_PRECISION:-auto} --log_every=100" \
+      --minutes="${SVC_MINUTES:-1}" --steps=100000000 --num_samples=64 \
+      --out_dir="$out/svc_$m" >"$log" 2>&1
+    echo "== services $m, 1 GPU worker: exit $?"
+    grep -E 'img/s|time: wall|error|Error|died|FAIL' "$log" | tail -6
+    svc_rate[$m]=$(grep -oE '[0-9.]+ img/s' "$log" | tail -1)
+  done
+fi
+
+# 4. Step times (ms).
 read -r -a models <<<"${MODELS:-dcgan32 biggan32 biggan64 biggan128}"
 [ "${QUICK:-0}" = 1 ] && models=(dcgan32 biggan32)
-deadline=${DEADLINE:-480}
-late() { [ $(( $(date +%s) - start )) -ge "$deadline" ]; }
 ours=("nchw fp32" "auto tf32" "auto auto")
 theirs=(fp32 tf32 amp-bf16)
 declare -A ms
@@ -86,29 +122,7 @@ for m in "${models[@]}"; do
   done
 done
 
-# 3. The services with a GPU worker: 2 shards + data service (synthetic data)
-# + 1 worker on --device=cuda, through paragan_local (SVC_MODELS, SVC_MINUTES).
-svc="$bundle/svc"
-declare -A svc_rate
-if [ -x "$svc/deploy/local/paragan_local" ]; then
-  read -r -a svc_models <<<"${SVC_MODELS:-dcgan32 biggan32}"
-  for m in "${svc_models[@]}"; do
-    late && { echo "deadline reached: skipping services $m"; continue; }
-    ch=3; [ "$m" = dcgan32 ] && ch=1
-    log="$out/svc_$m.log"
-    LD_LIBRARY_PATH="$ours_ld" timeout 200 "$svc/deploy/local/paragan_local" \
-      --bin_dir="$PWD/$svc" --model="$m" --num_workers=1 --num_shards=2 \
-      --dataset=synthetic --data_flags="--channels=$ch --resolution=32" \
-      --worker_flags="--device=cuda --gpu_precision=${SVC_PRECISION:-auto} --log_every=100" \
-      --minutes="${SVC_MINUTES:-1}" --steps=100000000 --num_samples=64 \
-      --out_dir="$out/svc_$m" >"$log" 2>&1
-    echo "== services $m, 1 GPU worker: exit $?"
-    grep -E 'img/s|time: wall|error|Error|died|FAIL' "$log" | tail -6
-    svc_rate[$m]=$(grep -oE '[0-9.]+ img/s' "$log" | tail -1)
-  done
-fi
-
-# 4. The table.
+# 5. The table.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "-" }'; }
 {
   echo
@@ -128,6 +142,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a 
   done
   echo "auto vs fp32 = our canonical fp32 / our best; best vs best = PyTorch's best / ours;"
   echo "fp32 vs fp32 = PyTorch fp32 / ours fp32 (> 1: we are faster)"
+  for k in "${!ps_ratio[@]}"; do echo "ps_bench, $k shard(s): ${ps_ratio[$k]}"; done
   for m in "${!svc_rate[@]}"; do echo "services, 1 GPU worker, $m: ${svc_rate[$m]}"; done
   echo "tests: cuda_backend_test exit ${test_rc[cuda_backend_test]}, gpu_training_test exit ${test_rc[gpu_training_test]}"
   echo "wall time: $(( $(date +%s) - start )) s"
