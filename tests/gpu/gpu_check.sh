@@ -83,11 +83,12 @@ if [ -x "$svc/deploy/local/paragan_local" ]; then
     LD_LIBRARY_PATH="$ours_ld" timeout 200 "$svc/deploy/local/paragan_local" \
       --bin_dir="$PWD/$svc" --model="$m" --num_workers=1 --num_shards=2 \
       --dataset=synthetic --data_flags="--channels=$ch --resolution=32" \
-      --worker_flags="--device=cuda --gpu_precision=${SVC_PRECISION:-auto} --log_every=100" \
+      --worker_flags="--device=cuda --gpu_precision=${SVC_PRECISION:-auto} --log_every=50" \
       --minutes="${SVC_MINUTES:-1}" --steps=100000000 --num_samples=64 \
       --out_dir="$out/svc_$m" >"$log" 2>&1
     echo "== services $m, 1 GPU worker: exit $?"
-    grep -E 'img/s|time: wall|error|Error|died|FAIL' "$log" | tail -6
+    grep -E 'img/s|error|Error|died|FAIL' "$log" | tail -4
+    grep -hE 'time: wall|autotune|error' "$out/svc_$m/logs/w0.log" 2>/dev/null | tail -3
     svc_rate[$m]=$(grep -oE '[0-9.]+ img/s' "$log" | tail -1)
   done
 fi
