@@ -220,9 +220,17 @@ int Run() {
   if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
     metrics =
         std::make_unique<ServerMetrics>(registry.get(), options->shard_id);
-    exposer = std::make_unique<prometheus::Exposer>(
-        absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":",
-                     absl::GetFlag(FLAGS_metrics_port)));
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(
+          absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":",
+                       absl::GetFlag(FLAGS_metrics_port)));
+    } catch (const std::exception& e) {
+      std::cerr << "paragan_server: cannot serve metrics on "
+                << absl::GetFlag(FLAGS_bind_address) << ":"
+                << absl::GetFlag(FLAGS_metrics_port) << ": " << e.what()
+                << " (--metrics_port=-1: no metrics)" << std::endl;
+      return 1;
+    }
     exposer->RegisterCollectable(registry);
     exposer->RegisterCollectable(process_metrics);
   }

@@ -8,11 +8,16 @@
 #   bash tests/gpu/make_bundle.sh           # on the build machine
 #   bash tests/gpu/gpu_check.sh [out_dir]   # on the GPU machine, repo root
 #
+# Through the device tool, leave out_dir (it defaults to $OUT): the logs are
+# written there as the script goes, so a run cut off by its time limit still
+# brings back what it did.
+#
 # Env: BUNDLE (default gpu_bundle), PYTHON (python3), BATCH (64), ITERS (10),
 # WIDTH (BigGAN ch, 64), MODELS (space-separated, in run order), QUICK=1
 # (DCGAN-32 and BigGAN-32 only), DEADLINE (seconds: start no benchmark after
 # this much wall time, default 480, so the script ends well within 10 min),
-# BENCH_TIMEOUT (seconds per benchmark process, 240).
+# BENCH_TIMEOUT (seconds per benchmark process, 240), SKIP_TESTS=1, PS_BENCH=0,
+# SVC_MODELS / SVC_MINUTES / SVC_EXTRA (section 3).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 [ -d "${BUNDLE:-gpu_bundle}" ] || [ ! -f gpu_bundle.tgz ] || tar xzf gpu_bundle.tgz
@@ -50,7 +55,9 @@ late() { [ $(( $(date +%s) - start )) -ge "$deadline" ]; }
 
 # 1. Tests.
 declare -A test_rc
-for t in cuda_backend_test gpu_training_test; do
+tests=(cuda_backend_test gpu_training_test)
+[ "${SKIP_TESTS:-0}" = 1 ] && tests=()
+for t in "${tests[@]}"; do
   LD_LIBRARY_PATH="$ours_ld" timeout 240 "$bundle/bin/$t" --gtest_brief=1 >"$out/$t.log" 2>&1
   test_rc[$t]=$?
   echo "== $t: exit ${test_rc[$t]} ($(grep -cE '^\[  FAILED  \]' "$out/$t.log") failed lines)"
@@ -63,7 +70,7 @@ declare -A ps_ratio
 if [ -x "$bundle/svc/server/paragan_ps_bench" ] && [ "${PS_BENCH:-1}" = 1 ]; then
   for shards in 1 2; do
     log="$out/ps_bench_$shards.log"
-    timeout 120 "$bundle/svc/server/paragan_ps_bench" --model=biggan32 --iters=10 \
+    LD_LIBRARY_PATH="$ours_ld" timeout 120 "$bundle/svc/server/paragan_ps_bench" --model=biggan32 --iters=10 \
       --repeats=3 --threads=4 --shards="$shards" >"$log" 2>&1
     ps_ratio[$shards]=$(grep '^median' "$log")
     echo "== ps_bench biggan32, $shards shard(s): ${ps_ratio[$shards]:-FAILED}"
@@ -71,7 +78,8 @@ if [ -x "$bundle/svc/server/paragan_ps_bench" ] && [ "${PS_BENCH:-1}" = 1 ]; the
 fi
 
 # 3. The services with a GPU worker: 2 shards + data service (synthetic data)
-# + 1 worker on --device=cuda, through paragan_local (SVC_MODELS, SVC_MINUTES).
+# + 1 worker on --device=cuda, through paragan_local (SVC_MODELS, SVC_MINUTES;
+# SVC_EXTRA: flags for every service, e.g. --metrics_port=-1).
 svc="$bundle/svc"
 declare -A svc_rate
 if [ -x "$svc/deploy/local/paragan_local" ]; then
@@ -82,8 +90,9 @@ if [ -x "$svc/deploy/local/paragan_local" ]; then
     log="$out/svc_$m.log"
     LD_LIBRARY_PATH="$ours_ld" timeout 200 "$svc/deploy/local/paragan_local" \
       --bin_dir="$PWD/$svc" --model="$m" --num_workers=1 --num_shards=2 \
-      --dataset=synthetic --data_flags="--channels=$ch --resolution=32" \
-      --worker_flags="--device=cuda --gpu_precision=${SVC_PRECISION:-auto} --log_every=50" \
+      --dataset=synthetic --data_flags="--channels=$ch --resolution=32 ${SVC_EXTRA:-}" \
+      --ps_flags="${SVC_EXTRA:-}" \
+      --worker_flags="--device=cuda --gpu_precision=${SVC_PRECISION:-auto} --log_every=50 ${SVC_EXTRA:-}" \
       --minutes="${SVC_MINUTES:-1}" --steps=100000000 --num_samples=64 \
       --out_dir="$out/svc_$m" >"$log" 2>&1
     echo "== services $m, 1 GPU worker: exit $?"
@@ -145,6 +154,6 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a 
   echo "fp32 vs fp32 = PyTorch fp32 / ours fp32 (> 1: we are faster)"
   for k in "${!ps_ratio[@]}"; do echo "ps_bench, $k shard(s): ${ps_ratio[$k]}"; done
   for m in "${!svc_rate[@]}"; do echo "services, 1 GPU worker, $m: ${svc_rate[$m]}"; done
-  echo "tests: cuda_backend_test exit ${test_rc[cuda_backend_test]}, gpu_training_test exit ${test_rc[gpu_training_test]}"
+  echo "tests: cuda_backend_test exit ${test_rc[cuda_backend_test]:-not run}, gpu_training_test exit ${test_rc[gpu_training_test]:-not run}"
   echo "wall time: $(( $(date +%s) - start )) s"
 } | tee "$out/table.md"

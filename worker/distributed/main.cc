@@ -236,9 +236,16 @@ int Run() {
   std::unique_ptr<prometheus::Exposer> exposer;
   if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
     metrics = std::make_unique<WorkerMetrics>(registry.get(), o.worker_id);
-    exposer = std::make_unique<prometheus::Exposer>(
-        absl::StrCat(absl::GetFlag(FLAGS_metrics_bind), ":",
-                     absl::GetFlag(FLAGS_metrics_port)));
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(
+          absl::StrCat(absl::GetFlag(FLAGS_metrics_bind), ":",
+                       absl::GetFlag(FLAGS_metrics_port)));
+    } catch (const std::exception& e) {
+      return Fail(absl::StrCat("cannot serve metrics on ",
+                               absl::GetFlag(FLAGS_metrics_bind), ":",
+                               absl::GetFlag(FLAGS_metrics_port), ": ",
+                               e.what(), " (--metrics_port=-1: no metrics)"));
+    }
     exposer->RegisterCollectable(registry);
     exposer->RegisterCollectable(process_metrics);
   }
