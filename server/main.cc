@@ -39,6 +39,7 @@
 #include "server/metrics.h"
 #include "server/parameter_server_service.h"
 #include "server/shard.h"
+#include "server/transport_args.h"
 #include "worker/train/gan_trainer.h"
 
 ABSL_FLAG(std::string, bind_address, "0.0.0.0", "Address to listen on.");
@@ -258,6 +259,7 @@ int Run() {
                            grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(max_message);
   builder.SetMaxSendMessageSize(max_message);
+  SetTensorTransportArgs(&builder);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {

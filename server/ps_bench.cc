@@ -39,6 +39,7 @@
 #include "server/parameter_server_service.h"
 #include "server/ps_client.h"
 #include "server/shard.h"
+#include "server/transport_args.h"
 #include "worker/train/gan_trainer.h"
 
 ABSL_FLAG(std::string, model, "biggan32", "dcgan32 | biggan32");
@@ -184,6 +185,7 @@ int Run() {
                              &port);
     builder.SetMaxReceiveMessageSize(kMaxMessage);
     builder.SetMaxSendMessageSize(kMaxMessage);
+    SetTensorTransportArgs(&builder);
     builder.RegisterService(b.service.get());
     b.server = builder.BuildAndStart();
     ParameterServerClient::Options co;

@@ -10,6 +10,7 @@
 #include "server/grpc_status.h"
 #include "server/tensor_codec.h"
 #include "server/tensor_wire.h"
+#include "server/transport_args.h"
 
 namespace paragan {
 
@@ -18,6 +19,7 @@ std::shared_ptr<grpc::Channel> ParameterServerClient::Connect(
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(max_message_bytes);
   args.SetMaxSendMessageSize(max_message_bytes);
+  SetTensorTransportArgs(&args);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
                                    args);
 }
