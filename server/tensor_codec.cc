@@ -209,7 +209,9 @@ absl::Status ChunkAssembler::Add(const v1::TensorChunk& chunk,
     t.dtype = chunk.dtype();
     t.kind = chunk.kind();
     t.total_bytes = chunk.total_bytes();
-    t.values.resize(static_cast<size_t>(n));
+    // Grown chunk by chunk below: zero-filling the whole tensor up front
+    // would be a second pass over it through memory, not cache.
+    t.values.reserve(static_cast<size_t>(n));
     it = tensors_.emplace(name, std::move(t)).first;
   }
   ReceivedTensor& t = it->second;
@@ -247,7 +249,9 @@ absl::Status ChunkAssembler::Add(const v1::TensorChunk& chunk,
         absl::StrCat("tensor '", name, "': empty chunk that is not the last"));
   }
   if (size > 0) {
-    CopyWireToFloats(t.dtype, data, t.values.data() + t.received_bytes / elem);
+    const size_t at = t.values.size();  // == received_bytes / elem
+    t.values.resize(at + static_cast<size_t>(size / elem));
+    CopyWireToFloats(t.dtype, data, t.values.data() + at);
   }
   t.received_bytes += size;
   payload_bytes_ += size;
