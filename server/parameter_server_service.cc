@@ -364,14 +364,16 @@ grpc::Status ParameterServerService::Push(
   for (auto& [name, t] : assembler.tensors()) {
     (t.kind == v1::GRADIENT ? gradients : buffers)[name] = std::move(t.values);
   }
-  absl::StatusOr<PushResult> r = table->ApplyGradients(
-      assembler.worker_id(), assembler.base_version(), gradients, buffers);
+  absl::StatusOr<PushResult> r =
+      table->ApplyGradients(assembler.worker_id(), assembler.base_version(),
+                            gradients, buffers, assembler.push_id());
   if (!r.ok()) return fail(r.status());
   response->set_accepted(r->accepted);
   response->set_applied(r->applied);
   response->set_new_version(r->new_version);
   response->set_staleness(r->staleness);
   response->set_reason(r->reason);
+  response->set_duplicate(r->duplicate);
   if (metrics_ != nullptr) {
     metrics_->RecordPush(table->name(), assembler.payload_bytes(), *r);
     metrics_->SetVersion(table->name(), table->version());

@@ -416,6 +416,40 @@ TEST_F(ServiceTest, MalformedPushesGetErrorsAndChangeNothing) {
   EXPECT_EQ(d_->Stats().accepted_pushes, 2);
 }
 
+TEST_F(ServiceTest, RetriedPushWithTheSameIdIsNotAppliedTwice) {
+  Start();
+  ASSERT_TRUE(client_->Register("w0", v1::BOTH).ok());
+  const std::vector<Grad> g = DGradients(3);
+  auto first = client_->Push(kDiscriminatorTable, "w0", 0, AsPush(g),
+                             v1::FLOAT32, /*push_id=*/42);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->applied());
+  EXPECT_FALSE(first->duplicate());
+  const PulledTable after_first = PullD();
+  auto retry =
+      client_->Push(kDiscriminatorTable, "w0", 0, AsPush(g), v1::FLOAT32, 42);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->duplicate());
+  EXPECT_TRUE(retry->applied());
+  EXPECT_EQ(retry->new_version(), 1);
+  const PulledTable after_retry = PullD();
+  EXPECT_EQ(after_retry.version, 1);
+  for (const auto& [name, t] : after_first.tensors) {
+    EXPECT_EQ(after_retry.tensors.at(name).values, t.values) << name;
+  }
+  // Chunks of one push that disagree on the id are malformed.
+  std::vector<v1::TensorChunk> chunks = ChunksOf(DGradients(4), 1);
+  ASSERT_GE(chunks.size(), 2u);
+  chunks[0].set_push_id(43);
+  chunks[1].set_push_id(44);
+  v1::PushResponse resp;
+  const grpc::Status st = RawPush(chunks, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("push_id"), std::string::npos)
+      << st.error_message();
+  EXPECT_EQ(PullD().version, 1);
+}
+
 TEST_F(ServiceTest, StalePushRefusedByPolicyIsNotAnError) {
   Start({StalenessPolicy::kRejectAboveBound, 0, 0});
   ASSERT_TRUE(client_->Register("w0", v1::BOTH).ok());

@@ -118,7 +118,7 @@ absl::StatusOr<PulledTable> ParameterServerClient::Pull(
 absl::StatusOr<v1::PushResponse> ParameterServerClient::Push(
     const std::string& table, const std::string& worker_id,
     int64_t base_version, const std::vector<PushTensor>& tensors,
-    v1::DType dtype) {
+    v1::DType dtype, uint64_t push_id) {
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
   v1::PushResponse resp;
@@ -135,6 +135,7 @@ absl::StatusOr<v1::PushResponse> ParameterServerClient::Push(
     header.set_base_version(base_version);
     header.set_worker_id(worker_id);
     header.set_kind(t.kind);
+    header.set_push_id(push_id);
     // A failed write means the server ended the call; Finish says why.
     if (!out.Add(header, t.values, NumElements(t.shape), dtype, t.owner)) break;
   }

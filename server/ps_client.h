@@ -74,12 +74,14 @@ class ParameterServerClient {
                                    v1::DType dtype = v1::FLOAT32,
                                    int64_t min_version = 0);
   // A policy refusal is an OK status with accepted == false; malformed
-  // pushes come back as errors.
+  // pushes come back as errors. A retry of a push must reuse its push_id
+  // (see TensorChunk.push_id); 0 sends none.
   absl::StatusOr<v1::PushResponse> Push(const std::string& table,
                                         const std::string& worker_id,
                                         int64_t base_version,
                                         const std::vector<PushTensor>& tensors,
-                                        v1::DType dtype = v1::FLOAT32);
+                                        v1::DType dtype = v1::FLOAT32,
+                                        uint64_t push_id = 0);
   absl::StatusOr<v1::StateResponse> GetState();
 
   v1::ParameterServer::Stub* stub() { return stub_.get(); }

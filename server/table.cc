@@ -279,7 +279,7 @@ absl::Status ParameterTable::ValidatePush(const TensorMap& gradients,
 
 absl::StatusOr<PushResult> ParameterTable::ApplyGradients(
     const std::string& worker_id, int64_t base_version,
-    const TensorMap& gradients, const TensorMap& buffers) {
+    const TensorMap& gradients, const TensorMap& buffers, uint64_t push_id) {
   if (base_version < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "table ", config_.name, ": negative base_version ", base_version));
@@ -300,6 +300,34 @@ absl::StatusOr<PushResult> ParameterTable::ApplyGradients(
                      " is ahead of the table's version ", version_,
                      " (the shard restarted from a checkpoint?): pull again"));
   }
+  if (push_id != 0) {
+    auto last = last_push_.find(worker_id);
+    if (last != last_push_.end() && push_id <= last->second.first) {
+      if (push_id == last->second.first) {
+        PushResult r = last->second.second;
+        r.duplicate = true;
+        return r;
+      }
+      ++rejected_pushes_;
+      PushResult r;
+      r.staleness = version_ - base_version;
+      r.new_version = version_;
+      r.reason = absl::StrCat("push id ", push_id,
+                              " is older than the last push of worker '",
+                              worker_id, "' (", last->second.first,
+                              "): overtaken or repeated, refused");
+      return r;
+    }
+  }
+  PushResult r = ApplyLocked(worker_id, base_version, gradients, buffers);
+  if (push_id != 0) last_push_[worker_id] = {push_id, r};
+  return r;
+}
+
+PushResult ParameterTable::ApplyLocked(const std::string& worker_id,
+                                       int64_t base_version,
+                                       const TensorMap& gradients,
+                                       const TensorMap& buffers) {
   PushResult r;
   r.staleness = version_ - base_version;
   r.new_version = version_;

@@ -102,6 +102,9 @@ using TensorMap = std::map<std::string, std::vector<float>>;
 struct PushResult {
   bool accepted = false;  // false: refused by policy or a duplicate
   bool applied = false;   // this push completed an optimizer step
+  // A repeat of the worker's last push id: the fields are that push's
+  // result, and nothing changed.
+  bool duplicate = false;
   int64_t new_version = 0;
   int64_t staleness = 0;
   std::string reason;  // why not accepted, or why pending (sync mode)
@@ -178,10 +181,18 @@ class ParameterTable {
   //     table (e.g. the shard restarted from an older checkpoint: pull again).
   // A push refused by the staleness policy or as a duplicate is not an
   // error: accepted == false, and nothing changes but the rejected count.
+  //
+  // push_id (0: none) makes retries safe: the table remembers each worker's
+  // last push id and that push's result. The same id again returns that
+  // result with duplicate == true and changes nothing; a smaller id (a
+  // push overtaken by a later one) is refused (accepted == false). Ids are
+  // remembered in memory only: a restarted shard refuses old pushes by
+  // their base_version instead.
   absl::StatusOr<PushResult> ApplyGradients(const std::string& worker_id,
                                             int64_t base_version,
                                             const TensorMap& gradients,
-                                            const TensorMap& buffers = {});
+                                            const TensorMap& buffers = {},
+                                            uint64_t push_id = 0);
 
   // Version and copies of `names` (all tensors, in table order, if empty).
   absl::StatusOr<TableSnapshot> Snapshot(
@@ -231,6 +242,11 @@ class ParameterTable {
   void StepLocked(float lr, const TensorMap& gradients,
                   const TensorMap& buffers) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ClearRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ApplyGradients after its checks: the staleness policy, then an Adam
+  // step (asynchronous) or a contribution to the round (synchronous).
+  PushResult ApplyLocked(const std::string& worker_id, int64_t base_version,
+                         const TensorMap& gradients, const TensorMap& buffers)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Synchronous mode: contributions that complete a round now.
   int QuorumLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Averages the pending round and steps once.
@@ -266,6 +282,9 @@ class ParameterTable {
   TensorMap round_gradients_ ABSL_GUARDED_BY(mu_);
   TensorMap round_buffers_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> round_buffer_counts_ ABSL_GUARDED_BY(mu_);
+  // Per worker: the last push id seen and its result.
+  std::map<std::string, std::pair<uint64_t, PushResult>> last_push_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace paragan

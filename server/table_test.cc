@@ -770,4 +770,65 @@ TEST_F(LeaseTest, RestoredWorkersGetAFreshLease) {
 }
 
 }  // namespace
+TEST_F(TableTest, RepeatedPushIdIsAnsweredNotAppliedAgain) {
+  auto table = MakeTable({});
+  Reference ref = MakeReference(1);
+  const TensorMap g1 = TestGradients(10), g2 = TestGradients(11);
+  auto first = table->ApplyGradients("w0", 0, g1, {}, /*push_id=*/100);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->applied);
+  EXPECT_FALSE(first->duplicate);
+  ReferenceStep(&ref, 4e-4f, g1);
+  // A retry (same id) after a lost response: the first result, no step.
+  auto retry = table->ApplyGradients("w0", 0, g1, {}, 100);
+  ASSERT_TRUE(retry.ok());
+  EXPECT_TRUE(retry->duplicate);
+  EXPECT_TRUE(retry->accepted);
+  EXPECT_TRUE(retry->applied);
+  EXPECT_EQ(retry->new_version, first->new_version);
+  EXPECT_EQ(table->version(), 1);
+  ExpectEqualsReference(*table, ref);
+  // Another worker's ids are its own.
+  ASSERT_TRUE(table->ApplyGradients("w1", 1, g2, {}, 100)->applied);
+  ReferenceStep(&ref, 4e-4f, g2);
+  // An older id from w0 (overtaken by push 100) is refused.
+  auto old = table->ApplyGradients("w0", 2, g2, {}, 99);
+  ASSERT_TRUE(old.ok());
+  EXPECT_FALSE(old->accepted);
+  EXPECT_FALSE(old->duplicate);
+  EXPECT_NE(old->reason.find("older than the last push"), std::string::npos)
+      << old->reason;
+  EXPECT_EQ(table->Stats().rejected_pushes, 1);
+  // A newer id and pushes without an id are applied.
+  ASSERT_TRUE(table->ApplyGradients("w0", 2, g1, {}, 101)->applied);
+  ReferenceStep(&ref, 4e-4f, g1);
+  ASSERT_TRUE(table->ApplyGradients("w0", 3, g2)->applied);
+  ASSERT_TRUE(table->ApplyGradients("w0", 4, g2)->applied);
+  ReferenceStep(&ref, 4e-4f, g2);
+  ReferenceStep(&ref, 4e-4f, g2);
+  EXPECT_EQ(table->version(), 5);
+  ExpectEqualsReference(*table, ref);
+}
+
+TEST_F(TableTest, RepeatedPushIdInASynchronousRoundStaysPending) {
+  UpdateRule rule;
+  rule.sync_workers = 2;
+  auto table = MakeTable(rule);
+  const TensorMap g = TestGradients(10);
+  auto first = table->ApplyGradients("w0", 0, g, {}, 7);
+  ASSERT_TRUE(first.ok());
+  EXPECT_TRUE(first->accepted);
+  EXPECT_FALSE(first->applied);
+  auto retry = table->ApplyGradients("w0", 0, g, {}, 7);
+  ASSERT_TRUE(retry.ok());
+  EXPECT_TRUE(retry->duplicate);
+  EXPECT_TRUE(retry->accepted);  // still counted once in the round
+  EXPECT_EQ(table->Stats().pending_contributions, 1);
+  EXPECT_EQ(table->Stats().rejected_pushes, 0);
+  auto other = table->ApplyGradients("w1", 0, g, {}, 7);
+  ASSERT_TRUE(other.ok());
+  EXPECT_TRUE(other->applied);
+  EXPECT_EQ(table->version(), 1);
+}
+
 }  // namespace paragan

@@ -163,13 +163,16 @@ absl::Status ChunkAssembler::Add(const v1::TensorChunk& chunk,
     table_ = chunk.table();
     worker_id_ = chunk.worker_id();
     base_version_ = chunk.base_version();
+    push_id_ = chunk.push_id();
   } else if (chunk.table() != table_ || chunk.worker_id() != worker_id_ ||
-             chunk.base_version() != base_version_) {
+             chunk.base_version() != base_version_ ||
+             chunk.push_id() != push_id_) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "chunk of tensor '", name, "' has table/worker_id/base_version (",
-        chunk.table(), ", ", chunk.worker_id(), ", ", chunk.base_version(),
+        "chunk of tensor '", name,
+        "' has table/worker_id/base_version/push_id (", chunk.table(), ", ",
+        chunk.worker_id(), ", ", chunk.base_version(), ", ", chunk.push_id(),
         ") differing from the stream's (", table_, ", ", worker_id_, ", ",
-        base_version_, ")"));
+        base_version_, ", ", push_id_, ")"));
   }
   if (name.empty()) {
     return absl::InvalidArgumentError("chunk without a tensor_name");

@@ -65,7 +65,7 @@ struct ReceivedTensor {
 // Receiving side of a stream of TensorChunks that all belong to one table,
 // one sender and one base_version. Each chunk is validated on arrival, so a
 // malformed stream is refused before its payload is buffered:
-//  - table, worker_id and base_version equal to the first chunk's;
+//  - table, worker_id, base_version and push_id equal to the first chunk's;
 //  - a known dtype, non-negative shape, total_bytes == prod(shape) * size;
 //  - the same header on every chunk of a tensor, offsets contiguous from 0,
 //    no byte beyond total_bytes, `last` exactly at total_bytes;
@@ -93,6 +93,7 @@ class ChunkAssembler {
   const std::string& table() const { return table_; }
   const std::string& worker_id() const { return worker_id_; }
   int64_t base_version() const { return base_version_; }
+  uint64_t push_id() const { return push_id_; }
   int64_t payload_bytes() const { return payload_bytes_; }  // wire bytes
   std::map<std::string, ReceivedTensor>& tensors() { return tensors_; }
 
@@ -101,6 +102,7 @@ class ChunkAssembler {
   bool started_ = false;
   std::string table_, worker_id_;
   int64_t base_version_ = 0;
+  uint64_t push_id_ = 0;
   int64_t reserved_bytes_ = 0;  // float32 bytes of the tensors announced
   int64_t payload_bytes_ = 0;
   std::map<std::string, ReceivedTensor> tensors_;

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "common/check.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -93,6 +94,20 @@ struct Worker::Impl {
 
   const std::atomic<bool>* StopFlag() const { return stop ? stop : &never; }
 
+  // Push ids (TensorChunk.push_id): microseconds since the epoch, bumped to
+  // stay increasing; a restarted worker with the same id starts above its
+  // earlier pushes.
+  std::atomic<uint64_t> last_push_id{0};
+  uint64_t NextPushId() {
+    const uint64_t now = static_cast<uint64_t>(absl::ToUnixMicros(absl::Now()));
+    uint64_t last = last_push_id.load();
+    uint64_t id;
+    do {
+      id = std::max(now, last + 1);
+    } while (!last_push_id.compare_exchange_weak(last, id));
+    return id;
+  }
+
   std::string What(const char* op, const TableState& t, int s) const {
     const bool push = std::string(op) == "push";
     return absl::StrCat(op, " ", t.name, push ? " to" : " from", " shard ", s,
@@ -164,9 +179,12 @@ struct Worker::Impl {
         t.staging.ForShard(t.layout.on_shard(s));
     absl::StatusOr<v1::PushResponse> resp;
     const auto start = Clock::now();
+    // One id for every attempt: a retry after a lost response is answered
+    // with the first attempt's result instead of being applied twice.
+    const uint64_t push_id = NextPushId();
     absl::Status st = Retry(What("push", t, s), [&] {
       resp = shards[s].client->Push(t.name, o.worker_id, base, tensors,
-                                    o.push_dtype);
+                                    o.push_dtype, push_id);
       return resp.status();
     });
     if (st.code() == absl::StatusCode::kFailedPrecondition) {
