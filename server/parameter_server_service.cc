@@ -7,7 +7,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/check.h"
 #include "server/grpc_status.h"
 #include "server/tensor_codec.h"
 #include "server/tensor_wire.h"
@@ -49,31 +48,6 @@ bool RolePushes(v1::WorkerRole role, const std::string& table) {
   }
 }
 
-// "/paragan.v1.ParameterServer/<method>", from the generated descriptor.
-const char* MethodPath(int index) {
-  static const auto* paths = [] {
-    const google::protobuf::ServiceDescriptor* d =
-        google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
-            v1::ParameterServer::service_full_name());
-    auto* out = new std::vector<std::string>;
-    for (int i = 0; i < d->method_count(); ++i) {
-      out->push_back(
-          absl::StrCat("/", d->full_name(), "/", d->method(i)->name()));
-    }
-    return out;
-  }();
-  return paths->at(static_cast<size_t>(index)).c_str();
-}
-
-int MethodIndex(const char* name) {
-  const google::protobuf::MethodDescriptor* m =
-      google::protobuf::DescriptorPool::generated_pool()
-          ->FindServiceByName(v1::ParameterServer::service_full_name())
-          ->FindMethodByName(name);
-  PG_CHECK(m != nullptr);
-  return m->index();
-}
-
 }  // namespace
 
 ParameterServerService::ParameterServerService(
@@ -86,7 +60,7 @@ ParameterServerService::ParameterServerService(
   using grpc::internal::RpcServiceMethod;
   using Self = ParameterServerService;
   AddMethod(new RpcServiceMethod(
-      MethodPath(MethodIndex("RegisterWorker")), RpcMethod::NORMAL_RPC,
+      ParameterServerMethodPath("RegisterWorker"), RpcMethod::NORMAL_RPC,
       new grpc::internal::RpcMethodHandler<Self, v1::RegisterRequest,
                                            v1::RegisterResponse>(
           [](Self* self, grpc::ServerContext* ctx,
@@ -95,7 +69,7 @@ ParameterServerService::ParameterServerService(
           },
           this)));
   AddMethod(new RpcServiceMethod(
-      MethodPath(MethodIndex("Pull")), RpcMethod::SERVER_STREAMING,
+      ParameterServerMethodPath("Pull"), RpcMethod::SERVER_STREAMING,
       new grpc::internal::ServerStreamingHandler<Self, v1::PullRequest,
                                                  grpc::ByteBuffer>(
           [](Self* self, grpc::ServerContext* ctx, const v1::PullRequest* req,
@@ -104,7 +78,7 @@ ParameterServerService::ParameterServerService(
           },
           this)));
   AddMethod(new RpcServiceMethod(
-      MethodPath(MethodIndex("Push")), RpcMethod::CLIENT_STREAMING,
+      ParameterServerMethodPath("Push"), RpcMethod::CLIENT_STREAMING,
       new grpc::internal::ClientStreamingHandler<Self, grpc::ByteBuffer,
                                                  v1::PushResponse>(
           [](Self* self, grpc::ServerContext* ctx,
@@ -112,7 +86,7 @@ ParameterServerService::ParameterServerService(
              v1::PushResponse* resp) { return self->Push(ctx, reader, resp); },
           this)));
   AddMethod(new RpcServiceMethod(
-      MethodPath(MethodIndex("GetState")), RpcMethod::NORMAL_RPC,
+      ParameterServerMethodPath("GetState"), RpcMethod::NORMAL_RPC,
       new grpc::internal::RpcMethodHandler<Self, v1::StateRequest,
                                            v1::StateResponse>(
           [](Self* self, grpc::ServerContext* ctx, const v1::StateRequest* req,

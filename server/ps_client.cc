@@ -24,35 +24,14 @@ std::shared_ptr<grpc::Channel> ParameterServerClient::Connect(
                                    args);
 }
 
-namespace {
-
-// "/paragan.v1.ParameterServer/<method>", from the generated descriptor;
-// the strings live as long as the process (RpcMethod keeps the pointer).
-const char* MethodPath(const char* method) {
-  static const auto* paths = [] {
-    const google::protobuf::ServiceDescriptor* d =
-        google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
-            v1::ParameterServer::service_full_name());
-    auto* out = new std::map<std::string, std::string>;
-    for (int i = 0; i < d->method_count(); ++i) {
-      (*out)[d->method(i)->name()] =
-          absl::StrCat("/", d->full_name(), "/", d->method(i)->name());
-    }
-    return out;
-  }();
-  return paths->at(method).c_str();
-}
-
-}  // namespace
-
 ParameterServerClient::ParameterServerClient(
     std::shared_ptr<grpc::Channel> channel, Options options)
     : options_(options),
       channel_(channel),
       stub_(v1::ParameterServer::NewStub(channel)),
-      pull_method_(MethodPath("Pull"),
+      pull_method_(ParameterServerMethodPath("Pull"),
                    grpc::internal::RpcMethod::SERVER_STREAMING, channel),
-      push_method_(MethodPath("Push"),
+      push_method_(ParameterServerMethodPath("Push"),
                    grpc::internal::RpcMethod::CLIENT_STREAMING, channel) {}
 
 void ParameterServerClient::SetDeadline(grpc::ClientContext* ctx) const {

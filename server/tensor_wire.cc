@@ -1,11 +1,16 @@
 #include "server/tensor_wire.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "proto/paragan.grpc.pb.h"
 #include "server/tensor_codec.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -102,6 +107,28 @@ absl::Status Malformed(const std::string& what, int64_t position) {
 }
 
 }  // namespace
+
+const char* ParameterServerMethodPath(const std::string& method) {
+  static const auto* paths = [] {
+    const google::protobuf::ServiceDescriptor* service =
+        google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+            v1::ParameterServer::service_full_name());
+    PG_CHECK(service != nullptr);
+    auto* out = new std::map<std::string, std::string>;
+    for (int i = 0; i < service->method_count(); ++i) {
+      const std::string& name = service->method(i)->name();
+      (*out)[name] = absl::StrCat("/", service->full_name(), "/", name);
+    }
+    return out;
+  }();
+  auto it = paths->find(method);
+  if (it == paths->end()) {
+    std::fprintf(stderr, "no method '%s' in paragan.v1.ParameterServer\n",
+                 method.c_str());
+    std::abort();
+  }
+  return it->second.c_str();
+}
 
 grpc::Slice DataSlice(const void* data, size_t size, SliceOwner owner) {
   if (owner == nullptr || size == 0) return grpc::Slice(data, size);

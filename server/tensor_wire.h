@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -28,6 +29,12 @@
 #include "server/tensor_codec.h"
 
 namespace paragan {
+
+// "/paragan.v1.ParameterServer/<method>" (as gRPC names the method), from
+// the generated descriptor, for the service and the client that carry Pull
+// and Push as raw ByteBuffers. Dies naming the method if the .proto has no
+// such method. The string lives as long as the process.
+const char* ParameterServerMethodPath(const std::string& method);
 
 // Keeps the memory behind zero-copy slices alive; gRPC drops its references
 // when it is done with them, possibly after the RPC that sent them returned.
