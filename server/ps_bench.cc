@@ -324,7 +324,8 @@ int Run() {
 int main(int argc, char** argv) {
   paragan::KeepLargeAllocationsInHeap();
   absl::SetProgramUsageMessage(
-      "Push+pull bandwidth of one shard vs plain TCP. See server/ps_bench.cc.");
+      "Push+pull bandwidth through parameter-server shards vs plain TCP. See "
+      "server/ps_bench.cc.");
   absl::ParseCommandLine(argc, argv);
   return paragan::Run();
 }
