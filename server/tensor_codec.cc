@@ -121,31 +121,45 @@ absl::Status CheckedNumElements(const Shape& shape, const std::string& what,
   return absl::OkStatus();
 }
 
-bool EmitTensorChunks(const v1::TensorChunk& header, const float* values,
-                      int64_t n, v1::DType dtype, int64_t chunk_bytes,
-                      const std::function<bool(const v1::TensorChunk&)>& emit) {
+bool ForEachTensorChunk(
+    const v1::TensorChunk& header, int64_t n, v1::DType dtype,
+    int64_t chunk_bytes,
+    const std::function<bool(v1::TensorChunk& chunk, int64_t start,
+                             int64_t count)>& chunk_fn) {
   const int64_t elem = WireDTypeSize(dtype);
   const int64_t per_chunk = std::max<int64_t>(1, chunk_bytes / elem);
   v1::TensorChunk chunk = header;
+  chunk.clear_data();
   chunk.set_dtype(dtype);
   chunk.set_total_bytes(n * elem);
   int64_t start = 0;
   do {
     const int64_t count = std::min(per_chunk, n - start);
     chunk.set_offset(start * elem);
-    std::string* data = chunk.mutable_data();
-    if (dtype == v1::FLOAT32) {
-      data->assign(reinterpret_cast<const char*>(values + start),
-                   static_cast<size_t>(count * elem));
-    } else {
-      data->resize(static_cast<size_t>(count * elem));
-      FloatsToBFloat16(values + start, count, data->data());
-    }
+    chunk.set_last(start + count == n);
+    if (!chunk_fn(chunk, start, count)) return false;
     start += count;
-    chunk.set_last(start == n);
-    if (!emit(chunk)) return false;
   } while (start < n);
   return true;
+}
+
+bool EmitTensorChunks(const v1::TensorChunk& header, const float* values,
+                      int64_t n, v1::DType dtype, int64_t chunk_bytes,
+                      const std::function<bool(const v1::TensorChunk&)>& emit) {
+  const int64_t elem = WireDTypeSize(dtype);
+  return ForEachTensorChunk(
+      header, n, dtype, chunk_bytes,
+      [&](v1::TensorChunk& chunk, int64_t start, int64_t count) {
+        std::string* data = chunk.mutable_data();
+        if (dtype == v1::FLOAT32) {
+          data->assign(reinterpret_cast<const char*>(values + start),
+                       static_cast<size_t>(count * elem));
+        } else {
+          data->resize(static_cast<size_t>(count * elem));
+          FloatsToBFloat16(values + start, count, data->data());
+        }
+        return emit(chunk);
+      });
 }
 
 absl::Status ChunkAssembler::Add(const v1::TensorChunk& chunk) {

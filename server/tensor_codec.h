@@ -47,6 +47,18 @@ absl::Status CheckedNumElements(const Shape& shape, const std::string& what,
 // supplies table, tensor_name, shape, base_version, worker_id and kind;
 // dtype, total_bytes, offset, data and last are filled here. A tensor with no
 // elements is sent as one empty chunk with `last` set.
+// The chunking both encoders share: calls `chunk_fn(chunk, start, count)`
+// for each run of `count` elements from element `start`, in order, with
+// every field of `chunk` but data set (header's fields, dtype, total_bytes,
+// offset, last); stops early (returning false) when `chunk_fn` does. The
+// boundaries: at most chunk_bytes wire bytes (rounded down to whole
+// elements, at least one); no elements is one empty chunk with `last`.
+bool ForEachTensorChunk(
+    const v1::TensorChunk& header, int64_t n, v1::DType dtype,
+    int64_t chunk_bytes,
+    const std::function<bool(v1::TensorChunk& chunk, int64_t start,
+                             int64_t count)>& chunk_fn);
+
 bool EmitTensorChunks(const v1::TensorChunk& header, const float* values,
                       int64_t n, v1::DType dtype, int64_t chunk_bytes,
                       const std::function<bool(const v1::TensorChunk&)>& emit);

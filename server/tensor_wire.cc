@@ -157,33 +157,22 @@ bool EmitTensorChunkBuffers(
     const std::function<bool(const grpc::ByteBuffer&, int64_t data_bytes)>&
         emit) {
   const int64_t elem = WireDTypeSize(dtype);
-  const int64_t per_chunk = std::max<int64_t>(1, chunk_bytes / elem);
-  v1::TensorChunk chunk = header;
-  chunk.clear_data();
-  chunk.set_dtype(dtype);
-  chunk.set_total_bytes(n * elem);
-  int64_t start = 0;
-  do {
-    const int64_t count = std::min(per_chunk, n - start);
-    const size_t bytes = static_cast<size_t>(count * elem);
-    chunk.set_offset(start * elem);
-    grpc::Slice data;
-    if (dtype == v1::FLOAT32) {
-      data = DataSlice(values + start, bytes, owner);
-    } else {
-      data = grpc::Slice(bytes);
-      FloatsToBFloat16(
-          values + start, count,
-          reinterpret_cast<char*>(const_cast<uint8_t*>(data.begin())));
-    }
-    start += count;
-    chunk.set_last(start == n);
-    if (!emit(EncodeChunk(chunk, std::move(data)),
-              static_cast<int64_t>(bytes))) {
-      return false;
-    }
-  } while (start < n);
-  return true;
+  return ForEachTensorChunk(
+      header, n, dtype, chunk_bytes,
+      [&](v1::TensorChunk& chunk, int64_t start, int64_t count) {
+        const size_t bytes = static_cast<size_t>(count * elem);
+        grpc::Slice data;
+        if (dtype == v1::FLOAT32) {
+          data = DataSlice(values + start, bytes, owner);
+        } else {
+          data = grpc::Slice(bytes);
+          FloatsToBFloat16(
+              values + start, count,
+              reinterpret_cast<char*>(const_cast<uint8_t*>(data.begin())));
+        }
+        return emit(EncodeChunk(chunk, std::move(data)),
+                    static_cast<int64_t>(bytes));
+      });
 }
 
 absl::Status DecodeChunk(const grpc::ByteBuffer& buffer, ChunkView* out) {
