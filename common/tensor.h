@@ -35,6 +35,8 @@ class Tensor {
   bool empty() const { return storage_ == nullptr; }
   Device device() const { return device_; }
   float* data() const { return storage_.get(); }
+  // The buffer's owner (its use_count tells whether the buffer is shared).
+  const std::shared_ptr<float>& storage() const { return storage_; }
 
   // Same buffer, different shape; numel must match (checked).
   Tensor Reshape(const Shape& shape) const;

@@ -1,6 +1,7 @@
 #include "server/table.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <utility>
 
@@ -72,6 +73,14 @@ std::string StalenessPolicyName(StalenessPolicy policy) {
       return "scale_by_inverse_staleness";
   }
   return "unknown";
+}
+
+float EffectiveBeta1(const UpdateRule& rule, float beta1, int64_t staleness) {
+  if (!rule.momentum_compensation || rule.sync_workers > 0 || staleness <= 0) {
+    return beta1;
+  }
+  const float s = static_cast<float>(staleness);
+  return std::max(0.0f, beta1 - s / (1.0f + s));
 }
 
 absl::StatusOr<std::unique_ptr<ParameterTable>> ParameterTable::Create(
@@ -351,7 +360,8 @@ PushResult ParameterTable::ApplyLocked(const std::string& worker_id,
         rule.staleness_policy == StalenessPolicy::kScaleByInverseStaleness
             ? config_.adam.lr / (1.0f + static_cast<float>(r.staleness))
             : config_.adam.lr;
-    StepLocked(lr, gradients, buffers);
+    StepLocked(lr, EffectiveBeta1(rule, config_.adam.beta1, r.staleness),
+               gradients, buffers);
     ++accepted_pushes_;
     r.accepted = r.applied = true;
     r.new_version = version_;
@@ -402,11 +412,13 @@ void ParameterTable::CompleteRoundLocked() {
     const float count = static_cast<float>(round_buffer_counts_[name]);
     for (float& x : sum) x /= count;
   }
-  StepLocked(config_.adam.lr, round_gradients_, round_buffers_);
+  StepLocked(config_.adam.lr, config_.adam.beta1, round_gradients_,
+             round_buffers_);
   ClearRoundLocked();
 }
 
-void ParameterTable::StepLocked(float lr, const TensorMap& gradients,
+void ParameterTable::StepLocked(float lr, float beta1,
+                                const TensorMap& gradients,
                                 const TensorMap& buffers) {
   ++adam_step_;
   const AdamConfig& a = config_.adam;
@@ -414,11 +426,13 @@ void ParameterTable::StepLocked(float lr, const TensorMap& gradients,
     if (slot.spec.trainable) {
       const Tensor grad =
           WrapHost(gradients.at(slot.spec.name), slot.spec.shape);
-      backend_->AdamUpdate(lr, a.beta1, a.beta2, a.eps, adam_step_, grad,
+      UnshareLocked(&slot.value);
+      backend_->AdamUpdate(lr, beta1, a.beta2, a.eps, adam_step_, grad,
                            &slot.value, &slot.m, &slot.v);
     } else {
       auto it = buffers.find(slot.spec.name);
       if (it != buffers.end() && slot.value.numel() > 0) {
+        UnshareLocked(&slot.value);
         std::memcpy(slot.value.data(), it->second.data(),
                     static_cast<size_t>(slot.value.numel()) * 4);
       }
@@ -432,6 +446,7 @@ void ParameterTable::StepLocked(float lr, const TensorMap& gradients,
                  static_cast<float>(t + 1) / static_cast<float>(t + 10));
     for (Slot& slot : slots_) {
       if (slot.spec.trainable) {
+        UnshareLocked(&slot.ema);
         backend_->EmaUpdate(decay, slot.value, &slot.ema);
       }
     }
@@ -464,22 +479,58 @@ absl::StatusOr<TableSnapshot> ParameterTable::EmaSnapshot(
   return SnapshotImpl(names, /*ema=*/true);
 }
 
-absl::StatusOr<TableSnapshot> ParameterTable::SnapshotImpl(
-    const std::vector<std::string>& names, bool ema) const {
+absl::StatusOr<std::vector<size_t>> ParameterTable::SlotIndices(
+    const std::vector<std::string>& names) const {
   std::vector<size_t> which;
   if (names.empty()) {
     for (size_t i = 0; i < specs_.size(); ++i) which.push_back(i);
-  } else {
-    for (const std::string& name : names) {
-      auto it = index_.find(name);
-      if (it == index_.end()) {
-        return absl::NotFoundError(absl::StrCat("table ", config_.name,
-                                                ": unknown tensor '", name,
-                                                "' on this shard"));
-      }
-      which.push_back(it->second);
-    }
+    return which;
   }
+  for (const std::string& name : names) {
+    auto it = index_.find(name);
+    if (it == index_.end()) {
+      return absl::NotFoundError(absl::StrCat("table ", config_.name,
+                                              ": unknown tensor '", name,
+                                              "' on this shard"));
+    }
+    which.push_back(it->second);
+  }
+  return which;
+}
+
+absl::StatusOr<SharedTableSnapshot> ParameterTable::SharedSnapshot(
+    const std::vector<std::string>& names, bool ema) const {
+  if (ema && !has_ema()) return EmaSnapshot(names).status();
+  PG_ASSIGN_OR_RETURN(const std::vector<size_t> which, SlotIndices(names));
+  SharedTableSnapshot snap;
+  absl::ReaderMutexLock lock(&mu_);
+  snap.version = version_;
+  snap.tensors.reserve(which.size());
+  for (size_t i : which) {
+    const Slot& slot = slots_[i];
+    const Tensor& t = ema && slot.spec.trainable ? slot.ema : slot.value;
+    snap.tensors.push_back({slot.spec, t.storage()});
+  }
+  return snap;
+}
+
+void ParameterTable::UnshareLocked(Tensor* t) {
+  if (t->storage().use_count() <= 1) {
+    // Pairs with the release in the last snapshot's shared_ptr decrement:
+    // its readers are done before we write.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return;
+  }
+  std::shared_ptr<float> fresh = AllocateHostFloats(t->numel(), false);
+  if (t->numel() > 0) {
+    std::memcpy(fresh.get(), t->data(), static_cast<size_t>(t->numel()) * 4);
+  }
+  *t = Tensor(t->shape(), std::move(fresh), Device::kCpu);
+}
+
+absl::StatusOr<TableSnapshot> ParameterTable::SnapshotImpl(
+    const std::vector<std::string>& names, bool ema) const {
+  PG_ASSIGN_OR_RETURN(const std::vector<size_t> which, SlotIndices(names));
   TableSnapshot snap;
   absl::ReaderMutexLock lock(&mu_);
   snap.version = version_;
@@ -646,6 +697,7 @@ absl::Status ParameterTable::RestoreState(
   for (Slot& slot : slots_) {
     const auto copy_in = [&](const std::string& key, Tensor* t) {
       const NamedArray* a = FindArray(arrays, p + key + "/" + slot.spec.name);
+      UnshareLocked(t);
       if (t->numel() > 0)
         std::memcpy(t->data(), a->bytes.data(), a->bytes.size());
     };
@@ -657,6 +709,7 @@ absl::Status ParameterTable::RestoreState(
         if (ema_complete) {
           copy_in("ema", &slot.ema);
         } else if (slot.value.numel() > 0) {
+          UnshareLocked(&slot.ema);
           std::memcpy(slot.ema.data(), slot.value.data(),
                       static_cast<size_t>(slot.value.numel()) * 4);
         }

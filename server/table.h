@@ -60,7 +60,18 @@ struct UpdateRule {
   StalenessPolicy staleness_policy = StalenessPolicy::kAccept;
   int64_t staleness_bound = 0;
   int sync_workers = 0;
+  // Asynchronous mode: a gradient s versions stale is applied with Adam's
+  // beta1 lowered by s / (1 + s) (not below 0), the momentum that staleness
+  // itself adds. Asynchronous SGD whose gradients lag s steps behaves like
+  // SGD with momentum s / (1 + s) (Mitliagkas et al., "Asynchrony begets
+  // momentum", 2016); GANs train badly with too much momentum, so two async
+  // workers on DCGAN's beta1 = 0.5 lose class balance without it
+  // (BENCHMARKS.md, "Ten minutes of the README's main command").
+  bool momentum_compensation = false;
 };
+
+// Adam's beta1 for a gradient `staleness` versions old under `rule`.
+float EffectiveBeta1(const UpdateRule& rule, float beta1, int64_t staleness);
 
 struct TableConfig {
   std::string name;  // kGeneratorTable / kDiscriminatorTable
@@ -113,6 +124,18 @@ struct PushResult {
 struct TableSnapshot {
   int64_t version = 0;
   std::vector<TableTensor> tensors;
+};
+
+// A version's tensors without a copy: each shares its buffer with the table,
+// and the table writes its next step into a fresh buffer while a shared
+// snapshot still holds the old one (copy-on-write). Read-only.
+struct SharedTableTensor {
+  TableTensorSpec spec;
+  std::shared_ptr<const float> values;  // prod(spec.shape) floats
+};
+struct SharedTableSnapshot {
+  int64_t version = 0;
+  std::vector<SharedTableTensor> tensors;
 };
 
 struct TableStats {
@@ -202,6 +225,11 @@ class ParameterTable {
   // FailedPrecondition when the table keeps no EMA.
   absl::StatusOr<TableSnapshot> EmaSnapshot(
       const std::vector<std::string>& names = {}) const;
+  // Snapshot / EmaSnapshot (`ema`) without copying the values: what a pull
+  // sends. Holding it costs the table one copy of each tensor at its next
+  // step instead.
+  absl::StatusOr<SharedTableSnapshot> SharedSnapshot(
+      const std::vector<std::string>& names = {}, bool ema = false) const;
   // Blocks until version() >= min_version or `timeout` passes; returns
   // whether the version was reached.
   bool WaitForVersion(int64_t min_version, absl::Duration timeout) const;
@@ -239,7 +267,7 @@ class ParameterTable {
                             const TensorMap& buffers) const;
   // One Adam step on every trainable slot with `gradients` (all present) and
   // the buffer values given.
-  void StepLocked(float lr, const TensorMap& gradients,
+  void StepLocked(float lr, float beta1, const TensorMap& gradients,
                   const TensorMap& buffers) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ClearRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ApplyGradients after its checks: the staleness policy, then an Adam
@@ -252,8 +280,14 @@ class ParameterTable {
   // Averages the pending round and steps once.
   void CompleteRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool LeasesOn() const;
+  // Indices of `names` (all slots if empty), or NotFound.
+  absl::StatusOr<std::vector<size_t>> SlotIndices(
+      const std::vector<std::string>& names) const;
   absl::StatusOr<TableSnapshot> SnapshotImpl(
       const std::vector<std::string>& names, bool ema) const;
+  // Before writing `t` in place: a buffer a SharedSnapshot still holds is
+  // replaced by a private copy.
+  static void UnshareLocked(Tensor* t);
   std::string Prefix() const { return config_.name + "/"; }
 
   const TableConfig config_;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -45,10 +46,11 @@ class TableTest : public ::testing::Test {
   void SetUp() override { backend_ = MakeCpuBackend(2); }
 
   std::unique_ptr<ParameterTable> MakeTable(const UpdateRule& rule,
-                                            uint32_t seed = 1) {
+                                            uint32_t seed = 1,
+                                            float beta1 = 0.0f) {
     TableConfig config;
     config.name = "D";
-    config.adam = {4e-4f, 0.0f, 0.999f, 1e-6f};
+    config.adam = {4e-4f, beta1, 0.999f, 1e-6f};
     config.rule = rule;
     auto t = ParameterTable::Create(config, TestTensors(seed), backend_.get());
     EXPECT_TRUE(t.ok()) << t.status();
@@ -80,11 +82,12 @@ class TableTest : public ::testing::Test {
     }
     return r;
   }
-  void ReferenceStep(Reference* r, float lr, const TensorMap& grads) {
+  void ReferenceStep(Reference* r, float lr, const TensorMap& grads,
+                     float beta1 = 0.0f) {
     ++r->step;
     for (const auto& [name, g] : grads) {
       Tensor gt = Tensor::HostFrom(r->value[name].shape(), g);
-      backend_->AdamUpdate(lr, 0.0f, 0.999f, 1e-6f, r->step, gt,
+      backend_->AdamUpdate(lr, beta1, 0.999f, 1e-6f, r->step, gt,
                            &r->value[name], &r->m[name], &r->v[name]);
     }
   }
@@ -180,6 +183,45 @@ TEST_F(TableTest, AcceptAppliesStaleGradientsAsIs) {
     EXPECT_EQ(r->staleness, i);
     EXPECT_TRUE(r->applied);
     ReferenceStep(&ref, 4e-4f, g);
+  }
+  ExpectEqualsReference(*table, ref);
+}
+
+TEST(EffectiveBeta1Test, LowersBeta1ByTheMomentumOfStaleness) {
+  UpdateRule off;
+  EXPECT_EQ(EffectiveBeta1(off, 0.5f, 1), 0.5f);
+  UpdateRule on;
+  on.momentum_compensation = true;
+  EXPECT_EQ(EffectiveBeta1(on, 0.5f, 0), 0.5f);
+  EXPECT_EQ(EffectiveBeta1(on, 0.5f, 1), 0.0f);
+  EXPECT_FLOAT_EQ(EffectiveBeta1(on, 0.9f, 1), 0.4f);
+  EXPECT_FLOAT_EQ(EffectiveBeta1(on, 0.9f, 3), 0.15f);
+  EXPECT_EQ(EffectiveBeta1(on, 0.5f, 7), 0.0f);  // never negative
+  EXPECT_EQ(EffectiveBeta1(on, 0.0f, 2), 0.0f);  // BigGAN's beta1
+  UpdateRule sync = on;
+  sync.sync_workers = 2;  // rounds are never stale
+  EXPECT_EQ(EffectiveBeta1(sync, 0.5f, 1), 0.5f);
+}
+
+TEST_F(TableTest, MomentumCompensationStepsStaleGradientsWithLowerBeta1) {
+  UpdateRule rule;
+  rule.staleness_policy = StalenessPolicy::kScaleByInverseStaleness;
+  rule.momentum_compensation = true;
+  auto table = MakeTable(rule, /*seed=*/1, /*beta1=*/0.9f);
+  Reference ref = MakeReference(1);
+  // (base version, staleness): fresh, then 1, 1 and 3 versions behind.
+  const std::vector<std::pair<int64_t, int64_t>> pushes = {
+      {0, 0}, {0, 1}, {1, 1}, {0, 3}};
+  for (size_t i = 0; i < pushes.size(); ++i) {
+    const auto [base, staleness] = pushes[i];
+    const TensorMap grads = TestGradients(300 + static_cast<uint32_t>(i));
+    auto r = table->ApplyGradients(i % 2 ? "w1" : "w0", base, grads);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE(r->applied);
+    ASSERT_EQ(r->staleness, staleness);
+    const float s = static_cast<float>(staleness);
+    ReferenceStep(&ref, 4e-4f / (1 + s), grads,
+                  std::max(0.0f, 0.9f - s / (1 + s)));
   }
   ExpectEqualsReference(*table, ref);
 }
@@ -549,6 +591,68 @@ TEST_F(TableTest, EmaFollowsTheTrainersFormulaAfterEveryStep) {
   EXPECT_EQ(snap->version, 12);
   ASSERT_EQ(snap->tensors.size(), 1u);
   EXPECT_FALSE(table->EmaSnapshot({"nope"}).ok());
+}
+
+TEST_F(TableTest, SharedSnapshotsKeepTheirVersionAndCostNoCopy) {
+  auto table = MakeEmaTable(backend_.get(), 0.9f);
+  const TensorMap buffers = {{"bn.running_mean", {1, 2, 3, 4, 5}}};
+  for (bool ema : {false, true}) {
+    const int64_t v0 = table->version();
+    auto shared = table->SharedSnapshot({}, ema);
+    ASSERT_TRUE(shared.ok()) << shared.status();
+    auto copied = ema ? table->EmaSnapshot() : table->Snapshot();
+    ASSERT_TRUE(copied.ok());
+    EXPECT_EQ(shared->version, v0);
+    ASSERT_EQ(shared->tensors.size(), copied->tensors.size());
+    std::vector<const float*> held;
+    for (const SharedTableTensor& t : shared->tensors) {
+      held.push_back(t.values.get());
+    }
+    // Steps while the snapshot is held write new buffers: the snapshot
+    // still reads version v0, bit for bit.
+    for (int k = 0; k < 3; ++k) {
+      ASSERT_TRUE(table
+                      ->ApplyGradients("w0", table->version(),
+                                       TestGradients(700 + k), buffers)
+                      .ok());
+    }
+    for (size_t i = 0; i < shared->tensors.size(); ++i) {
+      const SharedTableTensor& t = shared->tensors[i];
+      const std::vector<float> now(t.values.get(),
+                                   t.values.get() + NumElements(t.spec.shape));
+      EXPECT_EQ(now, copied->tensors[i].values) << t.spec.name;
+    }
+    auto later = table->SharedSnapshot({}, ema);
+    ASSERT_TRUE(later.ok());
+    EXPECT_EQ(later->version, v0 + 3);
+    for (size_t i = 0; i < later->tensors.size(); ++i) {
+      EXPECT_NE(later->tensors[i].values.get(), held[i])
+          << later->tensors[i].spec.name;
+    }
+    // Released snapshots: the next step writes in place (no copy).
+    std::vector<const float*> current;
+    for (const SharedTableTensor& t : later->tensors) {
+      current.push_back(t.values.get());
+    }
+    shared = absl::StatusOr<SharedTableSnapshot>(SharedTableSnapshot());
+    later = absl::StatusOr<SharedTableSnapshot>(SharedTableSnapshot());
+    ASSERT_TRUE(table
+                    ->ApplyGradients("w0", table->version(), TestGradients(710),
+                                     buffers)
+                    .ok());
+    auto after = table->SharedSnapshot({}, ema);
+    ASSERT_TRUE(after.ok());
+    for (size_t i = 0; i < after->tensors.size(); ++i) {
+      EXPECT_EQ(after->tensors[i].values.get(), current[i])
+          << after->tensors[i].spec.name;
+    }
+  }
+  // The same errors as Snapshot.
+  EXPECT_EQ(table->SharedSnapshot({"nope"}).status().code(),
+            absl::StatusCode::kNotFound);
+  auto no_ema = MakeTable({});
+  EXPECT_EQ(no_ema->SharedSnapshot({}, /*ema=*/true).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(TableTest, EmaAlsoStepsOnSynchronousRounds) {
