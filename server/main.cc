@@ -72,6 +72,10 @@ ABSL_FLAG(int64_t, staleness_bound, 0,
 ABSL_FLAG(int, sync_workers, 0,
           "0: asynchronous. N > 0: synchronous rounds of N workers (average, "
           "then one step).");
+ABSL_FLAG(bool, momentum_compensation, false,
+          "Asynchronous mode: apply a gradient s versions stale with Adam's "
+          "beta1 lowered by s/(1+s) (not below 0), the momentum staleness "
+          "adds by itself; both tables.");
 ABSL_FLAG(std::string, checkpoint_dir, "",
           "Where shard-<id>-of-<n>.pgt is written and restored from; empty: "
           "no checkpoints.");
@@ -140,6 +144,8 @@ absl::StatusOr<ShardOptions> OptionsFromFlags(int* d_steps) {
         table->rule.staleness_policy,
         ParseStalenessPolicy(override_flag.empty() ? policy : override_flag));
     table->rule.staleness_bound = absl::GetFlag(FLAGS_staleness_bound);
+    table->rule.momentum_compensation =
+        absl::GetFlag(FLAGS_momentum_compensation);
     table->rule.sync_workers = absl::GetFlag(FLAGS_sync_workers);
   }
   const double ema = absl::GetFlag(FLAGS_ema_decay);

@@ -187,6 +187,8 @@ grpc::Status ParameterServerService::RegisterWorker(
         ToProto(rule.staleness_policy));
     info->mutable_update_rule()->set_staleness_bound(rule.staleness_bound);
     info->mutable_update_rule()->set_sync_workers(rule.sync_workers);
+    info->mutable_update_rule()->set_momentum_compensation(
+        rule.momentum_compensation);
   }
   UpdateWorkerGauges();
   return grpc::Status::OK;
@@ -236,17 +238,15 @@ grpc::Status ParameterServerService::Pull(
   }
   const std::vector<std::string> names(request->tensors().begin(),
                                        request->tensors().end());
-  absl::StatusOr<TableSnapshot> taken =
-      ema ? table->EmaSnapshot(names) : table->Snapshot(names);
-  if (!taken.ok()) return ToGrpcStatus(taken.status());
-  // Shared by the slices that reference it, which gRPC may release after
-  // this call returns.
-  auto snap = std::make_shared<const TableSnapshot>(*std::move(taken));
+  // The table's own buffers, shared (copy-on-write) with the slices that
+  // reference them, which gRPC may release after this call returns.
+  absl::StatusOr<SharedTableSnapshot> snap = table->SharedSnapshot(names, ema);
+  if (!snap.ok()) return ToGrpcStatus(snap.status());
   const std::string table_name = ema ? kGeneratorEmaTable : table->name();
   ChunkWriter out(options_.chunk_bytes, [writer](const grpc::ByteBuffer& m) {
     return writer->Write(m);
   });
-  for (const TableTensor& t : snap->tensors) {
+  for (const SharedTableTensor& t : snap->tensors) {
     v1::TensorChunk header;
     header.set_table(table_name);
     header.set_tensor_name(t.spec.name);
@@ -254,8 +254,8 @@ grpc::Status ParameterServerService::Pull(
     header.set_base_version(snap->version);
     header.set_worker_id(request->worker_id());
     header.set_kind(t.spec.trainable ? v1::GRADIENT : v1::VALUE);
-    if (!out.Add(header, t.values.data(), static_cast<int64_t>(t.values.size()),
-                 request->dtype(), snap)) {
+    if (!out.Add(header, t.values.get(), NumElements(t.spec.shape),
+                 request->dtype(), t.values)) {
       return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
     }
   }
