@@ -4,14 +4,15 @@
 //
 //   bazel-bin/server/paragan_ps_bench --model=biggan32 --iters=10 [--shards=2]
 //
-// One iteration = for G, then D: pull the table from every shard (every
+// One iteration = for G and D: pull the table from every shard (every
 // tensor) and push a gradient for every trainable tensor (chunked, validated,
-// one Adam step and for G the EMA on the server), shards in parallel as a
-// worker does. Servers and client run in this process, the servers with
-// their own gRPC threads; MB/s = payload bytes (push + pull) / seconds,
-// 1 MB = 1e6 bytes. Also reported: the servers' own work timed without gRPC
-// on the same tables, and the rate with the optimizer step's time taken out
-// (the transport's share).
+// one Adam step and for G the EMA on the server), shards in parallel and the
+// two tables concurrently, as a worker's two table chains do
+// (--tables_in_parallel=false: G, then D). Servers and client run in this
+// process, the servers with their own gRPC threads; MB/s = payload bytes (push
+// + pull) / seconds, 1 MB = 1e6 bytes. Also reported: the servers' own work
+// timed without gRPC on the same tables, and the rate with the optimizer step's
+// time taken out (the transport's share).
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -24,6 +25,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
@@ -50,6 +52,11 @@ ABSL_FLAG(std::string, dtype, "float32", "float32 | bfloat16 on the wire");
 ABSL_FLAG(int, shards, 1,
           "parameter-server shards (each its own gRPC server); the client "
           "pulls and pushes them in parallel, as a worker does");
+ABSL_FLAG(bool, tables_in_parallel, true,
+          "G's and D's pull+push run concurrently, as a worker's two table "
+          "chains do; false: G, then D");
+ABSL_FLAG(int, tcp_streams, 1,
+          "plain-TCP connections the same bytes are split over, in parallel");
 ABSL_FLAG(int, repeats, 3,
           "timed rounds of --iters iterations, each with its own plain-TCP "
           "run; the median is reported");
@@ -61,7 +68,7 @@ constexpr int kMaxMessage = 16 << 20;
 
 // Plain TCP: the client sends `bytes` and reads `bytes` back per iteration;
 // the server reads them and echoes a same-sized buffer.
-double PlainTcpMBps(int64_t push_bytes, int64_t pull_bytes, int iters) {
+double PlainTcpOneStream(int64_t push_bytes, int64_t pull_bytes, int iters) {
   const int listener = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -114,6 +121,22 @@ double PlainTcpMBps(int64_t push_bytes, int64_t pull_bytes, int iters) {
   close(fd);
   server.join();
   close(listener);
+  return s;
+}
+
+// `streams` connections in parallel, each moving its share of the bytes.
+double PlainTcpMBps(int64_t push_bytes, int64_t pull_bytes, int iters,
+                    int streams) {
+  std::vector<double> seconds(static_cast<size_t>(streams));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < streams; ++i) {
+    threads.emplace_back([&, i] {
+      seconds[static_cast<size_t>(i)] =
+          PlainTcpOneStream(push_bytes / streams, pull_bytes / streams, iters);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const double s = *std::max_element(seconds.begin(), seconds.end());
   return static_cast<double>(push_bytes + pull_bytes) * iters / s / 1e6;
 }
 
@@ -220,10 +243,13 @@ int Run() {
   const std::vector<std::string> table_names = {kGeneratorTable,
                                                 kDiscriminatorTable};
   // One iteration, as a worker's step: per table, pull every shard in
-  // parallel, then push every shard in parallel.
+  // parallel, then push every shard in parallel; the two tables one after the
+  // other or (--tables_in_parallel) concurrently.
+  const bool tables_in_parallel = absl::GetFlag(FLAGS_tables_in_parallel);
+  std::mutex time_mu;
   double pull_s = 0, push_s = 0;
   auto iteration = [&](bool timed) {
-    for (const std::string& table : table_names) {
+    auto one_table = [&](const std::string& table) {
       std::vector<int64_t> versions(static_cast<size_t>(num_shards), 0);
       const absl::Time t0 = absl::Now();
       ForEachShard(num_shards, [&](int i) {
@@ -242,10 +268,18 @@ int Run() {
         PG_CHECK(r->applied());
       });
       if (timed) {
+        std::lock_guard<std::mutex> lock(time_mu);
         pull_s += absl::ToDoubleSeconds(t1 - t0);
         push_s += absl::ToDoubleSeconds(absl::Now() - t1);
       }
+    };
+    if (!tables_in_parallel) {
+      for (const std::string& table : table_names) one_table(table);
+      return;
     }
+    std::thread other([&] { one_table(table_names[1]); });
+    one_table(table_names[0]);
+    other.join();
   };
   // The optimizer's share, timed on the same tables without gRPC.
   std::vector<std::map<std::string, TensorMap>> grads(shards.size());
@@ -259,10 +293,12 @@ int Run() {
   }
   std::printf(
       "model %s, %d shard(s), %s on the wire: push %.1f MB (G+D gradients), "
-      "pull %.1f MB (G+D values+buffers) per iteration; %d repeats of %d "
-      "iterations\n",
+      "pull %.1f MB (G+D values+buffers) per iteration, G and D %s; %d "
+      "repeats of %d iterations; plain TCP over %d connection(s)\n",
       model.c_str(), num_shards, absl::GetFlag(FLAGS_dtype).c_str(),
-      push_bytes / 1e6, pull_bytes / 1e6, repeats, iters);
+      push_bytes / 1e6, pull_bytes / 1e6,
+      tables_in_parallel ? "concurrently" : "one after the other", repeats,
+      iters, absl::GetFlag(FLAGS_tcp_streams));
   iteration(false);  // warm-up
   std::vector<double> ratios, ps_rates, tcp_rates, transport_ratios;
   for (int rep = 0; rep < repeats; ++rep) {
@@ -272,24 +308,31 @@ int Run() {
     const double s = absl::ToDoubleSeconds(absl::Now() - start);
     const double ps_mbps =
         static_cast<double>(push_bytes + pull_bytes) * iters / s / 1e6;
-    // Snapshot (a pull's copy) and ApplyGradients (validation, Adam, EMA)
+    // SharedSnapshot (what a pull takes) and ApplyGradients (validation,
+    // Adam, EMA)
     // of every shard, one after the other, as the server's own work.
     double snap_s = 0, apply_s = 0;
     for (int i = 0; i < iters; ++i) {
       for (size_t k = 0; k < shards.size(); ++k) {
         for (ParameterTable* t : shards[k].shard->tables()) {
           const absl::Time t0 = absl::Now();
-          auto snap = t->Snapshot();
+          int64_t version = 0;
+          {
+            // What a pull takes (shared, copy-on-write), released before
+            // the step as a finished pull's is.
+            auto snap = t->SharedSnapshot();
+            version = snap->version;
+          }
           const absl::Time t1 = absl::Now();
-          auto r =
-              t->ApplyGradients("bench", snap->version, grads[k][t->name()]);
+          auto r = t->ApplyGradients("bench", version, grads[k][t->name()]);
           PG_CHECK_OK(r.status());
           snap_s += absl::ToDoubleSeconds(t1 - t0);
           apply_s += absl::ToDoubleSeconds(absl::Now() - t1);
         }
       }
     }
-    const double tcp_mbps = PlainTcpMBps(push_bytes, pull_bytes, iters);
+    const double tcp_mbps = PlainTcpMBps(push_bytes, pull_bytes, iters,
+                                         absl::GetFlag(FLAGS_tcp_streams));
     const double transport_s = s - apply_s;
     const double transport_mbps = static_cast<double>(push_bytes + pull_bytes) *
                                   iters / transport_s / 1e6;
