@@ -251,6 +251,7 @@ std::string SummaryText(const RunSummary& s) {
   absl::StrAppend(&out, "ParaGAN local run: ", s.model, ", ", s.num_shards,
                   " parameter-server shard(s), ", s.num_workers, " worker(s), ",
                   s.mode, " (staleness policy ", s.staleness_policy,
+                  s.momentum_compensation ? ", momentum compensation" : "",
                   "), batch ", s.batch_size, "\n");
   absl::StrAppend(&out, "result: ",
                   s.error.empty() ? "ok" : absl::StrCat("ERROR: ", s.error),
@@ -264,9 +265,8 @@ std::string SummaryText(const RunSummary& s) {
   absl::StrAppendFormat(&out, "wall time %.1f s (training %.1f s)\n", s.wall_s,
                         s.train_s);
   absl::StrAppendFormat(&out,
-                        "images/s %.1f over the training time (G steps of "
-                        "this run x batch x D steps per G step x workers per "
-                        "step / training s); "
+                        "images/s %.1f over the training time (D steps of "
+                        "this run x batch x workers per step / training s); "
                         "%.1f at the workers' last reports\n",
                         s.img_s, s.img_s_last);
   for (const auto& [id, r] : s.worker_img_s) {
@@ -305,6 +305,8 @@ std::string SummaryJson(const RunSummary& s) {
   str("model", s.model);
   str("mode", s.mode);
   str("staleness_policy", s.staleness_policy);
+  absl::StrAppend(&out, "  \"momentum_compensation\": ",
+                  s.momentum_compensation ? "true" : "false", ",\n");
   integer("num_workers", s.num_workers);
   integer("num_shards", s.num_shards);
   integer("batch_size", s.batch_size);
@@ -744,6 +746,7 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   summary->model = o.model;
   summary->mode = o.mode;
   summary->staleness_policy = o.staleness_policy;
+  summary->momentum_compensation = o.momentum_compensation && o.mode == "async";
   summary->num_workers = o.num_workers;
   summary->num_shards = o.num_shards;
   summary->batch_size = o.batch_size;
@@ -845,6 +848,7 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   std::vector<Proc*> shards, data, workers;
   absl::Time train_start = absl::Now(), train_end = absl::Now();
   int64_t g_at_start = -1;  // G version when the workers started
+  int64_t d_at_start = -1;  // D version when the workers started
   FinalState final_state;
   bool have_final = false;
   std::vector<std::unique_ptr<ParameterServerClient>> clients;
@@ -872,6 +876,8 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
            absl::StrCat("--staleness_bound=", o.staleness_bound),
            absl::StrCat("--sync_workers=",
                         o.mode == "sync" ? o.num_workers : 0),
+           absl::StrCat("--momentum_compensation=",
+                        o.momentum_compensation ? "true" : "false"),
            absl::StrCat("--ema_decay=", o.ema_decay),
            absl::StrCat("--worker_lease_s=", lease_s), "--threads=1"},
           o.ps_flags));
@@ -914,11 +920,10 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
                      o.data_path, ")"));
 
     // 3. Workers.
-    const int64_t g_start = [&] {
-      auto t = QueryShards(clients);
-      return t ? t->g_version : int64_t{0};
-    }();
+    const std::optional<ShardTotals> at_start = QueryShards(clients);
+    const int64_t g_start = at_start ? at_start->g_version : 0;
     g_at_start = g_start;
+    d_at_start = at_start ? at_start->d_version : 0;
     for (int i = 0; i < o.num_workers; ++i) {
       const std::string name = absl::StrCat("w", i);
       std::vector<std::string> data_flags;
@@ -950,6 +955,9 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
     train_start = absl::Now();
     Say(absl::StrCat(o.num_workers, " worker(s) started (", o.mode,
                      ", staleness policy ", o.staleness_policy,
+                     o.momentum_compensation && o.mode == "async"
+                         ? ", momentum compensation"
+                         : "",
                      "); training until ",
                      o.steps > 0 ? absl::StrCat("G step ", o.steps) : "",
                      o.steps > 0 && o.minutes > 0 ? " or " : "",
@@ -1113,13 +1121,17 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   }
   s.train_s =
       workers.empty() ? 0 : absl::ToDoubleSeconds(train_end - train_start);
-  // Images through G steps taken in this run: one worker batch per G step
-  // (asynchronous), num_workers batches per G step (synchronous rounds).
   const int64_t g_trained =
       g_at_start >= 0 ? std::max<int64_t>(0, s.g_steps - g_at_start) : 0;
   s.g_steps_this_run = g_trained;
+  // Real images through D steps taken in this run: one worker batch per D
+  // step (asynchronous), num_workers batches per D step (synchronous rounds).
+  // D, not G: with n D steps per G step a G step stands for n batches, and
+  // a policy may refuse G pushes whose batches D still used.
+  const int64_t d_trained =
+      d_at_start >= 0 ? std::max<int64_t>(0, s.d_steps - d_at_start) : 0;
   s.img_s = s.train_s > 0
-                ? static_cast<double>(g_trained) * o.batch_size *
+                ? static_cast<double>(d_trained) * o.batch_size *
                       (o.mode == "sync" ? o.num_workers : 1) / s.train_s
                 : 0;
   if (have_final) {

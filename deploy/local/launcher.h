@@ -118,6 +118,7 @@ struct RunSummary {
   std::string model;
   std::string mode;  // "async" | "sync"
   std::string staleness_policy;
+  bool momentum_compensation = false;
   int num_workers = 0, num_shards = 0, batch_size = 0;
   int64_t g_steps = 0;           // G table version at the end (shards)
   int64_t d_steps = 0;           // D table version at the end (shards)
@@ -201,8 +202,10 @@ struct LauncherOptions {
   int num_workers = 2;
   int num_shards = 2;
   std::string mode = "async";  // async | sync
-  std::string staleness_policy = "scale_by_inverse_staleness";
+  std::string staleness_policy = "reject_above_bound";
   int64_t staleness_bound = 4;
+  // Async: stale gradients step with a lower Adam beta1 (server/table.h).
+  bool momentum_compensation = true;
   int64_t steps = 2000;  // G steps (G table version); 0: no step limit
   double minutes = 0;    // wall-time limit of training; 0: none
   int batch_size = 64;

@@ -122,7 +122,8 @@ RunSummary ExampleSummary() {
   RunSummary s;
   s.model = "dcgan32";
   s.mode = "async";
-  s.staleness_policy = "scale_by_inverse_staleness";
+  s.staleness_policy = "reject_above_bound";
+  s.momentum_compensation = true;
   s.num_workers = 2;
   s.num_shards = 2;
   s.batch_size = 64;
@@ -147,6 +148,7 @@ TEST(Summary, TextNamesEverything) {
   const std::string t = SummaryText(ExampleSummary());
   for (const char* want :
        {"dcgan32", "2 parameter-server shard(s), 2 worker(s), async",
+        "(staleness policy reject_above_bound, momentum compensation)",
         "G steps (G table version) 1000, D steps 1001; 998 G steps in this run",
         "images/s 1064.5", "w0: 500.0 img/s", "final losses D 1.5000 G 0.5000",
         "rejected pushes 2", "exit 3  <-- unexpected", "ERROR: a",
@@ -158,6 +160,7 @@ TEST(Summary, TextNamesEverything) {
 TEST(Summary, JsonIsWellFormedEnough) {
   const std::string j = SummaryJson(ExampleSummary());
   EXPECT_NE(j.find("\"g_steps\": 1000,"), std::string::npos) << j;
+  EXPECT_NE(j.find("\"momentum_compensation\": true,"), std::string::npos) << j;
   EXPECT_NE(j.find("\"images_per_s\": 1064.53,"), std::string::npos) << j;
   EXPECT_NE(j.find("\"worker_images_per_s\": {\"w0\": 500, \"w1\": 510}"),
             std::string::npos)

@@ -23,8 +23,12 @@ ABSL_FLAG(int, num_shards, 2, "parameter-server shards");
 ABSL_FLAG(std::string, mode, "async",
           "async: every push is an optimizer step | sync: rounds of "
           "--num_workers averaged gradients");
-ABSL_FLAG(std::string, staleness_policy, "scale_by_inverse_staleness",
+ABSL_FLAG(std::string, staleness_policy, "reject_above_bound",
           "accept | reject_above_bound | scale_by_inverse_staleness");
+ABSL_FLAG(bool, momentum_compensation, true,
+          "async: the servers apply a gradient s versions stale with Adam's "
+          "beta1 lowered by s/(1+s), the momentum staleness adds by itself "
+          "(server/table.h)");
 ABSL_FLAG(int64_t, staleness_bound, 4,
           "largest staleness accepted by reject_above_bound");
 ABSL_FLAG(int64_t, steps, 3000,
@@ -91,6 +95,7 @@ int main(int argc, char** argv) {
   o.num_shards = absl::GetFlag(FLAGS_num_shards);
   o.mode = absl::GetFlag(FLAGS_mode);
   o.staleness_policy = absl::GetFlag(FLAGS_staleness_policy);
+  o.momentum_compensation = absl::GetFlag(FLAGS_momentum_compensation);
   o.staleness_bound = absl::GetFlag(FLAGS_staleness_bound);
   o.steps = absl::GetFlag(FLAGS_steps);
   o.minutes = absl::GetFlag(FLAGS_minutes);
