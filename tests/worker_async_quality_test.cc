@@ -1,11 +1,13 @@
 // System test (b), sample side: two asynchronous paragan_workers train
 // DCGAN-32 on the synthetic blobs through two real shards for 200 G steps
-// each; then the servers' G (and its EMA) generate samples here, which must
-// be finite, in [-1, 1], closer to the data's mean image than the untrained
-// generator's, and about as diverse and as close as the single-process
-// trainer's EMA after 200 steps of the same batch size (200 steps of batch
-// 16 is early training: the single-process samples are not good yet either,
-// so the bar is "no worse than the same budget in one process").
+// each, with the launcher's async settings (batch 64, reject above
+// staleness 4, momentum compensation); then the servers' G (and its EMA)
+// generate samples here, which must be finite, in [-1, 1], closer to the
+// data's mean image than the untrained generator's, and about as diverse and
+// as close as the single-process trainer's EMA after 200 steps of the same
+// batch size (200 steps is early training: the single-process samples are
+// not good yet either, so the bar is "no worse than the same budget in one
+// process").
 // (tests/worker_system_test.sh async checks the losses, versions and
 // metrics of the same kind of run.)
 //
@@ -33,7 +35,7 @@ namespace {
 
 using namespace worker_test;  // NOLINT
 
-constexpr int kShards = 2, kSteps = 200, kBatch = 16, kSamples = 64;
+constexpr int kShards = 2, kSteps = 200, kBatch = 64, kSamples = 64;
 
 struct Stats {
   double spread = 0;     // mean over pixels of the std across images
@@ -71,9 +73,12 @@ TEST(WorkerAsyncQualityTest, TwoAsyncWorkersTrainADiverseGenerator) {
   std::vector<std::string> addresses;
   for (int s = 0; s < kShards; ++s) {
     pid_t pid = 0;
-    addresses.push_back(StartShard(
-        server, s, kShards,
-        {"--seed=3", "--staleness_policy=scale_by_inverse_staleness"}, &pid));
+    addresses.push_back(
+        StartShard(server, s, kShards,
+                   // The launcher's defaults for async training.
+                   {"--seed=3", "--staleness_policy=reject_above_bound",
+                    "--staleness_bound=4", "--momentum_compensation"},
+                   &pid));
     servers.push_back(pid);
     ASSERT_FALSE(addresses.back().empty())
         << ReadFile(absl::StrCat(dir, "/server", s, ".log"));
