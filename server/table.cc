@@ -25,15 +25,10 @@ Tensor WrapHost(const std::vector<float>& values, const Shape& shape) {
       Device::kCpu);
 }
 
-std::vector<float> CopyOut(const Tensor& t) {
-  return std::vector<float>(t.data(), t.data() + t.numel());
-}
-
 Tensor HostCopy(const Shape& shape, const float* values) {
-  Tensor t = Tensor::Host(shape);
-  if (t.numel() > 0) {
-    std::memcpy(t.data(), values, static_cast<size_t>(t.numel()) * 4);
-  }
+  const int64_t n = NumElements(shape);
+  Tensor t(shape, AllocateHostFloats(n, /*zero=*/false), Device::kCpu);
+  if (n > 0) std::memcpy(t.data(), values, static_cast<size_t>(n) * 4);
   return t;
 }
 
@@ -471,37 +466,30 @@ absl::StatusOr<TableSnapshot> ParameterTable::Snapshot(
 
 absl::StatusOr<TableSnapshot> ParameterTable::EmaSnapshot(
     const std::vector<std::string>& names) const {
-  if (!has_ema()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("table ", config_.name,
-                     " keeps no EMA (the server runs with --ema_decay=0)"));
-  }
   return SnapshotImpl(names, /*ema=*/true);
-}
-
-absl::StatusOr<std::vector<size_t>> ParameterTable::SlotIndices(
-    const std::vector<std::string>& names) const {
-  std::vector<size_t> which;
-  if (names.empty()) {
-    for (size_t i = 0; i < specs_.size(); ++i) which.push_back(i);
-    return which;
-  }
-  for (const std::string& name : names) {
-    auto it = index_.find(name);
-    if (it == index_.end()) {
-      return absl::NotFoundError(absl::StrCat("table ", config_.name,
-                                              ": unknown tensor '", name,
-                                              "' on this shard"));
-    }
-    which.push_back(it->second);
-  }
-  return which;
 }
 
 absl::StatusOr<SharedTableSnapshot> ParameterTable::SharedSnapshot(
     const std::vector<std::string>& names, bool ema) const {
-  if (ema && !has_ema()) return EmaSnapshot(names).status();
-  PG_ASSIGN_OR_RETURN(const std::vector<size_t> which, SlotIndices(names));
+  if (ema && !has_ema()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("table ", config_.name,
+                     " keeps no EMA (the server runs with --ema_decay=0)"));
+  }
+  std::vector<size_t> which;
+  if (names.empty()) {
+    for (size_t i = 0; i < specs_.size(); ++i) which.push_back(i);
+  } else {
+    for (const std::string& name : names) {
+      auto it = index_.find(name);
+      if (it == index_.end()) {
+        return absl::NotFoundError(absl::StrCat("table ", config_.name,
+                                                ": unknown tensor '", name,
+                                                "' on this shard"));
+      }
+      which.push_back(it->second);
+    }
+  }
   SharedTableSnapshot snap;
   absl::ReaderMutexLock lock(&mu_);
   snap.version = version_;
@@ -521,25 +509,22 @@ void ParameterTable::UnshareLocked(Tensor* t) {
     std::atomic_thread_fence(std::memory_order_acquire);
     return;
   }
-  std::shared_ptr<float> fresh = AllocateHostFloats(t->numel(), false);
-  if (t->numel() > 0) {
-    std::memcpy(fresh.get(), t->data(), static_cast<size_t>(t->numel()) * 4);
-  }
-  *t = Tensor(t->shape(), std::move(fresh), Device::kCpu);
+  *t = HostCopy(t->shape(), t->data());
 }
 
 absl::StatusOr<TableSnapshot> ParameterTable::SnapshotImpl(
     const std::vector<std::string>& names, bool ema) const {
-  PG_ASSIGN_OR_RETURN(const std::vector<size_t> which, SlotIndices(names));
+  // Copied outside the lock: the shared snapshot already holds one version.
+  PG_ASSIGN_OR_RETURN(const SharedTableSnapshot shared,
+                      SharedSnapshot(names, ema));
   TableSnapshot snap;
-  absl::ReaderMutexLock lock(&mu_);
-  snap.version = version_;
-  snap.tensors.reserve(which.size());
-  for (size_t i : which) {
-    const Slot& slot = slots_[i];
-    const bool use_ema = ema && slot.spec.trainable;
+  snap.version = shared.version;
+  snap.tensors.reserve(shared.tensors.size());
+  for (const SharedTableTensor& t : shared.tensors) {
     snap.tensors.push_back(
-        {slot.spec, CopyOut(use_ema ? slot.ema : slot.value)});
+        {t.spec,
+         std::vector<float>(t.values.get(),
+                            t.values.get() + NumElements(t.spec.shape))});
   }
   return snap;
 }

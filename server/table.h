@@ -280,9 +280,6 @@ class ParameterTable {
   // Averages the pending round and steps once.
   void CompleteRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool LeasesOn() const;
-  // Indices of `names` (all slots if empty), or NotFound.
-  absl::StatusOr<std::vector<size_t>> SlotIndices(
-      const std::vector<std::string>& names) const;
   absl::StatusOr<TableSnapshot> SnapshotImpl(
       const std::vector<std::string>& names, bool ema) const;
   // Before writing `t` in place: a buffer a SharedSnapshot still holds is
