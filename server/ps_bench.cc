@@ -331,8 +331,9 @@ int Run() {
         }
       }
     }
-    const double tcp_mbps = PlainTcpMBps(push_bytes, pull_bytes, iters,
-                                         absl::GetFlag(FLAGS_tcp_streams));
+    const double tcp_mbps =
+        PlainTcpMBps(push_bytes, pull_bytes, iters,
+                     std::max(1, absl::GetFlag(FLAGS_tcp_streams)));
     const double transport_s = s - apply_s;
     const double transport_mbps = static_cast<double>(push_bytes + pull_bytes) *
                                   iters / transport_s / 1e6;
