@@ -877,7 +877,7 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
            absl::StrCat("--sync_workers=",
                         o.mode == "sync" ? o.num_workers : 0),
            absl::StrCat("--momentum_compensation=",
-                        o.momentum_compensation ? "true" : "false"),
+                        summary->momentum_compensation ? "true" : "false"),
            absl::StrCat("--ema_decay=", o.ema_decay),
            absl::StrCat("--worker_lease_s=", lease_s), "--threads=1"},
           o.ps_flags));
@@ -953,17 +953,16 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
       board.progress.SetState(name, "running");
     }
     train_start = absl::Now();
-    Say(absl::StrCat(o.num_workers, " worker(s) started (", o.mode,
-                     ", staleness policy ", o.staleness_policy,
-                     o.momentum_compensation && o.mode == "async"
-                         ? ", momentum compensation"
-                         : "",
-                     "); training until ",
-                     o.steps > 0 ? absl::StrCat("G step ", o.steps) : "",
-                     o.steps > 0 && o.minutes > 0 ? " or " : "",
-                     o.minutes > 0 ? absl::StrCat(o.minutes, " minutes") : "",
-                     o.steps <= 0 && o.minutes <= 0 ? "Ctrl-C" : "",
-                     "; Ctrl-C stops cleanly. Logs: ", logs));
+    Say(absl::StrCat(
+        o.num_workers, " worker(s) started (", o.mode, ", staleness policy ",
+        o.staleness_policy,
+        summary->momentum_compensation ? ", momentum compensation" : "",
+        "); training until ",
+        o.steps > 0 ? absl::StrCat("G step ", o.steps) : "",
+        o.steps > 0 && o.minutes > 0 ? " or " : "",
+        o.minutes > 0 ? absl::StrCat(o.minutes, " minutes") : "",
+        o.steps <= 0 && o.minutes <= 0 ? "Ctrl-C" : "",
+        "; Ctrl-C stops cleanly. Logs: ", logs));
     if (o.steps > 0 && g_start >= o.steps) {
       Say(absl::StrCat("the shards are already at G step ", g_start,
                        " (restored from ", o.out_dir,
