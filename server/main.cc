@@ -36,6 +36,7 @@
 #include "grpcpp/grpcpp.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
+#include "server/data_plane_server.h"
 #include "server/metrics.h"
 #include "server/parameter_server_service.h"
 #include "server/shard.h"
@@ -44,6 +45,11 @@
 
 ABSL_FLAG(std::string, bind_address, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 0, "gRPC port; 0 picks a free port (printed).");
+ABSL_FLAG(int, data_plane_port, 0,
+          "TCP port of the tensor data plane (Pull and Push beside gRPC, "
+          "server/data_plane.h), advertised to workers when they register; "
+          "0 picks a free port (printed), -1 turns it off (tensors go "
+          "through gRPC).");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the chosen gRPC port is written to this file once serving.");
 ABSL_FLAG(int, shard_id, 0, "This shard's id in [0, num_shards).");
@@ -276,6 +282,22 @@ int Run() {
   std::cout << "paragan_server: shard " << options->shard_id << "/"
             << options->num_shards << " listening on port " << port
             << std::endl;
+  std::unique_ptr<DataPlaneServer> data_plane;
+  if (absl::GetFlag(FLAGS_data_plane_port) >= 0) {
+    DataPlaneServer::Options dopts;
+    dopts.bind_address = absl::GetFlag(FLAGS_bind_address);
+    dopts.port = absl::GetFlag(FLAGS_data_plane_port);
+    absl::StatusOr<std::unique_ptr<DataPlaneServer>> dp =
+        DataPlaneServer::Start(dopts, &service);
+    if (!dp.ok()) {
+      std::cerr << "paragan_server: --data_plane_port: " << dp.status()
+                << std::endl;
+      return 1;
+    }
+    data_plane = *std::move(dp);
+    std::cout << "paragan_server: shard " << options->shard_id
+              << " data plane on port " << data_plane->port() << std::endl;
+  }
   if (exposer) {
     std::cout << "paragan_server: shard " << options->shard_id
               << " metrics on port " << exposer->GetListeningPorts().at(0)
@@ -317,6 +339,7 @@ int Run() {
   // No push can land after Shutdown returns: the final checkpoint is the
   // last state.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (data_plane) data_plane->Shutdown();
   stop_reaper.Notify();
   if (reaper.joinable()) reaper.join();
   Checkpoint(**shard, "exit");

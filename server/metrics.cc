@@ -86,7 +86,13 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry, int shard_id)
                         .Name("paragan_ps_lease_round_completions_total")
                         .Help("Synchronous rounds completed with the "
                               "contributions they had after lease expiry")
-                        .Register(*registry)) {}
+                        .Register(*registry)),
+      data_plane_connections_(
+          prometheus::BuildGauge()
+              .Name("paragan_ps_data_plane_connections")
+              .Help("Open connections of the tensor data plane")
+              .Register(*registry)
+              .Add({{"shard", std::to_string(shard_id)}})) {}
 
 prometheus::Labels ServerMetrics::Labels(const std::string& table) const {
   return {{"shard", shard_}, {"table", table}};
@@ -138,6 +144,10 @@ void ServerMetrics::RecordExpiredLeases(const std::string& table,
 void ServerMetrics::SetRegisteredWorkers(const std::string& table,
                                          int64_t workers) {
   registered_workers_.Add(Labels(table)).Set(static_cast<double>(workers));
+}
+
+void ServerMetrics::SetDataPlaneConnections(int64_t connections) {
+  data_plane_connections_.Set(static_cast<double>(connections));
 }
 
 std::shared_ptr<prometheus::Collectable> MakeProcessCollectable() {

@@ -13,6 +13,7 @@
 //   paragan_ps_registered_workers{table} (gauge)
 //   paragan_ps_lease_round_completions_total{table} (synchronous rounds
 //     completed short because their missing contributors' leases expired)
+//   paragan_ps_data_plane_connections (gauge: open data-plane connections)
 // and, from MakeProcessCollectable, paragan_process_resident_memory_bytes
 // and paragan_process_virtual_memory_bytes (read at scrape time).
 
@@ -45,6 +46,7 @@ class ServerMetrics {
   void RecordExpiredLeases(const std::string& table, int64_t workers,
                            bool round_completed);
   void SetRegisteredWorkers(const std::string& table, int64_t workers);
+  void SetDataPlaneConnections(int64_t connections);
 
  private:
   prometheus::Labels Labels(const std::string& table) const;
@@ -60,6 +62,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& expired_leases_;
   prometheus::Family<prometheus::Gauge>& registered_workers_;
   prometheus::Family<prometheus::Counter>& lease_rounds_;
+  prometheus::Gauge& data_plane_connections_;
 };
 
 // Memory of this process from /proc/self/statm, read on every scrape. Keep

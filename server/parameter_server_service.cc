@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/check.h"
 #include "server/grpc_status.h"
 #include "server/tensor_codec.h"
 #include "server/tensor_wire.h"
@@ -165,6 +166,7 @@ grpc::Status ParameterServerService::RegisterWorker(
   response->set_num_shards(options_.num_shards);
   response->set_model(options_.model);
   response->set_d_steps_per_g_step(options_.d_steps_per_g_step);
+  response->set_data_plane_port(data_plane_port_.load());
   for (const auto& [name, table] : tables_) {
     if (RolePushes(request->role(), name)) {
       table->RegisterWorker(request->worker_id());
@@ -194,64 +196,76 @@ grpc::Status ParameterServerService::RegisterWorker(
   return grpc::Status::OK;
 }
 
-grpc::Status ParameterServerService::Pull(
-    grpc::ServerContext* context, const v1::PullRequest* request,
-    grpc::ServerWriter<grpc::ByteBuffer>* writer) {
-  const bool ema = request->table() == kGeneratorEmaTable;
+absl::StatusOr<ParameterServerService::PullPlan>
+ParameterServerService::PreparePull(const v1::PullRequest& request,
+                                    absl::Time deadline,
+                                    const std::function<bool()>& cancelled) {
+  const bool ema = request.table() == kGeneratorEmaTable;
   ParameterTable* table =
-      FindTable(ema ? std::string(kGeneratorTable) : request->table());
+      FindTable(ema ? std::string(kGeneratorTable) : request.table());
   if (ema && table != nullptr && !table->has_ema()) {
-    return grpc::Status(
-        grpc::StatusCode::NOT_FOUND,
+    return absl::NotFoundError(
         absl::StrCat("no table 'G_ema' on shard ", options_.shard_id,
                      ": the server keeps no EMA of G (--ema_decay=0)"));
   }
-  RenewLeases(request->worker_id());
+  RenewLeases(request.worker_id());
   if (table == nullptr) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        absl::StrCat("no table '", request->table(),
-                                     "' on shard ", options_.shard_id));
+    return absl::NotFoundError(absl::StrCat("no table '", request.table(),
+                                            "' on shard ", options_.shard_id));
   }
-  if (WireDTypeSize(request->dtype()) == 0) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("unknown dtype ", request->dtype()));
+  if (WireDTypeSize(request.dtype()) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown dtype ", request.dtype()));
   }
-  if (request->min_version() > 0) {
-    absl::Time deadline = absl::Now() + options_.max_pull_wait;
-    const auto ctx_deadline = context->deadline();
-    if (ctx_deadline != std::chrono::system_clock::time_point::max()) {
-      deadline = std::min(deadline, absl::FromChrono(ctx_deadline));
-    }
-    while (!table->WaitForVersion(request->min_version(),
+  if (request.min_version() > 0) {
+    deadline = std::min(deadline, absl::Now() + options_.max_pull_wait);
+    while (!table->WaitForVersion(request.min_version(),
                                   absl::Milliseconds(100))) {
-      if (context->IsCancelled()) return grpc::Status::CANCELLED;
+      if (cancelled()) return absl::CancelledError("pull cancelled");
       // A worker waiting for the round is not silent.
-      RenewLeases(request->worker_id());
+      RenewLeases(request.worker_id());
       if (absl::Now() >= deadline) {
-        return grpc::Status(
-            grpc::StatusCode::DEADLINE_EXCEEDED,
-            absl::StrCat("table ", table->name(), " did not reach version ",
-                         request->min_version(), " (now ", table->version(),
-                         ")"));
+        return absl::DeadlineExceededError(absl::StrCat(
+            "table ", table->name(), " did not reach version ",
+            request.min_version(), " (now ", table->version(), ")"));
       }
     }
   }
-  const std::vector<std::string> names(request->tensors().begin(),
-                                       request->tensors().end());
-  // The table's own buffers, shared (copy-on-write) with the slices that
-  // reference them, which gRPC may release after this call returns.
-  absl::StatusOr<SharedTableSnapshot> snap = table->SharedSnapshot(names, ema);
-  if (!snap.ok()) return ToGrpcStatus(snap.status());
-  const std::string table_name = ema ? kGeneratorEmaTable : table->name();
+  const std::vector<std::string> names(request.tensors().begin(),
+                                       request.tensors().end());
+  // The table's own buffers, shared (copy-on-write) with whoever sends them,
+  // which may release them after the call returns.
+  PG_ASSIGN_OR_RETURN(SharedTableSnapshot snap,
+                      table->SharedSnapshot(names, ema));
+  return PullPlan{ema ? kGeneratorEmaTable : table->name(), std::move(snap)};
+}
+
+void ParameterServerService::RecordPull(const std::string& table,
+                                        int64_t wire_bytes) {
+  if (metrics_ != nullptr) metrics_->RecordPull(table, wire_bytes);
+}
+
+grpc::Status ParameterServerService::Pull(
+    grpc::ServerContext* context, const v1::PullRequest* request,
+    grpc::ServerWriter<grpc::ByteBuffer>* writer) {
+  absl::Time deadline = absl::InfiniteFuture();
+  const auto ctx_deadline = context->deadline();
+  if (ctx_deadline != std::chrono::system_clock::time_point::max()) {
+    deadline = absl::FromChrono(ctx_deadline);
+  }
+  absl::StatusOr<PullPlan> plan = PreparePull(
+      *request, deadline, [context] { return context->IsCancelled(); });
+  if (!plan.ok()) return ToGrpcStatus(plan.status());
+  const SharedTableSnapshot& snap = plan->snapshot;
   ChunkWriter out(options_.chunk_bytes, [writer](const grpc::ByteBuffer& m) {
     return writer->Write(m);
   });
-  for (const SharedTableTensor& t : snap->tensors) {
+  for (const SharedTableTensor& t : snap.tensors) {
     v1::TensorChunk header;
-    header.set_table(table_name);
+    header.set_table(plan->table);
     header.set_tensor_name(t.spec.name);
     for (int64_t d : t.spec.shape) header.add_shape(d);
-    header.set_base_version(snap->version);
+    header.set_base_version(snap.version);
     header.set_worker_id(request->worker_id());
     header.set_kind(t.spec.trainable ? v1::GRADIENT : v1::VALUE);
     if (!out.Add(header, t.values.get(), NumElements(t.spec.shape),
@@ -262,8 +276,7 @@ grpc::Status ParameterServerService::Pull(
   if (!out.Flush()) {
     return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
   }
-  const int64_t bytes = out.data_bytes();
-  if (metrics_ != nullptr) metrics_->RecordPull(table_name, bytes);
+  RecordPull(plan->table, out.data_bytes());
   return grpc::Status::OK;
 }
 
@@ -306,6 +319,45 @@ absl::Status ParameterServerService::ValidateNewTensor(
   return absl::OkStatus();
 }
 
+absl::Status ParameterServerService::RecordInvalidPush(
+    const std::string& table, int64_t wire_bytes, const absl::Status& status) {
+  // Label invalid pushes only with a real table name (bounded cardinality).
+  if (metrics_ != nullptr) {
+    metrics_->RecordInvalidPush(FindTable(table) ? table : "unknown",
+                                wire_bytes);
+  }
+  return status;
+}
+
+absl::StatusOr<v1::PushResponse> ParameterServerService::ApplyPush(
+    const std::string& table_name, const std::string& worker_id,
+    int64_t base_version, uint64_t push_id, const TensorMap& gradients,
+    const TensorMap& buffers, int64_t wire_bytes) {
+  ParameterTable* table = FindTable(table_name);
+  if (table == nullptr) {
+    return RecordInvalidPush(
+        table_name, wire_bytes,
+        absl::NotFoundError(absl::StrCat("no table '", table_name,
+                                         "' on shard ", options_.shard_id)));
+  }
+  RenewLeases(worker_id);
+  absl::StatusOr<PushResult> r = table->ApplyGradients(
+      worker_id, base_version, gradients, buffers, push_id);
+  if (!r.ok()) return RecordInvalidPush(table_name, wire_bytes, r.status());
+  v1::PushResponse response;
+  response.set_accepted(r->accepted);
+  response.set_applied(r->applied);
+  response.set_new_version(r->new_version);
+  response.set_staleness(r->staleness);
+  response.set_reason(r->reason);
+  response.set_duplicate(r->duplicate);
+  if (metrics_ != nullptr) {
+    metrics_->RecordPush(table->name(), wire_bytes, *r);
+    metrics_->SetVersion(table->name(), table->version());
+  }
+  return response;
+}
+
 grpc::Status ParameterServerService::Push(
     grpc::ServerContext* /*context*/,
     grpc::ServerReader<grpc::ByteBuffer>* reader, v1::PushResponse* response) {
@@ -315,14 +367,9 @@ grpc::Status ParameterServerService::Push(
     return ValidateNewTensor(c);
   };
   ChunkAssembler assembler(opts);
-  // Label invalid pushes only with a real table name (bounded cardinality).
   auto fail = [&](const absl::Status& st) {
-    if (metrics_ != nullptr) {
-      const std::string label =
-          FindTable(assembler.table()) ? assembler.table() : "unknown";
-      metrics_->RecordInvalidPush(label, assembler.payload_bytes());
-    }
-    return ToGrpcStatus(st);
+    return ToGrpcStatus(
+        RecordInvalidPush(assembler.table(), assembler.payload_bytes(), st));
   };
   grpc::ByteBuffer message;
   ChunkView view;
@@ -332,26 +379,15 @@ grpc::Status ParameterServerService::Push(
   }
   absl::Status st = assembler.Finish();
   if (!st.ok()) return fail(st);
-  ParameterTable* table = FindTable(assembler.table());  // checked per tensor
-  RenewLeases(assembler.worker_id());
   TensorMap gradients, buffers;
   for (auto& [name, t] : assembler.tensors()) {
     (t.kind == v1::GRADIENT ? gradients : buffers)[name] = std::move(t.values);
   }
-  absl::StatusOr<PushResult> r =
-      table->ApplyGradients(assembler.worker_id(), assembler.base_version(),
-                            gradients, buffers, assembler.push_id());
-  if (!r.ok()) return fail(r.status());
-  response->set_accepted(r->accepted);
-  response->set_applied(r->applied);
-  response->set_new_version(r->new_version);
-  response->set_staleness(r->staleness);
-  response->set_reason(r->reason);
-  response->set_duplicate(r->duplicate);
-  if (metrics_ != nullptr) {
-    metrics_->RecordPush(table->name(), assembler.payload_bytes(), *r);
-    metrics_->SetVersion(table->name(), table->version());
-  }
+  absl::StatusOr<v1::PushResponse> r = ApplyPush(
+      assembler.table(), assembler.worker_id(), assembler.base_version(),
+      assembler.push_id(), gradients, buffers, assembler.payload_bytes());
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *response = *std::move(r);
   return grpc::Status::OK;
 }
 

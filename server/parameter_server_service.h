@@ -4,7 +4,9 @@
 // The paragan.v1.ParameterServer gRPC service of one shard, over its
 // ParameterTables (normally "G" and "D").
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -77,6 +79,40 @@ class ParameterServerService final : public grpc::Service {
                         const v1::StateRequest* request,
                         v1::StateResponse* response);
 
+  // The transport-independent halves of Pull and Push, shared by the gRPC
+  // methods above and the data plane (server/data_plane_server.h).
+  struct PullPlan {
+    std::string table;  // as pulled: "G", "D" or "G_ema"
+    SharedTableSnapshot snapshot;
+  };
+  // Checks the request, renews the worker's lease, waits for min_version
+  // (until `deadline`, the service's max_pull_wait or `cancelled()`) and
+  // takes a copy-on-write snapshot of the tensors asked for.
+  absl::StatusOr<PullPlan> PreparePull(const v1::PullRequest& request,
+                                       absl::Time deadline,
+                                       const std::function<bool()>& cancelled);
+  void RecordPull(const std::string& table, int64_t wire_bytes);
+  // The first chunk (header fields only) of each pushed tensor: table
+  // writable, worker registered (renews its lease), tensor known, shape and
+  // kind as the table's.
+  absl::Status ValidateNewTensor(const v1::TensorChunk& chunk) const;
+  // Applies a fully received push (values checked for NaN/Inf by the table).
+  absl::StatusOr<v1::PushResponse> ApplyPush(
+      const std::string& table, const std::string& worker_id,
+      int64_t base_version, uint64_t push_id, const TensorMap& gradients,
+      const TensorMap& buffers, int64_t wire_bytes);
+  // Counts a refused push (labelled "unknown" unless `table` exists) and
+  // returns `status`.
+  absl::Status RecordInvalidPush(const std::string& table, int64_t wire_bytes,
+                                 const absl::Status& status);
+  // Largest push accepted, in float32 bytes.
+  int64_t max_push_bytes() const { return max_push_bytes_; }
+  int shard_id() const { return options_.shard_id; }
+  ServerMetrics* metrics() const { return metrics_; }  // may be null
+  // Advertised in RegisterResponse.data_plane_port; 0: none. Set before
+  // the service takes calls.
+  void set_data_plane_port(int port) { data_plane_port_.store(port); }
+
   // Drops workers whose lease expired on every table (ParameterTable::
   // ExpireLeases), logs each drop to stderr and counts it in the metrics.
   // The binary calls it about once a second.
@@ -87,12 +123,12 @@ class ParameterServerService final : public grpc::Service {
   // Renews `worker_id`'s lease on every table that registered it.
   void RenewLeases(const std::string& worker_id);
   void UpdateWorkerGauges();
-  absl::Status ValidateNewTensor(const v1::TensorChunk& chunk) const;
 
   const ServiceOptions options_;
   std::map<std::string, ParameterTable*> tables_;
   ServerMetrics* const metrics_;
   int64_t max_push_bytes_ = 0;
+  std::atomic<int> data_plane_port_{0};
 };
 
 }  // namespace paragan

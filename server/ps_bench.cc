@@ -1,6 +1,7 @@
 // paragan_ps_bench: push + pull bandwidth of a whole model's G and D tables
-// through parameter-server shards over loopback gRPC, against a plain TCP
-// transfer of the same bytes (send them, receive them back) on loopback.
+// through parameter-server shards on loopback (over their data planes, as
+// workers do; --data_plane=false: over gRPC), against a plain TCP transfer of
+// the same bytes (send them, receive them back) on loopback.
 //
 //   bazel-bin/server/paragan_ps_bench --model=biggan32 --iters=10 [--shards=2]
 //
@@ -38,6 +39,7 @@
 #include "common/check.h"
 #include "common/malloc_tuning.h"
 #include "grpcpp/grpcpp.h"
+#include "server/data_plane_server.h"
 #include "server/parameter_server_service.h"
 #include "server/ps_client.h"
 #include "server/shard.h"
@@ -57,6 +59,9 @@ ABSL_FLAG(bool, tables_in_parallel, true,
           "chains do; false: G, then D");
 ABSL_FLAG(int, tcp_streams, 1,
           "plain-TCP connections the same bytes are split over, in parallel");
+ABSL_FLAG(bool, data_plane, true,
+          "tensors through each shard's data plane (server/data_plane.h), as "
+          "workers do by default; false: through gRPC");
 ABSL_FLAG(int, repeats, 3,
           "timed rounds of --iters iterations, each with its own plain-TCP "
           "run; the median is reported");
@@ -145,10 +150,12 @@ struct BenchShard {
   std::unique_ptr<ParameterShard> shard;
   std::unique_ptr<ParameterServerService> service;
   std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<DataPlaneServer> data_plane;
   std::unique_ptr<ParameterServerClient> client;
   // Per table: the gradients pushed (owned, so pushes send them zero-copy).
   std::map<std::string, std::vector<PushTensor>> push;
   std::vector<std::shared_ptr<std::vector<float>>> storage;
+  std::map<std::string, PulledTable> pulled;  // per table, the last pull
 };
 
 double Median(std::vector<double> v) {
@@ -211,10 +218,18 @@ int Run() {
     SetTensorTransportArgs(&builder);
     builder.RegisterService(b.service.get());
     b.server = builder.BuildAndStart();
+    if (absl::GetFlag(FLAGS_data_plane)) {
+      DataPlaneServer::Options dopts;
+      dopts.bind_address = "127.0.0.1";
+      absl::StatusOr<std::unique_ptr<DataPlaneServer>> dp =
+          DataPlaneServer::Start(dopts, b.service.get());
+      PG_CHECK_OK(dp.status());
+      b.data_plane = *std::move(dp);
+    }
     ParameterServerClient::Options co;
     co.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
     b.client = std::make_unique<ParameterServerClient>(
-        ParameterServerClient::Connect(absl::StrCat("127.0.0.1:", port)), co);
+        absl::StrCat("127.0.0.1:", port), co);
     if (auto r = b.client->Register("bench", v1::BOTH); !r.ok()) {
       std::cerr << r.status() << std::endl;
       return 1;
@@ -253,10 +268,13 @@ int Run() {
       std::vector<int64_t> versions(static_cast<size_t>(num_shards), 0);
       const absl::Time t0 = absl::Now();
       ForEachShard(num_shards, [&](int i) {
-        auto pulled = shards[static_cast<size_t>(i)].client->Pull(
-            table, "bench", {}, dtype);
+        BenchShard& b = shards[static_cast<size_t>(i)];
+        // As a worker does: the previous pull's memory takes the next.
+        PulledTable& previous = b.pulled[table];
+        auto pulled = b.client->Pull(table, "bench", {}, dtype, 0, &previous);
         PG_CHECK_OK(pulled.status());
         versions[static_cast<size_t>(i)] = pulled->version;
+        previous = *std::move(pulled);
       });
       const absl::Time t1 = absl::Now();
       ForEachShard(num_shards, [&](int i) {
@@ -292,11 +310,13 @@ int Run() {
     }
   }
   std::printf(
-      "model %s, %d shard(s), %s on the wire: push %.1f MB (G+D gradients), "
-      "pull %.1f MB (G+D values+buffers) per iteration, G and D %s; %d "
-      "repeats of %d iterations; plain TCP over %d connection(s)\n",
-      model.c_str(), num_shards, absl::GetFlag(FLAGS_dtype).c_str(),
-      push_bytes / 1e6, pull_bytes / 1e6,
+      "model %s, %d shard(s), tensors over %s, %s on the wire: push %.1f MB "
+      "(G+D gradients), pull %.1f MB (G+D values+buffers) per iteration, G "
+      "and D %s; %d repeats of %d iterations; plain TCP over %d "
+      "connection(s)\n",
+      model.c_str(), num_shards,
+      absl::GetFlag(FLAGS_data_plane) ? "the data plane" : "gRPC",
+      absl::GetFlag(FLAGS_dtype).c_str(), push_bytes / 1e6, pull_bytes / 1e6,
       tables_in_parallel ? "concurrently" : "one after the other", repeats,
       iters, absl::GetFlag(FLAGS_tcp_streams));
   iteration(false);  // warm-up
@@ -340,7 +360,7 @@ int Run() {
     std::printf(
         "repeat %d: parameter server push+pull %.1f MB/s (push %.1f MB/s "
         "incl. Adam, pull %.1f MB/s), %.1f ms per iteration; plain TCP %.1f "
-        "MB/s; ratio %.2f | server work without gRPC %.1f ms per iteration "
+        "MB/s; ratio %.2f | server work alone %.1f ms per iteration "
         "(snapshot %.1f, validate + Adam + EMA %.1f); without the optimizer "
         "step: %.1f MB/s, ratio %.2f\n",
         rep + 1, ps_mbps, push_bytes * iters / push_s / 1e6,
@@ -353,7 +373,10 @@ int Run() {
     tcp_rates.push_back(tcp_mbps);
     transport_ratios.push_back(transport_mbps / tcp_mbps);
   }
-  for (BenchShard& b : shards) b.server->Shutdown();
+  for (BenchShard& b : shards) {
+    if (b.data_plane) b.data_plane->Shutdown();
+    b.server->Shutdown();
+  }
   std::printf(
       "median: parameter server push+pull %.1f MB/s, plain TCP %.1f MB/s, "
       "ratio %.2f (without the optimizer step: %.2f)\n",

@@ -1,12 +1,17 @@
 #include "server/ps_client.h"
 
+#include <unistd.h>
+
 #include <chrono>
+#include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "server/data_plane.h"
 #include "server/grpc_status.h"
 #include "server/tensor_codec.h"
 #include "server/tensor_wire.h"
@@ -22,6 +27,26 @@ std::shared_ptr<grpc::Channel> ParameterServerClient::Connect(
   SetTensorTransportArgs(&args);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
                                    args);
+}
+
+ParameterServerClient::ParameterServerClient(const std::string& target,
+                                             Options options)
+    : ParameterServerClient(Connect(target), [&] {
+        if (options.data_plane_host.empty()) {
+          options.data_plane_host = HostOfTarget(target);
+        }
+        return options;
+      }()) {}
+
+ParameterServerClient::~ParameterServerClient() {
+  for (const auto& [table, fds] : dp_idle_) {
+    for (int fd : fds) close(fd);
+  }
+}
+
+int ParameterServerClient::data_plane_port() const {
+  std::lock_guard<std::mutex> lock(dp_mu_);
+  return dp_port_;
 }
 
 ParameterServerClient::ParameterServerClient(
@@ -49,21 +74,55 @@ absl::StatusOr<v1::RegisterResponse> ParameterServerClient::Register(
   v1::RegisterResponse resp;
   absl::Status st = FromGrpcStatus(stub_->RegisterWorker(&ctx, req, &resp));
   if (!st.ok()) return st;
+  if (options_.data_plane && !options_.data_plane_host.empty()) {
+    std::lock_guard<std::mutex> lock(dp_mu_);
+    const int port = resp.data_plane_port() == dp_unreachable_port_
+                         ? 0
+                         : resp.data_plane_port();
+    if (port != dp_port_) {
+      // Another server process: its predecessor's connections are dead.
+      for (const auto& [table, fds] : dp_idle_) {
+        for (int fd : fds) close(fd);
+      }
+      dp_idle_.clear();
+      dp_port_ = port;
+    }
+  }
   return resp;
 }
 
 absl::StatusOr<PulledTable> ParameterServerClient::Pull(
     const std::string& table, const std::string& worker_id,
-    const std::vector<std::string>& names, v1::DType dtype,
-    int64_t min_version) {
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx);
+    const std::vector<std::string>& names, v1::DType dtype, int64_t min_version,
+    PulledTable* recycle) {
   v1::PullRequest req;
   req.set_table(table);
   req.set_worker_id(worker_id);
   for (const std::string& n : names) req.add_tensors(n);
   req.set_dtype(dtype);
   req.set_min_version(min_version);
+  const int port = data_plane_port();
+  if (port > 0) {
+    bool unreachable = false;
+    absl::StatusOr<PulledTable> r = OnDataPlane<PulledTable>(
+        port, table, /*may_repeat=*/true, &unreachable,
+        [&](int fd, absl::StatusOr<PulledTable>* result) {
+          return PullOn(fd, req, recycle, result);
+        });
+    if (recycle != nullptr) recycle->tensors.clear();
+    if (!unreachable) return r;
+    absl::StatusOr<PulledTable> g = GrpcPull(req);
+    NoteUnreachable(port, g.status());
+    return g;
+  }
+  if (recycle != nullptr) recycle->tensors.clear();
+  return GrpcPull(req);
+}
+
+absl::StatusOr<PulledTable> ParameterServerClient::GrpcPull(
+    const v1::PullRequest& req) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
   std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
       grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(
           channel_.get(), pull_method_, &ctx, req));
@@ -98,6 +157,40 @@ absl::StatusOr<v1::PushResponse> ParameterServerClient::Push(
     const std::string& table, const std::string& worker_id,
     int64_t base_version, const std::vector<PushTensor>& tensors,
     v1::DType dtype, uint64_t push_id) {
+  const int port = data_plane_port();
+  if (port > 0) {
+    v1::DataPlanePush meta;
+    meta.set_table(table);
+    meta.set_worker_id(worker_id);
+    meta.set_base_version(base_version);
+    meta.set_push_id(push_id);
+    meta.set_dtype(dtype);
+    for (const PushTensor& t : tensors) {
+      v1::DataPlaneTensor* m = meta.add_tensors();
+      m->set_name(t.name);
+      for (int64_t d : t.shape) m->add_shape(d);
+      m->set_kind(t.kind);
+    }
+    bool unreachable = false;
+    // Repeating a push is safe only when the server can recognise it.
+    absl::StatusOr<v1::PushResponse> r = OnDataPlane<v1::PushResponse>(
+        port, table, /*may_repeat=*/push_id != 0, &unreachable,
+        [&](int fd, absl::StatusOr<v1::PushResponse>* result) {
+          return PushOn(fd, meta, tensors, result);
+        });
+    if (!unreachable) return r;
+    absl::StatusOr<v1::PushResponse> g =
+        GrpcPush(table, worker_id, base_version, tensors, dtype, push_id);
+    NoteUnreachable(port, g.status());
+    return g;
+  }
+  return GrpcPush(table, worker_id, base_version, tensors, dtype, push_id);
+}
+
+absl::StatusOr<v1::PushResponse> ParameterServerClient::GrpcPush(
+    const std::string& table, const std::string& worker_id,
+    int64_t base_version, const std::vector<PushTensor>& tensors,
+    v1::DType dtype, uint64_t push_id) {
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
   v1::PushResponse resp;
@@ -123,6 +216,165 @@ absl::StatusOr<v1::PushResponse> ParameterServerClient::Push(
   absl::Status st = FromGrpcStatus(writer->Finish());
   if (!st.ok()) return st;
   return resp;
+}
+
+template <typename T>
+absl::StatusOr<T> ParameterServerClient::OnDataPlane(
+    int port, const std::string& table, bool may_repeat, bool* unreachable,
+    const std::function<absl::Status(int fd, absl::StatusOr<T>*)>& call) {
+  absl::Status transport;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    int fd = -1;
+    {
+      std::lock_guard<std::mutex> lock(dp_mu_);
+      std::vector<int>& idle = dp_idle_[table];
+      if (!idle.empty()) {
+        fd = idle.back();
+        idle.pop_back();
+      }
+    }
+    const bool reused = fd >= 0;
+    if (!reused) {
+      absl::StatusOr<Socket> s =
+          ConnectTcp(options_.data_plane_host, port, options_.timeout);
+      if (!s.ok()) {
+        // Nothing reached a server in this call (a reused connection that
+        // failed was dead); a repeated push_id is recognised anyway.
+        *unreachable = true;
+        return s.status();
+      }
+      fd = s->release();
+    }
+    absl::StatusOr<T> result = absl::UnknownError("no reply");
+    transport = call(fd, &result);
+    if (transport.ok()) {
+      std::lock_guard<std::mutex> lock(dp_mu_);
+      if (dp_port_ == port) {
+        dp_idle_[table].push_back(fd);
+      } else {
+        close(fd);
+      }
+      return result;
+    }
+    close(fd);
+    if (!reused || !may_repeat) break;
+  }
+  return absl::Status(
+      transport.code(),
+      absl::StrCat("shard data plane at ", options_.data_plane_host, ":", port,
+                   ": ", transport.message()));
+}
+
+void ParameterServerClient::NoteUnreachable(int port,
+                                            const absl::Status& grpc_status) {
+  if (!grpc_status.ok() && (absl::IsUnavailable(grpc_status) ||
+                            absl::IsDeadlineExceeded(grpc_status))) {
+    return;  // the whole shard is down: try the data plane again later
+  }
+  std::lock_guard<std::mutex> lock(dp_mu_);
+  if (dp_port_ != port) return;
+  std::cerr << "paragan: the data plane of the shard at "
+            << options_.data_plane_host << ":" << port
+            << " cannot be reached while its gRPC service can; tensors go "
+               "through gRPC"
+            << std::endl;
+  dp_unreachable_port_ = port;
+  dp_port_ = 0;
+}
+
+absl::Status ParameterServerClient::PullOn(
+    int fd, const v1::PullRequest& request, PulledTable* recycle,
+    absl::StatusOr<PulledTable>* result) {
+  PG_RETURN_IF_ERROR(SendFrame(fd, FrameKind::kPull, request, {}));
+  FrameHeader header;
+  std::string meta;
+  PG_RETURN_IF_ERROR(RecvFrameStart(fd, &header, &meta));
+  v1::DataPlaneReply reply;
+  if (header.kind != static_cast<uint16_t>(FrameKind::kReply) ||
+      !reply.ParseFromString(meta)) {
+    return absl::DataLossError("the server's answer is not a reply frame");
+  }
+  if (reply.code() != 0) {
+    *result = absl::Status(static_cast<absl::StatusCode>(reply.code()),
+                           reply.message());
+    return Discard(fd, header.payload_bytes);
+  }
+  const int64_t elem = WireDTypeSize(reply.dtype());
+  if (elem == 0) return absl::DataLossError("reply of an unknown dtype");
+  PulledTable out;
+  out.version = reply.tensors().empty() ? -1 : reply.version();
+  uint64_t expected = 0;
+  std::vector<int64_t> counts;
+  for (const v1::DataPlaneTensor& t : reply.tensors()) {
+    int64_t n = 0;
+    PG_RETURN_IF_ERROR(CheckedNumElements(
+        Shape(t.shape().begin(), t.shape().end()), t.name(), &n));
+    counts.push_back(n);
+    expected += static_cast<uint64_t>(n * elem);
+  }
+  if (expected != header.payload_bytes) {
+    return absl::DataLossError(
+        absl::StrCat("pull reply of ", header.payload_bytes,
+                     " payload bytes for tensors of ", expected));
+  }
+  std::vector<char> staging;
+  for (int i = 0; i < reply.tensors_size(); ++i) {
+    const v1::DataPlaneTensor& t = reply.tensors(i);
+    PulledTensor& p = out.tensors[t.name()];
+    if (recycle != nullptr) {
+      auto old = recycle->tensors.find(t.name());
+      if (old != recycle->tensors.end())
+        p.values = std::move(old->second.values);
+    }
+    p.shape.assign(t.shape().begin(), t.shape().end());
+    const size_t n = static_cast<size_t>(counts[static_cast<size_t>(i)]);
+    p.values.resize(n);
+    if (reply.dtype() == v1::FLOAT32) {
+      PG_RETURN_IF_ERROR(RecvAll(fd, p.values.data(), 4 * n));
+    } else {
+      staging.resize(2 * n);
+      PG_RETURN_IF_ERROR(RecvAll(fd, staging.data(), staging.size()));
+      const absl::string_view piece(staging.data(), staging.size());
+      CopyWireToFloats(reply.dtype(), {&piece, 1}, p.values.data());
+    }
+  }
+  *result = std::move(out);
+  return absl::OkStatus();
+}
+
+absl::Status ParameterServerClient::PushOn(
+    int fd, const v1::DataPlanePush& meta,
+    const std::vector<PushTensor>& tensors,
+    absl::StatusOr<v1::PushResponse>* result) {
+  std::vector<iovec> payload;
+  std::vector<std::unique_ptr<char[]>> converted;  // bfloat16 pushes
+  for (const PushTensor& t : tensors) {
+    const int64_t n = NumElements(t.shape);
+    if (meta.dtype() == v1::FLOAT32) {
+      payload.push_back(
+          {const_cast<float*>(t.values), static_cast<size_t>(4 * n)});
+    } else {
+      converted.emplace_back(new char[static_cast<size_t>(2 * n)]);
+      FloatsToBFloat16(t.values, n, converted.back().get());
+      payload.push_back({converted.back().get(), static_cast<size_t>(2 * n)});
+    }
+  }
+  PG_RETURN_IF_ERROR(SendFrame(fd, FrameKind::kPush, meta, payload));
+  FrameHeader header;
+  std::string reply_bytes;
+  PG_RETURN_IF_ERROR(RecvFrameStart(fd, &header, &reply_bytes));
+  v1::DataPlaneReply reply;
+  if (header.kind != static_cast<uint16_t>(FrameKind::kReply) ||
+      header.payload_bytes != 0 || !reply.ParseFromString(reply_bytes)) {
+    return absl::DataLossError("the server's answer is not a push reply");
+  }
+  if (reply.code() != 0) {
+    *result = absl::Status(static_cast<absl::StatusCode>(reply.code()),
+                           reply.message());
+  } else {
+    *result = reply.push();
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::StateResponse> ParameterServerClient::GetState() {

@@ -7,8 +7,10 @@
 // tells them which tensors each shard holds.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -51,6 +53,12 @@ class ParameterServerClient {
   struct Options {
     int64_t chunk_bytes = int64_t{1} << 20;
     absl::Duration timeout = absl::Seconds(120);  // per call
+    // Pull and Push through the shard's data plane (server/data_plane.h)
+    // when its RegisterResponse advertises one and `data_plane_host` is
+    // set; gRPC otherwise, and whenever the data plane cannot be reached
+    // while gRPC can.
+    bool data_plane = true;
+    std::string data_plane_host;
   };
 
   // An insecure channel to "host:port" whose messages may be as large as
@@ -59,20 +67,31 @@ class ParameterServerClient {
                                                 int max_message_bytes = 16
                                                                         << 20);
 
+  // A client of the shard at "host:port" (Connect), whose data plane, once
+  // Register learns its port, is reached on the same host.
+  ParameterServerClient(const std::string& target, Options options);
   explicit ParameterServerClient(std::shared_ptr<grpc::Channel> channel)
       : ParameterServerClient(std::move(channel), Options()) {}
   ParameterServerClient(std::shared_ptr<grpc::Channel> channel,
                         Options options);
 
+  ~ParameterServerClient();
+
+  // Also learns (again) the shard's data-plane port.
   absl::StatusOr<v1::RegisterResponse> Register(const std::string& worker_id,
                                                 v1::WorkerRole role);
   // The shard's slice of `table` (or the tensors named), all at one version.
-  // With min_version > 0 the server first waits for that version.
+  // With min_version > 0 the server first waits for that version. The
+  // tensors of `recycle` (e.g. the previous pull's), when given, lend their
+  // memory to the result's tensors of the same name (the data plane reads
+  // into it; a new vector costs an allocation and a zero fill); *recycle is
+  // left empty.
   absl::StatusOr<PulledTable> Pull(const std::string& table,
                                    const std::string& worker_id,
                                    const std::vector<std::string>& names = {},
                                    v1::DType dtype = v1::FLOAT32,
-                                   int64_t min_version = 0);
+                                   int64_t min_version = 0,
+                                   PulledTable* recycle = nullptr);
   // A policy refusal is an OK status with accepted == false; malformed
   // pushes come back as errors. A retry of a push must reuse its push_id
   // (see TensorChunk.push_id); 0 sends none.
@@ -86,14 +105,51 @@ class ParameterServerClient {
 
   v1::ParameterServer::Stub* stub() { return stub_.get(); }
 
+  // The data-plane port calls use now; 0: gRPC only.
+  int data_plane_port() const;
+
  private:
   void SetDeadline(grpc::ClientContext* ctx) const;
+  absl::StatusOr<PulledTable> GrpcPull(const v1::PullRequest& request);
+  absl::StatusOr<v1::PushResponse> GrpcPush(
+      const std::string& table, const std::string& worker_id,
+      int64_t base_version, const std::vector<PushTensor>& tensors,
+      v1::DType dtype, uint64_t push_id);
+
+  // Data plane. A call returns its transport's status; on OK, *result
+  // holds the server's answer (which may be an error).
+  absl::Status PullOn(int fd, const v1::PullRequest& request,
+                      PulledTable* recycle,
+                      absl::StatusOr<PulledTable>* result);
+  absl::Status PushOn(int fd, const v1::DataPlanePush& meta,
+                      const std::vector<PushTensor>& tensors,
+                      absl::StatusOr<v1::PushResponse>* result);
+  // Runs `call` on a pooled connection (or a new one). A failure on a
+  // reused connection, which the server may have closed while it was idle,
+  // is tried once more on a new one when `may_repeat`. *unreachable: no
+  // connection could be made, nothing was sent.
+  // Connections are pooled per table, so that the server's per-connection
+  // receive buffers (server/data_plane_server.h) fit the next push.
+  template <typename T>
+  absl::StatusOr<T> OnDataPlane(
+      int port, const std::string& table, bool may_repeat, bool* unreachable,
+      const std::function<absl::Status(int fd, absl::StatusOr<T>*)>& call);
+  // After a call that went through gRPC because the data plane at `port`
+  // was unreachable: if gRPC worked, the data plane stays off (until a
+  // Register advertises another port).
+  void NoteUnreachable(int port, const absl::Status& grpc_status);
 
   Options options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ParameterServer::Stub> stub_;
   // Pull and Push as raw ByteBuffer streams (server/tensor_wire.h).
   grpc::internal::RpcMethod pull_method_, push_method_;
+
+  mutable std::mutex dp_mu_;
+  int dp_port_ = 0;              // advertised by the last Register
+  int dp_unreachable_port_ = 0;  // see NoteUnreachable
+  // Connections between calls, by table.
+  std::map<std::string, std::vector<int>> dp_idle_;
 };
 
 }  // namespace paragan

@@ -1,0 +1,310 @@
+#include "server/data_plane_server.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <iostream>
+#include <set>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/tensor_codec.h"
+
+namespace paragan {
+namespace {
+
+// An error reply after a payload larger than this closes the connection
+// instead of reading the payload first.
+constexpr uint64_t kMaxDiscardBytes = uint64_t{4} << 30;
+
+v1::DataPlaneReply ErrorReply(const absl::Status& status) {
+  v1::DataPlaneReply reply;
+  reply.set_code(static_cast<int>(status.code()));
+  reply.set_message(std::string(status.message()));
+  return reply;
+}
+
+// True once the client closed its side or the connection broke.
+bool PeerGone(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DataPlaneServer>> DataPlaneServer::Start(
+    const Options& options, ParameterServerService* service) {
+  auto server =
+      std::unique_ptr<DataPlaneServer>(new DataPlaneServer(options, service));
+  absl::StatusOr<Socket> listener =
+      ListenTcp(options.bind_address, options.port, &server->port_);
+  if (!listener.ok()) return listener.status();
+  server->listener_ = *std::move(listener);
+  service->set_data_plane_port(server->port_);
+  server->accept_thread_ = std::thread([s = server.get()] { s->AcceptLoop(); });
+  return server;
+}
+
+DataPlaneServer::~DataPlaneServer() { Shutdown(); }
+
+void DataPlaneServer::Shutdown() {
+  if (stopping_.exchange(true)) return;
+  service_->set_data_plane_port(0);
+  // Wakes accept() and every blocked recv()/send().
+  shutdown(listener_.fd(), SHUT_RDWR);
+  if (accept_thread_.joinable()) accept_thread_.join();
+  std::map<int, Connection> connections;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, c] : connections_) shutdown(c.fd, SHUT_RDWR);
+    connections.swap(connections_);
+  }
+  for (auto& [id, c] : connections) c.thread.join();
+  listener_.Close();
+}
+
+void DataPlaneServer::AcceptLoop() {
+  while (!stopping_.load()) {
+    const int fd = accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (stopping_.load()) return;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      std::cerr << "paragan_server: data plane accept failed: "
+                << std::strerror(errno) << std::endl;
+      absl::SleepFor(absl::Milliseconds(100));
+      continue;
+    }
+    ConfigureStream(fd, options_.io_timeout);
+    std::lock_guard<std::mutex> lock(mu_);
+    // Joins the threads of connections that ended.
+    for (auto it = connections_.begin(); it != connections_.end();) {
+      if (it->second.done) {
+        it->second.thread.join();
+        it = connections_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (stopping_.load()) {
+      close(fd);
+      return;
+    }
+    const int id = next_id_++;
+    Connection& c = connections_[id];
+    c.fd = fd;
+    c.thread = std::thread([this, id, fd] { Serve(id, fd); });
+    UpdateConnectionGaugeLocked();
+  }
+}
+
+void DataPlaneServer::Serve(int id, int fd) {
+  TensorMap scratch;
+  while (!stopping_.load()) {
+    FrameHeader header;
+    std::string meta;
+    absl::Status st = RecvFrameStart(fd, &header, &meta);
+    if (!st.ok()) {
+      // Not our protocol: say so once, then hang up. A closed or idle
+      // connection just ends.
+      if (absl::IsInvalidArgument(st)) ReplyError(fd, st, kMaxDiscardBytes + 1);
+      break;
+    }
+    bool keep = false;
+    switch (static_cast<FrameKind>(header.kind)) {
+      case FrameKind::kPull:
+        keep = HandlePull(fd, header, meta);
+        break;
+      case FrameKind::kPush:
+        keep = HandlePush(fd, header, meta, &scratch);
+        break;
+      default:
+        ReplyError(fd,
+                   absl::InvalidArgumentError(
+                       "data plane: a client sent a reply frame"),
+                   kMaxDiscardBytes + 1);
+        break;
+    }
+    if (!keep) break;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  close(fd);
+  auto it = connections_.find(id);
+  if (it != connections_.end()) {
+    it->second.fd = -1;
+    it->second.done = true;
+  }
+  UpdateConnectionGaugeLocked();
+}
+
+void DataPlaneServer::UpdateConnectionGaugeLocked() {
+  if (service_->metrics() == nullptr) return;
+  int64_t open = 0;
+  for (const auto& [id, c] : connections_) open += c.done ? 0 : 1;
+  service_->metrics()->SetDataPlaneConnections(open);
+}
+
+bool DataPlaneServer::ReplyError(int fd, const absl::Status& status,
+                                 uint64_t unread_payload) {
+  const bool keep = unread_payload <= kMaxDiscardBytes;
+  if (keep && unread_payload > 0 && !Discard(fd, unread_payload).ok()) {
+    return false;
+  }
+  if (!SendFrame(fd, FrameKind::kReply, ErrorReply(status), {}).ok()) {
+    return false;
+  }
+  return keep;
+}
+
+bool DataPlaneServer::HandlePull(int fd, const FrameHeader& header,
+                                 const std::string& meta) {
+  v1::PullRequest request;
+  if (!request.ParseFromString(meta)) {
+    return ReplyError(fd,
+                      absl::InvalidArgumentError(
+                          "data plane: pull metadata is not a PullRequest"),
+                      header.payload_bytes);
+  }
+  if (header.payload_bytes != 0) {
+    return ReplyError(
+        fd,
+        absl::InvalidArgumentError("data plane: a pull frame has a payload"),
+        header.payload_bytes);
+  }
+  absl::StatusOr<ParameterServerService::PullPlan> plan = service_->PreparePull(
+      request, absl::Now() + options_.io_timeout,
+      [this, fd] { return stopping_.load() || PeerGone(fd); });
+  if (!plan.ok()) return ReplyError(fd, plan.status(), 0);
+  const int64_t elem = WireDTypeSize(request.dtype());
+  v1::DataPlaneReply reply;
+  reply.set_version(plan->snapshot.version);
+  reply.set_dtype(request.dtype());
+  reply.set_table(plan->table);
+  std::vector<iovec> payload;
+  std::vector<std::unique_ptr<char[]>> converted;  // bfloat16 pulls
+  int64_t bytes = 0;
+  for (const SharedTableTensor& t : plan->snapshot.tensors) {
+    v1::DataPlaneTensor* out = reply.add_tensors();
+    out->set_name(t.spec.name);
+    for (int64_t d : t.spec.shape) out->add_shape(d);
+    out->set_kind(t.spec.trainable ? v1::GRADIENT : v1::VALUE);
+    const int64_t n = NumElements(t.spec.shape);
+    const size_t size = static_cast<size_t>(n * elem);
+    if (request.dtype() == v1::FLOAT32) {
+      payload.push_back({const_cast<float*>(t.values.get()), size});
+    } else {
+      converted.emplace_back(new char[size]);
+      FloatsToBFloat16(t.values.get(), n, converted.back().get());
+      payload.push_back({converted.back().get(), size});
+    }
+    bytes += static_cast<int64_t>(size);
+  }
+  if (!SendFrame(fd, FrameKind::kReply, reply, payload).ok()) return false;
+  service_->RecordPull(plan->table, bytes);
+  return true;
+}
+
+bool DataPlaneServer::HandlePush(int fd, const FrameHeader& header,
+                                 const std::string& meta, TensorMap* scratch) {
+  v1::DataPlanePush push;
+  if (!push.ParseFromString(meta)) {
+    return ReplyError(fd,
+                      absl::InvalidArgumentError(
+                          "data plane: push metadata is not a DataPlanePush"),
+                      header.payload_bytes);
+  }
+  auto refuse = [&](const absl::Status& st) {
+    return ReplyError(
+        fd,
+        service_->RecordInvalidPush(
+            push.table(), static_cast<int64_t>(header.payload_bytes), st),
+        header.payload_bytes);
+  };
+  const int64_t elem = WireDTypeSize(push.dtype());
+  if (elem == 0) {
+    return refuse(absl::InvalidArgumentError(
+        absl::StrCat("unknown dtype ", push.dtype())));
+  }
+  if (push.tensors().empty()) {
+    return refuse(absl::InvalidArgumentError("a push with no tensors"));
+  }
+  // Every check that the gRPC path makes per tensor, before any payload byte
+  // is read: a refused push changes nothing.
+  std::set<std::string> seen;
+  std::vector<int64_t> counts;
+  int64_t wire_bytes = 0, float_bytes = 0;
+  for (const v1::DataPlaneTensor& t : push.tensors()) {
+    const Shape shape(t.shape().begin(), t.shape().end());
+    int64_t n = 0;
+    absl::Status st =
+        CheckedNumElements(shape, absl::StrCat("tensor '", t.name(), "'"), &n);
+    if (!st.ok()) return refuse(st);
+    if (!seen.insert(t.name()).second) {
+      return refuse(absl::InvalidArgumentError(
+          absl::StrCat("tensor '", t.name(), "' sent twice in one push")));
+    }
+    v1::TensorChunk chunk;
+    chunk.set_table(push.table());
+    chunk.set_tensor_name(t.name());
+    *chunk.mutable_shape() = t.shape();
+    chunk.set_worker_id(push.worker_id());
+    chunk.set_base_version(push.base_version());
+    chunk.set_kind(t.kind());
+    chunk.set_dtype(push.dtype());
+    st = service_->ValidateNewTensor(chunk);
+    if (!st.ok()) return refuse(st);
+    float_bytes += 4 * n;
+    if (float_bytes > service_->max_push_bytes()) {
+      return refuse(absl::ResourceExhaustedError(absl::StrCat(
+          "tensor '", t.name(), "': the push would hold ", float_bytes,
+          " bytes, over the limit of ", service_->max_push_bytes())));
+    }
+    wire_bytes += elem * n;
+    counts.push_back(n);
+  }
+  if (static_cast<uint64_t>(wire_bytes) != header.payload_bytes) {
+    return refuse(absl::InvalidArgumentError(absl::StrCat(
+        "push payload of ", header.payload_bytes, " bytes, but its ",
+        push.tensors_size(), " tensors take ", wire_bytes)));
+  }
+  TensorMap gradients, buffers;
+  std::vector<char> staging;  // bfloat16 pushes
+  for (int i = 0; i < push.tensors_size(); ++i) {
+    const v1::DataPlaneTensor& t = push.tensors(i);
+    std::vector<float>& values =
+        (t.kind() == v1::GRADIENT ? gradients : buffers)[t.name()];
+    const size_t n = static_cast<size_t>(counts[static_cast<size_t>(i)]);
+    if (auto old = scratch->find(t.name()); old != scratch->end()) {
+      values = std::move(old->second);
+    }
+    values.resize(n);
+    absl::Status st;
+    if (push.dtype() == v1::FLOAT32) {
+      st = RecvAll(fd, values.data(), 4 * n);
+    } else {
+      staging.resize(2 * n);
+      st = RecvAll(fd, staging.data(), staging.size());
+      if (st.ok()) {
+        const absl::string_view piece(staging.data(), staging.size());
+        CopyWireToFloats(push.dtype(), {&piece, 1}, values.data());
+      }
+    }
+    if (!st.ok()) {
+      (void)service_->RecordInvalidPush(push.table(), wire_bytes, st);
+      return false;  // the client is gone or stalled; nothing was applied
+    }
+  }
+  absl::StatusOr<v1::PushResponse> r =
+      service_->ApplyPush(push.table(), push.worker_id(), push.base_version(),
+                          push.push_id(), gradients, buffers, wire_bytes);
+  scratch->clear();
+  for (TensorMap* m : {&gradients, &buffers}) {
+    for (auto& [name, values] : *m) (*scratch)[name] = std::move(values);
+  }
+  if (!r.ok()) return ReplyError(fd, r.status(), 0);
+  v1::DataPlaneReply reply;
+  *reply.mutable_push() = *std::move(r);
+  return SendFrame(fd, FrameKind::kReply, reply, {}).ok();
+}
+
+}  // namespace paragan
