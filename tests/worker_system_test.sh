@@ -105,6 +105,8 @@ async)
     wait $w || fail "worker $w exit status $?"
   done
   for l in "$T/wa.log" "$T/wb.log"; do
+    grep -q "registered with 2 shards (tensors over their data planes)" "$l" ||
+      fail "$l: tensors did not go over the shards' data planes"
     grep -q "done after $STEPS steps" "$l" || fail "$l: no done line"
     [ "$(grep -c '^progress' "$l")" = $((STEPS / 10)) ] || fail "$l: progress lines"
     grep -q '^progress worker=[^ ]* step=[0-9]* d_version=[0-9]* g_version=[0-9]* img_s=[0-9.]* d_loss=[-0-9.]* g_loss=[-0-9.]* d_real=[-0-9.]* d_fake=[-0-9.]* staleness_d=[0-9.]* staleness_g=[0-9.]* rejected=[0-9]*$' "$l" ||
@@ -198,7 +200,8 @@ restart_shard)
   K=$(steps_of "$T/wa.log")
   echo "killed shard 1 with the worker at step $K"
   sleep 2
-  start_server 1 2 "$T/s1b.log" "$P1" --checkpoint_dir="$CK" --checkpoint_interval_s=1
+  start_server 1 2 "$T/s1b.log" "$P1" --checkpoint_dir="$CK" --checkpoint_interval_s=1 \
+    --metrics_port=0
   S1=$SPID
   grep -q "restored from checkpoint" "$T/s1b.log" || fail "shard 1 not restored"
   RD=$(sed -n 's/.*D: .* version \([0-9]*\) (restored.*/\1/p' "$T/s1b.log")
@@ -206,6 +209,13 @@ restart_shard)
   [ "$RD" -gt 0 ] || fail "restored D version $RD"
   wait_for "$T/wa.log" "^progress .* step=$((K + 40)) " 120 || fail "worker did not carry on"
   grep -q "retrying" "$T/wa.log" || fail "no retry logged"
+  # The restarted shard's data plane has a new port: the worker learns it
+  # when it registers again, and its tensors go back to the data plane.
+  wait_for "$T/s1b.log" "metrics on port" 10 || fail "no metrics line"
+  M1=$(sed -n 's/.*metrics on port \([0-9]*\).*/\1/p' "$T/s1b.log")
+  curl -sf "http://127.0.0.1:$M1/metrics" >"$T/s1b_metrics.txt" || fail "metrics fetch"
+  grep -qE '^paragan_ps_data_plane_connections\{shard="1"\} [1-9]' "$T/s1b_metrics.txt" ||
+    fail "the worker did not come back to shard 1's data plane: $(grep data_plane "$T/s1b_metrics.txt")"
   stop_worker $WA "$T/wa.log"
   kill -TERM $S1
   wait_for "$T/s1b.log" "bye" 20 || fail "shard 1 did not stop"

@@ -83,6 +83,9 @@ ABSL_FLAG(int, d_steps, 0,
 ABSL_FLAG(double, max_retry_seconds, 60,
           "Give up on an unreachable shard after this many seconds.");
 ABSL_FLAG(double, rpc_timeout_s, 20, "Deadline of one RPC.");
+ABSL_FLAG(bool, data_plane, true,
+          "Move tensors over each shard's data plane (plain TCP beside gRPC, "
+          "server/data_plane.h) when the shard offers one; false: gRPC only.");
 ABSL_FLAG(bool, overlap, true,
           "Run pushes and pulls in the background while the other table's "
           "gradients are computed (asynchronous mode).");
@@ -192,6 +195,7 @@ int Run() {
   }
   o.d_steps = absl::GetFlag(FLAGS_d_steps);
   o.overlap = absl::GetFlag(FLAGS_overlap);
+  o.data_plane = absl::GetFlag(FLAGS_data_plane);
   o.retry.max_total = absl::Seconds(absl::GetFlag(FLAGS_max_retry_seconds));
   o.rpc_timeout = absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout_s));
   if (o.steps < 0 || o.batch_size < 1 || o.log_every < 0) {

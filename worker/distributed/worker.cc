@@ -15,6 +15,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "server/data_plane.h"
 #include "server/ps_client.h"
 #include "server/table.h"
 #include "worker/distributed/table_sync.h"
@@ -233,8 +234,9 @@ struct Worker::Impl {
         PG_RETURN_IF_ERROR(CheckRegistration(s, *r));
         was_down = false;
       }
+      // The previous pull's memory (merged already) takes this one.
       pulled = shards[s].client->Pull(t.name, o.worker_id, {}, v1::FLOAT32,
-                                      min_version);
+                                      min_version, &t.pulled[s]);
       if (pulled.status().code() == absl::StatusCode::kUnavailable) {
         was_down = true;
       }
@@ -350,7 +352,7 @@ struct Worker::Impl {
       }
       t.held[s] = p.version;
       t.force[s] = 0;
-      p.tensors.clear();
+      // p keeps its tensors: the next pull reads into their memory.
     }
     t.merged_once = true;
     w->timings_.compute += Seconds(merge_start);
@@ -429,10 +431,12 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
   const int n = static_cast<int>(options.ps.size());
   ParameterServerClient::Options copts;
   copts.timeout = options.rpc_timeout;
+  copts.data_plane = options.data_plane;
   for (int s = 0; s < n; ++s) {
     Shard sh;
     sh.id = s;
     sh.address = options.ps[s];
+    copts.data_plane_host = HostOfTarget(options.ps[s]);
     sh.client = std::make_unique<ParameterServerClient>(
         MakeChannel(options.ps[s]), copts);
     im.shards.push_back(std::move(sh));
@@ -466,8 +470,19 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
   }
   w->sync_workers_ = std::max(sync, 0);
   w->d_steps_ = options.d_steps > 0 ? options.d_steps : std::max(d_steps, 1);
+  int on_data_plane = 0;
+  for (const Shard& sh : im.shards) {
+    if (sh.client->data_plane_port() > 0) ++on_data_plane;
+  }
   *log << "paragan_worker: " << options.worker_id << " registered with " << n
-       << " shards" << std::endl;
+       << " shards (tensors over "
+       << (on_data_plane == n ? std::string("their data planes")
+           : on_data_plane == 0
+               ? std::string("gRPC")
+               : absl::StrCat("the data planes of ", on_data_plane,
+                              ", gRPC for the "
+                              "rest"))
+       << ")" << std::endl;
   return w;
 }
 

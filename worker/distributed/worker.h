@@ -64,6 +64,9 @@ struct WorkerOptions {
   v1::DType push_dtype = v1::FLOAT32;
   int d_steps = 0;  // 0: the servers' d_steps_per_g_step
   bool overlap = true;
+  // Pull and push tensors through the shards' data planes
+  // (server/data_plane.h) where they offer one; false: gRPC only.
+  bool data_plane = true;
   RetryPolicy retry;
   absl::Duration rpc_timeout = absl::Seconds(20);
 };
