@@ -7,7 +7,8 @@
 #     log lines;
 #   services: (G step at the end - G step after WARMUP s) x batch / seconds
 #     between the two progress lines.
-#   usage: [RUNS="single 1 2"] bash tests/services/bench_images.sh [seconds per run] [threads]
+#   usage: [RUNS="single 1 2"] [LAUNCHER_FLAGS=...] bash tests/services/bench_images.sh [seconds per run] [threads]
+#   (LAUNCHER_FLAGS: extra paragan_local flags, e.g. "--worker_flags=--data_plane=false")
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-150}; THREADS=${2:-2}; WARMUP=${WARMUP:-45}
@@ -51,7 +52,7 @@ for W in $RUNS; do
   TPW=$(( THREADS / W )); [ "$TPW" -ge 1 ] || TPW=1
   "$B/deploy/local/paragan_local" --model=dcgan32 --num_workers=$W --num_shards=2 \
     --threads_per_worker=$TPW --batch_size=64 --steps=0 --minutes=$(awk "BEGIN{print $SECS/60}") \
-    --progress_s=5 --log_every=20 --num_samples=10 --out_dir="$OUT/local$W" \
+    --progress_s=5 --log_every=20 --num_samples=10 --out_dir="$OUT/local$W" ${LAUNCHER_FLAGS:-} \
     > "$OUT/local$W.log" 2>&1 || true
   R=$(rate "$OUT/local$W.log")
   echo "services, $W worker(s) x $TPW thread(s) + 2 shards + data service: $R img/s (summary: $(grep -m1 '^images/s' "$OUT/local$W/summary.txt" | cut -d' ' -f2) incl. start-up)"
