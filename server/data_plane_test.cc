@@ -457,6 +457,29 @@ TEST_F(DataPlaneTest, SynchronousPullWaitsForTheRound) {
   EXPECT_EQ(Values(*waited), TableValues(*d_));
 }
 
+TEST_F(DataPlaneTest, ReplacesAPooledConnectionTheServerClosed) {
+  Start();
+  ASSERT_TRUE(client_->Pull(kDiscriminatorTable, "w0").ok());  // pooled
+  const int port = data_plane_->port();
+  data_plane_->Shutdown();
+  DataPlaneServer::Options dopts;
+  dopts.bind_address = "127.0.0.1";
+  dopts.port = port;
+  auto dp = DataPlaneServer::Start(dopts, service_.get());
+  ASSERT_TRUE(dp.ok()) << dp.status();
+  data_plane_ = *std::move(dp);
+  // The pooled connection is dead; the call is made again on a new one and
+  // the client stays on the data plane.
+  auto pulled = client_->Pull(kDiscriminatorTable, "w0");
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(client_->data_plane_port(), port);
+  Push p = DPush(6);
+  auto r = client_->Push(kDiscriminatorTable, "w0", 0, p.tensors, v1::FLOAT32,
+                         /*push_id=*/9);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->applied());
+}
+
 TEST_F(DataPlaneTest, FallsBackToGrpcWhenTheDataPlaneIsGone) {
   Start();
   auto before = client_->Pull(kDiscriminatorTable, "w0");  // pools a socket
