@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "server/tensor_codec.h"
 
 namespace paragan {
 namespace {
@@ -258,6 +259,31 @@ absl::Status RecvFrameStart(int fd, FrameHeader* header, std::string* meta) {
   }
   meta->resize(header->meta_bytes);
   return RecvAll(fd, meta->data(), meta->size());
+}
+
+void TensorPayload::Add(const float* values, int64_t count) {
+  const size_t size = static_cast<size_t>(count * WireDTypeSize(dtype_));
+  if (dtype_ == v1::FLOAT32) {
+    pieces_.push_back({const_cast<float*>(values), size});
+  } else {
+    converted_.emplace_back(new char[size]);
+    FloatsToBFloat16(values, count, converted_.back().get());
+    pieces_.push_back({converted_.back().get(), size});
+  }
+  bytes_ += static_cast<int64_t>(size);
+}
+
+absl::Status RecvTensorValues(int fd, v1::DType dtype, size_t count,
+                              std::vector<float>* values,
+                              std::vector<char>* staging) {
+  values->resize(count);
+  if (dtype == v1::FLOAT32) return RecvAll(fd, values->data(), 4 * count);
+  staging->resize(2 * count);
+  absl::Status st = RecvAll(fd, staging->data(), staging->size());
+  if (!st.ok()) return st;
+  const absl::string_view piece(staging->data(), staging->size());
+  CopyWireToFloats(dtype, {&piece, 1}, values->data());
+  return absl::OkStatus();
 }
 
 std::string HostOfTarget(const std::string& target) {

@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message_lite.h"
+#include "proto/paragan.pb.h"
 
 namespace paragan {
 
@@ -103,6 +105,29 @@ absl::Status SendFrame(int fd, FrameKind kind,
 // names what is wrong with a header that is not ours (magic, kind, flags,
 // metadata size).
 absl::Status RecvFrameStart(int fd, FrameHeader* header, std::string* meta);
+
+// The payload of a frame: tensors' values back to back, float32 ones
+// referenced where they are (they must outlive the send), bfloat16 ones
+// converted into memory this object owns.
+class TensorPayload {
+ public:
+  explicit TensorPayload(v1::DType dtype) : dtype_(dtype) {}
+  void Add(const float* values, int64_t count);
+  const std::vector<iovec>& pieces() const { return pieces_; }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  const v1::DType dtype_;
+  std::vector<iovec> pieces_;
+  std::vector<std::unique_ptr<char[]>> converted_;
+  int64_t bytes_ = 0;
+};
+
+// Reads `count` values of `dtype` (float32 or bfloat16) into *values,
+// resized to `count`: float32 straight into it, bfloat16 through `staging`.
+absl::Status RecvTensorValues(int fd, v1::DType dtype, size_t count,
+                              std::vector<float>* values,
+                              std::vector<char>* staging);
 
 // "host:port", "[v6]:port", "dns:///host:port", "ipv4:host:port" -> host;
 // "" when `target` names no host (e.g. "unix:/path").

@@ -175,32 +175,22 @@ bool DataPlaneServer::HandlePull(int fd, const FrameHeader& header,
       request, absl::Now() + options_.io_timeout,
       [this, fd] { return stopping_.load() || PeerGone(fd); });
   if (!plan.ok()) return ReplyError(fd, plan.status(), 0);
-  const int64_t elem = WireDTypeSize(request.dtype());
   v1::DataPlaneReply reply;
   reply.set_version(plan->snapshot.version);
   reply.set_dtype(request.dtype());
   reply.set_table(plan->table);
-  std::vector<iovec> payload;
-  std::vector<std::unique_ptr<char[]>> converted;  // bfloat16 pulls
-  int64_t bytes = 0;
+  TensorPayload payload(request.dtype());
   for (const SharedTableTensor& t : plan->snapshot.tensors) {
     v1::DataPlaneTensor* out = reply.add_tensors();
     out->set_name(t.spec.name);
     for (int64_t d : t.spec.shape) out->add_shape(d);
     out->set_kind(t.spec.trainable ? v1::GRADIENT : v1::VALUE);
-    const int64_t n = NumElements(t.spec.shape);
-    const size_t size = static_cast<size_t>(n * elem);
-    if (request.dtype() == v1::FLOAT32) {
-      payload.push_back({const_cast<float*>(t.values.get()), size});
-    } else {
-      converted.emplace_back(new char[size]);
-      FloatsToBFloat16(t.values.get(), n, converted.back().get());
-      payload.push_back({converted.back().get(), size});
-    }
-    bytes += static_cast<int64_t>(size);
+    payload.Add(t.values.get(), NumElements(t.spec.shape));
   }
-  if (!SendFrame(fd, FrameKind::kReply, reply, payload).ok()) return false;
-  service_->RecordPull(plan->table, bytes);
+  if (!SendFrame(fd, FrameKind::kReply, reply, payload.pieces()).ok()) {
+    return false;
+  }
+  service_->RecordPull(plan->table, payload.bytes());
   return true;
 }
 
@@ -277,18 +267,7 @@ bool DataPlaneServer::HandlePush(int fd, const FrameHeader& header,
     if (auto old = scratch->find(t.name()); old != scratch->end()) {
       values = std::move(old->second);
     }
-    values.resize(n);
-    absl::Status st;
-    if (push.dtype() == v1::FLOAT32) {
-      st = RecvAll(fd, values.data(), 4 * n);
-    } else {
-      staging.resize(2 * n);
-      st = RecvAll(fd, staging.data(), staging.size());
-      if (st.ok()) {
-        const absl::string_view piece(staging.data(), staging.size());
-        CopyWireToFloats(push.dtype(), {&piece, 1}, values.data());
-      }
-    }
+    absl::Status st = RecvTensorValues(fd, push.dtype(), n, &values, &staging);
     if (!st.ok()) {
       (void)service_->RecordInvalidPush(push.table(), wire_bytes, st);
       return false;  // the client is gone or stalled; nothing was applied

@@ -328,15 +328,8 @@ absl::Status ParameterServerClient::PullOn(
     }
     p.shape.assign(t.shape().begin(), t.shape().end());
     const size_t n = static_cast<size_t>(counts[static_cast<size_t>(i)]);
-    p.values.resize(n);
-    if (reply.dtype() == v1::FLOAT32) {
-      PG_RETURN_IF_ERROR(RecvAll(fd, p.values.data(), 4 * n));
-    } else {
-      staging.resize(2 * n);
-      PG_RETURN_IF_ERROR(RecvAll(fd, staging.data(), staging.size()));
-      const absl::string_view piece(staging.data(), staging.size());
-      CopyWireToFloats(reply.dtype(), {&piece, 1}, p.values.data());
-    }
+    PG_RETURN_IF_ERROR(
+        RecvTensorValues(fd, reply.dtype(), n, &p.values, &staging));
   }
   *result = std::move(out);
   return absl::OkStatus();
@@ -346,20 +339,11 @@ absl::Status ParameterServerClient::PushOn(
     int fd, const v1::DataPlanePush& meta,
     const std::vector<PushTensor>& tensors,
     absl::StatusOr<v1::PushResponse>* result) {
-  std::vector<iovec> payload;
-  std::vector<std::unique_ptr<char[]>> converted;  // bfloat16 pushes
+  TensorPayload payload(meta.dtype());
   for (const PushTensor& t : tensors) {
-    const int64_t n = NumElements(t.shape);
-    if (meta.dtype() == v1::FLOAT32) {
-      payload.push_back(
-          {const_cast<float*>(t.values), static_cast<size_t>(4 * n)});
-    } else {
-      converted.emplace_back(new char[static_cast<size_t>(2 * n)]);
-      FloatsToBFloat16(t.values, n, converted.back().get());
-      payload.push_back({converted.back().get(), static_cast<size_t>(2 * n)});
-    }
+    payload.Add(t.values, NumElements(t.shape));
   }
-  PG_RETURN_IF_ERROR(SendFrame(fd, FrameKind::kPush, meta, payload));
+  PG_RETURN_IF_ERROR(SendFrame(fd, FrameKind::kPush, meta, payload.pieces()));
   FrameHeader header;
   std::string reply_bytes;
   PG_RETURN_IF_ERROR(RecvFrameStart(fd, &header, &reply_bytes));
