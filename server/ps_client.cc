@@ -1,7 +1,5 @@
 #include "server/ps_client.h"
 
-#include <unistd.h>
-
 #include <chrono>
 #include <iostream>
 
@@ -37,12 +35,6 @@ ParameterServerClient::ParameterServerClient(const std::string& target,
         }
         return options;
       }()) {}
-
-ParameterServerClient::~ParameterServerClient() {
-  for (const auto& [table, fds] : dp_idle_) {
-    for (int fd : fds) close(fd);
-  }
-}
 
 int ParameterServerClient::data_plane_port() const {
   std::lock_guard<std::mutex> lock(dp_mu_);
@@ -81,9 +73,6 @@ absl::StatusOr<v1::RegisterResponse> ParameterServerClient::Register(
                          : resp.data_plane_port();
     if (port != dp_port_) {
       // Another server process: its predecessor's connections are dead.
-      for (const auto& [table, fds] : dp_idle_) {
-        for (int fd : fds) close(fd);
-      }
       dp_idle_.clear();
       dp_port_ = port;
     }
@@ -224,16 +213,16 @@ absl::StatusOr<T> ParameterServerClient::OnDataPlane(
     const std::function<absl::Status(int fd, absl::StatusOr<T>*)>& call) {
   absl::Status transport;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    int fd = -1;
+    Socket socket;
     {
       std::lock_guard<std::mutex> lock(dp_mu_);
-      std::vector<int>& idle = dp_idle_[table];
+      std::vector<Socket>& idle = dp_idle_[table];
       if (!idle.empty()) {
-        fd = idle.back();
+        socket = std::move(idle.back());
         idle.pop_back();
       }
     }
-    const bool reused = fd >= 0;
+    const bool reused = socket.valid();
     if (!reused) {
       absl::StatusOr<Socket> s =
           ConnectTcp(options_.data_plane_host, port, options_.timeout);
@@ -243,20 +232,16 @@ absl::StatusOr<T> ParameterServerClient::OnDataPlane(
         *unreachable = true;
         return s.status();
       }
-      fd = s->release();
+      socket = *std::move(s);
     }
     absl::StatusOr<T> result = absl::UnknownError("no reply");
-    transport = call(fd, &result);
+    transport = call(socket.fd(), &result);
     if (transport.ok()) {
       std::lock_guard<std::mutex> lock(dp_mu_);
-      if (dp_port_ == port) {
-        dp_idle_[table].push_back(fd);
-      } else {
-        close(fd);
-      }
+      // A connection to a server process since replaced is dropped.
+      if (dp_port_ == port) dp_idle_[table].push_back(std::move(socket));
       return result;
     }
-    close(fd);
     if (!reused || !may_repeat) break;
   }
   return absl::Status(

@@ -20,6 +20,7 @@
 #include "grpcpp/channel.h"
 #include "grpcpp/impl/rpc_method.h"
 #include "proto/paragan.grpc.pb.h"
+#include "server/data_plane.h"
 
 namespace paragan {
 
@@ -74,8 +75,6 @@ class ParameterServerClient {
       : ParameterServerClient(std::move(channel), Options()) {}
   ParameterServerClient(std::shared_ptr<grpc::Channel> channel,
                         Options options);
-
-  ~ParameterServerClient();
 
   // Also learns (again) the shard's data-plane port.
   absl::StatusOr<v1::RegisterResponse> Register(const std::string& worker_id,
@@ -149,7 +148,7 @@ class ParameterServerClient {
   int dp_port_ = 0;              // advertised by the last Register
   int dp_unreachable_port_ = 0;  // see NoteUnreachable
   // Connections between calls, by table.
-  std::map<std::string, std::vector<int>> dp_idle_;
+  std::map<std::string, std::vector<Socket>> dp_idle_;
 };
 
 }  // namespace paragan
