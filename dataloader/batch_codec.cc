@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "server/tensor_codec.h"
+#include "common/tensor_codec.h"
 
 namespace paragan {
 namespace {

@@ -2,7 +2,7 @@
 #define PARAGAN_DATALOADER_BATCH_CODEC_H_
 
 // Batches on the wire: images and labels as single TensorChunks of raw
-// little-endian FLOAT32 bytes (server/tensor_codec.h does the encoding and
+// little-endian FLOAT32 bytes (common/tensor_codec.h does the encoding and
 // the validated decoding).
 
 #include <string>

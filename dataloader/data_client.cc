@@ -9,7 +9,7 @@
 #include "absl/time/clock.h"
 #include "common/check.h"
 #include "dataloader/batch_codec.h"
-#include "server/grpc_status.h"
+#include "common/grpc_status.h"
 
 namespace paragan {
 namespace {

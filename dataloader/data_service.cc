@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "dataloader/batch_codec.h"
-#include "server/grpc_status.h"
+#include "common/grpc_status.h"
 
 namespace paragan {
 

@@ -48,8 +48,8 @@
 #include "dataloader/data_metrics.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/paragan.grpc.pb.h"
-#include "worker/data/dataset.h"
-#include "worker/data/sampler.h"
+#include "dataloader/datasets/dataset.h"
+#include "dataloader/datasets/sampler.h"
 
 namespace paragan {
 

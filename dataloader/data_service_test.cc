@@ -19,8 +19,8 @@
 #include "dataloader/data_client.h"
 #include "dataloader/test_server.h"
 #include "prometheus/metric_family.h"
-#include "server/grpc_status.h"
-#include "worker/data/sampler.h"
+#include "common/grpc_status.h"
+#include "dataloader/datasets/sampler.h"
 
 namespace paragan {
 namespace {

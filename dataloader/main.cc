@@ -30,8 +30,8 @@
 #include "grpcpp/grpcpp.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
-#include "server/metrics.h"
-#include "worker/data/dataset.h"
+#include "common/process_metrics.h"
+#include "dataloader/datasets/dataset.h"
 
 ABSL_FLAG(std::string, bind_address, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 0, "gRPC port; 0 picks a free port (printed).");

@@ -13,7 +13,7 @@
 #include "dataloader/data_service.h"
 #include "grpcpp/grpcpp.h"
 #include "prometheus/registry.h"
-#include "worker/data/dataset.h"
+#include "dataloader/datasets/dataset.h"
 
 namespace paragan {
 

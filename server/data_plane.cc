@@ -15,7 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "server/tensor_codec.h"
+#include "common/tensor_codec.h"
 
 namespace paragan {
 namespace {

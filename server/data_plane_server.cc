@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "server/tensor_codec.h"
+#include "common/tensor_codec.h"
 
 namespace paragan {
 namespace {

@@ -15,12 +15,12 @@
 
 #include "absl/time/clock.h"
 #include "common/check.h"
+#include "common/optim_kernels.h"
+#include "common/tensor_codec.h"
 #include "grpcpp/grpcpp.h"
 #include "server/data_plane_server.h"
 #include "server/parameter_server_service.h"
 #include "server/ps_client.h"
-#include "server/tensor_codec.h"
-#include "worker/engine/backend.h"
 
 namespace paragan {
 namespace {
@@ -124,12 +124,9 @@ Push DPush(uint32_t seed) {
 
 class DataPlaneTest : public ::testing::Test {
  protected:
-  void SetUp() override { backend_ = MakeCpuBackend(2); }
-
   std::unique_ptr<ParameterTable> MakeD(const UpdateRule& rule = {}) {
     TableConfig c{kDiscriminatorTable, {4e-4f, 0.5f, 0.999f, 1e-6f}, rule};
-    return std::move(ParameterTable::Create(c, DTensors(), backend_.get()))
-        .value();
+    return std::move(ParameterTable::Create(c, DTensors())).value();
   }
 
   void Start(const UpdateRule& rule = {}, int64_t max_push_bytes = 0) {
@@ -138,8 +135,7 @@ class DataPlaneTest : public ::testing::Test {
     TableConfig g{kGeneratorTable, {1e-4f, 0.5f, 0.999f, 1e-6f}, {}};
     g.ema_decay = 0.9f;
     g_ = std::move(ParameterTable::Create(
-                       g, {{{"g.w", {6}, true}, RandomVector(6, 9, 1)}},
-                       backend_.get()))
+                       g, {{{"g.w", {6}, true}, RandomVector(6, 9, 1)}}))
              .value();
     ServiceOptions o;
     o.model = "test";
@@ -223,7 +219,6 @@ class DataPlaneTest : public ::testing::Test {
     if (server_) server_->Shutdown();
   }
 
-  std::unique_ptr<Backend> backend_;
   std::unique_ptr<ParameterTable> g_, d_, reference_;
   std::unique_ptr<ParameterServerService> service_;
   std::unique_ptr<grpc::Server> server_;

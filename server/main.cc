@@ -2,8 +2,9 @@
 // the paragan.v1.ParameterServer gRPC service, with Prometheus metrics and
 // checkpoints (on an interval and on SIGTERM/SIGINT; restored on start).
 //
-//   paragan_server --port=0 --shard_id=0 --num_shards=2 --model=dcgan32
-//       --checkpoint_dir=/tmp/ps --metrics_port=0
+//   paragan_init --model=dcgan32 --seed=0 --out=/tmp/ps/init.pgt
+//   paragan_server --port=0 --shard_id=0 --num_shards=2
+//       --init=/tmp/ps/init.pgt --checkpoint_dir=/tmp/ps --metrics_port=0
 //
 // prints "paragan_server: shard 0/2 listening on port <p>" (and
 // "... metrics on port <m>") once serving.
@@ -32,7 +33,10 @@
 #include "absl/time/clock.h"
 #include "common/check.h"
 #include "common/malloc_tuning.h"
+#include "common/network_init.h"
+#include "common/process_metrics.h"
 #include "common/stop_signals.h"
+#include "common/transport_args.h"
 #include "grpcpp/grpcpp.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
@@ -40,8 +44,6 @@
 #include "server/metrics.h"
 #include "server/parameter_server_service.h"
 #include "server/shard.h"
-#include "server/transport_args.h"
-#include "worker/train/gan_trainer.h"
 
 ABSL_FLAG(std::string, bind_address, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 0, "gRPC port; 0 picks a free port (printed).");
@@ -54,11 +56,10 @@ ABSL_FLAG(std::string, port_file, "",
           "If set, the chosen gRPC port is written to this file once serving.");
 ABSL_FLAG(int, shard_id, 0, "This shard's id in [0, num_shards).");
 ABSL_FLAG(int, num_shards, 1, "Number of parameter-server shards.");
-ABSL_FLAG(std::string, model, "dcgan32", "dcgan32 | biggan32.");
-ABSL_FLAG(int, image_channels, 1, "Image channels of the model.");
-ABSL_FLAG(int, num_classes, 10, "Classes (conditional models).");
-ABSL_FLAG(uint64_t, seed, 0,
-          "Seed of the initial weights (the same on every shard and worker).");
+ABSL_FLAG(std::string, init, "",
+          "Required: the networks' file written by paragan_init (tensor "
+          "layout, initial values, the model's default optimizer settings); "
+          "the same file for every shard.");
 ABSL_FLAG(double, g_lr, -1, "G Adam learning rate; < 0: the model's default.");
 ABSL_FLAG(double, d_lr, -1, "D Adam learning rate; < 0: the model's default.");
 ABSL_FLAG(std::string, betas, "",
@@ -118,14 +119,15 @@ absl::StatusOr<ShardOptions> OptionsFromFlags(int* d_steps) {
     return Fail(absl::StrCat("need 0 <= --shard_id < --num_shards, got ",
                              o.shard_id, " and ", o.num_shards));
   }
-  const TrainerConfig defaults =
-      DefaultTrainerConfig(absl::GetFlag(FLAGS_model));
-  o.model = defaults.model;
-  o.model.image_channels = absl::GetFlag(FLAGS_image_channels);
-  o.model.num_classes = absl::GetFlag(FLAGS_num_classes);
-  o.seed = absl::GetFlag(FLAGS_seed);
-  o.g.adam = defaults.g_adam;
-  o.d.adam = defaults.d_adam;
+  const std::string init = absl::GetFlag(FLAGS_init);
+  if (init.empty()) {
+    return Fail(
+        "--init is required: the networks' file, written once per job by "
+        "`paragan_init --model=<name> --seed=<s> --out=<file>`");
+  }
+  PG_ASSIGN_OR_RETURN(o.network, ReadNetworkInit(init));
+  o.g.adam = o.network.g_adam;
+  o.d.adam = o.network.d_adam;
   if (absl::GetFlag(FLAGS_g_lr) >= 0) o.g.adam.lr = absl::GetFlag(FLAGS_g_lr);
   if (absl::GetFlag(FLAGS_d_lr) >= 0) o.d.adam.lr = absl::GetFlag(FLAGS_d_lr);
   if (absl::GetFlag(FLAGS_adam_eps) >= 0) {
@@ -169,7 +171,7 @@ absl::StatusOr<ShardOptions> OptionsFromFlags(int* d_steps) {
   o.threads = absl::GetFlag(FLAGS_threads);
   *d_steps = absl::GetFlag(FLAGS_d_steps_per_g_step) > 0
                  ? absl::GetFlag(FLAGS_d_steps_per_g_step)
-                 : defaults.d_steps;
+                 : o.network.d_steps_per_g_step;
   return o;
 }
 
@@ -197,8 +199,9 @@ int Run() {
     std::cerr << "paragan_server: " << options.status() << std::endl;
     return 2;
   }
+  const std::string model = options->network.model;
   absl::StatusOr<std::unique_ptr<ParameterShard>> shard =
-      ParameterShard::Create(*options);
+      ParameterShard::Create(*std::move(options));
   if (!shard.ok()) {
     std::cerr << "paragan_server: " << shard.status() << std::endl;
     return 2;
@@ -211,15 +214,15 @@ int Run() {
               << std::endl;
     return 1;
   }
+  const ShardOptions& so = (*shard)->options();
   ParameterTable& g = (*shard)->g();
   ParameterTable& d = (*shard)->d();
-  std::cout << "paragan_server: shard " << options->shard_id << "/"
-            << options->num_shards << " model=" << options->model.name
-            << " G: " << g.specs().size() << " tensors, " << g.num_elements()
-            << " floats, version " << g.version() << "; D: " << d.specs().size()
-            << " tensors, " << d.num_elements() << " floats, version "
-            << d.version() << (*restored ? " (restored from checkpoint)" : "")
-            << "; EMA of G "
+  std::cout << "paragan_server: shard " << so.shard_id << "/" << so.num_shards
+            << " model=" << model << " G: " << g.specs().size() << " tensors, "
+            << g.num_elements() << " floats, version " << g.version()
+            << "; D: " << d.specs().size() << " tensors, " << d.num_elements()
+            << " floats, version " << d.version()
+            << (*restored ? " (restored from checkpoint)" : "") << "; EMA of G "
             << (g.has_ema() ? absl::StrCat("decay ", g.config().ema_decay)
                             : std::string("off"))
             << std::endl;
@@ -231,8 +234,7 @@ int Run() {
   const std::shared_ptr<prometheus::Collectable> process_metrics =
       MakeProcessCollectable();
   if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
-    metrics =
-        std::make_unique<ServerMetrics>(registry.get(), options->shard_id);
+    metrics = std::make_unique<ServerMetrics>(registry.get(), so.shard_id);
     try {
       exposer = std::make_unique<prometheus::Exposer>(
           absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":",
@@ -249,9 +251,9 @@ int Run() {
   }
 
   ServiceOptions sopts;
-  sopts.shard_id = options->shard_id;
-  sopts.num_shards = options->num_shards;
-  sopts.model = options->model.name;
+  sopts.shard_id = so.shard_id;
+  sopts.num_shards = so.num_shards;
+  sopts.model = model;
   sopts.d_steps_per_g_step = d_steps;
   sopts.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
   sopts.max_push_bytes = absl::GetFlag(FLAGS_max_push_bytes);
@@ -279,9 +281,8 @@ int Run() {
               << absl::GetFlag(FLAGS_port) << std::endl;
     return 1;
   }
-  std::cout << "paragan_server: shard " << options->shard_id << "/"
-            << options->num_shards << " listening on port " << port
-            << std::endl;
+  std::cout << "paragan_server: shard " << so.shard_id << "/" << so.num_shards
+            << " listening on port " << port << std::endl;
   std::unique_ptr<DataPlaneServer> data_plane;
   if (absl::GetFlag(FLAGS_data_plane_port) >= 0) {
     DataPlaneServer::Options dopts;
@@ -295,13 +296,12 @@ int Run() {
       return 1;
     }
     data_plane = *std::move(dp);
-    std::cout << "paragan_server: shard " << options->shard_id
+    std::cout << "paragan_server: shard " << so.shard_id
               << " data plane on port " << data_plane->port() << std::endl;
   }
   if (exposer) {
-    std::cout << "paragan_server: shard " << options->shard_id
-              << " metrics on port " << exposer->GetListeningPorts().at(0)
-              << std::endl;
+    std::cout << "paragan_server: shard " << so.shard_id << " metrics on port "
+              << exposer->GetListeningPorts().at(0) << std::endl;
   }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty()) {

@@ -1,12 +1,6 @@
 #include "server/metrics.h"
 
-#include <unistd.h>
-
-#include <fstream>
 #include <vector>
-
-#include "prometheus/client_metric.h"
-#include "prometheus/metric_family.h"
 
 namespace paragan {
 namespace {
@@ -16,29 +10,6 @@ const prometheus::Histogram::BucketBoundaries& StalenessBuckets() {
       0, 1, 2, 3, 4, 6, 8, 12, 16, 32, 64};
   return *buckets;
 }
-
-class ProcessCollectable : public prometheus::Collectable {
- public:
-  std::vector<prometheus::MetricFamily> Collect() const override {
-    int64_t pages_total = 0, pages_resident = 0;
-    std::ifstream statm("/proc/self/statm");
-    statm >> pages_total >> pages_resident;
-    const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
-    std::vector<prometheus::MetricFamily> out(2);
-    out[0].name = "paragan_process_resident_memory_bytes";
-    out[0].help = "Resident set size of this process";
-    out[1].name = "paragan_process_virtual_memory_bytes";
-    out[1].help = "Virtual memory size of this process";
-    const double values[2] = {pages_resident * page, pages_total * page};
-    for (int i = 0; i < 2; ++i) {
-      out[i].type = prometheus::MetricType::Gauge;
-      prometheus::ClientMetric m;
-      m.gauge.value = values[i];
-      out[i].metric.push_back(m);
-    }
-    return out;
-  }
-};
 
 }  // namespace
 
@@ -148,10 +119,6 @@ void ServerMetrics::SetRegisteredWorkers(const std::string& table,
 
 void ServerMetrics::SetDataPlaneConnections(int64_t connections) {
   data_plane_connections_.Set(static_cast<double>(connections));
-}
-
-std::shared_ptr<prometheus::Collectable> MakeProcessCollectable() {
-  return std::make_shared<ProcessCollectable>();
 }
 
 }  // namespace paragan

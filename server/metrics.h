@@ -14,8 +14,7 @@
 //   paragan_ps_lease_round_completions_total{table} (synchronous rounds
 //     completed short because their missing contributors' leases expired)
 //   paragan_ps_data_plane_connections (gauge: open data-plane connections)
-// and, from MakeProcessCollectable, paragan_process_resident_memory_bytes
-// and paragan_process_virtual_memory_bytes (read at scrape time).
+// (process memory: common/process_metrics.h).
 
 #include <cstdint>
 #include <memory>
@@ -64,10 +63,6 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& lease_rounds_;
   prometheus::Gauge& data_plane_connections_;
 };
-
-// Memory of this process from /proc/self/statm, read on every scrape. Keep
-// the pointer alive: Exposer::RegisterCollectable holds only a weak_ptr.
-std::shared_ptr<prometheus::Collectable> MakeProcessCollectable();
 
 }  // namespace paragan
 

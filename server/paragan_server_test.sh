@@ -1,15 +1,18 @@
 #!/bin/bash
 # paragan_server as a process: starts on free ports, serves /metrics,
-# checkpoints on SIGTERM, restores on restart, refuses a corrupt checkpoint.
+# checkpoints on SIGTERM, restores on restart, refuses a corrupt checkpoint,
+# a missing or wrong --init file and bad flags.
 set -u
-BIN="$1"
+BIN="$1"; INIT_BIN="$2"
 T="${TEST_TMPDIR:-$(mktemp -d)}"
 DIR="$T/ckpt"
+INIT="$T/init.pgt"
 fail() { echo "FAIL: $*"; for f in "$T"/out*.txt; do echo "== $f"; cat "$f"; done; exit 1; }
+"$INIT_BIN" --model=dcgan32 --out="$INIT" >"$T/out0.txt" 2>&1 || fail "paragan_init"
 
 start() {  # start <log>; sets PID, PORT, MPORT
   "$BIN" --port=0 --metrics_port=0 --bind_address=127.0.0.1 --shard_id=1 \
-    --num_shards=2 --model=dcgan32 --checkpoint_dir="$DIR" \
+    --num_shards=2 --init="$INIT" --checkpoint_dir="$DIR" \
     --checkpoint_interval_s=0 --port_file="$T/port" >"$1" 2>&1 &
   PID=$!
   for _ in $(seq 300); do
@@ -37,14 +40,20 @@ start "$T/out2.txt"
 grep -q "restored from checkpoint" "$T/out2.txt" || fail "not restored"
 kill -INT "$PID"
 wait "$PID" || fail "exit status $? after SIGINT"
+# A shard checkpoint is no network file.
+"$BIN" --port=0 --init="$DIR/shard-1-of-2.pgt" >"$T/out7.txt" 2>&1 && fail "took a checkpoint as --init"
+grep -q "not a network file written by paragan_init" "$T/out7.txt" || fail "no network-file error"
 
 # Corrupt checkpoint: refuse to start.
 printf 'garbage' | dd of="$DIR/shard-1-of-2.pgt" bs=1 seek=200 conv=notrunc 2>/dev/null
-"$BIN" --port=0 --shard_id=1 --num_shards=2 --model=dcgan32 \
+"$BIN" --port=0 --shard_id=1 --num_shards=2 --init="$INIT" \
   --checkpoint_dir="$DIR" >"$T/out3.txt" 2>&1 && fail "started on a corrupt checkpoint"
 grep -q "cannot restore" "$T/out3.txt" || fail "no restore error message"
 
 # Bad flags.
 "$BIN" --shard_id=2 --num_shards=2 >"$T/out4.txt" 2>&1 && fail "accepted shard_id 2 of 2"
-"$BIN" --staleness_policy=sometimes >"$T/out5.txt" 2>&1 && fail "accepted a bad policy"
+"$BIN" --init="$INIT" --staleness_policy=sometimes >"$T/out5.txt" 2>&1 && fail "accepted a bad policy"
+grep -q "unknown staleness policy 'sometimes'" "$T/out5.txt" || fail "no policy error"
+"$BIN" --port=0 >"$T/out6.txt" 2>&1 && fail "started without --init"
+grep -q -- "--init is required" "$T/out6.txt" || fail "no --init error"
 echo PASS

@@ -8,8 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/check.h"
-#include "server/grpc_status.h"
-#include "server/tensor_codec.h"
+#include "common/grpc_status.h"
+#include "common/tensor_codec.h"
 #include "server/tensor_wire.h"
 
 namespace paragan {

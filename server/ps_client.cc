@@ -5,15 +5,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/grpc_status.h"
+#include "common/tensor_codec.h"
+#include "common/transport_args.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "server/data_plane.h"
-#include "server/grpc_status.h"
-#include "server/tensor_codec.h"
 #include "server/tensor_wire.h"
-#include "server/transport_args.h"
 
 namespace paragan {
 

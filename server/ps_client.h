@@ -3,7 +3,7 @@
 
 // A blocking client of one parameter-server shard: register, pull a table
 // slice (reassembled from chunks), push gradients (split into chunks), read
-// the state. Workers hold one per shard; placement (server/placement.h)
+// the state. Workers hold one per shard; placement (common/placement.h)
 // tells them which tensors each shard holds.
 
 #include <cstdint>

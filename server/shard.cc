@@ -5,79 +5,37 @@
 #include <cerrno>
 #include <cstring>
 #include <iterator>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/optim_kernels.h"
+#include "common/placement.h"
 #include "common/tensor_io.h"
 
 namespace paragan {
 
-std::vector<TableTensorSpec> NetworkSpecs(ParamStore& store) {
-  std::vector<TableTensorSpec> out;
-  for (const Param& p : store.params()) {
-    out.push_back({p.name, p.value.shape(), true});
-  }
-  for (const auto& [name, t] : store.buffers()) {
-    out.push_back({name, t->shape(), false});
-  }
-  return out;
-}
-
-absl::StatusOr<std::map<std::string, int>> PlaceNetwork(
-    const std::vector<TableTensorSpec>& specs, int num_shards) {
-  std::vector<TensorSize> sizes;
-  for (const TableTensorSpec& s : specs) {
-    sizes.push_back({s.name, NumElements(s.shape)});
-  }
-  PG_ASSIGN_OR_RETURN(Placement p, PlaceTensors(sizes, num_shards));
-  std::map<std::string, int> out;
-  for (size_t i = 0; i < specs.size(); ++i) out[specs[i].name] = p.shard_of[i];
-  return out;
-}
-
-absl::StatusOr<std::vector<TableTensor>> ShardSlice(ParamStore& store,
-                                                    int shard_id,
-                                                    int num_shards) {
-  if (shard_id < 0 || shard_id >= num_shards) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "shard_id ", shard_id, " out of range for ", num_shards, " shards"));
-  }
-  const std::vector<TableTensorSpec> specs = NetworkSpecs(store);
-  PG_ASSIGN_OR_RETURN(auto place, PlaceNetwork(specs, num_shards));
-  Backend* b = store.backend();
-  std::vector<TableTensor> out;
-  for (const TableTensorSpec& s : specs) {
-    if (place.at(s.name) != shard_id) continue;
-    const Tensor& t = s.trainable ? store.FindParam(s.name)->value
-                                  : *store.FindBuffer(s.name);
-    std::vector<float> values(static_cast<size_t>(t.numel()));
-    if (t.numel() > 0) b->Download(t, values.data());
-    out.push_back({s, std::move(values)});
-  }
-  return out;
-}
-
 absl::StatusOr<std::unique_ptr<ParameterShard>> ParameterShard::Create(
-    const ShardOptions& options) {
+    ShardOptions options) {
   if (options.g.name != kGeneratorTable ||
       options.d.name != kDiscriminatorTable) {
     return absl::InvalidArgumentError("the tables must be named G and D");
   }
-  auto shard = std::unique_ptr<ParameterShard>(
-      new ParameterShard(options, MakeCpuBackend(options.threads)));
-  PG_ASSIGN_OR_RETURN(std::unique_ptr<GanModel> model,
-                      MakeModel(options.model, shard->backend_.get()));
-  model->Initialize(options.seed);
-  PG_ASSIGN_OR_RETURN(
-      std::vector<TableTensor> g,
-      ShardSlice(model->generator(), options.shard_id, options.num_shards));
-  PG_ASSIGN_OR_RETURN(
-      std::vector<TableTensor> d,
-      ShardSlice(model->discriminator(), options.shard_id, options.num_shards));
-  PG_ASSIGN_OR_RETURN(shard->g_, ParameterTable::Create(options.g, std::move(g),
-                                                        shard->backend_.get()));
-  PG_ASSIGN_OR_RETURN(shard->d_, ParameterTable::Create(options.d, std::move(d),
-                                                        shard->backend_.get()));
+  SetKernelThreads(options.threads);
+  PG_ASSIGN_OR_RETURN(std::vector<TableTensor> g,
+                      TensorsOnShard(std::move(options.network.g),
+                                     options.shard_id, options.num_shards));
+  PG_ASSIGN_OR_RETURN(std::vector<TableTensor> d,
+                      TensorsOnShard(std::move(options.network.d),
+                                     options.shard_id, options.num_shards));
+  options.network.g.clear();
+  options.network.d.clear();
+  auto shard =
+      std::unique_ptr<ParameterShard>(new ParameterShard(std::move(options)));
+  PG_ASSIGN_OR_RETURN(shard->g_,
+                      ParameterTable::Create(shard->options_.g, std::move(g)));
+  PG_ASSIGN_OR_RETURN(shard->d_,
+                      ParameterTable::Create(shard->options_.d, std::move(d)));
   return shard;
 }
 
@@ -88,11 +46,8 @@ std::string ParameterShard::checkpoint_path() const {
 }
 
 std::string ParameterShard::Signature() const {
-  const ModelConfig& m = options_.model;
-  return absl::StrCat(m.name, " c=", m.image_channels, " r=", m.resolution,
-                      " k=", m.num_classes, " z=", m.z_dim, " w=", m.width,
-                      " attn=", m.attention ? 1 : 0,
-                      " shard=", options_.shard_id, "/", options_.num_shards);
+  return absl::StrCat(options_.network.signature, " shard=", options_.shard_id,
+                      "/", options_.num_shards);
 }
 
 absl::Status ParameterShard::Checkpoint() const {

@@ -1,55 +1,39 @@
 #ifndef PARAGAN_SERVER_SHARD_H_
 #define PARAGAN_SERVER_SHARD_H_
 
-// One parameter-server shard of a model: its slices of the G and D tables
-// (from the model's initial weights and the deterministic placement), and
-// its checkpoint file.
+// One parameter-server shard: its slices of the G and D tables (from the
+// networks' initial values and the deterministic placement), and its
+// checkpoint file. Knows tensors, not models.
 
-#include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "server/placement.h"
+#include "common/network_init.h"
 #include "server/table.h"
-#include "worker/engine/backend.h"
-#include "worker/engine/model.h"
-#include "worker/engine/params.h"
 
 namespace paragan {
-
-// Every tensor of one network, parameters (trainable) then buffers, in the
-// store's registration order: the table's full layout.
-std::vector<TableTensorSpec> NetworkSpecs(ParamStore& store);
-
-// Shard of each tensor of `specs` (by name), from PlaceTensors over element
-// counts. Every process computes the same map.
-absl::StatusOr<std::map<std::string, int>> PlaceNetwork(
-    const std::vector<TableTensorSpec>& specs, int num_shards);
-
-// The tensors of `store` placed on `shard_id`, with their current values, in
-// layout order.
-absl::StatusOr<std::vector<TableTensor>> ShardSlice(ParamStore& store,
-                                                    int shard_id,
-                                                    int num_shards);
 
 struct ShardOptions {
   int shard_id = 0;
   int num_shards = 1;
-  ModelConfig model;
-  uint64_t seed = 0;  // initial weights: MakeModel(model).Initialize(seed)
+  // Both networks' layout and initial values (paragan_init's file); the
+  // shard keeps the tensors common/placement.h places on it.
+  NetworkInit network;
   TableConfig g{kGeneratorTable, {}, {}};
   TableConfig d{kDiscriminatorTable, {}, {}};
   std::string checkpoint_dir;  // empty: no checkpoints
-  int threads = 1;             // CPU threads of the Adam kernel
+  int threads = 1;             // OpenMP threads of the optimizer kernels
 };
 
 class ParameterShard {
  public:
+  // The options' network tensors move into the tables (the shard keeps only
+  // its slices).
   static absl::StatusOr<std::unique_ptr<ParameterShard>> Create(
-      const ShardOptions& options);
+      ShardOptions options);
 
   const ShardOptions& options() const { return options_; }
   ParameterTable& g() { return *g_; }
@@ -62,17 +46,16 @@ class ParameterShard {
   // without a checkpoint directory.
   absl::Status Checkpoint() const;
   // Restores both tables from checkpoint_path() if that file exists (false
-  // if it does not). A corrupt file, or one of another shard, model or
-  // layout, is an error and changes nothing.
+  // if it does not). A corrupt file, or one of another shard, network
+  // signature or layout, is an error and changes nothing.
   absl::StatusOr<bool> RestoreIfPresent();
 
  private:
-  ParameterShard(const ShardOptions& options, std::unique_ptr<Backend> backend)
-      : options_(options), backend_(std::move(backend)) {}
+  explicit ParameterShard(ShardOptions options)
+      : options_(std::move(options)) {}
   std::string Signature() const;
 
   const ShardOptions options_;
-  std::unique_ptr<Backend> backend_;
   std::unique_ptr<ParameterTable> g_, d_;
 };
 

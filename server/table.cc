@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/check.h"
+#include "common/optim_kernels.h"
 
 namespace paragan {
 namespace {
@@ -16,14 +17,6 @@ namespace {
 constexpr int64_t kStateFormat = 1;
 // meta: format, version, adam_step, num_updates, accepted, rejected.
 constexpr int kMetaSize = 6;
-
-// A non-owning CPU tensor over `values` (the backend kernels take Tensors).
-Tensor WrapHost(const std::vector<float>& values, const Shape& shape) {
-  return Tensor(
-      shape,
-      std::shared_ptr<float>(const_cast<float*>(values.data()), [](float*) {}),
-      Device::kCpu);
-}
 
 Tensor HostCopy(const Shape& shape, const float* values) {
   const int64_t n = NumElements(shape);
@@ -79,11 +72,7 @@ float EffectiveBeta1(const UpdateRule& rule, float beta1, int64_t staleness) {
 }
 
 absl::StatusOr<std::unique_ptr<ParameterTable>> ParameterTable::Create(
-    const TableConfig& config, std::vector<TableTensor> tensors,
-    Backend* backend) {
-  if (backend == nullptr || backend->device() != Device::kCpu) {
-    return absl::InvalidArgumentError("ParameterTable needs a CPU backend");
-  }
+    const TableConfig& config, std::vector<TableTensor> tensors) {
   if (config.name.empty() || config.name.find('/') != std::string::npos) {
     return absl::InvalidArgumentError(
         absl::StrCat("invalid table name '", config.name, "'"));
@@ -110,8 +99,7 @@ absl::StatusOr<std::unique_ptr<ParameterTable>> ParameterTable::Create(
                      ": staleness_bound and sync_workers must be "
                      ">= 0"));
   }
-  auto table =
-      std::unique_ptr<ParameterTable>(new ParameterTable(config, backend));
+  auto table = std::unique_ptr<ParameterTable>(new ParameterTable(config));
   absl::MutexLock lock(&table->mu_);
   for (TableTensor& t : tensors) {
     const std::string& name = t.spec.name;
@@ -265,7 +253,7 @@ absl::Status ParameterTable::ValidatePush(const TensorMap& gradients,
                          values.size(), " elements, expected ", n, " (shape ",
                          ShapeToString(spec->shape), ")"));
       }
-      if (!backend_->AllFinite(WrapHost(values, {n}))) {
+      if (!AllFiniteHost(values.data(), n)) {
         return absl::InvalidArgumentError(
             absl::StrCat("table ", table, ": tensor '", name, "' has ",
                          grads ? "a gradient" : "a value", " with NaN or Inf"));
@@ -419,11 +407,10 @@ void ParameterTable::StepLocked(float lr, float beta1,
   const AdamConfig& a = config_.adam;
   for (Slot& slot : slots_) {
     if (slot.spec.trainable) {
-      const Tensor grad =
-          WrapHost(gradients.at(slot.spec.name), slot.spec.shape);
       UnshareLocked(&slot.value);
-      backend_->AdamUpdate(lr, beta1, a.beta2, a.eps, adam_step_, grad,
-                           &slot.value, &slot.m, &slot.v);
+      AdamUpdateHost(lr, beta1, a.beta2, a.eps, adam_step_,
+                     gradients.at(slot.spec.name).data(), slot.value.data(),
+                     slot.m.data(), slot.v.data(), slot.value.numel());
     } else {
       auto it = buffers.find(slot.spec.name);
       if (it != buffers.end() && slot.value.numel() > 0) {
@@ -442,7 +429,8 @@ void ParameterTable::StepLocked(float lr, float beta1,
     for (Slot& slot : slots_) {
       if (slot.spec.trainable) {
         UnshareLocked(&slot.ema);
-        backend_->EmaUpdate(decay, slot.value, &slot.ema);
+        EmaUpdateHost(decay, slot.value.data(), slot.ema.data(),
+                      slot.value.numel());
       }
     }
   }

@@ -19,19 +19,13 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/network_tensors.h"
+#include "common/optim_kernels.h"
 #include "common/tensor.h"
 #include "common/tensor_io.h"
-#include "worker/engine/backend.h"
-#include "worker/engine/optimizer.h"
+#include "server/table_names.h"
 
 namespace paragan {
-
-// Table names used by the services.
-inline constexpr char kGeneratorTable[] = "G";
-inline constexpr char kDiscriminatorTable[] = "D";
-// Read-only view of the G table: the exponential moving average of G's
-// trainable tensors (and G's current buffers). Pull only.
-inline constexpr char kGeneratorEmaTable[] = "G_ema";
 
 enum class StalenessPolicy {
   kAccept,                   // apply a stale gradient as is
@@ -97,17 +91,6 @@ struct LeaseExpiry {
   int64_t new_version = 0;
 };
 
-struct TableTensorSpec {
-  std::string name;
-  Shape shape;
-  bool trainable = true;  // false: a buffer (no gradient, no Adam state)
-};
-
-struct TableTensor {
-  TableTensorSpec spec;
-  std::vector<float> values;  // prod(shape) floats, C order
-};
-
 using TensorMap = std::map<std::string, std::vector<float>>;
 
 struct PushResult {
@@ -156,11 +139,10 @@ struct TableStats {
 // when it fails.
 class ParameterTable {
  public:
-  // `backend` must be a CPU backend that outlives the table (it runs the
-  // Adam kernel and the finiteness checks). Tensor names must be unique.
+  // Tensor names must be unique. The Adam, EMA and finiteness kernels are
+  // common/optim_kernels.h (OpenMP threads: SetKernelThreads).
   static absl::StatusOr<std::unique_ptr<ParameterTable>> Create(
-      const TableConfig& config, std::vector<TableTensor> tensors,
-      Backend* backend);
+      const TableConfig& config, std::vector<TableTensor> tensors);
 
   const std::string& name() const { return config_.name; }
   const TableConfig& config() const { return config_; }
@@ -261,8 +243,7 @@ class ParameterTable {
     Tensor ema;   // trainable only, with an EMA
   };
 
-  ParameterTable(const TableConfig& config, Backend* backend)
-      : config_(config), backend_(backend) {}
+  explicit ParameterTable(const TableConfig& config) : config_(config) {}
   absl::Status ValidatePush(const TensorMap& gradients,
                             const TensorMap& buffers) const;
   // One Adam step on every trainable slot with `gradients` (all present) and
@@ -288,7 +269,6 @@ class ParameterTable {
   std::string Prefix() const { return config_.name + "/"; }
 
   const TableConfig config_;
-  Backend* const backend_;
   std::vector<TableTensorSpec> specs_;  // immutable after Create
   std::map<std::string, size_t> index_;
   int64_t num_elements_ = 0;

@@ -10,8 +10,7 @@
 #include <random>
 #include <thread>
 
-#include "worker/engine/optimizer.h"
-#include "worker/engine/params.h"
+#include "common/optim_kernels.h"
 
 namespace paragan {
 namespace {
@@ -43,8 +42,6 @@ TensorMap TestGradients(uint32_t seed) {
 
 class TableTest : public ::testing::Test {
  protected:
-  void SetUp() override { backend_ = MakeCpuBackend(2); }
-
   std::unique_ptr<ParameterTable> MakeTable(const UpdateRule& rule,
                                             uint32_t seed = 1,
                                             float beta1 = 0.0f) {
@@ -52,7 +49,7 @@ class TableTest : public ::testing::Test {
     config.name = "D";
     config.adam = {4e-4f, beta1, 0.999f, 1e-6f};
     config.rule = rule;
-    auto t = ParameterTable::Create(config, TestTensors(seed), backend_.get());
+    auto t = ParameterTable::Create(config, TestTensors(seed));
     EXPECT_TRUE(t.ok()) << t.status();
     (*t)->RegisterWorker("w0");
     (*t)->RegisterWorker("w1");
@@ -68,7 +65,7 @@ class TableTest : public ::testing::Test {
     return out;
   }
 
-  // Reference: the engine's Adam kernel on copies of the table's values.
+  // Reference: the Adam kernel on copies of the table's values.
   struct Reference {
     std::map<std::string, Tensor> value, m, v;
     int64_t step = 0;
@@ -86,9 +83,9 @@ class TableTest : public ::testing::Test {
                      float beta1 = 0.0f) {
     ++r->step;
     for (const auto& [name, g] : grads) {
-      Tensor gt = Tensor::HostFrom(r->value[name].shape(), g);
-      backend_->AdamUpdate(lr, beta1, 0.999f, 1e-6f, r->step, gt,
-                           &r->value[name], &r->m[name], &r->v[name]);
+      AdamUpdateHost(lr, beta1, 0.999f, 1e-6f, r->step, g.data(),
+                     r->value[name].data(), r->m[name].data(),
+                     r->v[name].data(), r->value[name].numel());
     }
   }
   static void ExpectEqualsReference(const ParameterTable& t,
@@ -97,39 +94,7 @@ class TableTest : public ::testing::Test {
       EXPECT_EQ(values, r.value.at(name).ToVector()) << name;
     }
   }
-
-  std::unique_ptr<Backend> backend_;
 };
-
-TEST_F(TableTest, AdamMatchesEngineOptimizer) {
-  // The engine's own Adam over a ParamStore with the same tensors.
-  ParamStore store(backend_.get());
-  for (const TableTensor& t : TestTensors(1)) {
-    if (!t.spec.trainable) continue;
-    Param* p = store.AddParam(t.spec.name, t.spec.shape);
-    backend_->Upload(t.values.data(), &p->value);
-  }
-  Adam adam(&store, {4e-4f, 0.0f, 0.999f, 1e-6f});
-  auto table = MakeTable({});
-  for (int step = 0; step < 3; ++step) {
-    const TensorMap grads = TestGradients(100 + step);
-    for (Param& p : store.params()) {
-      backend_->Upload(grads.at(p.name).data(), &p.grad);
-    }
-    adam.Step();
-    auto r = table->ApplyGradients("w0", step, grads);
-    ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_TRUE(r->accepted);
-    EXPECT_TRUE(r->applied);
-    EXPECT_EQ(r->staleness, 0);
-    EXPECT_EQ(r->new_version, step + 1);
-  }
-  const auto values = Values(*table);
-  for (const Param& p : store.params()) {
-    EXPECT_EQ(values.at(p.name), p.value.ToVector()) << p.name;
-  }
-  EXPECT_EQ(table->Stats().adam_step, adam.steps());
-}
 
 TEST_F(TableTest, RejectAboveBoundChangesNothing) {
   auto table = MakeTable({StalenessPolicy::kRejectAboveBound, 1, 0});
@@ -471,7 +436,7 @@ TEST_F(TableTest, CorruptOrMismatchedCheckpointRejected) {
   tensors[2] = {{"b", {6}, true}, std::vector<float>(6, 0.5f)};
   TableConfig config;
   config.name = "D";
-  auto other = ParameterTable::Create(config, tensors, backend_.get());
+  auto other = ParameterTable::Create(config, tensors);
   ASSERT_TRUE(other.ok());
   const std::string good = TempPath("table_good.pgt");
   ASSERT_TRUE(table->Checkpoint(good).ok());
@@ -486,12 +451,12 @@ TEST_F(TableTest, CorruptOrMismatchedCheckpointRejected) {
   // Missing tensor (a table with one more tensor) and an extra one.
   tensors = TestTensors(1);
   tensors.push_back({{"extra", {2}, true}, {1, 2}});
-  auto bigger = ParameterTable::Create(config, tensors, backend_.get());
+  auto bigger = ParameterTable::Create(config, tensors);
   ASSERT_TRUE(bigger.ok());
   EXPECT_FALSE((*bigger)->Restore(good).ok());
   tensors = TestTensors(1);
   tensors.pop_back();
-  auto smaller = ParameterTable::Create(config, tensors, backend_.get());
+  auto smaller = ParameterTable::Create(config, tensors);
   ASSERT_TRUE(smaller.ok());
   EXPECT_FALSE((*smaller)->Restore(good).ok());
 }
@@ -500,14 +465,12 @@ TEST_F(TableTest, CreateValidates) {
   TableConfig config;
   config.name = "G";
   auto dup = ParameterTable::Create(
-      config, {{{"a", {1}, true}, {1}}, {{"a", {1}, true}, {1}}},
-      backend_.get());
+      config, {{{"a", {1}, true}, {1}}, {{"a", {1}, true}, {1}}});
   EXPECT_FALSE(dup.ok());
-  auto count =
-      ParameterTable::Create(config, {{{"a", {2}, true}, {1}}}, backend_.get());
+  auto count = ParameterTable::Create(config, {{{"a", {2}, true}, {1}}});
   EXPECT_FALSE(count.ok());
   config.adam.lr = 0;
-  EXPECT_FALSE(ParameterTable::Create(config, {}, backend_.get()).ok());
+  EXPECT_FALSE(ParameterTable::Create(config, {}).ok());
 }
 
 TEST(StalenessPolicyTest, Parse) {
@@ -527,14 +490,14 @@ TEST(StalenessPolicyTest, Parse) {
 // EMA of the table (the G_ema view)
 // ---------------------------------------------------------------------------
 
-std::unique_ptr<ParameterTable> MakeEmaTable(Backend* backend, float decay,
+std::unique_ptr<ParameterTable> MakeEmaTable(float decay,
                                              const UpdateRule& rule = {}) {
   TableConfig config;
   config.name = "G";
   config.adam = {4e-4f, 0.0f, 0.999f, 1e-6f};
   config.rule = rule;
   config.ema_decay = decay;
-  auto t = ParameterTable::Create(config, TestTensors(1), backend);
+  auto t = ParameterTable::Create(config, TestTensors(1));
   EXPECT_TRUE(t.ok()) << t.status();
   (*t)->RegisterWorker("w0");
   (*t)->RegisterWorker("w1");
@@ -552,7 +515,7 @@ std::map<std::string, std::vector<float>> EmaValues(const ParameterTable& t) {
 
 TEST_F(TableTest, EmaFollowsTheTrainersFormulaAfterEveryStep) {
   const float decay = 0.5f;  // small enough that the warm-up cap matters
-  auto table = MakeEmaTable(backend_.get(), decay);
+  auto table = MakeEmaTable(decay);
   Reference ref = MakeReference(1);
   std::map<std::string, Tensor> ema;
   for (const TableTensor& t : TestTensors(1)) {
@@ -573,7 +536,9 @@ TEST_F(TableTest, EmaFollowsTheTrainersFormulaAfterEveryStep) {
     // GanTrainer::UpdateEma: t = steps before this one.
     const float d =
         std::min(decay, static_cast<float>(t + 1) / static_cast<float>(t + 10));
-    for (auto& [name, e] : ema) backend_->EmaUpdate(d, ref.value.at(name), &e);
+    for (auto& [name, e] : ema) {
+      EmaUpdateHost(d, ref.value.at(name).data(), e.data(), e.numel());
+    }
   }
   ref.value["bn.running_mean"] =
       Tensor::HostFrom({5}, buffers.at("bn.running_mean"));
@@ -594,7 +559,7 @@ TEST_F(TableTest, EmaFollowsTheTrainersFormulaAfterEveryStep) {
 }
 
 TEST_F(TableTest, SharedSnapshotsKeepTheirVersionAndCostNoCopy) {
-  auto table = MakeEmaTable(backend_.get(), 0.9f);
+  auto table = MakeEmaTable(0.9f);
   const TensorMap buffers = {{"bn.running_mean", {1, 2, 3, 4, 5}}};
   for (bool ema : {false, true}) {
     const int64_t v0 = table->version();
@@ -656,8 +621,7 @@ TEST_F(TableTest, SharedSnapshotsKeepTheirVersionAndCostNoCopy) {
 }
 
 TEST_F(TableTest, EmaAlsoStepsOnSynchronousRounds) {
-  auto table =
-      MakeEmaTable(backend_.get(), 0.999f, {StalenessPolicy::kAccept, 0, 2});
+  auto table = MakeEmaTable(0.999f, {StalenessPolicy::kAccept, 0, 2});
   const auto initial = EmaValues(*table);
   ASSERT_TRUE(table->ApplyGradients("w0", 0, TestGradients(1)).ok());
   EXPECT_EQ(EmaValues(*table), initial);  // pending: no step, no EMA update
@@ -672,7 +636,7 @@ TEST_F(TableTest, EmaAlsoStepsOnSynchronousRounds) {
 }
 
 TEST_F(TableTest, EmaOffMeansNoEmaView) {
-  auto table = MakeEmaTable(backend_.get(), 0.0f);
+  auto table = MakeEmaTable(0.0f);
   EXPECT_FALSE(table->has_ema());
   auto snap = table->EmaSnapshot();
   EXPECT_EQ(snap.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -683,18 +647,18 @@ TEST_F(TableTest, EmaOffMeansNoEmaView) {
   TableConfig bad;
   bad.name = "G";
   bad.ema_decay = 1.0f;
-  EXPECT_FALSE(ParameterTable::Create(bad, {}, backend_.get()).ok());
+  EXPECT_FALSE(ParameterTable::Create(bad, {}).ok());
 }
 
 TEST_F(TableTest, EmaIsCheckpointedAndRestored) {
-  auto table = MakeEmaTable(backend_.get(), 0.9f);
+  auto table = MakeEmaTable(0.9f);
   for (int t = 0; t < 5; ++t) {
     ASSERT_TRUE(table->ApplyGradients("w0", t, TestGradients(60 + t)).ok());
   }
   const std::string path = ::testing::TempDir() + "/ema_table.pgt";
   ASSERT_TRUE(table->Checkpoint(path).ok());
   const auto saved_values = Values(*table);
-  auto fresh = MakeEmaTable(backend_.get(), 0.9f);
+  auto fresh = MakeEmaTable(0.9f);
   ASSERT_TRUE(fresh->Restore(path).ok());
   EXPECT_EQ(EmaValues(*fresh), EmaValues(*table));
   EXPECT_EQ(Values(*fresh), Values(*table));
@@ -707,12 +671,12 @@ TEST_F(TableTest, EmaIsCheckpointedAndRestored) {
   // A checkpoint without EMA (written with --ema_decay=0) restores into an
   // EMA table with the EMA starting at the restored values, and an EMA
   // checkpoint restores into a table without EMA.
-  auto plain = MakeEmaTable(backend_.get(), 0.0f);
+  auto plain = MakeEmaTable(0.0f);
   ASSERT_TRUE(plain->Restore(path).ok());
   EXPECT_EQ(Values(*plain), saved_values);
   const std::string plain_path = ::testing::TempDir() + "/plain_table.pgt";
   ASSERT_TRUE(plain->Checkpoint(plain_path).ok());
-  auto ema_from_plain = MakeEmaTable(backend_.get(), 0.9f);
+  auto ema_from_plain = MakeEmaTable(0.9f);
   ASSERT_TRUE(ema_from_plain->Restore(plain_path).ok());
   EXPECT_EQ(EmaValues(*ema_from_plain), Values(*plain));
   std::remove(path.c_str());
@@ -732,7 +696,7 @@ class LeaseTest : public TableTest {
     config.adam = {4e-4f, 0.0f, 0.999f, 1e-6f};
     config.rule = rule;
     config.worker_lease = absl::Seconds(30);
-    auto t = ParameterTable::Create(config, TestTensors(1), backend_.get());
+    auto t = ParameterTable::Create(config, TestTensors(1));
     EXPECT_TRUE(t.ok()) << t.status();
     (*t)->SetClockForTesting([this] { return now_; });
     (*t)->RegisterWorker("w0");

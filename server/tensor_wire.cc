@@ -10,8 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/tensor_codec.h"
 #include "proto/paragan.grpc.pb.h"
-#include "server/tensor_codec.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "the wire format is little-endian; add byte swaps for this host");

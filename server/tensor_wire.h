@@ -23,10 +23,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "common/tensor_codec.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
 #include "proto/paragan.pb.h"
-#include "server/tensor_codec.h"
 
 namespace paragan {
 

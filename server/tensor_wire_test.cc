@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "common/tensor_codec.h"
 #include "gtest/gtest.h"
-#include "server/tensor_codec.h"
 
 namespace paragan {
 namespace {

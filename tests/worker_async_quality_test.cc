@@ -21,11 +21,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/rng.h"
+#include "dataloader/datasets/dataset.h"
+#include "dataloader/datasets/sampler.h"
 #include "gtest/gtest.h"
 #include "server/ps_client.h"
 #include "tests/worker_test_util.h"
-#include "worker/data/dataset.h"
-#include "worker/data/sampler.h"
 #include "worker/distributed/table_sync.h"
 #include "worker/engine/model.h"
 #include "worker/train/gan_trainer.h"
@@ -76,7 +76,8 @@ TEST(WorkerAsyncQualityTest, TwoAsyncWorkersTrainADiverseGenerator) {
     addresses.push_back(
         StartShard(server, s, kShards,
                    // The launcher's defaults for async training.
-                   {"--seed=3", "--staleness_policy=reject_above_bound",
+                   {absl::StrCat("--init=", WriteDcganInit(3)),
+                    "--staleness_policy=reject_above_bound",
                     "--staleness_bound=4", "--momentum_compensation"},
                    &pid));
     servers.push_back(pid);

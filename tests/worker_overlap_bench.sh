@@ -9,9 +9,10 @@ T=$(mktemp -d)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
 PS=""
+"$B/worker/train/paragan_init" --model=dcgan32 --out="$T/init.pgt" >/dev/null || exit 1
 for s in 0 1; do
   "$B/server/paragan_server" --port=0 --bind_address=127.0.0.1 --shard_id=$s \
-    --num_shards=2 --model=dcgan32 --port_file="$T/p$s" >"$T/s$s.log" 2>&1 &
+    --num_shards=2 --init="$T/init.pgt" --port_file="$T/p$s" >"$T/s$s.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 100); do [ -s "$T/p$s" ] && break; sleep 0.1; done
   PS="$PS${PS:+,}127.0.0.1:$(cat "$T/p$s")"

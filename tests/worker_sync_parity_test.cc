@@ -18,11 +18,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "dataloader/datasets/dataset.h"
+#include "dataloader/datasets/sampler.h"
 #include "gtest/gtest.h"
 #include "server/ps_client.h"
 #include "tests/worker_test_util.h"
-#include "worker/data/dataset.h"
-#include "worker/data/sampler.h"
 #include "worker/train/gan_trainer.h"
 
 namespace paragan {
@@ -43,7 +43,7 @@ TEST(WorkerSyncParityTest, OneSyncWorkerMatchesTheSingleProcessTrainer) {
     pid_t pid = 0;
     const std::string address = StartShard(
         g_server, s, kShards,
-        {absl::StrCat("--seed=", kSeed), "--sync_workers=1",
+        {absl::StrCat("--init=", WriteDcganInit(kSeed)), "--sync_workers=1",
          "--staleness_policy=reject_above_bound", "--staleness_bound=0"},
         &pid);
     servers.push_back(pid);

@@ -1,6 +1,6 @@
 #!/bin/bash
 # paragan_worker against real paragan_server processes on localhost.
-#   worker_system_test.sh <paragan_server> <paragan_worker> <scenario>
+#   worker_system_test.sh <paragan_server> <paragan_worker> <paragan_init> <scenario>
 # scenarios:
 #   async        two asynchronous workers train a few hundred steps: losses
 #                finite, D(real) > D(fake) on average over the second half,
@@ -15,9 +15,11 @@
 #                checkpoint on the same port: the worker retries, re-registers,
 #                and versions continue from the checkpoint's.
 set -u
-SERVER="$1"; WORKER="$2"; SCENARIO="$3"
+SERVER="$1"; WORKER="$2"; INIT="$3"; SCENARIO="$4"
 T="${TEST_TMPDIR:-$(mktemp -d)}/$SCENARIO"
 rm -rf "$T"; mkdir -p "$T"
+"$INIT" --model=dcgan32 --seed=3 --out="$T/init.pgt" >"$T/init.out" 2>&1 ||
+  { cat "$T/init.out"; echo "FAIL: paragan_init"; exit 1; }
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; }
 trap cleanup EXIT
@@ -40,7 +42,7 @@ start_server() {
   local shard=$1 n=$2 log=$3 port=$4; shift 4
   rm -f "$T/port$shard"
   "$SERVER" --port="$port" --bind_address=127.0.0.1 --shard_id="$shard" \
-    --num_shards="$n" --model=dcgan32 --seed=3 --port_file="$T/port$shard" \
+    --num_shards="$n" --init="$T/init.pgt" --port_file="$T/port$shard" \
     "$@" >"$log" 2>&1 &
   SPID=$!
   PIDS+=("$SPID")

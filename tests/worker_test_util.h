@@ -17,7 +17,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/network_init.h"
 #include "gtest/gtest.h"
+#include "worker/train/init_networks.h"
 
 namespace paragan {
 namespace worker_test {
@@ -70,7 +72,22 @@ inline int WaitExit(pid_t pid, int timeout_s) {
   return -1;
 }
 
-// Starts shard `shard` of `num_shards` with `flags` on a free port; returns
+// Writes dcgan32's initial networks from `seed` (what paragan_init writes)
+// into the test's directory; returns the file for the shards' --init.
+inline std::string WriteDcganInit(uint64_t seed) {
+  TrainerConfig config = DefaultTrainerConfig("dcgan32");
+  config.seed = seed;
+  const std::string path = absl::StrCat(TmpDir(), "/init-", seed, ".pgt");
+  absl::StatusOr<NetworkInit> init = MakeNetworkInit(config);
+  EXPECT_TRUE(init.ok()) << init.status();
+  if (!init.ok()) return "";
+  const absl::Status st = WriteNetworkInit(path, *init);
+  EXPECT_TRUE(st.ok()) << st;
+  return path;
+}
+
+// Starts shard `shard` of `num_shards` with `flags` (among them --init) on a
+// free port; returns
 // "127.0.0.1:<port>" ("" on failure) and sets *pid.
 inline std::string StartShard(const std::string& server, int shard,
                               int num_shards,
@@ -84,7 +101,6 @@ inline std::string StartShard(const std::string& server, int shard,
                                    "--bind_address=127.0.0.1",
                                    absl::StrCat("--shard_id=", shard),
                                    absl::StrCat("--num_shards=", num_shards),
-                                   "--model=dcgan32",
                                    absl::StrCat("--port_file=", port_file)};
   argv.insert(argv.end(), flags.begin(), flags.end());
   *pid = Spawn(argv, absl::StrCat(dir, "/server", shard, ".log"));

@@ -67,10 +67,10 @@ done
 # 2. Parameter-server push + pull bandwidth on this host's loopback (CPU
 # only; the host's cores give servers, client and Adam threads their own).
 declare -A ps_ratio
-if [ -x "$bundle/svc/server/paragan_ps_bench" ] && [ "${PS_BENCH:-1}" = 1 ]; then
+if [ -x "$bundle/svc/tests/bench/paragan_ps_bench" ] && [ "${PS_BENCH:-1}" = 1 ]; then
   for shards in 1 2; do
     log="$out/ps_bench_$shards.log"
-    LD_LIBRARY_PATH="$ours_ld" timeout 120 "$bundle/svc/server/paragan_ps_bench" --model=biggan32 --iters=10 \
+    LD_LIBRARY_PATH="$ours_ld" timeout 120 "$bundle/svc/tests/bench/paragan_ps_bench" --model=biggan32 --iters=10 \
       --repeats=3 --threads=4 --shards="$shards" >"$log" 2>&1
     ps_ratio[$shards]=$(grep '^median' "$log")
     echo "== ps_bench biggan32, $shards shard(s): ${ps_ratio[$shards]:-FAILED}"

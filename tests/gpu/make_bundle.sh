@@ -14,8 +14,9 @@ targets=(//worker/engine:cuda_backend_test //worker/train:gpu_training_test
          //worker/train:paragan_bench)
 # The services, for a distributed run with a GPU worker (paragan_local finds
 # them under svc/ by their package paths).
-services=(server/paragan_server server/paragan_ps_bench dataloader/paragan_data
-          worker/distributed/paragan_worker deploy/local/paragan_local)
+services=(server/paragan_server tests/bench/paragan_ps_bench dataloader/paragan_data
+          worker/distributed/paragan_worker worker/train/paragan_init
+          worker/train/paragan_sample deploy/local/paragan_local)
 for s in "${services[@]}"; do targets+=("//${s%/*}:${s##*/}"); done
 bazel build --config=cuda "${targets[@]}"
 bin=$(bazel info --config=cuda bazel-bin 2>/dev/null)

@@ -5,7 +5,7 @@
 # port each second; the test waits until `up == 1` for every target through
 # Prometheus' HTTP API, checks that metrics of every service are queryable,
 # and runs `promtool check metrics` on each endpoint's text.
-#   args: paragan_server [paragan_data [paragan_worker]]
+#   args: paragan_init paragan_server [paragan_data [paragan_worker]]
 set -uo pipefail
 PROMETHEUS=${PROMETHEUS:-/usr/bin/prometheus}
 PROMTOOL=${PROMTOOL:-/usr/bin/promtool}
@@ -14,9 +14,11 @@ if [ ! -x "$PROMETHEUS" ]; then
   exit 0
 fi
 command -v curl >/dev/null || { echo "SKIP: curl is missing"; exit 0; }
-SERVER=$1; DATA=${2:-}; WORKER=${3:-}
+INIT=$1; SERVER=$2; DATA=${3:-}; WORKER=${4:-}
 TMP=${TEST_TMPDIR:-$(mktemp -d)}/prom
 rm -rf "$TMP"; mkdir -p "$TMP"
+"$INIT" --model=dcgan32 --out="$TMP/init.pgt" >"$TMP/init.log" 2>&1 ||
+  { cat "$TMP/init.log"; echo "FAIL: paragan_init"; exit 1; }
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
@@ -42,7 +44,7 @@ free_port() {
 }
 
 TARGETS=()   # name=port
-"$SERVER" --bind_address=127.0.0.1 --port=0 --metrics_port=0 --model=dcgan32 \
+"$SERVER" --bind_address=127.0.0.1 --port=0 --metrics_port=0 --init="$TMP/init.pgt" \
   --shard_id=0 --num_shards=1 --checkpoint_interval_s=0 > "$TMP/shard.log" 2>&1 &
 PIDS+=($!)
 PS_PORT=$(port_from "$TMP/shard.log" "listening on port") || fail "shard did not start"

@@ -17,8 +17,8 @@
 
 #include "absl/status/status.h"
 #include "common/tensor.h"
-#include "worker/data/dataset.h"
-#include "worker/data/sampler.h"
+#include "dataloader/datasets/dataset.h"
+#include "dataloader/datasets/sampler.h"
 
 namespace paragan {
 

@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
-#include "server/shard.h"
+#include "common/placement.h"
 
 namespace paragan {
 

@@ -3,7 +3,7 @@
 
 // A worker's view of one table (G or D) spread over the parameter-server
 // shards: which tensors each shard holds (the placement every process
-// computes, server/shard.h), merging pulled slices into the model's
+// computes, common/placement.h), merging pulled slices into the model's
 // ParamStore, and host staging of a push (gradients of trainable tensors,
 // values of buffers).
 
@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "proto/paragan.pb.h"
 #include "server/ps_client.h"
-#include "server/table.h"
+#include "server/table_names.h"
 #include "worker/engine/params.h"
 
 namespace paragan {

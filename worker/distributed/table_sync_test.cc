@@ -7,8 +7,8 @@
 #include <memory>
 #include <set>
 
+#include "common/placement.h"
 #include "gtest/gtest.h"
-#include "server/shard.h"
 #include "worker/distributed/batch_provider.h"
 #include "worker/engine/model.h"
 
@@ -25,6 +25,12 @@ struct Fixture {
     b->Initialize(2);
   }
 };
+
+// The tensors of `store` that shard s of n holds, as the shards compute them.
+absl::StatusOr<std::vector<TableTensor>> ShardSlice(ParamStore& store, int s,
+                                                    int n) {
+  return TensorsOnShard(NetworkTensors(store), s, n);
+}
 
 std::vector<float> Values(Backend* be, const Tensor& t) {
   return be->ToHost(t).ToVector();

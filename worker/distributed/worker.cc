@@ -17,7 +17,7 @@
 #include "grpcpp/support/channel_arguments.h"
 #include "server/data_plane.h"
 #include "server/ps_client.h"
-#include "server/table.h"
+#include "server/table_names.h"
 #include "worker/distributed/table_sync.h"
 
 namespace paragan {

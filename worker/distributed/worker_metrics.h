@@ -13,7 +13,7 @@
 //   paragan_worker_pull_latency_seconds{table} (histograms, per shard call)
 //   paragan_worker_staleness{table} (histogram of PushResponse.staleness)
 //   paragan_worker_rejected_pushes_total, paragan_worker_retries_total
-// Process memory comes from server/metrics.h MakeProcessCollectable.
+// Process memory comes from common/process_metrics.h.
 
 #include <cstdint>
 #include <string>

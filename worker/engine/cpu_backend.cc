@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "common/check.h"
+#include "common/optim_kernels.h"
 #include "dnnl.hpp"
 #include "worker/engine/backend.h"
 
@@ -718,38 +719,14 @@ class CpuBackend : public Backend {
   void AdamUpdate(float lr, float beta1, float beta2, float eps, int64_t step,
                   const Tensor& grad, Tensor* param, Tensor* m,
                   Tensor* v) override {
-    const double bc1 = 1 - std::pow(double{beta1}, double(step));
-    const double bc2 = 1 - std::pow(double{beta2}, double(step));
-    const float step_size = static_cast<float>(lr / bc1);
-    const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-    const float* g = grad.data();
-    float* p = param->data();
-    float* pm = m->data();
-    float* pv = v->data();
-    const int64_t n = grad.numel();
-#pragma omp parallel for simd if (n > 32768) schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      pm[i] = beta1 * pm[i] + (1 - beta1) * g[i];
-      pv[i] = beta2 * pv[i] + (1 - beta2) * g[i] * g[i];
-      // Same association as torch.optim.Adam (foreach=False).
-      const float denom = std::sqrt(pv[i]) / bc2_sqrt + eps;
-      p[i] -= step_size * (pm[i] / denom);
-    }
+    AdamUpdateHost(lr, beta1, beta2, eps, step, grad.data(), param->data(),
+                   m->data(), v->data(), grad.numel());
   }
   void EmaUpdate(float decay, const Tensor& param, Tensor* ema) override {
-    const float* p = param.data();
-    float* e = ema->data();
-    const int64_t n = param.numel();
-#pragma omp parallel for simd if (n > 32768) schedule(static)
-    for (int64_t i = 0; i < n; ++i) e[i] = decay * e[i] + (1 - decay) * p[i];
+    EmaUpdateHost(decay, param.data(), ema->data(), param.numel());
   }
   bool AllFinite(const Tensor& t) override {
-    const float* p = t.data();
-    const int64_t n = t.numel();
-    int ok = 1;
-#pragma omp simd reduction(& : ok)
-    for (int64_t i = 0; i < n; ++i) ok &= std::isfinite(p[i]);
-    return ok != 0;
+    return AllFiniteHost(t.data(), t.numel());
   }
 
  private:

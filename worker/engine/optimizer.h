@@ -4,16 +4,10 @@
 #include <map>
 #include <string>
 
+#include "common/optim_kernels.h"
 #include "worker/engine/params.h"
 
 namespace paragan {
-
-struct AdamConfig {
-  float lr = 2e-4f;
-  float beta1 = 0.5f;
-  float beta2 = 0.999f;
-  float eps = 1e-8f;
-};
 
 // torch.optim.Adam without weight decay, over every parameter of one store.
 // Its moments are flat named tensors ("<param>.adam_m", "<param>.adam_v") so

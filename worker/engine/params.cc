@@ -1,5 +1,7 @@
 #include "worker/engine/params.h"
 
+#include <utility>
+
 #include "common/check.h"
 
 namespace paragan {
@@ -44,6 +46,29 @@ int64_t ParamStore::NumParameters() const {
   int64_t n = 0;
   for (const Param& p : params_) n += p.value.numel();
   return n;
+}
+
+std::vector<TableTensorSpec> NetworkSpecs(ParamStore& store) {
+  std::vector<TableTensorSpec> out;
+  for (const Param& p : store.params()) {
+    out.push_back({p.name, p.value.shape(), true});
+  }
+  for (const auto& [name, t] : store.buffers()) {
+    out.push_back({name, t->shape(), false});
+  }
+  return out;
+}
+
+std::vector<TableTensor> NetworkTensors(ParamStore& store) {
+  std::vector<TableTensor> out;
+  for (TableTensorSpec& spec : NetworkSpecs(store)) {
+    const Tensor& t = spec.trainable ? store.FindParam(spec.name)->value
+                                     : *store.FindBuffer(spec.name);
+    std::vector<float> values(static_cast<size_t>(t.numel()));
+    if (t.numel() > 0) store.backend()->Download(t, values.data());
+    out.push_back({std::move(spec), std::move(values)});
+  }
+  return out;
 }
 
 }  // namespace paragan

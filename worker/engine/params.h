@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/network_tensors.h"
 #include "common/tensor.h"
 #include "worker/engine/backend.h"
 
@@ -51,6 +52,12 @@ class ParamStore {
   std::deque<std::pair<std::string, Tensor>> buffers_;
   std::map<std::string, size_t> param_index_, buffer_index_;
 };
+
+// Every tensor of one network, parameters (trainable) then buffers, in the
+// store's registration order: the layout a parameter server's table holds.
+std::vector<TableTensorSpec> NetworkSpecs(ParamStore& store);
+// The same with each tensor's current values (downloaded to the host).
+std::vector<TableTensor> NetworkTensors(ParamStore& store);
 
 }  // namespace paragan
 

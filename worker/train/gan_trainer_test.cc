@@ -15,8 +15,8 @@
 #include "common/rng.h"
 #include "common/tensor_io.h"
 #include "gtest/gtest.h"
-#include "worker/data/dataset.h"
-#include "worker/data/sampler.h"
+#include "dataloader/datasets/dataset.h"
+#include "dataloader/datasets/sampler.h"
 
 namespace paragan {
 namespace {

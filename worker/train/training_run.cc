@@ -13,7 +13,7 @@
 #include "common/check.h"
 #include "common/image_io.h"
 #include "common/tensor_io.h"
-#include "worker/data/sampler.h"
+#include "dataloader/datasets/sampler.h"
 
 namespace paragan {
 namespace {

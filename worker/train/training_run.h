@@ -5,7 +5,7 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "worker/data/dataset.h"
+#include "dataloader/datasets/dataset.h"
 #include "worker/train/gan_trainer.h"
 
 namespace paragan {

@@ -1,5 +1,5 @@
-#ifndef PARAGAN_SERVER_TENSOR_CODEC_H_
-#define PARAGAN_SERVER_TENSOR_CODEC_H_
+#ifndef PARAGAN_COMMON_TENSOR_CODEC_H_
+#define PARAGAN_COMMON_TENSOR_CODEC_H_
 
 // Tensors on the wire: float32 values <-> raw little-endian TensorChunk
 // bytes (float32 or bfloat16), split into chunks on the sending side and
@@ -122,4 +122,4 @@ class ChunkAssembler {
 
 }  // namespace paragan
 
-#endif  // PARAGAN_SERVER_TENSOR_CODEC_H_
+#endif  // PARAGAN_COMMON_TENSOR_CODEC_H_

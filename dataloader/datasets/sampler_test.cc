@@ -1,10 +1,10 @@
-#include "worker/data/sampler.h"
+#include "dataloader/datasets/sampler.h"
 
 #include <algorithm>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "worker/data/dataset.h"
+#include "dataloader/datasets/dataset.h"
 
 namespace paragan {
 namespace {

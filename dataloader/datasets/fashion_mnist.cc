@@ -14,7 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
-#include "worker/data/dataset.h"
+#include "dataloader/datasets/dataset.h"
 
 namespace paragan {
 namespace {

@@ -1,5 +1,5 @@
-#ifndef PARAGAN_SERVER_PLACEMENT_H_
-#define PARAGAN_SERVER_PLACEMENT_H_
+#ifndef PARAGAN_COMMON_PLACEMENT_H_
+#define PARAGAN_COMMON_PLACEMENT_H_
 
 // Deterministic, balanced placement of one table's named tensors over the
 // parameter-server shards. Every process (each shard, each worker) computes
@@ -7,10 +7,12 @@
 // placement ever travels over the network.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/network_tensors.h"
 
 namespace paragan {
 
@@ -36,6 +38,16 @@ struct Placement {
 absl::StatusOr<Placement> PlaceTensors(const std::vector<TensorSize>& tensors,
                                        int num_shards);
 
+// Shard of each tensor of a network's `specs` (by name), from PlaceTensors
+// over element counts.
+absl::StatusOr<std::map<std::string, int>> PlaceNetwork(
+    const std::vector<TableTensorSpec>& specs, int num_shards);
+
+// The tensors of a whole network (`all`, in layout order) placed on
+// `shard_id`, in the same order.
+absl::StatusOr<std::vector<TableTensor>> TensorsOnShard(
+    std::vector<TableTensor> all, int shard_id, int num_shards);
+
 }  // namespace paragan
 
-#endif  // PARAGAN_SERVER_PLACEMENT_H_
+#endif  // PARAGAN_COMMON_PLACEMENT_H_

@@ -1,5 +1,5 @@
-#ifndef PARAGAN_SERVER_TRANSPORT_ARGS_H_
-#define PARAGAN_SERVER_TRANSPORT_ARGS_H_
+#ifndef PARAGAN_COMMON_TRANSPORT_ARGS_H_
+#define PARAGAN_COMMON_TRANSPORT_ARGS_H_
 
 // gRPC settings for channels that stream tables of tensors (parameter-server
 // pulls and pushes), applied on both ends.
@@ -27,4 +27,4 @@ inline void SetTensorTransportArgs(grpc::ServerBuilder* builder) {
 
 }  // namespace paragan
 
-#endif  // PARAGAN_SERVER_TRANSPORT_ARGS_H_
+#endif  // PARAGAN_COMMON_TRANSPORT_ARGS_H_

@@ -1,5 +1,5 @@
-#ifndef PARAGAN_WORKER_DATA_DATASET_H_
-#define PARAGAN_WORKER_DATA_DATASET_H_
+#ifndef PARAGAN_DATALOADER_DATASETS_DATASET_H_
+#define PARAGAN_DATALOADER_DATASETS_DATASET_H_
 
 // Training data sources. A Dataset serves images as C*H*W floats in [-1, 1]
 // (NCHW order per image) with integer class labels; all data is decoded and
@@ -84,4 +84,4 @@ std::vector<uint8_t> CenterCropResize(const Image& image, int resolution,
 
 }  // namespace paragan
 
-#endif  // PARAGAN_WORKER_DATA_DATASET_H_
+#endif  // PARAGAN_DATALOADER_DATASETS_DATASET_H_

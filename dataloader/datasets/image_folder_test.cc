@@ -7,7 +7,7 @@
 
 #include "common/image_io.h"
 #include "gtest/gtest.h"
-#include "worker/data/dataset.h"
+#include "dataloader/datasets/dataset.h"
 
 namespace paragan {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/tensor_codec.h"
+#include "common/tensor_codec.h"
 
 #include <algorithm>
 #include <cstring>

@@ -1,5 +1,5 @@
-#ifndef PARAGAN_SERVER_GRPC_STATUS_H_
-#define PARAGAN_SERVER_GRPC_STATUS_H_
+#ifndef PARAGAN_COMMON_GRPC_STATUS_H_
+#define PARAGAN_COMMON_GRPC_STATUS_H_
 
 // absl::Status <-> grpc::Status. Both use the canonical code numbering.
 
@@ -24,4 +24,4 @@ inline absl::Status FromGrpcStatus(const grpc::Status& status) {
 
 }  // namespace paragan
 
-#endif  // PARAGAN_SERVER_GRPC_STATUS_H_
+#endif  // PARAGAN_COMMON_GRPC_STATUS_H_

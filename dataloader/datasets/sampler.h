@@ -1,11 +1,11 @@
-#ifndef PARAGAN_WORKER_DATA_SAMPLER_H_
-#define PARAGAN_WORKER_DATA_SAMPLER_H_
+#ifndef PARAGAN_DATALOADER_DATASETS_SAMPLER_H_
+#define PARAGAN_DATALOADER_DATASETS_SAMPLER_H_
 
 #include <cstdint>
 #include <vector>
 
 #include "absl/status/status.h"
-#include "worker/data/dataset.h"
+#include "dataloader/datasets/dataset.h"
 
 namespace paragan {
 
@@ -54,4 +54,4 @@ void LoadBatch(const Dataset& dataset, const std::vector<int64_t>& indices,
 
 }  // namespace paragan
 
-#endif  // PARAGAN_WORKER_DATA_SAMPLER_H_
+#endif  // PARAGAN_DATALOADER_DATASETS_SAMPLER_H_

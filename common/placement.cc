@@ -1,11 +1,13 @@
-#include "server/placement.h"
+#include "common/placement.h"
 
 #include <algorithm>
 #include <numeric>
 #include <set>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 
 namespace paragan {
 
@@ -53,6 +55,34 @@ absl::StatusOr<Placement> PlaceTensors(const std::vector<TensorSize>& tensors,
     p.load[shard] += tensors[i].size;
   }
   return p;
+}
+
+absl::StatusOr<std::map<std::string, int>> PlaceNetwork(
+    const std::vector<TableTensorSpec>& specs, int num_shards) {
+  std::vector<TensorSize> sizes;
+  for (const TableTensorSpec& s : specs) {
+    sizes.push_back({s.name, NumElements(s.shape)});
+  }
+  PG_ASSIGN_OR_RETURN(Placement p, PlaceTensors(sizes, num_shards));
+  std::map<std::string, int> out;
+  for (size_t i = 0; i < specs.size(); ++i) out[specs[i].name] = p.shard_of[i];
+  return out;
+}
+
+absl::StatusOr<std::vector<TableTensor>> TensorsOnShard(
+    std::vector<TableTensor> all, int shard_id, int num_shards) {
+  if (shard_id < 0 || shard_id >= num_shards) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "shard_id ", shard_id, " out of range for ", num_shards, " shards"));
+  }
+  std::vector<TableTensorSpec> specs;
+  for (const TableTensor& t : all) specs.push_back(t.spec);
+  PG_ASSIGN_OR_RETURN(auto place, PlaceNetwork(specs, num_shards));
+  std::vector<TableTensor> out;
+  for (TableTensor& t : all) {
+    if (place.at(t.spec.name) == shard_id) out.push_back(std::move(t));
+  }
+  return out;
 }
 
 }  // namespace paragan

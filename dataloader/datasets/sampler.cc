@@ -1,4 +1,4 @@
-#include "worker/data/sampler.h"
+#include "dataloader/datasets/sampler.h"
 
 #include <algorithm>
 #include <thread>
@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
-#include "worker/data/rng.h"
+#include "common/rng.h"
 
 namespace paragan {
 
@@ -14,7 +14,7 @@ std::vector<int64_t> EpochPermutation(int64_t n, uint64_t seed, int64_t epoch) {
   PG_CHECK(n >= 0 && epoch >= 0) << "n=" << n << " epoch=" << epoch;
   std::vector<int64_t> perm(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) perm[i] = i;
-  data::SplitMix64 rng(data::HashCombine(seed, static_cast<uint64_t>(epoch)));
+  SplitMix64 rng(HashCombine(seed, static_cast<uint64_t>(epoch)));
   for (int64_t i = n - 1; i > 0; --i) {
     const auto j =
         static_cast<int64_t>(rng.Bounded(static_cast<uint64_t>(i + 1)));

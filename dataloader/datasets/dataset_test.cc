@@ -1,4 +1,4 @@
-#include "worker/data/dataset.h"
+#include "dataloader/datasets/dataset.h"
 
 #include <sys/stat.h>
 #include <zlib.h>

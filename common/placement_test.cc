@@ -1,4 +1,4 @@
-#include "server/placement.h"
+#include "common/placement.h"
 
 #include <gtest/gtest.h>
 

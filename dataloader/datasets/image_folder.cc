@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/image_io.h"
-#include "worker/data/dataset.h"
+#include "dataloader/datasets/dataset.h"
 
 namespace paragan {
 namespace {

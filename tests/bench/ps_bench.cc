@@ -3,7 +3,8 @@
 // workers do; --data_plane=false: over gRPC), against a plain TCP transfer of
 // the same bytes (send them, receive them back) on loopback.
 //
-//   bazel-bin/server/paragan_ps_bench --model=biggan32 --iters=10 [--shards=2]
+//   bazel-bin/tests/bench/paragan_ps_bench --model=biggan32 --iters=10
+//   [--shards=2]
 //
 // One iteration = for G and D: pull the table from every shard (every
 // tensor) and push a gradient for every trainable tensor (chunked, validated,
@@ -38,13 +39,13 @@
 #include "absl/time/clock.h"
 #include "common/check.h"
 #include "common/malloc_tuning.h"
+#include "common/transport_args.h"
 #include "grpcpp/grpcpp.h"
 #include "server/data_plane_server.h"
 #include "server/parameter_server_service.h"
 #include "server/ps_client.h"
 #include "server/shard.h"
-#include "server/transport_args.h"
-#include "worker/train/gan_trainer.h"
+#include "worker/train/init_networks.h"
 
 ABSL_FLAG(std::string, model, "biggan32", "dcgan32 | biggan32");
 ABSL_FLAG(int, iters, 10, "timed push+pull iterations (after 1 warm-up)");
@@ -180,7 +181,12 @@ int Run() {
   const v1::DType dtype =
       absl::GetFlag(FLAGS_dtype) == "bfloat16" ? v1::BFLOAT16 : v1::FLOAT32;
   const int wire = dtype == v1::BFLOAT16 ? 2 : 4;
-  const TrainerConfig defaults = DefaultTrainerConfig(model);
+  absl::StatusOr<NetworkInit> network =
+      MakeNetworkInit(DefaultTrainerConfig(model));
+  if (!network.ok()) {
+    std::cerr << network.status() << std::endl;
+    return 1;
+  }
   std::vector<BenchShard> shards(static_cast<size_t>(num_shards));
   std::mt19937 gen(1);
   std::normal_distribution<float> dist(0.0f, 1e-3f);
@@ -190,9 +196,9 @@ int Run() {
     ShardOptions so;
     so.shard_id = i;
     so.num_shards = num_shards;
-    so.model = defaults.model;
-    so.g.adam = defaults.g_adam;
-    so.d.adam = defaults.d_adam;
+    so.network = *network;
+    so.g.adam = network->g_adam;
+    so.d.adam = network->d_adam;
     so.g.ema_decay = 0.999f;
     so.threads = absl::GetFlag(FLAGS_threads);
     absl::StatusOr<std::unique_ptr<ParameterShard>> shard =
