@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -28,10 +29,7 @@
 #include "absl/time/clock.h"
 #include "common/check.h"
 #include "server/ps_client.h"
-#include "server/table.h"
-#include "worker/engine/backend.h"
-#include "worker/train/gan_trainer.h"
-#include "worker/train/training_run.h"
+#include "server/table_names.h"
 
 namespace paragan {
 namespace local {
@@ -487,6 +485,11 @@ std::string ChildProcess::ExitDescription() const {
   return exited_ ? DescribeWaitStatus(status_) : "running";
 }
 
+void ChildProcess::DrainOutput() {
+  if (out_reader_.joinable()) out_reader_.join();
+  if (err_reader_.joinable()) err_reader_.join();
+}
+
 std::vector<std::string> ChildProcess::LastStderrLines() const {
   absl::MutexLock lock(&mu_);
   return std::vector<std::string>(last_stderr_.begin(), last_stderr_.end());
@@ -501,6 +504,18 @@ namespace {
 constexpr char kServerBin[] = "server/paragan_server";
 constexpr char kDataBin[] = "dataloader/paragan_data";
 constexpr char kWorkerBin[] = "worker/distributed/paragan_worker";
+// One-shot tools, so that the launcher links no model code: the shards'
+// initial networks (before they start) and the outputs (from the shards at
+// the end).
+constexpr char kInitBin[] = "worker/train/paragan_init";
+constexpr char kSampleBin[] = "worker/train/paragan_sample";
+
+// How long the tools may take; only a hung tool should reach these (1000
+// BigGAN samples on one CPU thread take minutes).
+constexpr absl::Duration kInitTimeout = absl::Minutes(10);
+constexpr absl::Duration kExportTimeout = absl::Minutes(30);
+// Last stderr lines of a failed tool quoted in the run's error.
+constexpr int kToolErrorLines = 5;
 
 bool IsExecutable(const std::string& path) {
   struct stat st;
@@ -510,7 +525,8 @@ bool IsExecutable(const std::string& path) {
 
 std::vector<std::string> MissingBinaries(const std::string& dir) {
   std::vector<std::string> missing;
-  for (const char* b : {kServerBin, kDataBin, kWorkerBin}) {
+  for (const char* b :
+       {kServerBin, kDataBin, kWorkerBin, kInitBin, kSampleBin}) {
     if (!IsExecutable(dir + "/" + b)) missing.push_back(b);
   }
   return missing;
@@ -521,6 +537,8 @@ struct Board {
   absl::Mutex mu;
   std::map<std::string, int> port ABSL_GUARDED_BY(mu);
   std::map<std::string, int> metrics_port ABSL_GUARDED_BY(mu);
+  // Paths a tool reported with "wrote <path>" on stdout, by process name.
+  std::map<std::string, std::vector<std::string>> wrote ABSL_GUARDED_BY(mu);
   ProgressAggregator progress ABSL_GUARDED_BY(mu);
 };
 
@@ -535,7 +553,9 @@ void Loud(const std::string& line) {
 // One child with its role.
 struct Proc {
   std::string name;
-  enum Kind { kShard, kData, kWorker } kind;
+  // kTool: a one-shot process the launcher waits for (paragan_init,
+  // paragan_sample --ps).
+  enum Kind { kShard, kData, kWorker, kTool } kind;
   std::unique_ptr<ChildProcess> child;
   bool stop_requested = false;  // we signalled it
   bool reported = false;        // its unexpected exit was reported
@@ -617,98 +637,6 @@ std::optional<ShardTotals> QueryShards(
   return t;
 }
 
-// Pulls `table` from every shard into one name -> tensor map.
-absl::StatusOr<std::map<std::string, PulledTensor>> PullAll(
-    std::vector<std::unique_ptr<ParameterServerClient>>& clients,
-    const std::string& table, int64_t* version) {
-  std::map<std::string, PulledTensor> out;
-  *version = -1;
-  for (size_t i = 0; i < clients.size(); ++i) {
-    absl::StatusOr<PulledTable> p = clients[i]->Pull(table, "paragan_local");
-    if (!p.ok()) {
-      return absl::Status(p.status().code(),
-                          absl::StrCat("pull ", table, " from shard ", i, ": ",
-                                       p.status().message()));
-    }
-    if (p->version >= 0) *version = std::max(*version, p->version);
-    for (auto& [name, t] : p->tensors) out[name] = std::move(t);
-  }
-  return out;
-}
-
-// Copies pulled tensors into a store; every tensor of the store must be
-// covered (params from `params`, buffers from `buffers`).
-absl::Status Load(const std::map<std::string, PulledTensor>& params,
-                  const std::map<std::string, PulledTensor>& buffers,
-                  ParamStore* store, const std::string& what) {
-  Backend* b = store->backend();
-  auto put = [&](const std::map<std::string, PulledTensor>& from,
-                 const std::string& name, Tensor* t) -> absl::Status {
-    auto it = from.find(name);
-    if (it == from.end()) {
-      return absl::DataLossError(
-          absl::StrCat(what, ": no shard returned tensor '", name, "'"));
-    }
-    if (it->second.shape != t->shape()) {
-      return absl::DataLossError(
-          absl::StrCat(what, ": tensor '", name, "' has shape ",
-                       ShapeToString(it->second.shape), ", the model has ",
-                       ShapeToString(t->shape())));
-    }
-    if (t->numel() > 0) b->Upload(it->second.values.data(), t);
-    return absl::OkStatus();
-  };
-  for (Param& p : store->params()) {
-    PG_RETURN_IF_ERROR(put(params, p.name, &p.value));
-  }
-  for (auto& [name, t] : store->buffers()) {
-    PG_RETURN_IF_ERROR(put(buffers, name, t));
-  }
-  return absl::OkStatus();
-}
-
-struct FinalState {
-  std::map<std::string, PulledTensor> g, d, g_ema;
-  int64_t g_version = 0, d_version = 0;
-  bool have_ema = false;
-};
-
-absl::Status WriteOutputs(const LauncherOptions& o, const FinalState& f,
-                          RunSummary* summary) {
-  std::unique_ptr<Backend> backend =
-      MakeCpuBackend(std::max(1, o.threads_per_worker));
-  TrainerConfig tc = DefaultTrainerConfig(o.model);
-  tc.batch_size = o.batch_size;
-  tc.seed = o.seed;
-  PG_ASSIGN_OR_RETURN(std::unique_ptr<GanTrainer> trainer,
-                      GanTrainer::Create(tc, backend.get()));
-  GanModel& model = trainer->model();
-  PG_RETURN_IF_ERROR(Load(f.g, f.g, &model.generator(), "G"));
-  PG_RETURN_IF_ERROR(Load(f.d, f.d, &model.discriminator(), "D"));
-  // The EMA generator: EMA weights, G's buffers (as the trainer keeps them).
-  PG_RETURN_IF_ERROR(Load(f.have_ema ? f.g_ema : f.g, f.g,
-                          &trainer->ema_model().generator(), "G_ema"));
-  const std::string grid =
-      absl::StrFormat("%s/grid_%06d.png", o.out_dir, f.g_version);
-  PG_RETURN_IF_ERROR(WriteGrid(trainer.get(), FixedGridZ(*trainer), grid));
-  summary->outputs.push_back(grid);
-  PG_RETURN_IF_ERROR(WriteSamples(trainer.get(), o.num_samples, o.seed + 1,
-                                  o.out_dir + "/samples"));
-  summary->outputs.push_back(o.out_dir + "/samples.npy");
-  summary->outputs.push_back(o.out_dir + "/samples.png");
-  if (model.conditional()) {
-    summary->outputs.push_back(o.out_dir + "/samples_labels.npy");
-  }
-  // One file paragan_sample loads: weights, buffers and EMA from the shards
-  // (Adam moments and counters are those of a fresh trainer: resume training
-  // from the shard checkpoints, not from this file).
-  PG_ASSIGN_OR_RETURN(std::vector<NamedArray> arrays, trainer->SaveState());
-  PG_RETURN_IF_ERROR(
-      WriteCheckpoint(o.out_dir + "/checkpoint.pgt", std::move(arrays)));
-  summary->outputs.push_back(o.out_dir + "/checkpoint.pgt");
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<std::string> FindBinDir(const std::string& flag) {
@@ -736,6 +664,7 @@ absl::StatusOr<std::string> FindBinDir(const std::string& flag) {
       "cannot find the service binaries", report,
       "\nbuild them with: bazel build //server:paragan_server "
       "//dataloader:paragan_data //worker/distributed:paragan_worker "
+      "//worker/train:paragan_init //worker/train:paragan_sample "
       "(or pass --bin_dir=<bazel-bin>)"));
 }
 
@@ -762,7 +691,18 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
     return absl::InvalidArgumentError(
         absl::StrCat("--mode must be async or sync, got ", o.mode));
   }
-  PG_RETURN_IF_ERROR(ParseStalenessPolicy(o.staleness_policy).status());
+  // The names server/table.cc's ParseStalenessPolicy knows, checked here so
+  // that a typo fails before any process starts (the launcher does not link
+  // the server's tables).
+  if (o.staleness_policy != "accept" && o.staleness_policy != "reject" &&
+      o.staleness_policy != "reject_above_bound" &&
+      o.staleness_policy != "scale" &&
+      o.staleness_policy != "scale_by_inverse_staleness") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown staleness policy '", o.staleness_policy,
+                     "' (accept | reject_above_bound | "
+                     "scale_by_inverse_staleness)"));
+  }
   PG_ASSIGN_OR_RETURN(const std::string bin, FindBinDir(o.bin_dir));
   const std::string logs = o.out_dir + "/logs";
   PG_RETURN_IF_ERROR(Mkdirs(logs));
@@ -782,7 +722,19 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
         p->child,
         ChildProcess::Start(
             name, argv, absl::StrCat(logs, "/", name, ".log"),
-            [b, name, kind](const std::string& line, bool) {
+            [b, name, kind](const std::string& line, bool is_stderr) {
+              if (kind == Proc::kTool) {
+                // A tool's warnings (e.g. no EMA on the shards) matter to
+                // whoever watches the terminal, not only to its log.
+                if (is_stderr && absl::StartsWith(line, "warning:")) {
+                  Loud(absl::StrCat(name, ": ", line));
+                }
+                if (!is_stderr && absl::StartsWith(line, "wrote ")) {
+                  absl::MutexLock lock(&b->mu);
+                  b->wrote[name].push_back(line.substr(6));
+                }
+                return;
+              }
               absl::MutexLock lock(&b->mu);
               if (auto port = ParsePortAfter(line, "listening on port")) {
                 b->port.emplace(name, *port);
@@ -845,19 +797,82 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
     return absl::OkStatus();
   };
 
+  auto argv0_of = [](const Proc& p) {
+    const std::string cmd = p.child->command_line();
+    return cmd.substr(0, cmd.find(' '));
+  };
+  // Runs a one-shot tool (kTool) to its end: an error names it, its exit
+  // status and its last stderr lines. `stoppable`: a stop request kills it
+  // (startup); otherwise it runs on (the outputs after a Ctrl-C).
+  auto run_tool = [&](const std::string& name, const std::string& what,
+                      std::vector<std::string> argv, absl::Duration timeout,
+                      bool stoppable) -> absl::Status {
+    PG_RETURN_IF_ERROR(start_proc(name, Proc::kTool, std::move(argv), ""));
+    Proc* p = procs.back().get();
+    const absl::Time deadline = absl::Now() + timeout;
+    std::string failure;
+    while (!p->child->WaitFor(absl::Milliseconds(100))) {
+      // (Polled in slices: a stop request or the deadline ends the wait.)
+      if ((stoppable && stop->load()) || absl::Now() >= deadline) {
+        const bool stopped = stoppable && stop->load();
+        p->stop_requested = true;
+        p->child->Signal(SIGTERM);
+        if (!p->child->WaitFor(absl::Seconds(5))) {
+          p->child->Signal(SIGKILL);
+          p->child->WaitFor(absl::Seconds(5));
+        }
+        p->reported = true;
+        if (stopped) {
+          return absl::CancelledError(absl::StrCat("stopped during ", what));
+        }
+        failure = absl::StrCat("did not finish within ",
+                               absl::FormatDuration(timeout), ", killed (",
+                               p->child->ExitDescription(), ")");
+        break;
+      }
+    }
+    // Its last lines ("wrote ...", "error: ...") may still be in the pipes.
+    if (p->child->exited()) p->child->DrainOutput();
+    if (failure.empty()) {
+      if (ExitedCleanly(*p)) return absl::OkStatus();
+      failure = absl::StrCat("failed (", p->child->ExitDescription(), ")");
+    }
+    p->reported = true;
+    std::vector<std::string> last = p->child->LastStderrLines();
+    if (last.size() > static_cast<size_t>(kToolErrorLines)) {
+      last.erase(last.begin(), last.end() - kToolErrorLines);
+    }
+    return absl::InternalError(absl::StrCat(
+        what, " (process ", name, ", ", argv0_of(*p), ") ", failure,
+        last.empty() ? "; no stderr output"
+                     : absl::StrCat("; its last stderr lines: ",
+                                    absl::StrJoin(last, " | ")),
+        "; see ", logs, "/", name, ".log"));
+  };
+
   std::vector<Proc*> shards, data, workers;
   absl::Time train_start = absl::Now(), train_end = absl::Now();
-  int64_t g_at_start = -1;  // G version when the workers started
-  int64_t d_at_start = -1;  // D version when the workers started
-  FinalState final_state;
-  bool have_final = false;
+  int64_t g_at_start = -1;      // G version when the workers started
+  int64_t d_at_start = -1;      // D version when the workers started
+  std::vector<std::string> ps;  // the shards' host:port
+  bool exported = false;        // the outputs were written from the shards
   std::vector<std::unique_ptr<ParameterServerClient>> clients;
   std::optional<ShardTotals> last_shards;
 
   // Everything from here to the stop sequence; a failure still stops the
   // processes and writes the summary.
   absl::Status run_status = [&]() -> absl::Status {
-    // 1. Parameter-server shards.
+    // 1. The networks' initial state, written once for every shard (which
+    // reads the layout, initial values and the model's default optimizer
+    // settings from it), by a tool: the launcher holds no model code.
+    const std::string init_path = o.out_dir + "/ps/init.pgt";
+    PG_RETURN_IF_ERROR(run_tool(
+        "init", "initializing the networks",
+        {bin + "/" + kInitBin, absl::StrCat("--model=", o.model),
+         absl::StrCat("--seed=", o.seed), absl::StrCat("--out=", init_path)},
+        kInitTimeout, /*stoppable=*/true));
+
+    // Parameter-server shards.
     const double lease_s = o.worker_lease_s >= 0
                                ? o.worker_lease_s
                                : (o.model.rfind("biggan", 0) == 0 ? 180 : 30);
@@ -870,7 +885,7 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
           {bin + "/" + kServerBin, "--bind_address=127.0.0.1", "--port=0",
            "--metrics_port=0", absl::StrCat("--shard_id=", i),
            absl::StrCat("--num_shards=", o.num_shards),
-           absl::StrCat("--model=", o.model), absl::StrCat("--seed=", o.seed),
+           absl::StrCat("--init=", init_path),
            absl::StrCat("--checkpoint_dir=", o.out_dir, "/ps"),
            absl::StrCat("--staleness_policy=", o.staleness_policy),
            absl::StrCat("--staleness_bound=", o.staleness_bound),
@@ -884,7 +899,6 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
       shards.push_back(procs.back().get());
     }
     PG_RETURN_IF_ERROR(wait_ports(shard_names, absl::Minutes(2)));
-    std::vector<std::string> ps;
     {
       absl::MutexLock lock(&board.mu);
       for (const std::string& n : shard_names) {
@@ -1045,8 +1059,9 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
     return absl::OkStatus();
   }();
 
-  // 5. Stop in order: workers, data service, then (after pulling the final
-  // tables) the shards, which write their checkpoints.
+  // 5. Stop in order: workers, data service, then (after the outputs are
+  // written from the final tables) the shards, which write their
+  // checkpoints.
   if (!workers.empty()) {
     StopAll(workers, absl::Seconds(60));
     train_end = absl::Now();
@@ -1055,29 +1070,31 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   bool shards_alive = !shards.empty() && !clients.empty();
   for (Proc* p : shards) shards_alive = shards_alive && !p->child->Poll();
   absl::Status outputs_status;
+  std::vector<std::string> export_outputs;
   if (shards_alive) {
     if (auto st = QueryShards(clients)) last_shards = st;
-    absl::Status pulled = [&]() -> absl::Status {
-      PG_ASSIGN_OR_RETURN(final_state.g, PullAll(clients, kGeneratorTable,
-                                                 &final_state.g_version));
-      PG_ASSIGN_OR_RETURN(final_state.d, PullAll(clients, kDiscriminatorTable,
-                                                 &final_state.d_version));
-      int64_t v = 0;
-      absl::StatusOr<std::map<std::string, PulledTensor>> ema =
-          PullAll(clients, kGeneratorEmaTable, &v);
-      if (ema.ok()) {
-        final_state.g_ema = std::move(*ema);
-        final_state.have_ema = true;
-      } else {
-        Loud(absl::StrCat("no EMA of G on the shards (", ema.status().message(),
-                          "): samples come from G itself"));
-      }
-      return absl::OkStatus();
-    }();
-    if (pulled.ok()) {
-      have_final = true;
-    } else {
-      outputs_status = pulled;
+    // paragan_sample pulls G, D and G_ema (G when the shards keep no EMA)
+    // and writes the grid, the samples (z from seed + 1, as paragan_train's)
+    // and checkpoint.pgt; it is not stoppable: a Ctrl-C got us here.
+    outputs_status = run_tool(
+        "export", "writing the outputs from the shards",
+        {bin + "/" + kSampleBin, absl::StrCat("--ps=", absl::StrJoin(ps, ",")),
+         absl::StrCat("--model=", o.model),
+         absl::StrCat("--out_dir=", o.out_dir),
+         absl::StrCat("--num_samples=", o.num_samples),
+         absl::StrCat("--seed=", o.seed + 1),
+         absl::StrCat("--batch_size=", o.batch_size),
+         absl::StrCat("--threads=", o.threads_per_worker)},
+        kExportTimeout, /*stoppable=*/false);
+    if (outputs_status.ok()) {
+      // The files come from the tool's "wrote <path>" lines rather than
+      // being derived here: the grid's name carries the G version the tool
+      // pulled and samples_labels.npy depends on the model being
+      // conditional, both known to the tool, not to the launcher (which
+      // holds no model code). run_tool drained its output: every line is in.
+      absl::MutexLock lock(&board.mu);
+      export_outputs = board.wrote["export"];
+      exported = true;
     }
   }
   StopAll(shards, absl::Seconds(60));
@@ -1114,10 +1131,6 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
     s.d_steps = last_shards->d_version;
     s.rejected = last_shards->rejected;
   }
-  if (have_final) {
-    s.g_steps = final_state.g_version;
-    s.d_steps = final_state.d_version;
-  }
   s.train_s =
       workers.empty() ? 0 : absl::ToDoubleSeconds(train_end - train_start);
   const int64_t g_trained =
@@ -1133,10 +1146,7 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
                 ? static_cast<double>(d_trained) * o.batch_size *
                       (o.mode == "sync" ? o.num_workers : 1) / s.train_s
                 : 0;
-  if (have_final) {
-    absl::Status st = WriteOutputs(o, final_state, &s);
-    if (!st.ok()) outputs_status = st;
-  }
+  for (std::string& f : export_outputs) s.outputs.push_back(std::move(f));
   for (int i = 0; i < o.num_shards; ++i) {
     const std::string ck =
         absl::StrCat(o.out_dir, "/ps/shard-", i, "-of-", o.num_shards, ".pgt");
@@ -1148,9 +1158,11 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   if (!run_status.ok() && !absl::IsCancelled(run_status)) {
     s.error = std::string(run_status.message());
   } else if (!outputs_status.ok()) {
-    s.error = absl::StrCat("writing outputs: ", outputs_status.message());
-  } else if (!have_final) {
-    s.error = "the final tables could not be pulled from the shards";
+    s.error = std::string(outputs_status.message());
+  } else if (!exported) {
+    s.error =
+        "the outputs were not written: the shards were not running at "
+        "the end";
   }
   s.outputs.push_back(o.out_dir + "/summary.txt");
   s.outputs.push_back(o.out_dir + "/summary.json");

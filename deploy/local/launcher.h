@@ -1,12 +1,14 @@
 #ifndef PARAGAN_DEPLOY_LOCAL_LAUNCHER_H_
 #define PARAGAN_DEPLOY_LOCAL_LAUNCHER_H_
 
-// The local launcher: on one machine, starts the parameter-server shards,
-// the data service and the workers as child processes on free localhost
-// ports, shows one progress line every few seconds, stops everything in
-// order (workers, data service, shards) on Ctrl-C / SIGTERM or when the step
-// or time budget is spent, and writes the EMA generator's samples, a combined
-// checkpoint and a summary.
+// The local launcher: on one machine, has paragan_init write the networks'
+// initial state, starts the parameter-server shards, the data service and
+// the workers as child processes on free localhost ports, shows one progress
+// line every few seconds, stops everything in order (workers, data service,
+// shards) on Ctrl-C / SIGTERM or when the step or time budget is spent, has
+// paragan_sample --ps write the EMA generator's samples and a combined
+// checkpoint from the shards before they stop, and writes a summary. The
+// model code stays in those tools: the launcher links none.
 //
 // The pure pieces (line parsing, progress aggregation, summaries) are
 // exposed for tests.
@@ -174,6 +176,10 @@ class ChildProcess {
   bool exited() const { return exited_; }
   int wait_status() const { return status_; }
   std::string ExitDescription() const;
+  // After the child exited: waits until its output has all been read (the
+  // pipes close once it and anything it started are gone), so that the
+  // line callback and LastStderrLines have seen every line.
+  void DrainOutput();
   std::vector<std::string> LastStderrLines() const;
   std::string command_line() const { return command_line_; }
 
@@ -213,7 +219,9 @@ struct LauncherOptions {
   std::string out_dir = "runs/local";
   std::string dataset = "fashion_mnist";  // fashion_mnist | folder | synthetic
   std::string data_path = "/usr/share/datasets/fashion-mnist";
-  std::string bin_dir;  // holds server/, dataloader/, worker/distributed/
+  // Holds server/, dataloader/, worker/distributed/ and worker/train/
+  // (paragan_init, paragan_sample).
+  std::string bin_dir;
   uint64_t seed = 0;
   double progress_s = 5;   // seconds between progress lines
   int64_t log_every = 10;  // workers' progress interval in steps
@@ -234,7 +242,8 @@ struct LauncherOptions {
   double kill_after_s = 0;
 };
 
-// Finds the bazel-bin directory that holds the three binaries: `flag` if
+// Finds the bazel-bin directory that holds the five binaries (server, data
+// service, worker, paragan_init, paragan_sample): `flag` if
 // set, else derived from this executable's path
 // (<bin>/deploy/local/paragan_local), else ./bazel-bin. The error names the
 // missing binaries and the bazel command that builds them.

@@ -45,9 +45,10 @@ ABSL_FLAG(std::string, dataset, "fashion_mnist",
 ABSL_FLAG(std::string, data_path, "/usr/share/datasets/fashion-mnist",
           "dataset directory (the data service's --data_path)");
 ABSL_FLAG(std::string, bin_dir, "",
-          "directory holding server/paragan_server, dataloader/paragan_data "
-          "and worker/distributed/paragan_worker; empty: the bazel-bin this "
-          "launcher was built in, else ./bazel-bin");
+          "directory holding server/paragan_server, dataloader/paragan_data, "
+          "worker/distributed/paragan_worker, worker/train/paragan_init and "
+          "worker/train/paragan_sample; empty: the bazel-bin this launcher "
+          "was built in, else ./bazel-bin");
 ABSL_FLAG(uint64_t, seed, 0,
           "initial weights (shards); worker i uses seed+1+i");
 ABSL_FLAG(double, progress_s, 5, "seconds between progress lines");

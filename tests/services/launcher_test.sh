@@ -4,14 +4,18 @@
 # outputs exist and the summary's numbers are sane. A second short run kills
 # one worker mid-run: the other goes on, the run still ends ok and reports
 # the dead worker; a third kills a shard: the run stops with a clear error.
-#   args: paragan_local paragan_server paragan_data paragan_worker paragan_sample
+# The launcher runs paragan_init (the shards' initial networks) and
+# paragan_sample --ps (the outputs, from the shards) as child processes.
+#   args: paragan_local paragan_server paragan_data paragan_worker paragan_sample paragan_init
 set -euo pipefail
-LOCAL=$1; SERVER=$2; DATA=$3; WORKER=$4; SAMPLE=$5
+LOCAL=$1; SERVER=$2; DATA=$3; WORKER=$4; SAMPLE=$5; INIT=$6
 BIN=$(mktemp -d)
-mkdir -p "$BIN/server" "$BIN/dataloader" "$BIN/worker/distributed"
+mkdir -p "$BIN/server" "$BIN/dataloader" "$BIN/worker/distributed" "$BIN/worker/train"
 ln -s "$(readlink -f "$SERVER")" "$BIN/server/paragan_server"
 ln -s "$(readlink -f "$DATA")" "$BIN/dataloader/paragan_data"
 ln -s "$(readlink -f "$WORKER")" "$BIN/worker/distributed/paragan_worker"
+ln -s "$(readlink -f "$INIT")" "$BIN/worker/train/paragan_init"
+ln -s "$(readlink -f "$SAMPLE")" "$BIN/worker/train/paragan_sample"
 # Workers built without a data-service client read the dataset themselves.
 WORKER_DATA=${SERVICES_TEST_WORKER_DATA:-service}
 if grep -q "no data service client yet" "$(readlink -f "$WORKER")"; then
@@ -30,7 +34,8 @@ fail() { echo "FAIL: $*"; for f in "$OUT"/summary.txt "$OUT"/logs/*.log; do [ -f
   || fail "paragan_local exited $?"
 
 for f in summary.txt summary.json samples.npy samples.png checkpoint.pgt \
-         ps/shard-0-of-2.pgt ps/shard-1-of-2.pgt logs/w0.log logs/shard0.log; do
+         ps/init.pgt ps/shard-0-of-2.pgt ps/shard-1-of-2.pgt logs/w0.log \
+         logs/shard0.log logs/init.log logs/export.log; do
   [ -s "$OUT/$f" ] || fail "missing $OUT/$f"
 done
 ls "$OUT"/grid_*.png >/dev/null || fail "no grid png"
@@ -43,10 +48,15 @@ echo "g_steps=$G d_steps=$D images_per_s=$IMG"
 [ "$G" -ge 5 ] || fail "only $G G steps in ${SECONDS_BUDGET}s"
 [ "$D" -ge "$G" ] || fail "D steps $D < G steps $G"
 awk "BEGIN{exit !($IMG > 0 && $IMG < 100000)}" || fail "images/s $IMG"
-for p in shard0 shard1 data w0 w1; do
+for p in init shard0 shard1 data w0 w1 export; do
   grep -q "{\"name\": \"$p\", \"pid\": [0-9]*, \"exit\": \"exit 0\", \"ok\": true}" "$J" \
     || fail "process $p did not exit 0"
 done
+# The summary lists the files paragan_sample --ps reported writing.
+for f in samples.npy samples.png checkpoint.pgt; do
+  grep -q "\"$OUT/$f\"" "$J" || fail "summary.json does not list $f"
+done
+grep -q "^wrote $OUT/grid_[0-9]*\.png$" "$OUT/logs/export.log" || fail "export.log has no grid"
 # The combined checkpoint loads in paragan_sample.
 "$SAMPLE" --checkpoint="$OUT/checkpoint.pgt" --num_samples=8 --out="$OUT/resampled" \
   || fail "paragan_sample cannot load checkpoint.pgt"
