@@ -70,8 +70,10 @@ ABSL_FLAG(int, d_steps_per_g_step, 0,
           "(workers follow it; the server does not gate G pushes on it); 0: "
           "the model's default.");
 ABSL_FLAG(std::string, staleness_policy, "accept",
-          "accept | reject_above_bound | scale_by_inverse_staleness, for both "
-          "tables unless --g_/--d_staleness_policy say otherwise.");
+          "Staleness policy of both tables unless --g_/--d_staleness_policy "
+          "say otherwise: a policy registered in server/staleness_policy.h "
+          "(accept, reject_above_bound, scale_by_inverse_staleness, ...; an "
+          "unknown name is refused with the list).");
 ABSL_FLAG(std::string, g_staleness_policy, "", "G's policy override.");
 ABSL_FLAG(std::string, d_staleness_policy, "", "D's policy override.");
 ABSL_FLAG(int64_t, staleness_bound, 0,
@@ -148,9 +150,10 @@ absl::StatusOr<ShardOptions> OptionsFromFlags(int* d_steps) {
   for (auto [table, override_flag] :
        {std::make_pair(&o.g, absl::GetFlag(FLAGS_g_staleness_policy)),
         std::make_pair(&o.d, absl::GetFlag(FLAGS_d_staleness_policy))}) {
-    PG_ASSIGN_OR_RETURN(
-        table->rule.staleness_policy,
-        ParseStalenessPolicy(override_flag.empty() ? policy : override_flag));
+    table->rule.staleness_policy =
+        override_flag.empty() ? policy : override_flag;
+    PG_RETURN_IF_ERROR(
+        FindStalenessPolicy(table->rule.staleness_policy).status());
     table->rule.staleness_bound = absl::GetFlag(FLAGS_staleness_bound);
     table->rule.momentum_compensation =
         absl::GetFlag(FLAGS_momentum_compensation);

@@ -24,14 +24,14 @@ v1::AdamSettings ToProto(const AdamConfig& a) {
   return out;
 }
 
-v1::StalenessPolicy ToProto(StalenessPolicy p) {
-  switch (p) {
-    case StalenessPolicy::kAccept:
-      return v1::ACCEPT;
-    case StalenessPolicy::kRejectAboveBound:
-      return v1::REJECT_ABOVE_BOUND;
-    case StalenessPolicy::kScaleByInverseStaleness:
-      return v1::SCALE_BY_INVERSE_STALENESS;
+// The enum predates the policy registry and names only the first three
+// policies; UpdateRuleInfo.staleness_policy_name names any.
+v1::StalenessPolicy PolicyEnum(const std::string& name) {
+  const absl::StatusOr<const StalenessPolicy*> p = FindStalenessPolicy(name);
+  const absl::string_view canonical = p.ok() ? (*p)->name() : "";
+  if (canonical == "reject_above_bound") return v1::REJECT_ABOVE_BOUND;
+  if (canonical == "scale_by_inverse_staleness") {
+    return v1::SCALE_BY_INVERSE_STALENESS;
   }
   return v1::ACCEPT;
 }
@@ -186,7 +186,9 @@ grpc::Status ParameterServerService::RegisterWorker(
     *info->mutable_adam() = ToProto(table->config().adam);
     const UpdateRule& rule = table->config().rule;
     info->mutable_update_rule()->set_staleness_policy(
-        ToProto(rule.staleness_policy));
+        PolicyEnum(rule.staleness_policy));
+    info->mutable_update_rule()->set_staleness_policy_name(std::string(
+        FindStalenessPolicy(rule.staleness_policy).value()->name()));
     info->mutable_update_rule()->set_staleness_bound(rule.staleness_bound);
     info->mutable_update_rule()->set_sync_workers(rule.sync_workers);
     info->mutable_update_rule()->set_momentum_compensation(

@@ -448,7 +448,7 @@ TEST_F(ServiceTest, RetriedPushWithTheSameIdIsNotAppliedTwice) {
 }
 
 TEST_F(ServiceTest, StalePushRefusedByPolicyIsNotAnError) {
-  Start({StalenessPolicy::kRejectAboveBound, 0, 0});
+  Start({"reject_above_bound", 0, 0});
   ASSERT_TRUE(client_->Register("w0", v1::BOTH).ok());
   ASSERT_TRUE(
       client_->Push(kDiscriminatorTable, "w0", 0, AsPush(DGradients(1))).ok());
@@ -462,7 +462,7 @@ TEST_F(ServiceTest, StalePushRefusedByPolicyIsNotAnError) {
 }
 
 TEST_F(ServiceTest, SyncModePullWaitsForTheRound) {
-  Start({StalenessPolicy::kRejectAboveBound, 0, 2});
+  Start({"reject_above_bound", 0, 2});
   ASSERT_TRUE(client_->Register("w0", v1::BOTH).ok());
   ASSERT_TRUE(client_->Register("w1", v1::D_ONLY).ok());
   const std::vector<Grad> g0 = DGradients(10), g1 = DGradients(20);
@@ -505,7 +505,7 @@ TEST_F(ServiceTest, SyncModePullWaitsForTheRound) {
 }
 
 TEST_F(ServiceTest, MetricsServedOverHttp) {
-  Start({StalenessPolicy::kRejectAboveBound, 0, 0});
+  Start({"reject_above_bound", 0, 0});
   prometheus::Exposer exposer("127.0.0.1:0");
   exposer.RegisterCollectable(registry_);
   const auto process_metrics = MakeProcessCollectable();
@@ -601,7 +601,7 @@ TEST_F(ServiceTest, DeadWorkerLeaseExpiresAndSyncRoundCompletes) {
   // and waits in Pull(min_version) (which renews its lease). The reaper
   // (the binary calls ExpireLeases every second) drops w1, the round
   // completes with w0's gradient alone and the pull returns.
-  Start({StalenessPolicy::kRejectAboveBound, 0, 2}, 0, absl::Milliseconds(600));
+  Start({"reject_above_bound", 0, 2}, 0, absl::Milliseconds(600));
   ASSERT_TRUE(client_->Register("w0", v1::BOTH).ok());
   ASSERT_TRUE(client_->Register("w1", v1::BOTH).ok());
   std::atomic<bool> stop{false};

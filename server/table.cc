@@ -37,32 +37,6 @@ NamedArray FloatArray(std::string name, const Tensor& t) {
 
 }  // namespace
 
-absl::StatusOr<StalenessPolicy> ParseStalenessPolicy(absl::string_view name) {
-  if (name == "accept") return StalenessPolicy::kAccept;
-  if (name == "reject_above_bound" || name == "reject") {
-    return StalenessPolicy::kRejectAboveBound;
-  }
-  if (name == "scale_by_inverse_staleness" || name == "scale") {
-    return StalenessPolicy::kScaleByInverseStaleness;
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown staleness policy '", name,
-                   "' (accept | reject_above_bound | "
-                   "scale_by_inverse_staleness)"));
-}
-
-std::string StalenessPolicyName(StalenessPolicy policy) {
-  switch (policy) {
-    case StalenessPolicy::kAccept:
-      return "accept";
-    case StalenessPolicy::kRejectAboveBound:
-      return "reject_above_bound";
-    case StalenessPolicy::kScaleByInverseStaleness:
-      return "scale_by_inverse_staleness";
-  }
-  return "unknown";
-}
-
 float EffectiveBeta1(const UpdateRule& rule, float beta1, int64_t staleness) {
   if (!rule.momentum_compensation || rule.sync_workers > 0 || staleness <= 0) {
     return beta1;
@@ -99,7 +73,14 @@ absl::StatusOr<std::unique_ptr<ParameterTable>> ParameterTable::Create(
                      ": staleness_bound and sync_workers must be "
                      ">= 0"));
   }
+  absl::StatusOr<const StalenessPolicy*> policy =
+      FindStalenessPolicy(config.rule.staleness_policy);
+  if (!policy.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table ", config.name, ": ", policy.status().message()));
+  }
   auto table = std::unique_ptr<ParameterTable>(new ParameterTable(config));
+  table->policy_ = *policy;
   absl::MutexLock lock(&table->mu_);
   for (TableTensor& t : tensors) {
     const std::string& name = t.spec.name;
@@ -324,25 +305,18 @@ PushResult ParameterTable::ApplyLocked(const std::string& worker_id,
   r.staleness = version_ - base_version;
   r.new_version = version_;
   const UpdateRule& rule = config_.rule;
-  if (rule.staleness_policy == StalenessPolicy::kRejectAboveBound &&
-      r.staleness > rule.staleness_bound) {
+  const StalenessDecision decision =
+      policy_->Decide(r.staleness, rule.staleness_bound);
+  if (!decision.accept) {
     ++rejected_pushes_;
-    r.reason = absl::StrCat("staleness ", r.staleness, " above bound ",
-                            rule.staleness_bound);
+    r.reason = decision.reason;
     return r;
   }
   // Weight of a late gradient in a synchronous round.
-  const float scale =
-      rule.staleness_policy == StalenessPolicy::kScaleByInverseStaleness
-          ? 1.0f / (1.0f + static_cast<float>(r.staleness))
-          : 1.0f;
+  const float scale = decision.round_weight;
 
   if (rule.sync_workers == 0) {
-    // lr / (1 + s), not lr * scale: the step is exactly Adam with that lr.
-    const float lr =
-        rule.staleness_policy == StalenessPolicy::kScaleByInverseStaleness
-            ? config_.adam.lr / (1.0f + static_cast<float>(r.staleness))
-            : config_.adam.lr;
+    const float lr = config_.adam.lr / decision.lr_divisor;
     StepLocked(lr, EffectiveBeta1(rule, config_.adam.beta1, r.staleness),
                gradients, buffers);
     ++accepted_pushes_;

@@ -23,35 +23,30 @@
 #include "common/optim_kernels.h"
 #include "common/tensor.h"
 #include "common/tensor_io.h"
+#include "server/staleness_policy.h"
 #include "server/table_names.h"
 
 namespace paragan {
 
-enum class StalenessPolicy {
-  kAccept,                   // apply a stale gradient as is
-  kRejectAboveBound,         // refuse when staleness > staleness_bound
-  kScaleByInverseStaleness,  // lr * 1 / (1 + staleness)
-};
-// "accept", "reject_above_bound", "scale_by_inverse_staleness" (or "scale").
-absl::StatusOr<StalenessPolicy> ParseStalenessPolicy(absl::string_view name);
-std::string StalenessPolicyName(StalenessPolicy policy);
-
 // How pushes become optimizer steps.
 //  - Asynchronous (sync_workers == 0): every accepted push is one Adam step.
-//    staleness = version at arrival - base_version; the policy decides:
-//    kAccept steps with lr, kScaleByInverseStaleness with lr / (1 + s),
-//    kRejectAboveBound refuses s > staleness_bound (no state change).
+//    staleness = version at arrival - base_version; the staleness policy
+//    (server/staleness_policy.h) decides: "accept" steps with lr,
+//    "scale_by_inverse_staleness" with lr / (1 + s), "reject_above_bound"
+//    refuses s > staleness_bound (no state change).
 //  - Synchronous (sync_workers == N > 0): a round collects one push per
 //    worker; when N distinct workers have contributed, their gradients are
 //    averaged (sum / N) and one Adam step is taken with lr. A second push of
 //    the same worker in a round is refused as a duplicate. A late push (base
-//    version older than the current one) is refused by kRejectAboveBound
-//    when s > staleness_bound; otherwise it counts as that worker's
-//    contribution to the current round, weighted by 1 / (1 + s) under
-//    kScaleByInverseStaleness. The baseline configuration is bound 0 with
-//    kRejectAboveBound.
+//    version older than the current one) is refused by the policy
+//    (reject_above_bound: when s > staleness_bound); otherwise it counts as
+//    that worker's contribution to the current round, weighted as the policy
+//    says (scale_by_inverse_staleness: 1 / (1 + s)). The baseline
+//    configuration is bound 0 with reject_above_bound.
 struct UpdateRule {
-  StalenessPolicy staleness_policy = StalenessPolicy::kAccept;
+  // A registered policy's name or alias (FindStalenessPolicy); Create
+  // refuses an unknown one.
+  std::string staleness_policy = "accept";
   int64_t staleness_bound = 0;
   int sync_workers = 0;
   // Asynchronous mode: a gradient s versions stale is applied with Adam's
@@ -269,7 +264,8 @@ class ParameterTable {
   std::string Prefix() const { return config_.name + "/"; }
 
   const TableConfig config_;
-  std::vector<TableTensorSpec> specs_;  // immutable after Create
+  const StalenessPolicy* policy_ = nullptr;  // config_.rule's, resolved
+  std::vector<TableTensorSpec> specs_;       // immutable after Create
   std::map<std::string, size_t> index_;
   int64_t num_elements_ = 0;
 

@@ -97,7 +97,7 @@ class TableTest : public ::testing::Test {
 };
 
 TEST_F(TableTest, RejectAboveBoundChangesNothing) {
-  auto table = MakeTable({StalenessPolicy::kRejectAboveBound, 1, 0});
+  auto table = MakeTable({"reject_above_bound", 1, 0});
   ASSERT_TRUE(table->ApplyGradients("w0", 0, TestGradients(1)).ok());
   auto r = table->ApplyGradients("w1", 0, TestGradients(2));  // s = 1
   ASSERT_TRUE(r.ok());
@@ -121,7 +121,7 @@ TEST_F(TableTest, RejectAboveBoundChangesNothing) {
 }
 
 TEST_F(TableTest, ScaleByInverseStalenessIsAdamWithScaledLr) {
-  auto table = MakeTable({StalenessPolicy::kScaleByInverseStaleness, 0, 0});
+  auto table = MakeTable({"scale_by_inverse_staleness", 0, 0});
   Reference ref = MakeReference(1);
   const float lr = 4e-4f;
   // s = 0, 1, then 2 (two pushes from version 1 after it moved to 3).
@@ -139,7 +139,7 @@ TEST_F(TableTest, ScaleByInverseStalenessIsAdamWithScaledLr) {
 }
 
 TEST_F(TableTest, AcceptAppliesStaleGradientsAsIs) {
-  auto table = MakeTable({StalenessPolicy::kAccept, 0, 0});
+  auto table = MakeTable({"accept", 0, 0});
   Reference ref = MakeReference(1);
   for (int i = 0; i < 3; ++i) {
     const TensorMap g = TestGradients(20 + i);
@@ -170,7 +170,7 @@ TEST(EffectiveBeta1Test, LowersBeta1ByTheMomentumOfStaleness) {
 
 TEST_F(TableTest, MomentumCompensationStepsStaleGradientsWithLowerBeta1) {
   UpdateRule rule;
-  rule.staleness_policy = StalenessPolicy::kScaleByInverseStaleness;
+  rule.staleness_policy = "scale_by_inverse_staleness";
   rule.momentum_compensation = true;
   auto table = MakeTable(rule, /*seed=*/1, /*beta1=*/0.9f);
   Reference ref = MakeReference(1);
@@ -192,7 +192,7 @@ TEST_F(TableTest, MomentumCompensationStepsStaleGradientsWithLowerBeta1) {
 }
 
 TEST_F(TableTest, SyncModeAveragesWorkersAndStepsOnce) {
-  auto table = MakeTable({StalenessPolicy::kRejectAboveBound, 0, 2});
+  auto table = MakeTable({"reject_above_bound", 0, 2});
   const auto initial = Values(*table);
   const TensorMap g0 = TestGradients(30), g1 = TestGradients(40);
   const TensorMap b0 = {{"bn.running_mean", {1, 2, 3, 4, 5}}};
@@ -248,7 +248,7 @@ TEST_F(TableTest, SyncModeAveragesWorkersAndStepsOnce) {
 
 TEST_F(TableTest, InvalidPushesRejectedWithNoStateChange) {
   for (int sync : {0, 2}) {
-    auto table = MakeTable({StalenessPolicy::kAccept, 0, sync});
+    auto table = MakeTable({"accept", 0, sync});
     // One valid push first, so there is Adam state (and in sync mode a
     // pending contribution) to protect.
     ASSERT_TRUE(table->ApplyGradients("w0", 0, TestGradients(1)).ok());
@@ -368,7 +368,7 @@ std::string TempPath(const std::string& name) {
 }
 
 TEST_F(TableTest, CheckpointRoundTripIsBitIdentical) {
-  auto table = MakeTable({StalenessPolicy::kAccept, 0, 0});
+  auto table = MakeTable({"accept", 0, 0});
   table->RegisterWorker("late-joiner");
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(table
@@ -380,7 +380,7 @@ TEST_F(TableTest, CheckpointRoundTripIsBitIdentical) {
   const std::string path = TempPath("table_roundtrip.pgt");
   ASSERT_TRUE(table->Checkpoint(path).ok());
 
-  auto other = MakeTable({StalenessPolicy::kAccept, 0, 0}, /*seed=*/77);
+  auto other = MakeTable({"accept", 0, 0}, /*seed=*/77);
   absl::Status st = other->Restore(path);
   ASSERT_TRUE(st.ok()) << st;
   const auto a = table->SaveState(), b = other->SaveState();
@@ -473,17 +473,15 @@ TEST_F(TableTest, CreateValidates) {
   EXPECT_FALSE(ParameterTable::Create(config, {}).ok());
 }
 
-TEST(StalenessPolicyTest, Parse) {
-  EXPECT_EQ(*ParseStalenessPolicy("accept"), StalenessPolicy::kAccept);
-  EXPECT_EQ(*ParseStalenessPolicy("reject_above_bound"),
-            StalenessPolicy::kRejectAboveBound);
-  EXPECT_EQ(*ParseStalenessPolicy("scale"),
-            StalenessPolicy::kScaleByInverseStaleness);
-  EXPECT_FALSE(ParseStalenessPolicy("maybe").ok());
-  for (auto p : {StalenessPolicy::kAccept, StalenessPolicy::kRejectAboveBound,
-                 StalenessPolicy::kScaleByInverseStaleness}) {
-    EXPECT_EQ(*ParseStalenessPolicy(StalenessPolicyName(p)), p);
-  }
+TEST_F(TableTest, CreateRefusesAnUnknownStalenessPolicy) {
+  TableConfig config;
+  config.name = "D";
+  config.rule.staleness_policy = "maybe";
+  auto t = ParameterTable::Create(config, TestTensors(1));
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("unknown staleness policy 'maybe'"),
+            std::string::npos)
+      << t.status();
 }
 
 // ---------------------------------------------------------------------------
@@ -621,7 +619,7 @@ TEST_F(TableTest, SharedSnapshotsKeepTheirVersionAndCostNoCopy) {
 }
 
 TEST_F(TableTest, EmaAlsoStepsOnSynchronousRounds) {
-  auto table = MakeEmaTable(0.999f, {StalenessPolicy::kAccept, 0, 2});
+  auto table = MakeEmaTable(0.999f, {"accept", 0, 2});
   const auto initial = EmaValues(*table);
   ASSERT_TRUE(table->ApplyGradients("w0", 0, TestGradients(1)).ok());
   EXPECT_EQ(EmaValues(*table), initial);  // pending: no step, no EMA update
@@ -735,7 +733,7 @@ TEST_F(LeaseTest, SilentWorkerIsDroppedAndComesBackByRenewal) {
 }
 
 TEST_F(LeaseTest, SyncRoundCompletesWithTheContributionsItHas) {
-  auto table = MakeLeaseTable({StalenessPolicy::kRejectAboveBound, 0, 2});
+  auto table = MakeLeaseTable({"reject_above_bound", 0, 2});
   Reference ref = MakeReference(1);
   const TensorMap g0 = TestGradients(80);
   auto r = table->ApplyGradients("w0", 0, g0);
@@ -777,7 +775,7 @@ TEST_F(LeaseTest, SyncRoundCompletesWithTheContributionsItHas) {
 TEST_F(LeaseTest, RoundWaitsWhileOtherContributorsAreAlive) {
   // Three workers, sync 3: w2 dies after w0 pushed; w1 is alive and has not
   // pushed, so the round waits for w1, then completes with w0 and w1.
-  auto table = MakeLeaseTable({StalenessPolicy::kAccept, 0, 3});
+  auto table = MakeLeaseTable({"accept", 0, 3});
   table->RegisterWorker("w2");
   const TensorMap g0 = TestGradients(90), g1 = TestGradients(91);
   ASSERT_TRUE(table->ApplyGradients("w0", 0, g0).ok());
@@ -812,7 +810,7 @@ TEST_F(LeaseTest, RoundWaitsWhileOtherContributorsAreAlive) {
 TEST_F(LeaseTest, RoundsWaitForAllWorkersToJoinFirst) {
   // Only w0 has registered yet: its push waits for a second worker rather
   // than completing a round of one.
-  auto table = MakeLeaseTable({StalenessPolicy::kAccept, 0, 2},
+  auto table = MakeLeaseTable({"accept", 0, 2},
                               /*register_both=*/false);
   auto r = table->ApplyGradients("w0", 0, TestGradients(1));
   ASSERT_TRUE(r.ok());
@@ -824,11 +822,11 @@ TEST_F(LeaseTest, RoundsWaitForAllWorkersToJoinFirst) {
 }
 
 TEST_F(LeaseTest, RestoredWorkersGetAFreshLease) {
-  auto table = MakeLeaseTable({StalenessPolicy::kAccept, 0, 2});
+  auto table = MakeLeaseTable({"accept", 0, 2});
   const std::string path = ::testing::TempDir() + "/lease_table.pgt";
   ASSERT_TRUE(table->Checkpoint(path).ok());
   now_ += absl::Seconds(100);
-  auto restored = MakeLeaseTable({StalenessPolicy::kAccept, 0, 2}, false);
+  auto restored = MakeLeaseTable({"accept", 0, 2}, false);
   ASSERT_TRUE(restored->Restore(path).ok());
   EXPECT_TRUE(restored->ExpireLeases().dropped.empty());
   EXPECT_EQ(restored->Stats().registered_workers.size(), 2u);
