@@ -34,14 +34,14 @@ bool PeerGone(int fd) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DataPlaneServer>> DataPlaneServer::Start(
-    const Options& options, ParameterServerService* service) {
+    const Options& options, ShardHandler* handler) {
   auto server =
-      std::unique_ptr<DataPlaneServer>(new DataPlaneServer(options, service));
+      std::unique_ptr<DataPlaneServer>(new DataPlaneServer(options, handler));
   absl::StatusOr<Socket> listener =
       ListenTcp(options.bind_address, options.port, &server->port_);
   if (!listener.ok()) return listener.status();
   server->listener_ = *std::move(listener);
-  service->set_data_plane_port(server->port_);
+  handler->set_data_plane_port(server->port_);
   server->accept_thread_ = std::thread([s = server.get()] { s->AcceptLoop(); });
   return server;
 }
@@ -50,7 +50,7 @@ DataPlaneServer::~DataPlaneServer() { Shutdown(); }
 
 void DataPlaneServer::Shutdown() {
   if (stopping_.exchange(true)) return;
-  service_->set_data_plane_port(0);
+  handler_->set_data_plane_port(0);
   // Wakes accept() and every blocked recv()/send().
   shutdown(listener_.fd(), SHUT_RDWR);
   if (accept_thread_.joinable()) accept_thread_.join();
@@ -138,10 +138,10 @@ void DataPlaneServer::Serve(int id, int fd) {
 }
 
 void DataPlaneServer::UpdateConnectionGaugeLocked() {
-  if (service_->metrics() == nullptr) return;
+  if (handler_->metrics() == nullptr) return;
   int64_t open = 0;
   for (const auto& [id, c] : connections_) open += c.done ? 0 : 1;
-  service_->metrics()->SetDataPlaneConnections(open);
+  handler_->metrics()->SetDataPlaneConnections(open);
 }
 
 bool DataPlaneServer::ReplyError(int fd, const absl::Status& status,
@@ -171,7 +171,7 @@ bool DataPlaneServer::HandlePull(int fd, const FrameHeader& header,
         absl::InvalidArgumentError("data plane: a pull frame has a payload"),
         header.payload_bytes);
   }
-  absl::StatusOr<ParameterServerService::PullPlan> plan = service_->PreparePull(
+  absl::StatusOr<ShardHandler::PullPlan> plan = handler_->PreparePull(
       request, absl::Now() + options_.io_timeout,
       [this, fd] { return stopping_.load() || PeerGone(fd); });
   if (!plan.ok()) return ReplyError(fd, plan.status(), 0);
@@ -190,7 +190,7 @@ bool DataPlaneServer::HandlePull(int fd, const FrameHeader& header,
   if (!SendFrame(fd, FrameKind::kReply, reply, payload.pieces()).ok()) {
     return false;
   }
-  service_->RecordPull(plan->table, payload.bytes());
+  handler_->RecordPull(plan->table, payload.bytes());
   return true;
 }
 
@@ -206,7 +206,7 @@ bool DataPlaneServer::HandlePush(int fd, const FrameHeader& header,
   auto refuse = [&](const absl::Status& st) {
     return ReplyError(
         fd,
-        service_->RecordInvalidPush(
+        handler_->RecordInvalidPush(
             push.table(), static_cast<int64_t>(header.payload_bytes), st),
         header.payload_bytes);
   };
@@ -220,6 +220,9 @@ bool DataPlaneServer::HandlePush(int fd, const FrameHeader& header,
   }
   // Every check that the gRPC path makes per tensor, before any payload byte
   // is read: a refused push changes nothing.
+  absl::StatusOr<ShardHandler::PushTarget> target =
+      handler_->BeginPush(push.table(), push.worker_id());
+  if (!target.ok()) return refuse(target.status());
   std::set<std::string> seen;
   std::vector<int64_t> counts;
   int64_t wire_bytes = 0, float_bytes = 0;
@@ -233,21 +236,13 @@ bool DataPlaneServer::HandlePush(int fd, const FrameHeader& header,
       return refuse(absl::InvalidArgumentError(
           absl::StrCat("tensor '", t.name(), "' sent twice in one push")));
     }
-    v1::TensorChunk chunk;
-    chunk.set_table(push.table());
-    chunk.set_tensor_name(t.name());
-    *chunk.mutable_shape() = t.shape();
-    chunk.set_worker_id(push.worker_id());
-    chunk.set_base_version(push.base_version());
-    chunk.set_kind(t.kind());
-    chunk.set_dtype(push.dtype());
-    st = service_->ValidateNewTensor(chunk);
+    st = target->CheckTensor(t.name(), shape, t.kind());
     if (!st.ok()) return refuse(st);
     float_bytes += 4 * n;
-    if (float_bytes > service_->max_push_bytes()) {
+    if (float_bytes > handler_->max_push_bytes()) {
       return refuse(absl::ResourceExhaustedError(absl::StrCat(
           "tensor '", t.name(), "': the push would hold ", float_bytes,
-          " bytes, over the limit of ", service_->max_push_bytes())));
+          " bytes, over the limit of ", handler_->max_push_bytes())));
     }
     wire_bytes += elem * n;
     counts.push_back(n);
@@ -269,13 +264,13 @@ bool DataPlaneServer::HandlePush(int fd, const FrameHeader& header,
     }
     absl::Status st = RecvTensorValues(fd, push.dtype(), n, &values, &staging);
     if (!st.ok()) {
-      (void)service_->RecordInvalidPush(push.table(), wire_bytes, st);
+      (void)handler_->RecordInvalidPush(push.table(), wire_bytes, st);
       return false;  // the client is gone or stalled; nothing was applied
     }
   }
   absl::StatusOr<v1::PushResponse> r =
-      service_->ApplyPush(push.table(), push.worker_id(), push.base_version(),
-                          push.push_id(), gradients, buffers, wire_bytes);
+      handler_->ApplyPush(*target, push.base_version(), push.push_id(),
+                          gradients, buffers, wire_bytes);
   scratch->clear();
   for (TensorMap* m : {&gradients, &buffers}) {
     for (auto& [name, values] : *m) (*scratch)[name] = std::move(values);

@@ -2,9 +2,9 @@
 #define PARAGAN_SERVER_DATA_PLANE_SERVER_H_
 
 // The server side of a shard's tensor data plane (server/data_plane.h): it
-// accepts TCP connections and answers Pull and Push frames with the same
-// checks, policies, leases and metrics as the shard's gRPC service, whose
-// transport-independent halves it calls. A thread per connection: a shard
+// accepts TCP connections and answers Pull and Push frames through the
+// shard's ShardHandler, as the gRPC service does: same checks, policies,
+// leases and metrics. A thread per connection: a shard
 // has a few connections per worker, each busy with one call at a time.
 
 #include <atomic>
@@ -17,7 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/data_plane.h"
-#include "server/parameter_server_service.h"
+#include "server/shard_handler.h"
 
 namespace paragan {
 
@@ -31,10 +31,10 @@ class DataPlaneServer {
     absl::Duration io_timeout = absl::Minutes(5);
   };
 
-  // Listens and serves in background threads; `service` must outlive the
-  // server. Also tells the service the port to advertise to workers.
+  // Listens and serves in background threads; `handler` must outlive the
+  // server. Also tells the handler the port to advertise to workers.
   static absl::StatusOr<std::unique_ptr<DataPlaneServer>> Start(
-      const Options& options, ParameterServerService* service);
+      const Options& options, ShardHandler* handler);
   ~DataPlaneServer();
 
   int port() const { return port_; }
@@ -43,8 +43,8 @@ class DataPlaneServer {
   void Shutdown();
 
  private:
-  DataPlaneServer(const Options& options, ParameterServerService* service)
-      : options_(options), service_(service) {}
+  DataPlaneServer(const Options& options, ShardHandler* handler)
+      : options_(options), handler_(handler) {}
   void AcceptLoop();
   void Serve(int id, int fd);
   // Each answers one request frame whose header and metadata were read;
@@ -62,7 +62,7 @@ class DataPlaneServer {
   void UpdateConnectionGaugeLocked();  // needs mu_
 
   const Options options_;
-  ParameterServerService* const service_;
+  ShardHandler* const handler_;
   Socket listener_;
   int port_ = 0;
   std::atomic<bool> stopping_{false};

@@ -140,8 +140,9 @@ class DataPlaneTest : public ::testing::Test {
     ServiceOptions o;
     o.model = "test";
     o.max_push_bytes = max_push_bytes;
-    service_ = std::make_unique<ParameterServerService>(
+    handler_ = std::make_unique<ShardHandler>(
         o, std::vector<ParameterTable*>{g_.get(), d_.get()}, nullptr);
+    service_ = std::make_unique<ParameterServerService>(handler_.get());
     grpc::ServerBuilder b;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
                        &port_);
@@ -150,7 +151,7 @@ class DataPlaneTest : public ::testing::Test {
     ASSERT_NE(server_, nullptr);
     DataPlaneServer::Options dopts;
     dopts.bind_address = "127.0.0.1";
-    auto dp = DataPlaneServer::Start(dopts, service_.get());
+    auto dp = DataPlaneServer::Start(dopts, handler_.get());
     ASSERT_TRUE(dp.ok()) << dp.status();
     data_plane_ = *std::move(dp);
     ParameterServerClient::Options co;
@@ -220,6 +221,7 @@ class DataPlaneTest : public ::testing::Test {
   }
 
   std::unique_ptr<ParameterTable> g_, d_, reference_;
+  std::unique_ptr<ShardHandler> handler_;
   std::unique_ptr<ParameterServerService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<DataPlaneServer> data_plane_;
@@ -460,7 +462,7 @@ TEST_F(DataPlaneTest, ReplacesAPooledConnectionTheServerClosed) {
   DataPlaneServer::Options dopts;
   dopts.bind_address = "127.0.0.1";
   dopts.port = port;
-  auto dp = DataPlaneServer::Start(dopts, service_.get());
+  auto dp = DataPlaneServer::Start(dopts, handler_.get());
   ASSERT_TRUE(dp.ok()) << dp.status();
   data_plane_ = *std::move(dp);
   // The pooled connection is dead; the call is made again on a new one and

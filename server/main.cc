@@ -44,6 +44,7 @@
 #include "server/metrics.h"
 #include "server/parameter_server_service.h"
 #include "server/shard.h"
+#include "server/shard_handler.h"
 
 ABSL_FLAG(std::string, bind_address, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 0, "gRPC port; 0 picks a free port (printed).");
@@ -267,7 +268,8 @@ int Run() {
               << std::endl;
     return 2;
   }
-  ParameterServerService service(sopts, (*shard)->tables(), metrics.get());
+  ShardHandler handler(sopts, (*shard)->tables(), metrics.get());
+  ParameterServerService service(&handler);
 
   grpc::ServerBuilder builder;
   int port = 0;
@@ -292,7 +294,7 @@ int Run() {
     dopts.bind_address = absl::GetFlag(FLAGS_bind_address);
     dopts.port = absl::GetFlag(FLAGS_data_plane_port);
     absl::StatusOr<std::unique_ptr<DataPlaneServer>> dp =
-        DataPlaneServer::Start(dopts, &service);
+        DataPlaneServer::Start(dopts, &handler);
     if (!dp.ok()) {
       std::cerr << "paragan_server: --data_plane_port: " << dp.status()
                 << std::endl;
@@ -320,9 +322,9 @@ int Run() {
     const absl::Duration period =
         std::min(absl::Seconds(1),
                  absl::Seconds(absl::GetFlag(FLAGS_worker_lease_s)) / 4);
-    reaper = std::thread([&service, &stop_reaper, period] {
+    reaper = std::thread([&handler, &stop_reaper, period] {
       while (!stop_reaper.WaitForNotificationWithTimeout(period)) {
-        service.ExpireLeases();
+        handler.ExpireLeases();
       }
     });
   }

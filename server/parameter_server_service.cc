@@ -1,60 +1,18 @@
 #include "server/parameter_server_service.h"
 
-#include <algorithm>
 #include <chrono>
-#include <iostream>
-#include <memory>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "common/check.h"
 #include "common/grpc_status.h"
 #include "common/tensor_codec.h"
 #include "server/tensor_wire.h"
 
 namespace paragan {
-namespace {
 
-v1::AdamSettings ToProto(const AdamConfig& a) {
-  v1::AdamSettings out;
-  out.set_lr(a.lr);
-  out.set_beta1(a.beta1);
-  out.set_beta2(a.beta2);
-  out.set_eps(a.eps);
-  return out;
-}
-
-// The enum predates the policy registry and names only the first three
-// policies; UpdateRuleInfo.staleness_policy_name names any.
-v1::StalenessPolicy PolicyEnum(const std::string& name) {
-  const absl::StatusOr<const StalenessPolicy*> p = FindStalenessPolicy(name);
-  const absl::string_view canonical = p.ok() ? (*p)->name() : "";
-  if (canonical == "reject_above_bound") return v1::REJECT_ABOVE_BOUND;
-  if (canonical == "scale_by_inverse_staleness") {
-    return v1::SCALE_BY_INVERSE_STALENESS;
-  }
-  return v1::ACCEPT;
-}
-
-bool RolePushes(v1::WorkerRole role, const std::string& table) {
-  switch (role) {
-    case v1::BOTH:
-      return true;
-    case v1::G_ONLY:
-      return table == kGeneratorTable;
-    case v1::D_ONLY:
-      return table == kDiscriminatorTable;
-    default:
-      return false;
-  }
-}
-
-}  // namespace
-
-ParameterServerService::ParameterServerService(
-    const ServiceOptions& options, const std::vector<ParameterTable*>& tables,
-    ServerMetrics* metrics)
-    : options_(options), metrics_(metrics) {
+ParameterServerService::ParameterServerService(ShardHandler* handler)
+    : handler_(handler) {
   // Registered by hand (as generated code does) so that Pull and Push can
   // take raw ByteBuffers while the other methods keep protobuf messages.
   using grpc::internal::RpcMethod;
@@ -95,156 +53,15 @@ ParameterServerService::ParameterServerService(
             return self->GetState(ctx, req, resp);
           },
           this)));
-  for (ParameterTable* t : tables) {
-    tables_[t->name()] = t;
-    max_push_bytes_ = std::max(max_push_bytes_, 4 * t->num_elements());
-    if (metrics_ != nullptr) metrics_->SetVersion(t->name(), t->version());
-  }
-  if (options_.max_push_bytes > 0) max_push_bytes_ = options_.max_push_bytes;
-}
-
-ParameterTable* ParameterServerService::FindTable(
-    const std::string& name) const {
-  auto it = tables_.find(name);
-  return it == tables_.end() ? nullptr : it->second;
-}
-
-void ParameterServerService::RenewLeases(const std::string& worker_id) {
-  if (worker_id.empty()) return;
-  for (const auto& [name, table] : tables_) table->RenewLease(worker_id);
-}
-
-void ParameterServerService::UpdateWorkerGauges() {
-  if (metrics_ == nullptr) return;
-  for (const auto& [name, table] : tables_) {
-    metrics_->SetRegisteredWorkers(
-        name, static_cast<int64_t>(table->Stats().registered_workers.size()));
-  }
-}
-
-std::vector<LeaseExpiry> ParameterServerService::ExpireLeases() {
-  std::vector<LeaseExpiry> out;
-  bool changed = false;
-  for (const auto& [name, table] : tables_) {
-    LeaseExpiry e = table->ExpireLeases();
-    if (!e.dropped.empty()) {
-      changed = true;
-      std::cerr << "paragan_server: shard " << options_.shard_id << " table "
-                << name << ": dropped worker(s) "
-                << absl::StrJoin(e.dropped, ", ")
-                << " (lease expired: silent for longer than the lease)";
-      if (e.round_completed) {
-        std::cerr << "; the pending synchronous round completed with its "
-                  << e.round_contributions << " contribution(s), version now "
-                  << e.new_version;
-      }
-      std::cerr << std::endl;
-      if (metrics_ != nullptr) {
-        metrics_->RecordExpiredLeases(
-            name, static_cast<int64_t>(e.dropped.size()), e.round_completed);
-        metrics_->SetVersion(name, table->version());
-      }
-    }
-    out.push_back(std::move(e));
-  }
-  if (changed) UpdateWorkerGauges();
-  return out;
 }
 
 grpc::Status ParameterServerService::RegisterWorker(
     grpc::ServerContext* /*context*/, const v1::RegisterRequest* request,
     v1::RegisterResponse* response) {
-  if (request->worker_id().empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "worker_id is empty");
-  }
-  if (!v1::WorkerRole_IsValid(request->role())) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("unknown role ", request->role()));
-  }
-  response->set_shard_id(options_.shard_id);
-  response->set_num_shards(options_.num_shards);
-  response->set_model(options_.model);
-  response->set_d_steps_per_g_step(options_.d_steps_per_g_step);
-  response->set_data_plane_port(data_plane_port_.load());
-  for (const auto& [name, table] : tables_) {
-    if (RolePushes(request->role(), name)) {
-      table->RegisterWorker(request->worker_id());
-      response->add_push_tables(name);
-    } else {
-      table->RenewLease(request->worker_id());
-    }
-    v1::TableInfo* info = response->add_tables();
-    info->set_name(name);
-    info->set_version(table->version());
-    for (const TableTensorSpec& spec : table->specs()) {
-      v1::TensorSpec* s = info->add_tensors();
-      s->set_name(spec.name);
-      for (int64_t d : spec.shape) s->add_shape(d);
-      s->set_trainable(spec.trainable);
-    }
-    *info->mutable_adam() = ToProto(table->config().adam);
-    const UpdateRule& rule = table->config().rule;
-    info->mutable_update_rule()->set_staleness_policy(
-        PolicyEnum(rule.staleness_policy));
-    info->mutable_update_rule()->set_staleness_policy_name(std::string(
-        FindStalenessPolicy(rule.staleness_policy).value()->name()));
-    info->mutable_update_rule()->set_staleness_bound(rule.staleness_bound);
-    info->mutable_update_rule()->set_sync_workers(rule.sync_workers);
-    info->mutable_update_rule()->set_momentum_compensation(
-        rule.momentum_compensation);
-  }
-  UpdateWorkerGauges();
+  absl::StatusOr<v1::RegisterResponse> r = handler_->Register(*request);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *response = *std::move(r);
   return grpc::Status::OK;
-}
-
-absl::StatusOr<ParameterServerService::PullPlan>
-ParameterServerService::PreparePull(const v1::PullRequest& request,
-                                    absl::Time deadline,
-                                    const std::function<bool()>& cancelled) {
-  const bool ema = request.table() == kGeneratorEmaTable;
-  ParameterTable* table =
-      FindTable(ema ? std::string(kGeneratorTable) : request.table());
-  if (ema && table != nullptr && !table->has_ema()) {
-    return absl::NotFoundError(
-        absl::StrCat("no table 'G_ema' on shard ", options_.shard_id,
-                     ": the server keeps no EMA of G (--ema_decay=0)"));
-  }
-  RenewLeases(request.worker_id());
-  if (table == nullptr) {
-    return absl::NotFoundError(absl::StrCat("no table '", request.table(),
-                                            "' on shard ", options_.shard_id));
-  }
-  if (WireDTypeSize(request.dtype()) == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown dtype ", request.dtype()));
-  }
-  if (request.min_version() > 0) {
-    deadline = std::min(deadline, absl::Now() + options_.max_pull_wait);
-    while (!table->WaitForVersion(request.min_version(),
-                                  absl::Milliseconds(100))) {
-      if (cancelled()) return absl::CancelledError("pull cancelled");
-      // A worker waiting for the round is not silent.
-      RenewLeases(request.worker_id());
-      if (absl::Now() >= deadline) {
-        return absl::DeadlineExceededError(absl::StrCat(
-            "table ", table->name(), " did not reach version ",
-            request.min_version(), " (now ", table->version(), ")"));
-      }
-    }
-  }
-  const std::vector<std::string> names(request.tensors().begin(),
-                                       request.tensors().end());
-  // The table's own buffers, shared (copy-on-write) with whoever sends them,
-  // which may release them after the call returns.
-  PG_ASSIGN_OR_RETURN(SharedTableSnapshot snap,
-                      table->SharedSnapshot(names, ema));
-  return PullPlan{ema ? kGeneratorEmaTable : table->name(), std::move(snap)};
-}
-
-void ParameterServerService::RecordPull(const std::string& table,
-                                        int64_t wire_bytes) {
-  if (metrics_ != nullptr) metrics_->RecordPull(table, wire_bytes);
 }
 
 grpc::Status ParameterServerService::Pull(
@@ -255,11 +72,11 @@ grpc::Status ParameterServerService::Pull(
   if (ctx_deadline != std::chrono::system_clock::time_point::max()) {
     deadline = absl::FromChrono(ctx_deadline);
   }
-  absl::StatusOr<PullPlan> plan = PreparePull(
+  absl::StatusOr<ShardHandler::PullPlan> plan = handler_->PreparePull(
       *request, deadline, [context] { return context->IsCancelled(); });
   if (!plan.ok()) return ToGrpcStatus(plan.status());
   const SharedTableSnapshot& snap = plan->snapshot;
-  ChunkWriter out(options_.chunk_bytes, [writer](const grpc::ByteBuffer& m) {
+  ChunkWriter out(handler_->chunk_bytes(), [writer](const grpc::ByteBuffer& m) {
     return writer->Write(m);
   });
   for (const SharedTableTensor& t : snap.tensors) {
@@ -278,100 +95,32 @@ grpc::Status ParameterServerService::Pull(
   if (!out.Flush()) {
     return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
   }
-  RecordPull(plan->table, out.data_bytes());
+  handler_->RecordPull(plan->table, out.data_bytes());
   return grpc::Status::OK;
-}
-
-absl::Status ParameterServerService::ValidateNewTensor(
-    const v1::TensorChunk& chunk) const {
-  if (chunk.table() == kGeneratorEmaTable) {
-    return absl::FailedPreconditionError(
-        "table G_ema is read-only: it is the server's moving average of G, "
-        "updated after every G step; push gradients to table G");
-  }
-  ParameterTable* table = FindTable(chunk.table());
-  if (table == nullptr) {
-    return absl::NotFoundError(absl::StrCat("no table '", chunk.table(),
-                                            "' on shard ", options_.shard_id));
-  }
-  // Renews the lease (and registers a worker dropped for silence again).
-  if (!table->RenewLease(chunk.worker_id())) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "worker '", chunk.worker_id(), "' is not registered to push table ",
-        table->name(), " (call RegisterWorker)"));
-  }
-  const TableTensorSpec* spec = table->FindSpec(chunk.tensor_name());
-  if (spec == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("table ", table->name(), ": unknown tensor '",
-                     chunk.tensor_name(), "' on shard ", options_.shard_id));
-  }
-  const Shape shape(chunk.shape().begin(), chunk.shape().end());
-  if (shape != spec->shape) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "table ", table->name(), ": tensor '", spec->name, "' has shape ",
-        ShapeToString(shape), ", expected ", ShapeToString(spec->shape)));
-  }
-  if (spec->trainable != (chunk.kind() == v1::GRADIENT)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("table ", table->name(), ": tensor '", spec->name, "' is ",
-                     spec->trainable ? "trainable and takes a GRADIENT"
-                                     : "a buffer and takes a VALUE"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ParameterServerService::RecordInvalidPush(
-    const std::string& table, int64_t wire_bytes, const absl::Status& status) {
-  // Label invalid pushes only with a real table name (bounded cardinality).
-  if (metrics_ != nullptr) {
-    metrics_->RecordInvalidPush(FindTable(table) ? table : "unknown",
-                                wire_bytes);
-  }
-  return status;
-}
-
-absl::StatusOr<v1::PushResponse> ParameterServerService::ApplyPush(
-    const std::string& table_name, const std::string& worker_id,
-    int64_t base_version, uint64_t push_id, const TensorMap& gradients,
-    const TensorMap& buffers, int64_t wire_bytes) {
-  ParameterTable* table = FindTable(table_name);
-  if (table == nullptr) {
-    return RecordInvalidPush(
-        table_name, wire_bytes,
-        absl::NotFoundError(absl::StrCat("no table '", table_name,
-                                         "' on shard ", options_.shard_id)));
-  }
-  RenewLeases(worker_id);
-  absl::StatusOr<PushResult> r = table->ApplyGradients(
-      worker_id, base_version, gradients, buffers, push_id);
-  if (!r.ok()) return RecordInvalidPush(table_name, wire_bytes, r.status());
-  v1::PushResponse response;
-  response.set_accepted(r->accepted);
-  response.set_applied(r->applied);
-  response.set_new_version(r->new_version);
-  response.set_staleness(r->staleness);
-  response.set_reason(r->reason);
-  response.set_duplicate(r->duplicate);
-  if (metrics_ != nullptr) {
-    metrics_->RecordPush(table->name(), wire_bytes, *r);
-    metrics_->SetVersion(table->name(), table->version());
-  }
-  return response;
 }
 
 grpc::Status ParameterServerService::Push(
     grpc::ServerContext* /*context*/,
     grpc::ServerReader<grpc::ByteBuffer>* reader, v1::PushResponse* response) {
   ChunkAssembler::Options opts;
-  opts.max_total_bytes = max_push_bytes_;
-  opts.validate_new_tensor = [this](const v1::TensorChunk& c) {
-    return ValidateNewTensor(c);
+  opts.max_total_bytes = handler_->max_push_bytes();
+  // Every chunk of a stream has the first one's table, worker and version
+  // (ChunkAssembler checks), so the push is begun once.
+  std::optional<ShardHandler::PushTarget> target;
+  opts.validate_new_tensor = [&](const v1::TensorChunk& c) -> absl::Status {
+    if (!target.has_value()) {
+      absl::StatusOr<ShardHandler::PushTarget> t =
+          handler_->BeginPush(c.table(), c.worker_id());
+      if (!t.ok()) return t.status();
+      target.emplace(*std::move(t));
+    }
+    return target->CheckTensor(
+        c.tensor_name(), Shape(c.shape().begin(), c.shape().end()), c.kind());
   };
   ChunkAssembler assembler(opts);
   auto fail = [&](const absl::Status& st) {
-    return ToGrpcStatus(
-        RecordInvalidPush(assembler.table(), assembler.payload_bytes(), st));
+    return ToGrpcStatus(handler_->RecordInvalidPush(
+        assembler.table(), assembler.payload_bytes(), st));
   };
   grpc::ByteBuffer message;
   ChunkView view;
@@ -385,9 +134,12 @@ grpc::Status ParameterServerService::Push(
   for (auto& [name, t] : assembler.tensors()) {
     (t.kind == v1::GRADIENT ? gradients : buffers)[name] = std::move(t.values);
   }
-  absl::StatusOr<v1::PushResponse> r = ApplyPush(
-      assembler.table(), assembler.worker_id(), assembler.base_version(),
-      assembler.push_id(), gradients, buffers, assembler.payload_bytes());
+  if (!target.has_value()) {
+    return fail(absl::InvalidArgumentError("a push with no tensors"));
+  }
+  absl::StatusOr<v1::PushResponse> r = handler_->ApplyPush(
+      *target, assembler.base_version(), assembler.push_id(), gradients,
+      buffers, assembler.payload_bytes());
   if (!r.ok()) return ToGrpcStatus(r.status());
   *response = *std::move(r);
   return grpc::Status::OK;
@@ -396,22 +148,7 @@ grpc::Status ParameterServerService::Push(
 grpc::Status ParameterServerService::GetState(
     grpc::ServerContext* /*context*/, const v1::StateRequest* /*request*/,
     v1::StateResponse* response) {
-  response->set_shard_id(options_.shard_id);
-  response->set_num_shards(options_.num_shards);
-  for (const auto& [name, table] : tables_) {
-    const TableStats s = table->Stats();
-    v1::TableState* t = response->add_tables();
-    t->set_name(name);
-    t->set_version(s.version);
-    t->set_num_updates(s.num_updates);
-    t->set_accepted_pushes(s.accepted_pushes);
-    t->set_rejected_pushes(s.rejected_pushes);
-    for (const std::string& w : s.registered_workers) {
-      t->add_registered_workers(w);
-    }
-    t->set_pending_contributions(s.pending_contributions);
-    t->set_num_elements(s.num_elements);
-  }
+  *response = handler_->GetState();
   return grpc::Status::OK;
 }
 

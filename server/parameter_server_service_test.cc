@@ -117,8 +117,9 @@ class ServiceTest : public ::testing::Test {
     o.model = "test";
     o.d_steps_per_g_step = 2;
     o.chunk_bytes = kChunkBytes;
-    service_ = std::make_unique<ParameterServerService>(
+    handler_ = std::make_unique<ShardHandler>(
         o, std::vector<ParameterTable*>{g_.get(), d_.get()}, metrics_.get());
+    service_ = std::make_unique<ParameterServerService>(handler_.get());
     grpc::ServerBuilder b;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
                        &port_);
@@ -217,6 +218,7 @@ class ServiceTest : public ::testing::Test {
   std::shared_ptr<prometheus::Registry> registry_ =
       std::make_shared<prometheus::Registry>();
   std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<ShardHandler> handler_;
   std::unique_ptr<ParameterServerService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
@@ -607,7 +609,7 @@ TEST_F(ServiceTest, DeadWorkerLeaseExpiresAndSyncRoundCompletes) {
   std::atomic<bool> stop{false};
   std::thread reaper([&] {
     while (!stop) {
-      service_->ExpireLeases();
+      handler_->ExpireLeases();
       absl::SleepFor(absl::Milliseconds(50));
     }
   });

@@ -149,6 +149,7 @@ double PlainTcpMBps(int64_t push_bytes, int64_t pull_bytes, int iters,
 // One shard in this process: its tables, its service and a client of it.
 struct BenchShard {
   std::unique_ptr<ParameterShard> shard;
+  std::unique_ptr<ShardHandler> handler;
   std::unique_ptr<ParameterServerService> service;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<DataPlaneServer> data_plane;
@@ -213,8 +214,9 @@ int Run() {
     sopts.num_shards = num_shards;
     sopts.model = model;
     sopts.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
-    b.service = std::make_unique<ParameterServerService>(
-        sopts, b.shard->tables(), nullptr);
+    b.handler =
+        std::make_unique<ShardHandler>(sopts, b.shard->tables(), nullptr);
+    b.service = std::make_unique<ParameterServerService>(b.handler.get());
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
@@ -228,7 +230,7 @@ int Run() {
       DataPlaneServer::Options dopts;
       dopts.bind_address = "127.0.0.1";
       absl::StatusOr<std::unique_ptr<DataPlaneServer>> dp =
-          DataPlaneServer::Start(dopts, b.service.get());
+          DataPlaneServer::Start(dopts, b.handler.get());
       PG_CHECK_OK(dp.status());
       b.data_plane = *std::move(dp);
     }
