@@ -135,6 +135,21 @@ class HostPool : public std::enable_shared_from_this<HostPool> {
   size_t cached_bytes_ = 0;
 };
 
+// Calls f(small, big) for every 2x2 window of `planes` planes whose small
+// side is h x w: `small` indexes the h x w planes, `big` the window's
+// top-left element in the 2h x 2w planes (the row below it is big + 2w).
+template <typename F>
+void ForEachWindow2x2(int64_t planes, int64_t h, int64_t w, F f) {
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t i = 0; i < h; ++i) {
+      const int64_t small = (p * h + i) * w;
+      const int64_t big = (p * 2 * h + 2 * i) * 2 * w;
+      for (int64_t j = 0; j < w; ++j) f(small + j, big + 2 * j);
+    }
+  }
+}
+
 class CpuBackend : public Backend {
  public:
   CpuBackend(int threads, CpuConvLayout layout, bool log_autotune)
@@ -511,101 +526,75 @@ class CpuBackend : public Backend {
     }
   }
 
+  // The 2x2-window ops: `w2` is the row stride of the large (2h x 2w) side.
   void Upsample2xForward(const Tensor& x, Tensor* y) override {
-    const int64_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3);
     const float* px = x.data();
     float* py = y->data();
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p)
-      for (int64_t i = 0; i < h; ++i) {
-        const float* src = px + (p * h + i) * w;
-        float* r0 = py + (p * 2 * h + 2 * i) * 2 * w;
-        float* r1 = r0 + 2 * w;
-        for (int64_t j = 0; j < w; ++j) r0[2 * j] = r0[2 * j + 1] = src[j];
-        std::memcpy(r1, r0, 2 * w * sizeof(float));
-      }
+    const int64_t w2 = 2 * x.dim(3);
+    ForEachWindow2x2(x.dim(0) * x.dim(1), x.dim(2), x.dim(3),
+                     [=](int64_t small, int64_t big) {
+                       py[big] = py[big + 1] = py[big + w2] = py[big + w2 + 1] =
+                           px[small];
+                     });
   }
   void Upsample2xBackward(const Tensor& dy, Tensor* dx) override {
-    const int64_t planes = dx->dim(0) * dx->dim(1), h = dx->dim(2),
-                  w = dx->dim(3);
     const float* pd = dy.data();
     float* po = dx->data();
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p)
-      for (int64_t i = 0; i < h; ++i) {
-        const float* r0 = pd + (p * 2 * h + 2 * i) * 2 * w;
-        const float* r1 = r0 + 2 * w;
-        float* o = po + (p * h + i) * w;
-        for (int64_t j = 0; j < w; ++j)
-          o[j] = r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1];
-      }
+    const int64_t w2 = 2 * dx->dim(3);
+    ForEachWindow2x2(dx->dim(0) * dx->dim(1), dx->dim(2), dx->dim(3),
+                     [=](int64_t small, int64_t big) {
+                       po[small] = pd[big] + pd[big + 1] + pd[big + w2] +
+                                   pd[big + w2 + 1];
+                     });
   }
   void AvgPool2xForward(const Tensor& x, Tensor* y) override {
-    const int64_t planes = y->dim(0) * y->dim(1), h = y->dim(2), w = y->dim(3);
     const float* px = x.data();
     float* py = y->data();
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p)
-      for (int64_t i = 0; i < h; ++i) {
-        const float* r0 = px + (p * 2 * h + 2 * i) * 2 * w;
-        const float* r1 = r0 + 2 * w;
-        float* o = py + (p * h + i) * w;
-        for (int64_t j = 0; j < w; ++j)
-          o[j] =
-              0.25f * (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]);
-      }
+    const int64_t w2 = 2 * y->dim(3);
+    ForEachWindow2x2(y->dim(0) * y->dim(1), y->dim(2), y->dim(3),
+                     [=](int64_t small, int64_t big) {
+                       py[small] = 0.25f * (px[big] + px[big + 1] +
+                                            px[big + w2] + px[big + w2 + 1]);
+                     });
   }
   void AvgPool2xBackward(const Tensor& dy, Tensor* dx) override {
-    const int64_t planes = dy.dim(0) * dy.dim(1), h = dy.dim(2), w = dy.dim(3);
     const float* pd = dy.data();
     float* po = dx->data();
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p)
-      for (int64_t i = 0; i < h; ++i) {
-        const float* d = pd + (p * h + i) * w;
-        float* r0 = po + (p * 2 * h + 2 * i) * 2 * w;
-        float* r1 = r0 + 2 * w;
-        for (int64_t j = 0; j < w; ++j) {
-          const float v = 0.25f * d[j];
-          r0[2 * j] = r0[2 * j + 1] = r1[2 * j] = r1[2 * j + 1] = v;
-        }
-      }
+    const int64_t w2 = 2 * dy.dim(3);
+    ForEachWindow2x2(dy.dim(0) * dy.dim(1), dy.dim(2), dy.dim(3),
+                     [=](int64_t small, int64_t big) {
+                       po[big] = po[big + 1] = po[big + w2] = po[big + w2 + 1] =
+                           0.25f * pd[small];
+                     });
   }
   void MaxPool2xForward(const Tensor& x, Tensor* y) override {
-    const int64_t planes = y->dim(0) * y->dim(1), h = y->dim(2), w = y->dim(3);
     const float* px = x.data();
     float* py = y->data();
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p)
-      for (int64_t i = 0; i < h; ++i) {
-        const float* r0 = px + (p * 2 * h + 2 * i) * 2 * w;
-        const float* r1 = r0 + 2 * w;
-        float* o = py + (p * h + i) * w;
-        for (int64_t j = 0; j < w; ++j)
-          o[j] = std::max(std::max(r0[2 * j], r0[2 * j + 1]),
-                          std::max(r1[2 * j], r1[2 * j + 1]));
-      }
+    const int64_t w2 = 2 * y->dim(3);
+    ForEachWindow2x2(y->dim(0) * y->dim(1), y->dim(2), y->dim(3),
+                     [=](int64_t small, int64_t big) {
+                       py[small] =
+                           std::max(std::max(px[big], px[big + 1]),
+                                    std::max(px[big + w2], px[big + w2 + 1]));
+                     });
   }
   void MaxPool2xBackward(const Tensor& x, const Tensor& dy,
                          Tensor* dx) override {
-    const int64_t planes = dy.dim(0) * dy.dim(1), h = dy.dim(2), w = dy.dim(3);
     const float* px = x.data();
     const float* pd = dy.data();
     float* po = dx->data();
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p)
-      for (int64_t i = 0; i < h; ++i)
-        for (int64_t j = 0; j < w; ++j) {
+    const int64_t w2 = 2 * dy.dim(3);
+    ForEachWindow2x2(
+        dy.dim(0) * dy.dim(1), dy.dim(2), dy.dim(3),
+        [=](int64_t small, int64_t big) {
           // Gradient goes to the first maximum, as in PyTorch.
-          const int64_t base = (p * 2 * h + 2 * i) * 2 * w + 2 * j;
-          const int64_t cand[4] = {base, base + 1, base + 2 * w,
-                                   base + 2 * w + 1};
+          const int64_t cand[4] = {big, big + 1, big + w2, big + w2 + 1};
           int64_t best = cand[0];
           for (int k = 1; k < 4; ++k)
             if (px[cand[k]] > px[best]) best = cand[k];
           for (int k = 0; k < 4; ++k) po[cand[k]] = 0;
-          po[best] = pd[(p * h + i) * w + j];
-        }
+          po[best] = pd[small];
+        });
   }
   void SpatialSumForward(const Tensor& x, Tensor* y) override {
     const int64_t planes = x.dim(0) * x.dim(1), hw = InnerSize(x);
