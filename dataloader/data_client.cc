@@ -8,8 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/check.h"
-#include "dataloader/batch_codec.h"
 #include "common/grpc_status.h"
+#include "dataloader/batch_codec.h"
 
 namespace paragan {
 namespace {

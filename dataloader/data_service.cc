@@ -1,12 +1,14 @@
 #include "dataloader/data_service.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "dataloader/batch_codec.h"
+#include "common/check.h"
 #include "common/grpc_status.h"
+#include "dataloader/batch_codec.h"
 
 namespace paragan {
 
@@ -14,17 +16,18 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "the wire format is little-endian float32");
 
 // One open StreamBatches call. Lives on its handler's stack; the service
-// refers to it (waiting_, by_worker_) only while it is open.
+// refers to it (streams_, by_worker_) only while it is open.
 struct DataService::Stream {
   struct Unacked {
     PreparedPtr batch;
-    absl::Time sent = absl::InfinitePast();  // InfinitePast: not written yet
+    Delivery delivery;  // delivery.sent InfinitePast: not written yet
   };
   struct Outgoing {
     PreparedPtr batch;
     double credit_wait_seconds = 0;
   };
 
+  StreamId id = -1;
   std::string worker_id;
   v1::WorkerRole role = v1::BOTH;
   bool want_generated = false;
@@ -33,7 +36,6 @@ struct DataService::Stream {
   std::deque<absl::Time> credits;      // grant time of each unused credit
   std::deque<Outgoing> outbox;         // dealt, not yet written
   std::map<int64_t, Unacked> unacked;  // by batch_id (outbox included)
-  bool waiting = false;                // in waiting_
   bool closed = false;
   bool reader_done = false;
   absl::Status close_status;
@@ -41,7 +43,7 @@ struct DataService::Stream {
 
 absl::StatusOr<std::unique_ptr<DataService>> DataService::Create(
     std::unique_ptr<Dataset> dataset, const DataServiceOptions& options,
-    DataMetrics* metrics) {
+    DataMetrics* metrics, std::unique_ptr<DispatchPolicy> policy) {
   if (dataset == nullptr || dataset->info().size < 1) {
     return absl::InvalidArgumentError("the data service needs a dataset");
   }
@@ -64,14 +66,26 @@ absl::StatusOr<std::unique_ptr<DataService>> DataService::Create(
   if (options.max_credits < 1) {
     return bad("max_credits", options.max_credits, ">= 1");
   }
+  if (policy == nullptr) {
+    DispatchPolicyConfig config;
+    config.batch_size = options.batch_size;
+    config.max_in_flight = options.max_in_flight;
+    config.max_credits = options.max_credits;
+    PG_ASSIGN_OR_RETURN(policy,
+                        CreateDispatchPolicy(options.dispatch_policy, config));
+  }
   return std::unique_ptr<DataService>(
-      new DataService(std::move(dataset), options, metrics));
+      new DataService(std::move(dataset), options, metrics, std::move(policy)));
 }
 
 DataService::DataService(std::unique_ptr<Dataset> dataset,
                          const DataServiceOptions& options,
-                         DataMetrics* metrics)
-    : dataset_(std::move(dataset)), options_(options), metrics_(metrics) {
+                         DataMetrics* metrics,
+                         std::unique_ptr<DispatchPolicy> policy)
+    : dataset_(std::move(dataset)),
+      options_(options),
+      metrics_(metrics),
+      policy_(std::move(policy)) {
   if (metrics_ != nullptr) {
     metrics_->SetEpoch(0);
     UpdateGauges();
@@ -214,10 +228,7 @@ absl::Status DataService::ApplyRequest(Stream* s, const v1::BatchRequest& r,
   for (int64_t id : r.acks()) Ack(s, id);
   const absl::Time now = absl::Now();
   for (int i = 0; i < r.credits(); ++i) s->credits.push_back(now);
-  if (!s->credits.empty() && !s->waiting) {
-    waiting_.push_back(s);
-    s->waiting = true;
-  }
+  if (r.credits() > 0) policy_->OnCredits(s->id, r.credits(), now, LinkOf(*s));
   Dispatch();
   producer_cv_.notify_all();  // acks may have made room
   UpdateGauges();
@@ -227,9 +238,11 @@ absl::Status DataService::ApplyRequest(Stream* s, const v1::BatchRequest& r,
 void DataService::Ack(Stream* s, int64_t batch_id) {
   auto it = s->unacked.find(batch_id);
   if (it != s->unacked.end()) {
-    if (metrics_ != nullptr && it->second.sent != absl::InfinitePast()) {
+    Delivery delivery = it->second.delivery;
+    delivery.acked = absl::Now();
+    if (metrics_ != nullptr && delivery.sent != absl::InfinitePast()) {
       metrics_->RecordAcked(
-          s->worker_id, absl::ToDoubleSeconds(absl::Now() - it->second.sent));
+          s->worker_id, absl::ToDoubleSeconds(delivery.acked - delivery.sent));
     }
     if (it->second.batch->batch.generated()) {
       --generated_in_flight_;
@@ -237,6 +250,7 @@ void DataService::Ack(Stream* s, int64_t batch_id) {
       --in_flight_;
     }
     s->unacked.erase(it);
+    policy_->OnAcked(s->id, delivery, LinkOf(*s));
     return;
   }
   // A reconnecting worker acks what it consumed before its old stream broke.
@@ -247,6 +261,11 @@ void DataService::Ack(Stream* s, int64_t batch_id) {
     }
   }
   // Unknown ids (acked twice, or from before a server restart) are harmless.
+}
+
+bool DataService::HasBatchFor(const Stream& s) const {
+  return s.want_generated ? !generated_.empty()
+                          : !(requeued_.empty() && ready_.empty());
 }
 
 DataService::PreparedPtr DataService::TakeFor(const Stream& s) {
@@ -265,37 +284,58 @@ DataService::PreparedPtr DataService::TakeFor(const Stream& s) {
   return p;
 }
 
+bool DataService::CanDeal(StreamId id) const {
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return false;
+  const Stream& s = *it->second;
+  return !s.closed && !s.credits.empty() &&
+         static_cast<int64_t>(s.unacked.size()) < policy_->Window(id) &&
+         HasBatchFor(s);
+}
+
+LinkState DataService::LinkOf(const Stream& s) const {
+  LinkState link;
+  link.credits = static_cast<int64_t>(s.credits.size());
+  link.unacked = static_cast<int64_t>(s.unacked.size());
+  link.queued = static_cast<int64_t>(s.outbox.size());
+  link.available = static_cast<int64_t>(
+      s.want_generated ? generated_.size() : requeued_.size() + ready_.size());
+  return link;
+}
+
 void DataService::Dispatch() {
-  for (bool dealt = true; dealt;) {
-    dealt = false;
-    for (size_t i = 0; i < waiting_.size(); ++i) {
-      Stream* s = waiting_[i];
-      PreparedPtr p = TakeFor(*s);
-      if (p == nullptr) continue;
-      waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
-      const absl::Time now = absl::Now();
-      const double wait = absl::ToDoubleSeconds(now - s->credits.front());
-      s->credits.pop_front();
-      if (p->batch.generated()) {
-        ++generated_in_flight_;
-      } else {
-        ++in_flight_;
-        last_epoch_ = std::max(last_epoch_, p->batch.epoch());
-        if (metrics_ != nullptr) metrics_->SetEpoch(last_epoch_);
-      }
-      p->owner.clear();
-      s->unacked[p->batch.batch_id()] = Stream::Unacked{p};
-      s->outbox.push_back(Stream::Outgoing{std::move(p), wait});
-      s->cv.notify_all();
-      // Round robin: back of the line if it still has credit.
-      if (s->credits.empty()) {
-        s->waiting = false;
-      } else {
-        waiting_.push_back(s);
-      }
-      dealt = true;
-      break;
+  for (;;) {
+    const std::optional<StreamId> pick =
+        policy_->PickStream([this](StreamId id) { return CanDeal(id); });
+    if (!pick.has_value()) return;
+    // A policy dealing to a stream without credit would break flow control.
+    PG_CHECK(CanDeal(*pick))
+        << "dispatch policy '" << policy_->name() << "' picked stream " << *pick
+        << ", which cannot take a batch now";
+    Stream* s = streams_.at(*pick);
+    PreparedPtr p = TakeFor(*s);
+    const absl::Time now = absl::Now();
+    Delivery delivery;
+    delivery.batch_id = p->batch.batch_id();
+    delivery.payload_bytes = p->payload_bytes;
+    delivery.generated = p->batch.generated();
+    delivery.redelivered = !p->owner.empty();
+    delivery.credit_granted = s->credits.front();
+    delivery.dealt = now;
+    const double wait = absl::ToDoubleSeconds(now - s->credits.front());
+    s->credits.pop_front();
+    if (p->batch.generated()) {
+      ++generated_in_flight_;
+    } else {
+      ++in_flight_;
+      last_epoch_ = std::max(last_epoch_, p->batch.epoch());
+      if (metrics_ != nullptr) metrics_->SetEpoch(last_epoch_);
     }
+    p->owner.clear();
+    s->unacked[p->batch.batch_id()] = Stream::Unacked{p, delivery};
+    s->outbox.push_back(Stream::Outgoing{std::move(p), wait});
+    s->cv.notify_all();
+    policy_->OnDealt(s->id, delivery, LinkOf(*s));
   }
 }
 
@@ -303,10 +343,7 @@ void DataService::CloseStream(Stream* s, const absl::Status& why) {
   if (s->closed) return;
   s->closed = true;
   s->close_status = why;
-  if (s->waiting) {
-    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), s));
-    s->waiting = false;
-  }
+  streams_.erase(s->id);
   auto w = by_worker_.find(s->worker_id);
   if (w != by_worker_.end() && w->second == s) by_worker_.erase(w);
   // Unacked batches go back to the front, oldest first, so nothing is lost.
@@ -329,6 +366,7 @@ void DataService::CloseStream(Stream* s, const absl::Status& why) {
   --totals_.streams;
   totals_.requeued_total += requeued;
   if (metrics_ != nullptr && requeued > 0) metrics_->AddRequeued(requeued);
+  policy_->OnStreamClosed(s->id, why, requeued);
   s->cv.notify_all();
   Dispatch();
   producer_cv_.notify_all();
@@ -370,8 +408,12 @@ grpc::Status DataService::StreamBatches(
                "superseded by a new stream of worker '", s.worker_id, "'")));
     o->context->TryCancel();
   }
+  s.id = next_stream_id_++;
   by_worker_[s.worker_id] = &s;
+  streams_[s.id] = &s;
   ++totals_.streams;
+  policy_->OnStreamOpened(
+      StreamInfo{s.id, s.worker_id, s.role, s.want_generated, absl::Now()});
   if (absl::Status st = ApplyRequest(&s, first, /*first=*/true); !st.ok()) {
     CloseStream(&s, st);
     return ToGrpcStatus(st);
@@ -413,12 +455,17 @@ grpc::Status DataService::StreamBatches(
     s.outbox.pop_front();
     const absl::Time now = absl::Now();
     const int64_t id = out.batch->batch.batch_id();
-    s.unacked[id].sent = now;
+    // find, not []: a client may ack a batch before it is written.
+    if (auto u = s.unacked.find(id); u != s.unacked.end()) {
+      u->second.delivery.sent = now;
+      policy_->OnSent(s.id, u->second.delivery, LinkOf(s));
+    }
     lock.unlock();
     // Prepared batches are immutable once dealt: copy without the lock.
     v1::Batch message = out.batch->batch;
     message.set_sent_unix_micros(absl::ToUnixMicros(now));
     const bool ok = stream->Write(message);
+    const absl::Time written = absl::Now();
     if (ok && metrics_ != nullptr) {
       metrics_->RecordSent(s.worker_id, out.batch->payload_bytes,
                            out.credit_wait_seconds);
@@ -428,6 +475,10 @@ grpc::Status DataService::StreamBatches(
       CloseStream(&s, absl::UnavailableError(absl::StrCat(
                           "cannot write to worker '", s.worker_id, "'")));
       break;
+    }
+    // For OnAcked: how long the write was held back (unless already acked).
+    if (auto u = s.unacked.find(id); u != s.unacked.end()) {
+      u->second.delivery.written = written;
     }
   }
   // The reader may still block in Read (closed by a write error or a newer

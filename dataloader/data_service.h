@@ -6,14 +6,17 @@
 //
 // Order. One global EpochSampler(dataset size, seed) cuts the data into
 // batches of `batch_size`; the batches are dealt, in that order, to the
-// streams that have credit, in the order they asked (round robin among
-// waiting streams). Each epoch therefore reaches the workers exactly once in
-// total, and a single worker sees exactly EpochSampler(seed)'s order: the
-// order of the single-process trainer (worker/train/training_run.cc).
+// streams that have credit. Which stream gets the next batch is the
+// DispatchPolicy's decision (dispatch_policy.h, `dispatch_policy`); the
+// default, round_robin, deals in the order the streams asked (round robin
+// among waiting streams). Each epoch therefore reaches the workers exactly
+// once in total, and a single worker sees exactly EpochSampler(seed)'s order:
+// the order of the single-process trainer (worker/train/training_run.cc).
 //
 // Flow control. A stream's first BatchRequest names the worker and grants
 // credits (>= 1); later requests grant more (>= 0) and ack batch_ids. One
-// batch is sent per credit, never more. Memory is bounded: batches prepared
+// batch is sent per credit, never more (the policy's Window may hold a stream
+// to fewer unacked batches). Memory is bounded: batches prepared
 // ahead (at most `prefetch`) plus requeued plus sent-and-unacked batches
 // never exceed `max_in_flight`; when the cap is reached the producer waits
 // for acks. (Generated batches are bounded separately: the buffer plus the
@@ -44,12 +47,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "dataloader/data_metrics.h"
-#include "grpcpp/grpcpp.h"
-#include "proto/paragan.grpc.pb.h"
 #include "dataloader/datasets/dataset.h"
 #include "dataloader/datasets/sampler.h"
+#include "dataloader/dispatch_policy.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/paragan.grpc.pb.h"
 
 namespace paragan {
 
@@ -63,6 +68,8 @@ struct DataServiceOptions {
   int load_threads = 1;       // LoadBatch threads of the producer
   // Largest credit balance a stream may hold (a guard against bad clients).
   int max_credits = 4096;
+  // The registered DispatchPolicy that deals batches to streams.
+  std::string dispatch_policy = "round_robin";
 };
 
 class DataService final : public v1::DataService::Service {
@@ -82,10 +89,12 @@ class DataService final : public v1::DataService::Service {
   };
 
   // Starts the producer thread. `metrics` may be null and must outlive the
-  // service. Invalid options are InvalidArgument errors.
+  // service. Invalid options (an unknown dispatch_policy included) are
+  // InvalidArgument errors. `policy`, when set, is used instead of the one
+  // options.dispatch_policy names (tests).
   static absl::StatusOr<std::unique_ptr<DataService>> Create(
       std::unique_ptr<Dataset> dataset, const DataServiceOptions& options,
-      DataMetrics* metrics);
+      DataMetrics* metrics, std::unique_ptr<DispatchPolicy> policy = nullptr);
   // Stops the producer. Shut the grpc::Server down first.
   ~DataService() override;
 
@@ -111,6 +120,8 @@ class DataService final : public v1::DataService::Service {
 
   Stats stats() const;
   const DatasetInfo& info() const { return dataset_->info(); }
+  // The policy's name (reported at start-up).
+  absl::string_view dispatch_policy() const { return policy_->name(); }
 
  private:
   // A batch ready to send: the message minus the send time.
@@ -123,7 +134,8 @@ class DataService final : public v1::DataService::Service {
   struct Stream;
 
   DataService(std::unique_ptr<Dataset> dataset,
-              const DataServiceOptions& options, DataMetrics* metrics);
+              const DataServiceOptions& options, DataMetrics* metrics,
+              std::unique_ptr<DispatchPolicy> policy);
   void ProduceLoop();
   PreparedPtr MakeBatch(const std::vector<int64_t>& indices, int64_t epoch);
 
@@ -132,7 +144,14 @@ class DataService final : public v1::DataService::Service {
   absl::Status ApplyRequest(Stream* s, const v1::BatchRequest& request,
                             bool first);
   void Ack(Stream* s, int64_t batch_id);
+  // Whether a batch of the kind `s` wants is waiting.
+  bool HasBatchFor(const Stream& s) const;
   PreparedPtr TakeFor(const Stream& s);
+  // The policy's `eligible`: open, holds credit, below its window, and
+  // HasBatchFor.
+  bool CanDeal(StreamId id) const;
+  LinkState LinkOf(const Stream& s) const;
+  // Deals batches to the streams the policy picks until it picks none.
   void Dispatch();
   void CloseStream(Stream* s, const absl::Status& why);
   void UpdateGauges();
@@ -143,6 +162,8 @@ class DataService final : public v1::DataService::Service {
   std::unique_ptr<Dataset> dataset_;
   const DataServiceOptions options_;
   DataMetrics* const metrics_;
+  // Called with mu_ held only (its contract: dispatch_policy.h).
+  const std::unique_ptr<DispatchPolicy> policy_;
 
   mutable std::mutex mu_;
   std::condition_variable producer_cv_;
@@ -154,7 +175,8 @@ class DataService final : public v1::DataService::Service {
   std::deque<PreparedPtr> generated_;
   int64_t in_flight_ = 0;            // real batches dealt and not acked
   int64_t generated_in_flight_ = 0;  // outside the max_in_flight cap
-  std::deque<Stream*> waiting_;      // streams with credit, in request order
+  StreamId next_stream_id_ = 0;
+  std::map<StreamId, Stream*> streams_;  // open streams
   std::map<std::string, Stream*> by_worker_;
   int64_t last_epoch_ = 0;
   Stats totals_;

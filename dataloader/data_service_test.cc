@@ -11,16 +11,21 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <set>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
+#include "common/grpc_status.h"
 #include "dataloader/data_client.h"
+#include "dataloader/datasets/sampler.h"
+#include "dataloader/dispatch_policy.h"
+#include "dataloader/round_robin_policy.h"
 #include "dataloader/test_server.h"
 #include "prometheus/metric_family.h"
-#include "common/grpc_status.h"
-#include "dataloader/datasets/sampler.h"
 
 namespace paragan {
 namespace {
@@ -489,6 +494,248 @@ TEST(DataServiceTest, MetricsCountBatchesLatencyAndRequeues) {
   EXPECT_EQ(values["paragan_data_in_flight_batches"], 0);
   EXPECT_EQ(values["paragan_data_streams"], 0);
   EXPECT_EQ(values.count("paragan_data_epoch"), 1u);
+}
+
+// The seam: round_robin's decisions, with every event the service reports
+// recorded (readable from the test's thread), an optional window and an
+// optional set of streams it refuses to deal to.
+class RecordingPolicy final : public DispatchPolicy {
+ public:
+  struct Event {
+    std::string what;  // opened credits dealt sent acked closed
+    StreamId id = -1;
+    std::string worker_id;  // opened
+    int64_t n = 0;          // credits granted; closed: requeued
+    Delivery batch;
+    LinkState link;
+    absl::Status status;  // closed
+  };
+
+  explicit RecordingPolicy(int64_t window = kNoWindow,
+                           std::string refused_worker = "")
+      : window_(window), refused_worker_(std::move(refused_worker)) {}
+
+  absl::string_view name() const override { return "recording"; }
+  void OnStreamOpened(const StreamInfo& stream) override {
+    rr_.OnStreamOpened(stream);
+    if (stream.worker_id == refused_worker_) refused_.insert(stream.id);
+    Event e = Make("opened", stream.id);
+    e.worker_id = stream.worker_id;
+    Record(std::move(e));
+  }
+  void OnCredits(StreamId id, int64_t granted, absl::Time now,
+                 const LinkState& link) override {
+    rr_.OnCredits(id, granted, now, link);
+    Event e = Make("credits", id, link);
+    e.n = granted;
+    Record(std::move(e));
+  }
+  void OnDealt(StreamId id, const Delivery& batch,
+               const LinkState& link) override {
+    rr_.OnDealt(id, batch, link);
+    Record(Make("dealt", id, link, batch));
+  }
+  void OnSent(StreamId id, const Delivery& batch,
+              const LinkState& link) override {
+    rr_.OnSent(id, batch, link);
+    Record(Make("sent", id, link, batch));
+  }
+  void OnAcked(StreamId id, const Delivery& batch,
+               const LinkState& link) override {
+    rr_.OnAcked(id, batch, link);
+    Record(Make("acked", id, link, batch));
+  }
+  void OnStreamClosed(StreamId id, const absl::Status& why,
+                      int64_t requeued) override {
+    rr_.OnStreamClosed(id, why, requeued);
+    Event e = Make("closed", id);
+    e.n = requeued;
+    e.status = why;
+    Record(std::move(e));
+  }
+  std::optional<StreamId> PickStream(
+      absl::FunctionRef<bool(StreamId)> eligible) override {
+    return rr_.PickStream(
+        [&](StreamId id) { return refused_.count(id) == 0 && eligible(id); });
+  }
+  int64_t Window(StreamId) const override { return window_; }
+
+  std::vector<Event> events() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
+  }
+
+ private:
+  static Event Make(const char* what, StreamId id, const LinkState& link = {},
+                    const Delivery& batch = {}) {
+    Event e;
+    e.what = what;
+    e.id = id;
+    e.link = link;
+    e.batch = batch;
+    return e;
+  }
+  void Record(Event e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(std::move(e));
+  }
+
+  const int64_t window_;
+  const std::string refused_worker_;
+  // Touched under the service's lock only.
+  RoundRobinPolicy rr_;
+  std::set<StreamId> refused_;
+  mutable std::mutex mu_;  // events_ is read by the test
+  std::vector<Event> events_;
+};
+
+TEST(DataServiceTest, DefaultPolicyIsRoundRobinAndUnknownOnesAreRefused) {
+  TestServer server(Options(8), SyntheticSpec(256));
+  EXPECT_EQ(server.service->dispatch_policy(), "round_robin");
+
+  DataServiceOptions o = Options(8);
+  o.dispatch_policy = "fastest_first";
+  auto dataset = OpenDataset(SyntheticSpec(256));
+  ASSERT_TRUE(dataset.ok());
+  auto service = DataService::Create(*std::move(dataset), o, nullptr);
+  EXPECT_EQ(service.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(service.status().message(),
+                                "unknown dispatch policy 'fastest_first'"))
+      << service.status();
+  EXPECT_TRUE(absl::StrContains(service.status().message(), "round_robin"))
+      << service.status();
+}
+
+TEST(DataServiceTest, PolicyObservesEveryDeliveryOfALink) {
+  auto owned = std::make_unique<RecordingPolicy>();
+  RecordingPolicy* policy = owned.get();
+  TestServer server(Options(8), SyntheticSpec(256), 0, std::move(owned));
+  EXPECT_EQ(server.service->dispatch_policy(), "recording");
+  std::vector<int64_t> consumed;
+  {
+    DataClient::Options o = ClientOptions(server, "obs");
+    o.credits = 2;
+    auto client = DataClient::Connect(o);
+    ASSERT_TRUE(client.ok()) << client.status();
+    Tensor images;
+    std::vector<int> labels;
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE((*client)->Next(&images, &labels).ok());
+      consumed.push_back((*client)->last_batch().batch_id);
+    }
+  }  // acks the last batch, half-closes
+  ASSERT_TRUE(WaitFor([&] { return server.service->stats().streams == 0; }));
+
+  const std::vector<RecordingPolicy::Event> events = policy->events();
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events.front().what, "opened");
+  EXPECT_EQ(events.front().worker_id, "obs");
+  const StreamId id = events.front().id;
+  ASSERT_EQ(events[1].what, "credits");
+  EXPECT_EQ(events[1].n, 2);
+  EXPECT_EQ(events[1].link.credits, 2);
+  EXPECT_EQ(events.back().what, "closed");
+  EXPECT_TRUE(events.back().status.ok()) << events.back().status;
+
+  constexpr int64_t kBytes = (8 * 1 * 8 * 8 + 8) * 4;  // images + labels
+  std::map<int64_t, size_t> dealt_at, sent_at, acked_at;
+  int64_t granted = 0;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const RecordingPolicy::Event& e = events[i];
+    EXPECT_EQ(e.id, id) << i;
+    // The client keeps at most its 2 credits' worth unacked.
+    EXPECT_LE(e.link.unacked, 2) << e.what << " " << i;
+    if (e.what == "credits") granted += e.n;
+    if (e.what != "dealt" && e.what != "sent" && e.what != "acked") continue;
+    EXPECT_EQ(e.batch.payload_bytes, kBytes) << e.what;
+    EXPECT_FALSE(e.batch.generated);
+    EXPECT_NE(e.batch.credit_granted, absl::InfinitePast());
+    EXPECT_GE(e.batch.dealt, e.batch.credit_granted);
+    std::map<int64_t, size_t>& at = e.what == "dealt"  ? dealt_at
+                                    : e.what == "sent" ? sent_at
+                                                       : acked_at;
+    EXPECT_TRUE(at.emplace(e.batch.batch_id, i).second)
+        << e.what << " twice for batch " << e.batch.batch_id;
+    if (e.what == "sent") {
+      EXPECT_GE(e.batch.sent, e.batch.dealt);
+    }
+    if (e.what == "acked") {
+      EXPECT_NE(e.batch.sent, absl::InfinitePast());
+      EXPECT_GE(e.batch.acked, e.batch.sent);
+    }
+  }
+  // 2 up front + 1 per acked batch while streaming; one batch per credit.
+  EXPECT_EQ(granted, 4);
+  EXPECT_GE(dealt_at.size(), 3u);
+  EXPECT_LE(static_cast<int64_t>(dealt_at.size()), granted);
+  // Every consumed batch was dealt, then sent, then acked, in that order.
+  ASSERT_EQ(acked_at.size(), 3u);
+  for (int64_t b : consumed) {
+    ASSERT_EQ(acked_at.count(b), 1u) << b;
+    ASSERT_EQ(sent_at.count(b), 1u) << b;
+    EXPECT_LT(dealt_at.at(b), sent_at.at(b));
+    EXPECT_LT(sent_at.at(b), acked_at.at(b));
+  }
+  // What was dealt and not acked went back to the queue.
+  EXPECT_EQ(events.back().n,
+            static_cast<int64_t>(dealt_at.size() - acked_at.size()));
+  EXPECT_EQ(server.service->stats().requeued_total, events.back().n);
+}
+
+TEST(DataServiceTest, PolicyWindowHoldsBackAStreamWithCredit) {
+  TestServer server(Options(8), SyntheticSpec(256), 0,
+                    std::make_unique<RecordingPolicy>(/*window=*/1));
+  auto stub = StubFor(server);
+  RawStream raw(stub.get(), Open("win", 3));
+  std::atomic<int> received{0};
+  std::vector<int64_t> ids;
+  std::mutex mu;
+  std::thread reader([&] {
+    v1::Batch b;
+    while (raw.stream->Read(&b)) {
+      std::lock_guard<std::mutex> lock(mu);
+      ids.push_back(b.batch_id());
+      ++received;
+    }
+  });
+  auto ack_last = [&] {
+    v1::BatchRequest ack;
+    std::lock_guard<std::mutex> lock(mu);
+    ack.add_acks(ids.back());
+    raw.stream->Write(ack);
+  };
+  for (int want = 1; want <= 3; ++want) {
+    ASSERT_TRUE(WaitFor([&] { return received.load() == want; })) << want;
+    absl::SleepFor(absl::Milliseconds(200));
+    EXPECT_EQ(received.load(), want) << "the window of 1 was passed";
+    EXPECT_EQ(server.service->stats().in_flight, 1);
+    ack_last();  // opens the window; the credits still held allow one more
+  }
+  ASSERT_TRUE(WaitFor([&] { return server.service->stats().in_flight == 0; }));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(received.load(), 3) << "sent beyond the 3 credits";
+  raw.stream->WritesDone();
+  reader.join();
+  EXPECT_TRUE(raw.stream->Finish().ok());
+}
+
+TEST(DataServiceTest, PolicyChoosesWhichStreamIsServed) {
+  TestServer server(
+      Options(8), SyntheticSpec(256), 0,
+      std::make_unique<RecordingPolicy>(RecordingPolicy::kNoWindow, "starved"));
+  auto stub = StubFor(server);
+  RawStream starved(stub.get(), Open("starved", 2));
+  RawStream fed(stub.get(), Open("fed", 2));
+  fed.Read();
+  fed.Read();
+  absl::SleepFor(absl::Milliseconds(300));
+  const DataService::Stats st = server.service->stats();
+  EXPECT_EQ(st.streams, 2);
+  EXPECT_EQ(st.in_flight, 2) << "the refused stream was dealt a batch";
+  starved.context.TryCancel();
+  fed.context.TryCancel();
+  starved.stream->Finish().IgnoreError();
+  fed.stream->Finish().IgnoreError();
 }
 
 }  // namespace

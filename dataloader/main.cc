@@ -1,7 +1,7 @@
 // paragan_data: the data service (paragan.v1.DataService) of a training job:
 // one seeded sampler over the dataset, batches dealt to workers with
-// credit-based flow control, generated samples relayed from G to D workers,
-// Prometheus metrics.
+// credit-based flow control by a DispatchPolicy (--dispatch_policy),
+// generated samples relayed from G to D workers, Prometheus metrics.
 //
 //   paragan_data --port=0 --metrics_port=0 --dataset=fashion_mnist
 //
@@ -20,18 +20,22 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/check.h"
 #include "common/malloc_tuning.h"
+#include "common/process_metrics.h"
 #include "common/stop_signals.h"
 #include "dataloader/data_metrics.h"
 #include "dataloader/data_service.h"
+#include "dataloader/datasets/dataset.h"
+#include "dataloader/dispatch_policy.h"
 #include "grpcpp/grpcpp.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
-#include "common/process_metrics.h"
-#include "dataloader/datasets/dataset.h"
 
 ABSL_FLAG(std::string, bind_address, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 0, "gRPC port; 0 picks a free port (printed).");
@@ -59,6 +63,10 @@ ABSL_FLAG(int, generated_buffer, 16,
 ABSL_FLAG(int, load_threads, 1, "Threads decoding one batch.");
 ABSL_FLAG(int, max_message_bytes, 256 << 20,
           "Largest gRPC message accepted or sent (one batch is one message).");
+ABSL_FLAG(std::string, dispatch_policy, "round_robin",
+          "Which stream gets the next batch and how many each may hold "
+          "unacked (dataloader/dispatch_policy.h); the known policies are "
+          "listed at the top of --help.");
 
 namespace paragan {
 namespace {
@@ -90,6 +98,12 @@ absl::Status CheckFlags() {
   PG_RETURN_IF_ERROR(range("max_message_bytes",
                            absl::GetFlag(FLAGS_max_message_bytes), 1 << 16,
                            std::numeric_limits<int>::max()));
+  // Before the dataset is read: a typo should not cost a load.
+  const std::string policy = absl::GetFlag(FLAGS_dispatch_policy);
+  if (absl::Status st = CheckDispatchPolicyName(policy); !st.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--dispatch_policy=", policy, ": ", st.message()));
+  }
   return absl::OkStatus();
 }
 
@@ -160,12 +174,15 @@ int Run() {
   options.max_in_flight = absl::GetFlag(FLAGS_max_in_flight);
   options.generated_buffer = absl::GetFlag(FLAGS_generated_buffer);
   options.load_threads = absl::GetFlag(FLAGS_load_threads);
+  options.dispatch_policy = absl::GetFlag(FLAGS_dispatch_policy);
   absl::StatusOr<std::unique_ptr<DataService>> service =
       DataService::Create(*std::move(dataset), options, metrics.get());
   if (!service.ok()) {
     std::cerr << kName << ": " << service.status().message() << std::endl;
     return 1;
   }
+  std::cout << kName << ": dispatch policy " << (*service)->dispatch_policy()
+            << std::endl;
 
   grpc::ServerBuilder builder;
   int port = 0;
@@ -209,8 +226,19 @@ int Run() {
 
 int main(int argc, char** argv) {
   paragan::KeepLargeAllocationsInHeap();
-  absl::SetProgramUsageMessage(
-      "ParaGAN data service. See dataloader/main.cc and dataloader/README.md.");
+  // Built at run time: the policies are whatever registered at start-up.
+  absl::SetProgramUsageMessage(absl::StrCat(
+      "ParaGAN data service. See dataloader/main.cc and dataloader/README.md.\n"
+      "Dispatch policies (--dispatch_policy): ",
+      absl::StrJoin(paragan::DispatchPolicyNames(), ", "), "."));
+  // --help lists the flags of files named after the binary; ours live in
+  // main.cc, which would leave --help with "No flags matched".
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "dataloader/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
   return paragan::Run();
 }

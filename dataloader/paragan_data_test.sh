@@ -26,6 +26,7 @@ start() {  # start <log> <metrics_port> <flags...>; sets PID, PORT, MPORT
 }
 
 start "$T/out1.txt" 0 --dataset=synthetic --synthetic_size=512 --batch_size=16 --seed=3
+grep -qx "paragan_data: dispatch policy round_robin" "$T/out1.txt" || fail "no dispatch policy line"
 "$FETCH" --address="127.0.0.1:$PORT" --worker_id=w7 --batches=40 >"$T/out_fetch.txt" 2>&1 ||
   fail "fetch failed: $(cat "$T/out_fetch.txt")"
 grep -q "40 batches, 640 images \[16, 1, 32, 32\]" "$T/out_fetch.txt" || fail "fetch summary"
@@ -81,4 +82,11 @@ expect_exit1 "--prefetch" --dataset=synthetic --prefetch=0
 expect_exit1 "unknown dataset 'nope'" --dataset=nope
 expect_exit1 "/no/such/dir" --dataset=fashion_mnist --data_path=/no/such/dir
 expect_exit1 "channels" --dataset=synthetic --channels=2
+expect_exit1 "--dispatch_policy=nope: unknown dispatch policy 'nope'; known: round_robin" \
+  --dataset=synthetic --dispatch_policy=nope
+# --help lists the flags (they live in main.cc) and the known policies.
+"$BIN" --help >"$T/out_help.txt" 2>&1
+grep -q -- "--dispatch_policy" "$T/out_help.txt" || fail "--help: $(cat "$T/out_help.txt")"
+grep -q "Dispatch policies (--dispatch_policy): round_robin" "$T/out_help.txt" ||
+  fail "--help lists no policies: $(cat "$T/out_help.txt")"
 echo PASS

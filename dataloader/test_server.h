@@ -11,9 +11,10 @@
 #include "common/check.h"
 #include "dataloader/data_metrics.h"
 #include "dataloader/data_service.h"
+#include "dataloader/datasets/dataset.h"
+#include "dataloader/dispatch_policy.h"
 #include "grpcpp/grpcpp.h"
 #include "prometheus/registry.h"
-#include "dataloader/datasets/dataset.h"
 
 namespace paragan {
 
@@ -29,14 +30,15 @@ inline DatasetSpec SyntheticSpec(int64_t size = 256, uint64_t seed = 7) {
 
 struct TestServer {
   // Starts on `port` (0: any); port is 0 afterwards if binding failed.
+  // `policy`: instead of options.dispatch_policy's.
   TestServer(const DataServiceOptions& options, const DatasetSpec& spec,
-             int port = 0) {
+             int port = 0, std::unique_ptr<DispatchPolicy> policy = nullptr) {
     registry = std::make_shared<prometheus::Registry>();
     metrics = std::make_unique<DataMetrics>(registry.get());
     auto dataset = OpenDataset(spec);
     PG_CHECK(dataset.ok()) << dataset.status();
-    auto created =
-        DataService::Create(*std::move(dataset), options, metrics.get());
+    auto created = DataService::Create(*std::move(dataset), options,
+                                       metrics.get(), std::move(policy));
     PG_CHECK(created.ok()) << created.status();
     service = *std::move(created);
     grpc::ServerBuilder builder;

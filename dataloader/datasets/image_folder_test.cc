@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "common/image_io.h"
-#include "gtest/gtest.h"
 #include "dataloader/datasets/dataset.h"
+#include "gtest/gtest.h"
 
 namespace paragan {
 namespace {

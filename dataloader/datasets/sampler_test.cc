@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "gtest/gtest.h"
 #include "dataloader/datasets/dataset.h"
+#include "gtest/gtest.h"
 
 namespace paragan {
 namespace {

@@ -5,8 +5,8 @@
 #include <memory>
 
 #include "common/check.h"
-#include "dataloader/datasets/dataset.h"
 #include "common/rng.h"
+#include "dataloader/datasets/dataset.h"
 
 namespace paragan {
 namespace {
@@ -33,8 +33,7 @@ class Synthetic : public Dataset {
         << "index " << index << " out of range [0, " << info_.size << ")";
     const int k = static_cast<int>(index % info_.num_classes);
     const int res = info_.height;
-    SplitMix64 rng(
-        HashCombine(seed_, static_cast<uint64_t>(index)));
+    SplitMix64 rng(HashCombine(seed_, static_cast<uint64_t>(index)));
     auto jitter = [&rng](double amplitude) {
       return (rng.Uniform() * 2.0 - 1.0) * amplitude;
     };
