@@ -14,7 +14,10 @@ namespace {
 
 // Array names: "init/format", "init/model", "init/signature",
 // "init/optimizer" (g lr, beta1, beta2, eps, then d's), "init/d_steps",
-// then "<G|D>/param/<tensor>" and "<G|D>/buffer/<tensor>" in order.
+// "init/worker_lease_s" (optional, float32 [1]), then "<G|D>/param/<tensor>"
+// and "<G|D>/buffer/<tensor>" in order. Readers skip "init/" arrays they do
+// not know, so adding an optional one keeps the format number: older servers
+// read newer files (without the hint) and newer ones older files.
 constexpr int64_t kFormat = 1;
 constexpr char kParam[] = "/param/";
 constexpr char kBuffer[] = "/buffer/";
@@ -40,6 +43,11 @@ absl::Status ValidAdam(const std::string& path, const char* net,
 
 absl::Status WriteNetworkInit(const std::string& path,
                               const NetworkInit& init) {
+  if (!(init.worker_lease_s >= 0) || !std::isfinite(init.worker_lease_s)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": worker_lease_s must be finite and >= 0, got ",
+                     init.worker_lease_s));
+  }
   std::vector<NamedArray> arrays;
   PG_ASSIGN_OR_RETURN(NamedArray format,
                       MakeInt64Array("init/format", {1}, {kFormat}));
@@ -60,6 +68,11 @@ absl::Status WriteNetworkInit(const std::string& path,
       NamedArray steps,
       MakeInt64Array("init/d_steps", {1}, {int64_t{init.d_steps_per_g_step}}));
   arrays.push_back(std::move(steps));
+  PG_ASSIGN_OR_RETURN(
+      NamedArray lease,
+      MakeFloatArray("init/worker_lease_s", {1},
+                     {static_cast<float>(init.worker_lease_s)}));
+  arrays.push_back(std::move(lease));
   for (const auto& [net, tensors] :
        {std::pair<const char*, const std::vector<TableTensor>*>{"G", &init.g},
         {"D", &init.d}}) {
@@ -120,6 +133,17 @@ absl::StatusOr<NetworkInit> ReadNetworkInit(const std::string& path) {
         absl::StrCat(path, ": init/d_steps must be one integer >= 1"));
   }
   init.d_steps_per_g_step = static_cast<int>((*s)[0]);
+  // Optional: files written before the hint existed keep the old default.
+  if (const NamedArray* lease = FindArray(arrays, "init/worker_lease_s")) {
+    absl::StatusOr<std::vector<float>> l = ToFloatVector(*lease);
+    if (!l.ok() || l->size() != 1 || !std::isfinite((*l)[0]) || (*l)[0] < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path,
+                       ": init/worker_lease_s must be one finite float32 >= 0 "
+                       "(seconds; 0: never)"));
+    }
+    init.worker_lease_s = (*l)[0];
+  }
 
   std::set<std::string> seen;
   for (const NamedArray& a : arrays) {

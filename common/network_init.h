@@ -17,6 +17,9 @@
 
 namespace paragan {
 
+// The lease of a network file that carries none (the servers' old default).
+inline constexpr double kDefaultWorkerLeaseS = 30;
+
 struct NetworkInit {
   // Name of the model (the model registry's), e.g. "dcgan32".
   std::string model;
@@ -27,6 +30,11 @@ struct NetworkInit {
   // The model's defaults, which the servers' flags may override.
   AdamConfig g_adam, d_adam;
   int d_steps_per_g_step = 1;
+  // The model's hint for the servers' worker lease (--worker_lease_s < 0):
+  // seconds a registered worker may stay silent, long enough for one of the
+  // model's steps on a few CPU threads; 0: never drop. Stored as float32, so
+  // e.g. 0.1 reads back as 0.1f. Files written before it existed read as 30.
+  double worker_lease_s = kDefaultWorkerLeaseS;
   // Parameters then buffers, in the model's registration order.
   std::vector<TableTensor> g, d;
 };
@@ -35,7 +43,7 @@ absl::Status WriteNetworkInit(const std::string& path, const NetworkInit& init);
 // Refuses (naming the file and what is wrong) anything that is not a
 // complete, consistent network file: a checkpoint or another .pgt file, a
 // missing network, a tensor whose size does not match its shape, duplicate
-// names, non-finite values or invalid optimizer settings.
+// names, non-finite values, invalid optimizer settings or a negative lease.
 absl::StatusOr<NetworkInit> ReadNetworkInit(const std::string& path);
 
 }  // namespace paragan

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "common/tensor_io.h"
 #include "gtest/gtest.h"
@@ -83,6 +84,67 @@ TEST(NetworkInit, RefusesNonFiniteValuesAndMissingNetworks) {
   n.g_adam.lr = 0;
   ASSERT_TRUE(WriteNetworkInit(path, n).ok());
   EXPECT_FALSE(ReadNetworkInit(path).ok());
+}
+
+TEST(NetworkInit, RoundTripsTheWorkerLeaseHint) {
+  const std::string path = TempPath("lease_init.pgt");
+  NetworkInit n = Example();
+  for (double lease : {180.0, 0.25, 0.0}) {
+    n.worker_lease_s = lease;
+    ASSERT_TRUE(WriteNetworkInit(path, n).ok());
+    absl::StatusOr<NetworkInit> r = ReadNetworkInit(path);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->worker_lease_s, lease);
+  }
+  EXPECT_EQ(NetworkInit().worker_lease_s, 30);
+  n.worker_lease_s = -1;
+  EXPECT_FALSE(WriteNetworkInit(path, n).ok());
+}
+
+// Files written before the hint existed stay valid and read as 30 s.
+TEST(NetworkInit, AFileWithoutTheLeaseHintReadsAs30) {
+  const std::string path = TempPath("old_init.pgt");
+  NetworkInit n = Example();
+  n.worker_lease_s = 180;
+  ASSERT_TRUE(WriteNetworkInit(path, n).ok());
+  absl::StatusOr<std::vector<NamedArray>> arrays = ReadTensorFile(path);
+  ASSERT_TRUE(arrays.ok()) << arrays.status();
+  std::vector<NamedArray> old;
+  for (NamedArray& a : *arrays) {
+    if (a.name != "init/worker_lease_s") old.push_back(std::move(a));
+  }
+  ASSERT_EQ(old.size(), arrays->size() - 1);
+  ASSERT_TRUE(WriteTensorFile(path, old).ok());
+  absl::StatusOr<NetworkInit> r = ReadNetworkInit(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->worker_lease_s, 30);
+  EXPECT_EQ(r->d_steps_per_g_step, 2);
+  EXPECT_EQ(r->g.size(), 2u);
+}
+
+TEST(NetworkInit, RefusesABadLeaseHint) {
+  const std::string path = TempPath("bad_lease_init.pgt");
+  ASSERT_TRUE(WriteNetworkInit(path, Example()).ok());
+  for (const std::vector<float>& bad :
+       {std::vector<float>{-1.0f}, std::vector<float>{std::nanf("")},
+        std::vector<float>{30.0f, 30.0f}}) {
+    absl::StatusOr<std::vector<NamedArray>> arrays = ReadTensorFile(path);
+    ASSERT_TRUE(arrays.ok()) << arrays.status();
+    for (NamedArray& a : *arrays) {
+      if (a.name != "init/worker_lease_s") continue;
+      absl::StatusOr<NamedArray> b =
+          MakeFloatArray(a.name, {static_cast<int64_t>(bad.size())}, bad);
+      ASSERT_TRUE(b.ok());
+      a = *std::move(b);
+    }
+    const std::string bad_path = path + ".bad";
+    ASSERT_TRUE(WriteTensorFile(bad_path, *arrays).ok());
+    absl::StatusOr<NetworkInit> r = ReadNetworkInit(bad_path);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("init/worker_lease_s"),
+              std::string::npos)
+        << r.status();
+  }
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -102,10 +103,13 @@ ABSL_FLAG(int, threads, 1, "CPU threads of the optimizer kernels.");
 ABSL_FLAG(double, ema_decay, 0.999,
           "EMA decay of G's weights (warm-up min(decay, (1+t)/(10+t)), t = G "
           "steps before this one), pullable as table G_ema; 0: off.");
-ABSL_FLAG(double, worker_lease_s, 30,
+ABSL_FLAG(double, worker_lease_s, -1,
           "A registered worker silent (no register, pull or push) for this "
           "many seconds is dropped; a pending synchronous round whose missing "
-          "contributors are all gone completes with what it has. 0: never.");
+          "contributors are all gone completes with what it has. 0: never; "
+          "< 0: the network file's (--init) hint, which paragan_init takes "
+          "from the model (a BigGAN step on a few CPU threads can take tens "
+          "of seconds); 30 for files without one.");
 
 namespace paragan {
 namespace {
@@ -165,10 +169,12 @@ absl::StatusOr<ShardOptions> OptionsFromFlags(int* d_steps) {
     return Fail(absl::StrCat("--ema_decay must be in [0, 1), got ", ema));
   }
   o.g.ema_decay = static_cast<float>(ema);
-  const double lease = absl::GetFlag(FLAGS_worker_lease_s);
-  if (!(lease >= 0)) {
-    return Fail(absl::StrCat("--worker_lease_s must be >= 0, got ", lease));
+  const double lease_flag = absl::GetFlag(FLAGS_worker_lease_s);
+  if (std::isnan(lease_flag)) {
+    return Fail("--worker_lease_s must be a number (< 0: the network file's)");
   }
+  // ReadNetworkInit has checked the hint (finite, >= 0).
+  const double lease = lease_flag >= 0 ? lease_flag : o.network.worker_lease_s;
   o.g.worker_lease = o.d.worker_lease =
       lease > 0 ? absl::Seconds(lease) : absl::InfiniteDuration();
   o.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
@@ -229,6 +235,11 @@ int Run() {
             << (*restored ? " (restored from checkpoint)" : "") << "; EMA of G "
             << (g.has_ema() ? absl::StrCat("decay ", g.config().ema_decay)
                             : std::string("off"))
+            << "; worker lease "
+            << (g.config().worker_lease == absl::InfiniteDuration()
+                    ? std::string("off")
+                    : absl::StrCat(
+                          absl::ToDoubleSeconds(g.config().worker_lease), " s"))
             << std::endl;
 
   auto registry = std::make_shared<prometheus::Registry>();
@@ -318,10 +329,9 @@ int Run() {
   // Lease reaper: about once a second (faster for sub-second test leases).
   absl::Notification stop_reaper;
   std::thread reaper;
-  if (absl::GetFlag(FLAGS_worker_lease_s) > 0) {
+  if (so.g.worker_lease != absl::InfiniteDuration()) {
     const absl::Duration period =
-        std::min(absl::Seconds(1),
-                 absl::Seconds(absl::GetFlag(FLAGS_worker_lease_s)) / 4);
+        std::min(absl::Seconds(1), so.g.worker_lease / 4);
     reaper = std::thread([&handler, &stop_reaper, period] {
       while (!stop_reaper.WaitForNotificationWithTimeout(period)) {
         handler.ExpireLeases();

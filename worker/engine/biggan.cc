@@ -5,12 +5,16 @@
 // the PyTorch reference in tests/pytorch/paragan_ref.py.
 
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/rng.h"
 #include "worker/engine/model.h"
+#include "worker/engine/model_registration.h"
 
 namespace paragan {
 namespace {
@@ -331,11 +335,62 @@ class BigGan : public GanModel {
   Tensor features_, embed_;
 };
 
-}  // namespace
-
-std::unique_ptr<GanModel> MakeBigGan(const ModelConfig& config,
-                                     Backend* backend) {
+// MakeModel has checked the channels, z_dim >= 1 and that the resolution is
+// the registered name's (32, 64 or 128).
+absl::StatusOr<std::unique_ptr<GanModel>> MakeBigGan(const ModelConfig& config,
+                                                     Backend* backend) {
+  const std::string& n = config.name;
+  const int res = config.resolution;
+  // log2(resolution / 4) G blocks, and one z chunk per block plus one.
+  const int chunks = res == 32 ? 4 : res == 64 ? 5 : 6;
+  if (config.z_dim % chunks != 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        n, " splits z into ", chunks, " chunks: z_dim must be divisible by ",
+        chunks, ", got ", config.z_dim));
+  if (config.num_classes < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat(n, " needs num_classes >= 1"));
+  if (config.width < 2 || config.width % 2 != 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat(n, " width must be even and >= 2, got ", config.width));
+  if (config.attention) {
+    // Attention splits its channels by 8; at 64 and 128 pixels D attends
+    // right after its first block (width channels), G at 4 or 2 x width.
+    const int d_attn = (res == 32 ? 4 : 1) * config.width;
+    const int g_attn = (res == 128 ? 2 : 4) * config.width;
+    if (d_attn % 8 != 0 || g_attn % 8 != 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          n, " with attention needs ", res == 32 ? "width" : "a width",
+          " giving multiples of 8 channels at the attention layers: width ",
+          config.width, " gives ", g_attn, " (G) and ", d_attn,
+          " (D); use a multiple of ", res == 32 ? 2 : 8,
+          " or --attention=false"));
+  }
   return std::make_unique<BigGan>(config, backend);
 }
 
+// BigGAN-PyTorch's defaults: dim_z 120 at 64 and 128 pixels (5 / 6 chunks),
+// Adam (1e-4, 4e-4) with betas (0, 0.999) and eps 1e-6, two D steps per G
+// step. Its steps on a few CPU threads can leave a worker silent for tens of
+// seconds, hence the longer lease.
+ModelSpec BigGanSpec(int resolution) {
+  ModelSpec s;
+  s.name = absl::StrCat("biggan", resolution);
+  s.description = absl::StrCat("BigGAN at ", resolution, "x", resolution,
+                               ", class-conditional (BigGAN-PyTorch's arch)");
+  s.config.resolution = resolution;
+  if (resolution > 32) s.config.z_dim = 120;
+  s.trainer.g_adam = {1e-4f, 0.0f, 0.999f, 1e-6f};
+  s.trainer.d_adam = {4e-4f, 0.0f, 0.999f, 1e-6f};
+  s.trainer.d_steps = 2;
+  s.worker_lease_s = 180;
+  s.make = &MakeBigGan;
+  return s;
+}
+
+const ModelRegistrar kRegisterBigGan32(BigGanSpec(32));
+const ModelRegistrar kRegisterBigGan64(BigGanSpec(64));
+const ModelRegistrar kRegisterBigGan128(BigGanSpec(128));
+
+}  // namespace
 }  // namespace paragan

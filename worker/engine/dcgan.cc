@@ -1,10 +1,13 @@
 // DCGAN-32, the parity model (layer for layer the PyTorch reference in
 // tests/pytorch/paragan_ref.py).
 
+#include <memory>
+
 #include "absl/strings/match.h"
 #include "common/check.h"
 #include "common/rng.h"
 #include "worker/engine/model.h"
+#include "worker/engine/model_registration.h"
 
 namespace paragan {
 namespace {
@@ -109,11 +112,23 @@ class Dcgan32 : public GanModel {
   ActivationLayer lrelu1_, lrelu2_, lrelu3_;
 };
 
-}  // namespace
-
-std::unique_ptr<GanModel> MakeDcgan32(const ModelConfig& config,
-                                      Backend* backend) {
+absl::StatusOr<std::unique_ptr<GanModel>> MakeDcgan32(const ModelConfig& config,
+                                                      Backend* backend) {
   return std::make_unique<Dcgan32>(config, backend);
 }
 
+// ModelConfig's, AdamConfig's and the lease's defaults are DCGAN-32's.
+ModelSpec Dcgan32Spec() {
+  ModelSpec s;
+  s.name = "dcgan32";
+  s.description =
+      "DCGAN at 32x32, unconditional (layer for layer the PyTorch parity "
+      "reference)";
+  s.make = &MakeDcgan32;
+  return s;
+}
+
+const ModelRegistrar kRegisterDcgan32(Dcgan32Spec());
+
+}  // namespace
 }  // namespace paragan

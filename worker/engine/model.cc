@@ -5,36 +5,22 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 #include "common/rng.h"
+#include "worker/engine/model_registry.h"
 
 namespace paragan {
 
-std::unique_ptr<GanModel> MakeDcgan32(const ModelConfig& config,
-                                      Backend* backend);
-std::unique_ptr<GanModel> MakeBigGan(const ModelConfig& config,
-                                     Backend* backend);
-
-namespace {
-
-// BigGAN at `resolution` has log2(resolution / 4) G blocks and splits z into
-// one chunk per block plus one.
-int BigGanResolution(const std::string& name) {
-  if (name == "biggan32") return 32;
-  if (name == "biggan64") return 64;
-  if (name == "biggan128") return 128;
-  return 0;
+std::string ModelSignature(const ModelConfig& m) {
+  return absl::StrCat(m.name, " c=", m.image_channels, " r=", m.resolution,
+                      " k=", m.num_classes, " z=", m.z_dim, " w=", m.width,
+                      " attn=", m.attention ? 1 : 0);
 }
 
-}  // namespace
-
 ModelConfig DefaultModelConfig(const std::string& name) {
+  if (const ModelSpec* spec = FindModelSpec(name)) return spec->config;
   ModelConfig c;
   c.name = name;
-  const int res = BigGanResolution(name);
-  if (res > 32) {
-    c.resolution = res;
-    c.z_dim = 120;  // BigGAN-PyTorch's dim_z at 64 and 128 (5 / 6 chunks)
-  }
   return c;
 }
 
@@ -46,49 +32,14 @@ absl::StatusOr<std::unique_ptr<GanModel>> MakeModel(const ModelConfig& config,
   if (config.z_dim < 1)
     return absl::InvalidArgumentError(
         absl::StrCat("z_dim must be >= 1, got ", config.z_dim));
-  if (config.name == "dcgan32") {
-    if (config.resolution != 32)
-      return absl::InvalidArgumentError(
-          absl::StrCat("model 'dcgan32' is defined at 32x32, got resolution ",
-                       config.resolution));
-    return MakeDcgan32(config, backend);
-  }
-  const int res = BigGanResolution(config.name);
-  if (res > 0) {
-    const std::string& n = config.name;
-    if (config.resolution != res)
-      return absl::InvalidArgumentError(
-          absl::StrCat("model '", n, "' is defined at ", res, "x", res,
-                       ", got resolution ", config.resolution));
-    const int chunks = res == 32 ? 4 : res == 64 ? 5 : 6;
-    if (config.z_dim % chunks != 0)
-      return absl::InvalidArgumentError(absl::StrCat(
-          n, " splits z into ", chunks, " chunks: z_dim must be divisible by ",
-          chunks, ", got ", config.z_dim));
-    if (config.num_classes < 1)
-      return absl::InvalidArgumentError(
-          absl::StrCat(n, " needs num_classes >= 1"));
-    if (config.width < 2 || config.width % 2 != 0)
-      return absl::InvalidArgumentError(
-          absl::StrCat(n, " width must be even and >= 2, got ", config.width));
-    if (config.attention) {
-      // Attention splits its channels by 8; at 64 and 128 pixels D attends
-      // right after its first block (width channels), G at 4 or 2 x width.
-      const int d_attn = (res == 32 ? 4 : 1) * config.width;
-      const int g_attn = (res == 128 ? 2 : 4) * config.width;
-      if (d_attn % 8 != 0 || g_attn % 8 != 0)
-        return absl::InvalidArgumentError(absl::StrCat(
-            n, " with attention needs ", res == 32 ? "width" : "a width",
-            " giving multiples of 8 channels at the attention layers: width ",
-            config.width, " gives ", g_attn, " (G) and ", d_attn,
-            " (D); use a multiple of ", res == 32 ? 2 : 8,
-            " or --attention=false"));
-    }
-    return MakeBigGan(config, backend);
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown model '", config.name,
-                   "': expected dcgan32, biggan32, biggan64 or biggan128"));
+  PG_ASSIGN_OR_RETURN(const ModelSpec* spec, GetModelSpec(config.name));
+  // Each registered name is one architecture at one resolution.
+  const int res = spec->config.resolution;
+  if (config.resolution != res)
+    return absl::InvalidArgumentError(
+        absl::StrCat("model '", config.name, "' is defined at ", res, "x", res,
+                     ", got resolution ", config.resolution));
+  return spec->make(config, backend);
 }
 
 void InitSpectralNormVectors(ParamStore* store, Rng* rng) {

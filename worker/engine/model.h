@@ -13,7 +13,7 @@
 namespace paragan {
 
 struct ModelConfig {
-  std::string name = "dcgan32";  // dcgan32 | biggan32 | biggan64 | biggan128
+  std::string name = "dcgan32";  // a registered model (model_registry.h)
   int image_channels = 1;
   int resolution = 32;
   int num_classes = 10;  // used by conditional models
@@ -58,12 +58,19 @@ class GanModel {
   ParamStore g_, d_;
 };
 
+// The registered model config.name (model_registry.h), after the checks
+// every model needs; an unknown name is refused with the list of known ones.
 absl::StatusOr<std::unique_ptr<GanModel>> MakeModel(const ModelConfig& config,
                                                     Backend* backend);
-// The model's own defaults: resolution from the name, and BigGAN's z_dim at
-// 64 and 128 pixels (120). Unknown names keep ModelConfig's defaults (and
-// MakeModel rejects them).
+// The registered model's defaults (its ModelSpec::config: e.g. the
+// resolution, and BigGAN's z_dim of 120 at 64 and 128 pixels). Unknown names
+// keep ModelConfig's defaults with `name` (and MakeModel rejects them).
 ModelConfig DefaultModelConfig(const std::string& name);
+
+// The model and every setting that shapes its tensors, e.g.
+// "dcgan32 c=1 r=32 k=10 z=128 w=64 attn=1": what training checkpoints and
+// the servers' network files (hence shard checkpoints) are signed with.
+std::string ModelSignature(const ModelConfig& model);
 
 // Sets every spectral-norm u to a random unit vector and v to match (as
 // torch.nn.utils.spectral_norm does at construction).

@@ -8,13 +8,15 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/malloc_tuning.h"
 #include "common/rng.h"
+#include "worker/engine/model_registry.h"
 #include "worker/train/gan_trainer.h"
 
-ABSL_FLAG(std::string, model, "dcgan32",
-          "dcgan32 | biggan32 | biggan64 | biggan128");
+// Help texts list the registered models (worker/engine/model_registry.h).
+ABSL_FLAG(std::string, model, "dcgan32", paragan::ModelFlagHelp());
 ABSL_FLAG(int, threads, 2, "CPU threads");
 ABSL_FLAG(int, batch, 64, "batch size");
 ABSL_FLAG(int, warmup, 3, "untimed steps");
@@ -34,7 +36,18 @@ ABSL_FLAG(bool, log_autotune, false, "print each autotune decision");
 
 int main(int argc, char** argv) {
   paragan::KeepLargeAllocationsInHeap();
+  absl::SetProgramUsageMessage(absl::StrCat(
+      "Times training steps of a model on random data. Example:\n  "
+      "paragan_bench --model=dcgan32 --threads=2 --layout=auto\nModels:\n",
+      paragan::ModelDescriptions()));
   absl::ParseCommandLine(argc, argv);
+  if (absl::Status st =
+          paragan::GetModelSpec(absl::GetFlag(FLAGS_model)).status();
+      !st.ok()) {
+    std::fprintf(stderr, "error: --model: %s\n",
+                 std::string(st.message()).c_str());
+    return 2;
+  }
   const std::string device = absl::GetFlag(FLAGS_device);
   paragan::BackendOptions options;
   options.threads = absl::GetFlag(FLAGS_threads);

@@ -4,9 +4,9 @@
 #include <cstring>
 
 #include "absl/status/status.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "worker/engine/model_registry.h"
 
 namespace paragan {
 namespace {
@@ -22,12 +22,6 @@ Tensor ConcatBatch(Backend* b, const Tensor& x, const Tensor& y) {
   return out;
 }
 
-std::string ModelSignature(const ModelConfig& m) {
-  return absl::StrCat(m.name, " c=", m.image_channels, " r=", m.resolution,
-                      " k=", m.num_classes, " z=", m.z_dim, " w=", m.width,
-                      " attn=", m.attention ? 1 : 0);
-}
-
 // The EMA generator runs on G's statistics (BN running stats, spectral-norm
 // vectors): they are copied, not averaged.
 void CopyBuffers(Backend* b, ParamStore& from, ParamStore* to) {
@@ -39,10 +33,11 @@ void CopyBuffers(Backend* b, ParamStore& from, ParamStore* to) {
 TrainerConfig DefaultTrainerConfig(const std::string& model_name) {
   TrainerConfig c;
   c.model = DefaultModelConfig(model_name);
-  if (absl::StartsWith(model_name, "biggan")) {
-    c.g_adam = {1e-4f, 0.0f, 0.999f, 1e-6f};
-    c.d_adam = {4e-4f, 0.0f, 0.999f, 1e-6f};
-    c.d_steps = 2;
+  if (const ModelSpec* spec = FindModelSpec(model_name)) {
+    c.g_adam = spec->trainer.g_adam;
+    c.d_adam = spec->trainer.d_adam;
+    c.d_steps = spec->trainer.d_steps;
+    c.loss = spec->trainer.loss;
   }
   return c;
 }

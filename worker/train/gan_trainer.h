@@ -26,7 +26,10 @@ struct TrainerConfig {
   uint64_t seed = 0;
 };
 
-// Defaults of each model as its paper trains it.
+// Defaults of each model as its paper trains it: the registered model's
+// ModelConfig and TrainerDefaults (worker/engine/model_registry.h). An unknown
+// name keeps the generic defaults with that name, which GanTrainer::Create
+// (MakeModel) refuses, listing the known models.
 TrainerConfig DefaultTrainerConfig(const std::string& model_name);
 
 struct StepStats {

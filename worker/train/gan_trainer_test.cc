@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "dataloader/datasets/dataset.h"
 #include "dataloader/datasets/sampler.h"
+#include "worker/engine/model_registry.h"
 
 namespace paragan {
 namespace {
@@ -341,6 +342,51 @@ void ExpectCreateFails(const TrainerConfig& config,
   for (const std::string& needle : needles)
     EXPECT_NE(msg.find(needle), std::string::npos)
         << "'" << msg << "' lacks '" << needle << "'";
+}
+
+// DefaultTrainerConfig reads the model registry; these are the numbers the
+// models have always trained with.
+TEST(DefaultTrainerConfigTest, TakesTheRegisteredModelsDefaults) {
+  for (const ModelSpec* spec : RegisteredModels()) {
+    const TrainerConfig c = DefaultTrainerConfig(spec->name);
+    EXPECT_EQ(c.model.name, spec->name);
+    EXPECT_EQ(c.model.resolution, spec->config.resolution) << spec->name;
+    EXPECT_EQ(c.model.z_dim, spec->config.z_dim) << spec->name;
+    EXPECT_EQ(c.g_adam.lr, spec->trainer.g_adam.lr) << spec->name;
+    EXPECT_EQ(c.d_adam.lr, spec->trainer.d_adam.lr) << spec->name;
+    EXPECT_EQ(c.d_steps, spec->trainer.d_steps) << spec->name;
+    EXPECT_EQ(c.loss, spec->trainer.loss) << spec->name;
+    EXPECT_EQ(c.batch_size, 64);
+    EXPECT_EQ(c.ema_decay, 0.999f);
+  }
+  const TrainerConfig d = DefaultTrainerConfig("dcgan32");
+  EXPECT_EQ(d.g_adam.lr, 2e-4f);
+  EXPECT_EQ(d.g_adam.beta1, 0.5f);
+  EXPECT_EQ(d.d_adam.eps, 1e-8f);
+  EXPECT_EQ(d.d_steps, 1);
+  const TrainerConfig b = DefaultTrainerConfig("biggan128");
+  EXPECT_EQ(b.model.resolution, 128);
+  EXPECT_EQ(b.model.z_dim, 120);
+  EXPECT_EQ(b.g_adam.lr, 1e-4f);
+  EXPECT_EQ(b.g_adam.beta1, 0.0f);
+  EXPECT_EQ(b.g_adam.beta2, 0.999f);
+  EXPECT_EQ(b.g_adam.eps, 1e-6f);
+  EXPECT_EQ(b.d_adam.lr, 4e-4f);
+  EXPECT_EQ(b.d_steps, 2);
+  EXPECT_EQ(b.loss, GanLoss::kHinge);
+}
+
+// What every caller of DefaultTrainerConfig gets for a name nobody
+// registered: the generic defaults, refused by Create with the list.
+TEST(DefaultTrainerConfigTest, AnUnknownModelIsRefusedListingTheKnownOnes) {
+  const TrainerConfig c = DefaultTrainerConfig("stylegan9");
+  EXPECT_EQ(c.model.name, "stylegan9");
+  EXPECT_EQ(c.d_steps, 1);
+  std::unique_ptr<Backend> backend = MakeCpuBackend(kThreads);
+  auto trainer = GanTrainer::Create(c, backend.get());
+  ASSERT_FALSE(trainer.ok());
+  EXPECT_EQ(trainer.status().message(),
+            "unknown model 'stylegan9': " + ModelFlagHelp());
 }
 
 TEST(CreateTest, RejectsBadConfigs) {

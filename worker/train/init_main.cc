@@ -1,6 +1,6 @@
 // paragan_init: writes a training job's initial networks (G and D: layout,
-// initial values, the model's default optimizer settings) into the one file
-// every parameter-server shard starts from (--init).
+// initial values, the model's default optimizer settings and worker-lease
+// hint) into the one file every parameter-server shard starts from (--init).
 //
 //   paragan_init --model=dcgan32 --seed=0 --out=/tmp/ps/init.pgt
 
@@ -10,10 +10,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "worker/engine/model_registry.h"
 #include "worker/train/init_networks.h"
 
+// Help texts list the registered models (worker/engine/model_registry.h).
 ABSL_FLAG(std::string, model, "dcgan32",
-          "dcgan32 | biggan32 | biggan64 | biggan128.");
+          absl::StrCat("The model, ", paragan::ModelFlagHelp(), "."));
 ABSL_FLAG(int, image_channels, 1, "Image channels of the model.");
 ABSL_FLAG(int, num_classes, 10, "Classes (conditional models).");
 ABSL_FLAG(uint64_t, seed, 0,
@@ -22,14 +25,22 @@ ABSL_FLAG(uint64_t, seed, 0,
 ABSL_FLAG(std::string, out, "", "Required: the file to write.");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  absl::SetProgramUsageMessage(absl::StrCat(
       "Writes the initial networks the parameter servers start from. "
       "Example:\n  paragan_init --model=dcgan32 --seed=0 "
-      "--out=/tmp/ps/init.pgt");
+      "--out=/tmp/ps/init.pgt\nModels:\n",
+      paragan::ModelDescriptions()));
   absl::ParseCommandLine(argc, argv);
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) {
     std::fprintf(stderr, "paragan_init: --out is required\n");
+    return 2;
+  }
+  if (absl::Status st =
+          paragan::GetModelSpec(absl::GetFlag(FLAGS_model)).status();
+      !st.ok()) {
+    std::fprintf(stderr, "paragan_init: --model: %s\n",
+                 std::string(st.message()).c_str());
     return 2;
   }
   paragan::TrainerConfig config =

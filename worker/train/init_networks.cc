@@ -4,16 +4,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "worker/engine/model_registry.h"
 
 namespace paragan {
 
-std::string ModelSignature(const ModelConfig& m) {
-  return absl::StrCat(m.name, " c=", m.image_channels, " r=", m.resolution,
-                      " k=", m.num_classes, " z=", m.z_dim, " w=", m.width,
-                      " attn=", m.attention ? 1 : 0);
-}
-
 absl::StatusOr<NetworkInit> MakeNetworkInit(const TrainerConfig& config) {
+  PG_ASSIGN_OR_RETURN(const ModelSpec* spec, GetModelSpec(config.model.name));
   std::unique_ptr<Backend> backend = MakeCpuBackend(1);
   PG_ASSIGN_OR_RETURN(std::unique_ptr<GanModel> model,
                       MakeModel(config.model, backend.get()));
@@ -24,6 +20,7 @@ absl::StatusOr<NetworkInit> MakeNetworkInit(const TrainerConfig& config) {
   init.g_adam = config.g_adam;
   init.d_adam = config.d_adam;
   init.d_steps_per_g_step = config.d_steps;
+  init.worker_lease_s = spec->worker_lease_s;
   init.g = NetworkTensors(model->generator());
   init.d = NetworkTensors(model->discriminator());
   return init;

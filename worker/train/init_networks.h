@@ -14,13 +14,9 @@
 
 namespace paragan {
 
-// The model and every setting that shapes its tensors, e.g.
-// "dcgan32 c=1 r=32 k=10 z=100 w=64 attn=0" (the form shard checkpoints have
-// always been signed with).
-std::string ModelSignature(const ModelConfig& model);
-
 // G and D of config.model initialized from config.seed, exactly as
-// GanTrainer::Create initializes them, with config's optimizer settings.
+// GanTrainer::Create initializes them, with config's optimizer settings and
+// the registered model's worker-lease hint.
 absl::StatusOr<NetworkInit> MakeNetworkInit(const TrainerConfig& config);
 
 }  // namespace paragan

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "gtest/gtest.h"
+#include "worker/engine/model_registry.h"
 
 namespace paragan {
 namespace {
@@ -50,6 +51,26 @@ TEST(MakeNetworkInit, RefusesAnUnknownModel) {
   TrainerConfig config = DefaultTrainerConfig("dcgan32");
   config.model.name = "stylegan9";
   EXPECT_FALSE(MakeNetworkInit(config).ok());
+}
+
+// The servers' lease comes from the network file: the registered model's.
+TEST(MakeNetworkInit, CarriesTheModelsWorkerLease) {
+  absl::StatusOr<NetworkInit> dcgan =
+      MakeNetworkInit(DefaultTrainerConfig("dcgan32"));
+  ASSERT_TRUE(dcgan.ok()) << dcgan.status();
+  EXPECT_EQ(dcgan->worker_lease_s, 30);
+  absl::StatusOr<NetworkInit> biggan =
+      MakeNetworkInit(DefaultTrainerConfig("biggan32"));
+  ASSERT_TRUE(biggan.ok()) << biggan.status();
+  EXPECT_EQ(biggan->worker_lease_s, 180);
+}
+
+TEST(MakeNetworkInit, NamesTheKnownModelsForAnUnknownOne) {
+  absl::StatusOr<NetworkInit> init =
+      MakeNetworkInit(DefaultTrainerConfig("stylegan9"));
+  ASSERT_FALSE(init.ok());
+  EXPECT_EQ(init.status().message(),
+            "unknown model 'stylegan9': " + ModelFlagHelp());
 }
 
 }  // namespace

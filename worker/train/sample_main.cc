@@ -10,8 +10,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/tensor_io.h"
+#include "worker/engine/model_registry.h"
 #include "worker/train/server_export.h"
 #include "worker/train/training_run.h"
 
@@ -31,7 +33,10 @@ ABSL_FLAG(std::string, ps, "",
           "writes grid_<G step>.png, samples.npy/.png (+ samples_labels.npy) "
           "and checkpoint.pgt into --out_dir from the shards' G, D and G_ema "
           "(G when they keep no EMA) instead of reading --checkpoint");
-ABSL_FLAG(std::string, model, "dcgan32", "--ps: the model the shards hold");
+// Help texts list the registered models (worker/engine/model_registry.h).
+ABSL_FLAG(std::string, model, "dcgan32",
+          absl::StrCat("--ps: the model the shards hold, ",
+                       paragan::ModelFlagHelp()));
 ABSL_FLAG(std::string, out_dir, "", "--ps: output directory");
 ABSL_FLAG(int, batch_size, 64, "--ps: the run's batch size");
 
@@ -56,6 +61,10 @@ int ExportFromShards() {
   paragan::ServerExportOptions o;
   o.ps = absl::StrSplit(absl::GetFlag(FLAGS_ps), ',', absl::SkipWhitespace());
   o.model = absl::GetFlag(FLAGS_model);
+  if (absl::Status st = paragan::GetModelSpec(o.model).status(); !st.ok()) {
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat("--model: ", st.message())));
+  }
   o.out_dir = absl::GetFlag(FLAGS_out_dir);
   o.num_samples = absl::GetFlag(FLAGS_num_samples);
   o.samples_seed = absl::GetFlag(FLAGS_seed);
@@ -84,13 +93,14 @@ int ExportFromShards() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  absl::SetProgramUsageMessage(absl::StrCat(
       "Writes samples from a checkpoint, or a run's outputs from its "
       "parameter servers (--ps). Example:\n  paragan_sample "
       "--checkpoint=runs/dcgan32/checkpoint.pgt --num_samples=1000 "
       "--out=/tmp/samples\nor, from a run's parameter servers:\n  "
       "paragan_sample --ps=localhost:5000,localhost:5001 --model=dcgan32 "
-      "--out_dir=/tmp/run");
+      "--out_dir=/tmp/run\nModels:\n",
+      paragan::ModelDescriptions()));
   absl::ParseCommandLine(argc, argv);
   if (!absl::GetFlag(FLAGS_ps).empty()) return ExportFromShards();
   const std::string path = absl::GetFlag(FLAGS_checkpoint);

@@ -6,11 +6,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "common/malloc_tuning.h"
+#include "worker/engine/model_registry.h"
 #include "worker/train/training_run.h"
 
-ABSL_FLAG(std::string, model, "dcgan32",
-          "dcgan32 | biggan32 | biggan64 | biggan128");
+// Help texts list the registered models (worker/engine/model_registry.h).
+ABSL_FLAG(std::string, model, "dcgan32", paragan::ModelFlagHelp());
 ABSL_FLAG(std::string, dataset, "fashion_mnist",
           "fashion_mnist | folder | synthetic");
 ABSL_FLAG(
@@ -64,13 +66,19 @@ void HandleSignal(int) { g_stop.store(true); }
 
 int main(int argc, char** argv) {
   paragan::KeepLargeAllocationsInHeap();
-  absl::SetProgramUsageMessage(
+  absl::SetProgramUsageMessage(absl::StrCat(
       "Trains a GAN in one process. Example:\n  paragan_train --model=dcgan32 "
-      "--steps=5000 --out_dir=runs/dcgan32");
+      "--steps=5000 --out_dir=runs/dcgan32\nModels:\n",
+      paragan::ModelDescriptions()));
   absl::ParseCommandLine(argc, argv);
   using paragan::TrainingRunOptions;
   TrainingRunOptions o;
   const std::string model = absl::GetFlag(FLAGS_model);
+  if (absl::Status st = paragan::GetModelSpec(model).status(); !st.ok()) {
+    std::fprintf(stderr, "error: --model: %s\n",
+                 std::string(st.message()).c_str());
+    return 2;
+  }
   o.trainer = paragan::DefaultTrainerConfig(model);
   o.trainer.model.width = absl::GetFlag(FLAGS_width);
   o.trainer.model.attention = absl::GetFlag(FLAGS_attention);

@@ -14,6 +14,7 @@
 #include "common/image_io.h"
 #include "common/tensor_io.h"
 #include "dataloader/datasets/sampler.h"
+#include "worker/engine/model_registry.h"
 
 namespace paragan {
 namespace {
@@ -113,7 +114,9 @@ absl::Status WriteSamples(GanTrainer* trainer, int64_t n, uint64_t seed,
 absl::Status RunTraining(const TrainingRunOptions& o,
                          const std::atomic<bool>* stop) {
   // Checked up front: a zero log_every would divide by zero mid-run, and a
-  // bad num_samples would only surface after the whole training.
+  // bad num_samples would only surface after the whole training. An unknown
+  // model would otherwise show as a dataset of the wrong size.
+  PG_RETURN_IF_ERROR(GetModelSpec(o.trainer.model.name).status());
   if (o.steps < 0)
     return absl::InvalidArgumentError(
         absl::StrCat("steps must be >= 0, got ", o.steps));
