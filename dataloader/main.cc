@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/check.h"
+#include "common/flags_usage.h"
 #include "common/malloc_tuning.h"
 #include "common/process_metrics.h"
 #include "common/stop_signals.h"
@@ -227,18 +228,12 @@ int Run() {
 int main(int argc, char** argv) {
   paragan::KeepLargeAllocationsInHeap();
   // Built at run time: the policies are whatever registered at start-up.
-  absl::SetProgramUsageMessage(absl::StrCat(
-      "ParaGAN data service. See dataloader/main.cc and dataloader/README.md.\n"
-      "Dispatch policies (--dispatch_policy): ",
-      absl::StrJoin(paragan::DispatchPolicyNames(), ", "), "."));
-  // --help lists the flags of files named after the binary; ours live in
-  // main.cc, which would leave --help with "No flags matched".
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "dataloader/main.cc");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
+  paragan::SetUsage(
+      absl::StrCat("ParaGAN data service. See dataloader/main.cc and "
+                   "dataloader/README.md.\n"
+                   "Dispatch policies (--dispatch_policy): ",
+                   absl::StrJoin(paragan::DispatchPolicyNames(), ", "), "."),
+      "dataloader/main.cc");
   absl::ParseCommandLine(argc, argv);
   return paragan::Run();
 }

@@ -33,6 +33,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/check.h"
+#include "common/flags_usage.h"
 #include "common/malloc_tuning.h"
 #include "common/network_init.h"
 #include "common/process_metrics.h"
@@ -368,8 +369,8 @@ int Run() {
 
 int main(int argc, char** argv) {
   paragan::KeepLargeAllocationsInHeap();
-  absl::SetProgramUsageMessage(
-      "One ParaGAN parameter-server shard. See server/main.cc.");
+  paragan::SetUsage("One ParaGAN parameter-server shard. See server/main.cc.",
+                    "server/main.cc");
   absl::ParseCommandLine(argc, argv);
   return paragan::Run();
 }

@@ -10,6 +10,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/flags_usage.h"
 #include "common/malloc_tuning.h"
 #include "common/rng.h"
 #include "worker/engine/model_registry.h"
@@ -36,10 +37,12 @@ ABSL_FLAG(bool, log_autotune, false, "print each autotune decision");
 
 int main(int argc, char** argv) {
   paragan::KeepLargeAllocationsInHeap();
-  absl::SetProgramUsageMessage(absl::StrCat(
-      "Times training steps of a model on random data. Example:\n  "
-      "paragan_bench --model=dcgan32 --threads=2 --layout=auto\nModels:\n",
-      paragan::ModelDescriptions()));
+  paragan::SetUsage(
+      absl::StrCat(
+          "Times training steps of a model on random data. Example:\n  "
+          "paragan_bench --model=dcgan32 --threads=2 --layout=auto\nModels:\n",
+          paragan::ModelDescriptions()),
+      "worker/train/bench_main.cc");
   absl::ParseCommandLine(argc, argv);
   if (absl::Status st =
           paragan::GetModelSpec(absl::GetFlag(FLAGS_model)).status();

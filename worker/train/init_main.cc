@@ -11,6 +11,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/flags_usage.h"
 #include "worker/engine/model_registry.h"
 #include "worker/train/init_networks.h"
 
@@ -25,11 +26,13 @@ ABSL_FLAG(uint64_t, seed, 0,
 ABSL_FLAG(std::string, out, "", "Required: the file to write.");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(absl::StrCat(
-      "Writes the initial networks the parameter servers start from. "
-      "Example:\n  paragan_init --model=dcgan32 --seed=0 "
-      "--out=/tmp/ps/init.pgt\nModels:\n",
-      paragan::ModelDescriptions()));
+  paragan::SetUsage(
+      absl::StrCat(
+          "Writes the initial networks the parameter servers start from. "
+          "Example:\n  paragan_init --model=dcgan32 --seed=0 "
+          "--out=/tmp/ps/init.pgt\nModels:\n",
+          paragan::ModelDescriptions()),
+      "worker/train/init_main.cc");
   absl::ParseCommandLine(argc, argv);
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) {

@@ -12,6 +12,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/flags_usage.h"
 #include "common/tensor_io.h"
 #include "worker/engine/model_registry.h"
 #include "worker/train/server_export.h"
@@ -93,14 +94,16 @@ int ExportFromShards() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(absl::StrCat(
-      "Writes samples from a checkpoint, or a run's outputs from its "
-      "parameter servers (--ps). Example:\n  paragan_sample "
-      "--checkpoint=runs/dcgan32/checkpoint.pgt --num_samples=1000 "
-      "--out=/tmp/samples\nor, from a run's parameter servers:\n  "
-      "paragan_sample --ps=localhost:5000,localhost:5001 --model=dcgan32 "
-      "--out_dir=/tmp/run\nModels:\n",
-      paragan::ModelDescriptions()));
+  paragan::SetUsage(
+      absl::StrCat(
+          "Writes samples from a checkpoint, or a run's outputs from its "
+          "parameter servers (--ps). Example:\n  paragan_sample "
+          "--checkpoint=runs/dcgan32/checkpoint.pgt --num_samples=1000 "
+          "--out=/tmp/samples\nor, from a run's parameter servers:\n  "
+          "paragan_sample --ps=localhost:5000,localhost:5001 --model=dcgan32 "
+          "--out_dir=/tmp/run\nModels:\n",
+          paragan::ModelDescriptions()),
+      "worker/train/sample_main.cc");
   absl::ParseCommandLine(argc, argv);
   if (!absl::GetFlag(FLAGS_ps).empty()) return ExportFromShards();
   const std::string path = absl::GetFlag(FLAGS_checkpoint);

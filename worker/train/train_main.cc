@@ -7,6 +7,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/flags_usage.h"
 #include "common/malloc_tuning.h"
 #include "worker/engine/model_registry.h"
 #include "worker/train/training_run.h"
@@ -66,10 +67,12 @@ void HandleSignal(int) { g_stop.store(true); }
 
 int main(int argc, char** argv) {
   paragan::KeepLargeAllocationsInHeap();
-  absl::SetProgramUsageMessage(absl::StrCat(
-      "Trains a GAN in one process. Example:\n  paragan_train --model=dcgan32 "
-      "--steps=5000 --out_dir=runs/dcgan32\nModels:\n",
-      paragan::ModelDescriptions()));
+  paragan::SetUsage(
+      absl::StrCat("Trains a GAN in one process. Example:\n  paragan_train "
+                   "--model=dcgan32 "
+                   "--steps=5000 --out_dir=runs/dcgan32\nModels:\n",
+                   paragan::ModelDescriptions()),
+      "worker/train/train_main.cc");
   absl::ParseCommandLine(argc, argv);
   using paragan::TrainingRunOptions;
   TrainingRunOptions o;
