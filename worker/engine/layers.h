@@ -23,6 +23,20 @@ struct Mode {
   // Whether the model's input needs a gradient (false in D's own step, where
   // nothing upstream of the images trains). Honored by a model's first layer.
   bool input_grads = true;
+
+  // The passes of a GAN step, named (GanTrainer uses them):
+  // G's forward inside D's step: batch statistics, G's running statistics
+  // move, no power iteration, no parameter gradients.
+  static constexpr Mode FakesForDStep() { return {true, false, false, true}; }
+  // D's own step on real and fake: everything trains except the images.
+  static constexpr Mode DStep() { return {true, true, true, false}; }
+  // G's forward in G's step.
+  static constexpr Mode GStep() { return {true, true, true, true}; }
+  // D inside G's step: batch statistics, D's vectors and weights fixed; the
+  // gradient flows to the images only.
+  static constexpr Mode DForGStep() { return {true, false, false, true}; }
+  // Sampling (the EMA generator): running statistics, nothing moves.
+  static constexpr Mode Inference() { return {false, false, false, true}; }
 };
 
 // W / sigma(W) with one power iteration per update (Miyato et al. 2018), the

@@ -124,14 +124,14 @@ void GanTrainer::ComputeDGradients(const Tensor& real,
   Tensor z = noise_source_ ? noise_source_(b) : RandomZ(b, &rng_);
   std::vector<int> fake_labels = RandomLabels(b);
   // The fake batch is a constant for D: no G gradients, no G power iteration.
-  Tensor fake = model_->Generate(z, fake_labels, {true, false, false});
+  Tensor fake = model_->Generate(z, fake_labels, Mode::FakesForDStep());
   // Real and fake in one D pass: one power iteration per D step.
   Tensor both = ConcatBatch(backend_, real, fake);
   std::vector<int> labels = real_labels;
   labels.insert(labels.end(), fake_labels.begin(), fake_labels.end());
   d.ZeroGrads();
-  Tensor logits = backend_->ToHost(
-      model_->Discriminate(both, labels, {true, true, true, false}));
+  Tensor logits =
+      backend_->ToHost(model_->Discriminate(both, labels, Mode::DStep()));
   std::vector<float> lr(logits.data(), logits.data() + b);
   std::vector<float> lf(logits.data() + b, logits.data() + 2 * b);
   std::vector<float> dr, df;
@@ -156,9 +156,9 @@ void GanTrainer::ComputeGGradients(StepStats* stats) {
   Tensor z = noise_source_ ? noise_source_(b) : RandomZ(b, &rng_);
   std::vector<int> labels = RandomLabels(b);
   g.ZeroGrads();
-  Tensor fake = model_->Generate(z, labels, {true, true, true});
-  Tensor logits = backend_->ToHost(
-      model_->Discriminate(fake, labels, {true, false, false}));
+  Tensor fake = model_->Generate(z, labels, Mode::GStep());
+  Tensor logits =
+      backend_->ToHost(model_->Discriminate(fake, labels, Mode::DForGStep()));
   std::vector<float> lf(logits.data(), logits.data() + b), df;
   stats->g_loss = GeneratorLoss(config_.loss, lf, &df);
   Tensor dlogits = Tensor::HostFrom({b, 1}, df);
@@ -189,7 +189,7 @@ void GanTrainer::UpdateEma() {
 Tensor GanTrainer::SampleEma(const Tensor& z, const std::vector<int>& labels) {
   std::vector<int> l = labels;
   if (l.empty()) l.assign(z.dim(0), 0);
-  return ema_->Generate(z, l, {false, false, false});
+  return ema_->Generate(z, l, Mode::Inference());
 }
 
 std::vector<std::pair<std::string, Tensor*>> GanTrainer::StateTensors() {
