@@ -44,10 +44,11 @@ ABSL_FLAG(int, metrics_port, 0,
           "Prometheus /metrics port; 0 picks a free port (printed); -1: off.");
 ABSL_FLAG(std::string, dataset, "fashion_mnist",
           "fashion_mnist | folder | synthetic");
-ABSL_FLAG(std::string, data_path, "",
+ABSL_FLAG(std::string, data_dir, "",
           "Dataset directory (fashion_mnist idx .gz files, or class "
           "sub-folders); empty: $PARAGAN_FASHION_MNIST_DIR, else "
           "/usr/share/datasets/fashion-mnist (the trainer's default).");
+ABSL_FLAG(std::string, data_path, "", "Deprecated alias of --data_dir.");
 ABSL_FLAG(int, resolution, 32, "Image size (folder, synthetic).");
 ABSL_FLAG(int, channels, 1, "Image channels, 1 or 3 (folder, synthetic).");
 ABSL_FLAG(int64_t, synthetic_size, 4096, "Images in the synthetic dataset.");
@@ -108,9 +109,12 @@ absl::Status CheckFlags() {
   return absl::OkStatus();
 }
 
-std::string DataPath() {
-  std::string path = absl::GetFlag(FLAGS_data_path);
-  if (!path.empty()) return path;
+absl::StatusOr<std::string> DataDir() {
+  PG_ASSIGN_OR_RETURN(
+      std::string dir,
+      RenamedFlagValue("data_dir", absl::GetFlag(FLAGS_data_dir), "data_path",
+                       absl::GetFlag(FLAGS_data_path)));
+  if (!dir.empty()) return dir;
   const char* env = std::getenv("PARAGAN_FASHION_MNIST_DIR");
   return env != nullptr && *env != '\0' ? env
                                         : "/usr/share/datasets/fashion-mnist";
@@ -124,9 +128,14 @@ int Run() {
     std::cerr << kName << ": " << st.message() << std::endl;
     return 1;
   }
+  absl::StatusOr<std::string> data_dir = DataDir();
+  if (!data_dir.ok()) {
+    std::cerr << kName << ": " << data_dir.status().message() << std::endl;
+    return 1;
+  }
   DatasetSpec spec;
   spec.name = absl::GetFlag(FLAGS_dataset);
-  spec.path = DataPath();
+  spec.path = *data_dir;
   spec.resolution = absl::GetFlag(FLAGS_resolution);
   spec.channels = absl::GetFlag(FLAGS_channels);
   spec.synthetic_size = absl::GetFlag(FLAGS_synthetic_size);
@@ -134,7 +143,7 @@ int Run() {
   absl::StatusOr<std::unique_ptr<Dataset>> dataset = OpenDataset(spec);
   if (!dataset.ok()) {
     std::cerr << kName << ": cannot open --dataset=" << spec.name
-              << (spec.name == "synthetic" ? "" : " --data_path=" + spec.path)
+              << (spec.name == "synthetic" ? "" : " --data_dir=" + spec.path)
               << ": " << dataset.status().message() << std::endl;
     return 1;
   }

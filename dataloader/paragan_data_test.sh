@@ -63,7 +63,7 @@ grep -q "127.0.0.1:$PORT unreachable" "$T/out_busy.txt" ||
 # Fashion-MNIST when it is installed (the default dataset), stopped by SIGINT.
 FM="${PARAGAN_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
 if [ -f "$FM/train-images-idx3-ubyte.gz" ]; then
-  start "$T/out2.txt" -1 --data_path="$FM"
+  start "$T/out2.txt" -1 --data_dir="$FM"
   grep -q "fashion_mnist, 60000 images 1x32x32, 10 classes" "$T/out2.txt" || fail "fashion_mnist"
   kill -INT "$PID"
   wait "$PID" || fail "exit status $? after SIGINT"
@@ -80,7 +80,13 @@ expect_exit1() {  # expect_exit1 <text> <flags...>
 expect_exit1 "--batch_size" --dataset=synthetic --batch_size=0
 expect_exit1 "--prefetch" --dataset=synthetic --prefetch=0
 expect_exit1 "unknown dataset 'nope'" --dataset=nope
-expect_exit1 "/no/such/dir" --dataset=fashion_mnist --data_path=/no/such/dir
+expect_exit1 "/no/such/dir" --dataset=fashion_mnist --data_dir=/no/such/dir
+# --data_path is the deprecated alias of --data_dir: it works with a warning,
+# and the two disagreeing is an error.
+expect_exit1 "/no/such/alias" --dataset=fashion_mnist --data_path=/no/such/alias
+grep -q -- "warning: --data_path is deprecated, use --data_dir" "$T/out_bad.txt" ||
+  fail "no deprecation warning: $(cat "$T/out_bad.txt")"
+expect_exit1 "disagree" --dataset=fashion_mnist --data_dir=/a --data_path=/b
 expect_exit1 "channels" --dataset=synthetic --channels=2
 expect_exit1 "--dispatch_policy=nope: unknown dispatch policy 'nope'; known: round_robin" \
   --dataset=synthetic --dispatch_policy=nope
