@@ -2,8 +2,17 @@
 #define PARAGAN_COMMON_TRANSPORT_ARGS_H_
 
 // gRPC settings for channels that stream tables of tensors (parameter-server
-// pulls and pushes), applied on both ends.
+// pulls and pushes), applied on both ends: servers call
+// SetTensorTransportArgs(ServerBuilder*), and every client channel comes
+// from ConnectTensorChannel (ParameterServerClient::Connect uses it), so the
+// two sides cannot drift apart.
 
+#include <memory>
+#include <string>
+
+#include "grpcpp/channel.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/channel_arguments.h"
 
@@ -16,6 +25,11 @@ namespace paragan {
 // paragan_ps_bench (BENCHMARKS.md): push+pull 20-25% faster on loopback.
 inline constexpr int kTensorStreamWindowBytes = 8 << 20;
 
+// A client reconnects this quickly after its server comes back (a restarted
+// shard): gRPC's default reconnect backoff grows to two minutes.
+inline constexpr int kTensorReconnectInitialMs = 100;
+inline constexpr int kTensorReconnectMaxMs = 1000;
+
 inline void SetTensorTransportArgs(grpc::ChannelArguments* args) {
   args->SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kTensorStreamWindowBytes);
 }
@@ -23,6 +37,27 @@ inline void SetTensorTransportArgs(grpc::ChannelArguments* args) {
 inline void SetTensorTransportArgs(grpc::ServerBuilder* builder) {
   builder->AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
                               kTensorStreamWindowBytes);
+}
+
+// Everything a tensor-streaming client channel sets: message size limits
+// (both directions), the stream window above and the quick reconnect.
+inline grpc::ChannelArguments TensorChannelArguments(int max_message_bytes) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(max_message_bytes);
+  args.SetMaxSendMessageSize(max_message_bytes);
+  SetTensorTransportArgs(&args);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kTensorReconnectInitialMs);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kTensorReconnectInitialMs);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kTensorReconnectMaxMs);
+  return args;
+}
+
+// The one factory of tensor-streaming client channels (insecure, like the
+// servers' ports).
+inline std::shared_ptr<grpc::Channel> ConnectTensorChannel(
+    const std::string& target, int max_message_bytes) {
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+                                   TensorChannelArguments(max_message_bytes));
 }
 
 }  // namespace paragan

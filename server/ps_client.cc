@@ -3,33 +3,57 @@
 #include <chrono>
 #include <iostream>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/optional.h"
 #include "common/check.h"
 #include "common/grpc_status.h"
 #include "common/tensor_codec.h"
 #include "common/transport_args.h"
 #include "grpcpp/client_context.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
-#include "grpcpp/support/channel_arguments.h"
 #include "server/data_plane.h"
 #include "server/tensor_wire.h"
 
 namespace paragan {
 
+namespace {
+
+// How a data-plane call failed, as a payload on its status: the one error
+// channel of the data-plane calls (see ps_client.h). Untagged errors of
+// PullOn/PushOn are transport failures.
+constexpr char kFailureUrl[] = "type.paragan/ps_client.data_plane_failure";
+constexpr char kAnswered[] = "answered";        // the server's own error
+constexpr char kUnreachable[] = "unreachable";  // no connection, nothing sent
+
+absl::Status Tagged(absl::Status st, const char* how) {
+  st.SetPayload(kFailureUrl, absl::Cord(how));
+  return st;
+}
+
+bool HasTag(const absl::Status& st, const char* how) {
+  const absl::optional<absl::Cord> p = st.GetPayload(kFailureUrl);
+  return p.has_value() && *p == how;
+}
+
+// The status without its tag, as callers see it.
+absl::Status Untagged(const absl::Status& st) {
+  return absl::Status(st.code(), st.message());
+}
+
+bool IsDataPlaneUnreachable(const absl::Status& st) {
+  return HasTag(st, kUnreachable);
+}
+
+}  // namespace
+
 std::shared_ptr<grpc::Channel> ParameterServerClient::Connect(
     const std::string& target, int max_message_bytes) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(max_message_bytes);
-  args.SetMaxSendMessageSize(max_message_bytes);
-  SetTensorTransportArgs(&args);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
-                                   args);
+  return ConnectTensorChannel(target, max_message_bytes);
 }
 
 ParameterServerClient::ParameterServerClient(const std::string& target,
                                              Options options)
-    : ParameterServerClient(Connect(target), [&] {
+    : ParameterServerClient(Connect(target, options.max_message_bytes), [&] {
         if (options.data_plane_host.empty()) {
           options.data_plane_host = HostOfTarget(target);
         }
@@ -90,22 +114,15 @@ absl::StatusOr<PulledTable> ParameterServerClient::Pull(
   for (const std::string& n : names) req.add_tensors(n);
   req.set_dtype(dtype);
   req.set_min_version(min_version);
-  const int port = data_plane_port();
-  if (port > 0) {
-    bool unreachable = false;
-    absl::StatusOr<PulledTable> r = OnDataPlane<PulledTable>(
-        port, table, /*may_repeat=*/true, &unreachable,
-        [&](int fd, absl::StatusOr<PulledTable>* result) {
-          return PullOn(fd, req, recycle, result);
-        });
-    if (recycle != nullptr) recycle->tensors.clear();
-    if (!unreachable) return r;
-    absl::StatusOr<PulledTable> g = GrpcPull(req);
-    NoteUnreachable(port, g.status());
-    return g;
-  }
+  absl::StatusOr<PulledTable> r = CallWithFallback<PulledTable>(
+      table, /*may_repeat=*/true,
+      [&](int fd) { return PullOn(fd, req, recycle); },
+      [&] {
+        if (recycle != nullptr) recycle->tensors.clear();
+        return GrpcPull(req);
+      });
   if (recycle != nullptr) recycle->tensors.clear();
-  return GrpcPull(req);
+  return r;
 }
 
 absl::StatusOr<PulledTable> ParameterServerClient::GrpcPull(
@@ -146,34 +163,32 @@ absl::StatusOr<v1::PushResponse> ParameterServerClient::Push(
     const std::string& table, const std::string& worker_id,
     int64_t base_version, const std::vector<PushTensor>& tensors,
     v1::DType dtype, uint64_t push_id) {
-  const int port = data_plane_port();
-  if (port > 0) {
-    v1::DataPlanePush meta;
-    meta.set_table(table);
-    meta.set_worker_id(worker_id);
-    meta.set_base_version(base_version);
-    meta.set_push_id(push_id);
-    meta.set_dtype(dtype);
+  // The data plane's metadata, built only when the data plane is used.
+  absl::optional<v1::DataPlanePush> meta;
+  auto data_plane_meta = [&]() -> const v1::DataPlanePush& {
+    if (meta.has_value()) return *meta;
+    meta.emplace();
+    meta->set_table(table);
+    meta->set_worker_id(worker_id);
+    meta->set_base_version(base_version);
+    meta->set_push_id(push_id);
+    meta->set_dtype(dtype);
     for (const PushTensor& t : tensors) {
-      v1::DataPlaneTensor* m = meta.add_tensors();
+      v1::DataPlaneTensor* m = meta->add_tensors();
       m->set_name(t.name);
       for (int64_t d : t.shape) m->add_shape(d);
       m->set_kind(t.kind);
     }
-    bool unreachable = false;
-    // Repeating a push is safe only when the server can recognise it.
-    absl::StatusOr<v1::PushResponse> r = OnDataPlane<v1::PushResponse>(
-        port, table, /*may_repeat=*/push_id != 0, &unreachable,
-        [&](int fd, absl::StatusOr<v1::PushResponse>* result) {
-          return PushOn(fd, meta, tensors, result);
-        });
-    if (!unreachable) return r;
-    absl::StatusOr<v1::PushResponse> g =
-        GrpcPush(table, worker_id, base_version, tensors, dtype, push_id);
-    NoteUnreachable(port, g.status());
-    return g;
-  }
-  return GrpcPush(table, worker_id, base_version, tensors, dtype, push_id);
+    return *meta;
+  };
+  // Repeating a push is safe only when the server can recognise it.
+  return CallWithFallback<v1::PushResponse>(
+      table, /*may_repeat=*/push_id != 0,
+      [&](int fd) { return PushOn(fd, data_plane_meta(), tensors); },
+      [&] {
+        return GrpcPush(table, worker_id, base_version, tensors, dtype,
+                        push_id);
+      });
 }
 
 absl::StatusOr<v1::PushResponse> ParameterServerClient::GrpcPush(
@@ -208,9 +223,23 @@ absl::StatusOr<v1::PushResponse> ParameterServerClient::GrpcPush(
 }
 
 template <typename T>
+absl::StatusOr<T> ParameterServerClient::CallWithFallback(
+    const std::string& table, bool may_repeat,
+    const std::function<absl::StatusOr<T>(int fd)>& on_data_plane,
+    const std::function<absl::StatusOr<T>()>& on_grpc) {
+  const int port = data_plane_port();
+  if (port <= 0) return on_grpc();
+  absl::StatusOr<T> r = OnDataPlane<T>(port, table, may_repeat, on_data_plane);
+  if (r.ok() || !IsDataPlaneUnreachable(r.status())) return r;
+  absl::StatusOr<T> g = on_grpc();
+  NoteUnreachable(port, g.status());
+  return g;
+}
+
+template <typename T>
 absl::StatusOr<T> ParameterServerClient::OnDataPlane(
-    int port, const std::string& table, bool may_repeat, bool* unreachable,
-    const std::function<absl::Status(int fd, absl::StatusOr<T>*)>& call) {
+    int port, const std::string& table, bool may_repeat,
+    const std::function<absl::StatusOr<T>(int fd)>& call) {
   absl::Status transport;
   for (int attempt = 0; attempt < 2; ++attempt) {
     Socket socket;
@@ -229,19 +258,19 @@ absl::StatusOr<T> ParameterServerClient::OnDataPlane(
       if (!s.ok()) {
         // Nothing reached a server in this call (a reused connection that
         // failed was dead); a repeated push_id is recognised anyway.
-        *unreachable = true;
-        return s.status();
+        return Tagged(s.status(), kUnreachable);
       }
       socket = *std::move(s);
     }
-    absl::StatusOr<T> result = absl::UnknownError("no reply");
-    transport = call(socket.fd(), &result);
-    if (transport.ok()) {
+    absl::StatusOr<T> result = call(socket.fd());
+    if (result.ok() || HasTag(result.status(), kAnswered)) {
       std::lock_guard<std::mutex> lock(dp_mu_);
       // A connection to a server process since replaced is dropped.
       if (dp_port_ == port) dp_idle_[table].push_back(std::move(socket));
+      if (!result.ok()) return Untagged(result.status());
       return result;
     }
+    transport = result.status();
     if (!reused || !may_repeat) break;
   }
   return absl::Status(
@@ -267,9 +296,8 @@ void ParameterServerClient::NoteUnreachable(int port,
   dp_port_ = 0;
 }
 
-absl::Status ParameterServerClient::PullOn(
-    int fd, const v1::PullRequest& request, PulledTable* recycle,
-    absl::StatusOr<PulledTable>* result) {
+absl::StatusOr<PulledTable> ParameterServerClient::PullOn(
+    int fd, const v1::PullRequest& request, PulledTable* recycle) {
   PG_RETURN_IF_ERROR(SendFrame(fd, FrameKind::kPull, request, {}));
   FrameHeader header;
   std::string meta;
@@ -280,9 +308,10 @@ absl::Status ParameterServerClient::PullOn(
     return absl::DataLossError("the server's answer is not a reply frame");
   }
   if (reply.code() != 0) {
-    *result = absl::Status(static_cast<absl::StatusCode>(reply.code()),
-                           reply.message());
-    return Discard(fd, header.payload_bytes);
+    PG_RETURN_IF_ERROR(Discard(fd, header.payload_bytes));
+    return Tagged(absl::Status(static_cast<absl::StatusCode>(reply.code()),
+                               reply.message()),
+                  kAnswered);
   }
   const int64_t elem = WireDTypeSize(reply.dtype());
   if (elem == 0) return absl::DataLossError("reply of an unknown dtype");
@@ -302,6 +331,8 @@ absl::Status ParameterServerClient::PullOn(
         absl::StrCat("pull reply of ", header.payload_bytes,
                      " payload bytes for tensors of ", expected));
   }
+  // DataPlaneTensor.kind is not read: a pull's tensors are values, and the
+  // worker's layout (the shards' placement) says which are trainable.
   std::vector<char> staging;
   for (int i = 0; i < reply.tensors_size(); ++i) {
     const v1::DataPlaneTensor& t = reply.tensors(i);
@@ -316,14 +347,12 @@ absl::Status ParameterServerClient::PullOn(
     PG_RETURN_IF_ERROR(
         RecvTensorValues(fd, reply.dtype(), n, &p.values, &staging));
   }
-  *result = std::move(out);
-  return absl::OkStatus();
+  return out;
 }
 
-absl::Status ParameterServerClient::PushOn(
+absl::StatusOr<v1::PushResponse> ParameterServerClient::PushOn(
     int fd, const v1::DataPlanePush& meta,
-    const std::vector<PushTensor>& tensors,
-    absl::StatusOr<v1::PushResponse>* result) {
+    const std::vector<PushTensor>& tensors) {
   TensorPayload payload(meta.dtype());
   for (const PushTensor& t : tensors) {
     payload.Add(t.values, NumElements(t.shape));
@@ -338,12 +367,11 @@ absl::Status ParameterServerClient::PushOn(
     return absl::DataLossError("the server's answer is not a push reply");
   }
   if (reply.code() != 0) {
-    *result = absl::Status(static_cast<absl::StatusCode>(reply.code()),
-                           reply.message());
-  } else {
-    *result = reply.push();
+    return Tagged(absl::Status(static_cast<absl::StatusCode>(reply.code()),
+                               reply.message()),
+                  kAnswered);
   }
-  return absl::OkStatus();
+  return reply.push();
 }
 
 absl::StatusOr<v1::StateResponse> ParameterServerClient::GetState() {

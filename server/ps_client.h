@@ -60,16 +60,21 @@ class ParameterServerClient {
     // while gRPC can.
     bool data_plane = true;
     std::string data_plane_host;
+    // gRPC message limit of the channel the (target, Options) constructor
+    // makes (the server's default is 16 MiB).
+    int max_message_bytes = 16 << 20;
   };
 
   // An insecure channel to "host:port" whose messages may be as large as
-  // the server's (default 16 MiB).
+  // the server's (default 16 MiB): ConnectTensorChannel
+  // (common/transport_args.h), the one factory of tensor channels.
   static std::shared_ptr<grpc::Channel> Connect(const std::string& target,
                                                 int max_message_bytes = 16
                                                                         << 20);
 
-  // A client of the shard at "host:port" (Connect), whose data plane, once
-  // Register learns its port, is reached on the same host.
+  // A client of the shard at "host:port" (Connect with
+  // options.max_message_bytes), whose data plane, once Register learns its
+  // port, is reached on the same host.
   ParameterServerClient(const std::string& target, Options options);
   explicit ParameterServerClient(std::shared_ptr<grpc::Channel> channel)
       : ParameterServerClient(std::move(channel), Options()) {}
@@ -115,27 +120,35 @@ class ParameterServerClient {
       int64_t base_version, const std::vector<PushTensor>& tensors,
       v1::DType dtype, uint64_t push_id);
 
-  // Data plane. A call returns its transport's status; on OK, *result
-  // holds the server's answer (which may be an error).
-  absl::Status PullOn(int fd, const v1::PullRequest& request,
-                      PulledTable* recycle,
-                      absl::StatusOr<PulledTable>* result);
-  absl::Status PushOn(int fd, const v1::DataPlanePush& meta,
-                      const std::vector<PushTensor>& tensors,
-                      absl::StatusOr<v1::PushResponse>* result);
-  // Runs `call` on a pooled connection (or a new one). A failure on a
-  // reused connection, which the server may have closed while it was idle,
-  // is tried once more on a new one when `may_repeat`. *unreachable: no
-  // connection could be made, nothing was sent.
+  // Data plane. One error channel: every call returns an absl::Status(Or).
+  // PullOn/PushOn return the server's answer, or a transport error (the
+  // connection is then unusable); ps_client.cc tells them apart by a status
+  // payload that never leaves this class.
+  absl::StatusOr<PulledTable> PullOn(int fd, const v1::PullRequest& request,
+                                     PulledTable* recycle);
+  absl::StatusOr<v1::PushResponse> PushOn(
+      int fd, const v1::DataPlanePush& meta,
+      const std::vector<PushTensor>& tensors);
+  // Runs `call` on a pooled connection (or a new one). A transport failure
+  // on a reused connection, which the server may have closed while it was
+  // idle, is tried once more on a new one when `may_repeat`. When no
+  // connection could be made (nothing was sent) the status says so
+  // (IsDataPlaneUnreachable in ps_client.cc).
   // Connections are pooled per table, so that the server's per-connection
   // receive buffers (server/data_plane_server.h) fit the next push.
   template <typename T>
   absl::StatusOr<T> OnDataPlane(
-      int port, const std::string& table, bool may_repeat, bool* unreachable,
-      const std::function<absl::Status(int fd, absl::StatusOr<T>*)>& call);
-  // After a call that went through gRPC because the data plane at `port`
-  // was unreachable: if gRPC worked, the data plane stays off (until a
-  // Register advertises another port).
+      int port, const std::string& table, bool may_repeat,
+      const std::function<absl::StatusOr<T>(int fd)>& call);
+  // The one place that picks the transport of a Pull or Push: the data
+  // plane when the shard advertised one, gRPC when it did not, or when its
+  // data plane cannot be reached; if gRPC then works, the data plane stays
+  // off (until a Register advertises another port), said once on stderr.
+  template <typename T>
+  absl::StatusOr<T> CallWithFallback(
+      const std::string& table, bool may_repeat,
+      const std::function<absl::StatusOr<T>(int fd)>& on_data_plane,
+      const std::function<absl::StatusOr<T>()>& on_grpc);
   void NoteUnreachable(int port, const absl::Status& grpc_status);
 
   Options options_;

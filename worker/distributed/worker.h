@@ -3,26 +3,27 @@
 
 // The distributed worker: the single-process trainer's gradient math
 // (GanTrainer::ComputeDGradients / ComputeGGradients) against the parameter
-// servers, which hold the weights and run Adam.
+// servers, which hold the weights and run Adam. All talk with the servers
+// goes through a PsSession (ps_session.h): registration, whole-table
+// asynchronous push and pull on its I/O pool, versions, retries.
 //
 // Per G step: d_steps x (have D and G, next real batch, D gradients, push D
 // to every shard with the version pulled), then (have G, G gradients, push
-// G). Each push is followed, in the same background "chain", by a pull of
-// that table from every shard (all shards in parallel threads); with
-// `overlap` the compute thread does not wait for a chain until it needs the
-// table, so a push and the pull after it run while the other table's
-// gradients are computed, and the next real batch is prefetched. In
-// synchronous mode (sync_workers > 0 on the servers) the pull after a push
-// waits for the next version (Pull(min_version = base + 1)), and every use
-// of a table waits for its chain: the run is then step for step the
+// G). Each push is followed, in the same table call, by a pull of that
+// table from every shard; with `overlap` the compute thread does not wait
+// for a call until it needs the table (WaitSchedule), so a push and the pull
+// after it run while the other table's gradients are computed, and the next
+// real batch is prefetched. In synchronous mode (sync_workers > 0 on the
+// servers) the pull after a push waits for the next version, and every use
+// of a table waits for its call: the run is then step for step the
 // single-process trainer's.
 //
-// Resilience: UNAVAILABLE / DEADLINE_EXCEEDED are retried with exponential
-// backoff (RetryPolicy) and fail after policy.max_total naming the shard; a
-// FAILED_PRECONDITION push (shard restarted from an older checkpoint, or
-// registration lost) is dropped, the worker re-registers with that shard
-// and pulls again; a push refused by the staleness policy (accepted=false)
-// is counted and skipped.
+// Resilience (PsSession): UNAVAILABLE / DEADLINE_EXCEEDED are retried with
+// exponential backoff (RetryPolicy) and fail after policy.max_total naming
+// the shard; a FAILED_PRECONDITION push (shard restarted from an older
+// checkpoint, or registration lost) is dropped, the worker re-registers
+// with that shard and pulls again; a push refused by the staleness policy
+// (accepted=false) is counted and skipped.
 
 #include <atomic>
 #include <cstdint>
@@ -36,6 +37,7 @@
 #include "absl/time/time.h"
 #include "proto/paragan.pb.h"
 #include "worker/distributed/batch_provider.h"
+#include "worker/distributed/ps_session.h"
 #include "worker/distributed/retry.h"
 #include "worker/distributed/worker_metrics.h"
 #include "worker/engine/backend.h"
@@ -69,6 +71,33 @@ struct WorkerOptions {
   bool data_plane = true;
   RetryPolicy retry;
   absl::Duration rpc_timeout = absl::Seconds(20);
+  // The session's I/O threads (0: 2 per shard) and shard clients (null:
+  // ParameterServerClient; tests pass fakes).
+  int io_threads = 0;
+  ShardConnector connect;
+};
+
+// D steps per G step: the flag when > 0, else the servers' (shard 0's
+// RegisterResponse.d_steps_per_g_step), at least 1.
+int ResolveDSteps(int flag, int servers);
+
+// When Worker::Run waits for a table's call in flight (and merges what it
+// pulled) before it uses the table.
+struct WaitSchedule {
+  bool sync = false;
+  bool overlap = true;
+  // Before a D step, G (for the fake batch): the latest in synchronous mode,
+  // otherwise whatever has arrived, once it has at all. D: always.
+  bool g_before_d_step(bool g_merged_once) const {
+    return sync || !g_merged_once;
+  }
+  bool d_before_d_step() const { return true; }
+  // Before the G step, D (G's loss goes through it): the updated D in
+  // synchronous mode, whatever has arrived otherwise. G: always.
+  bool d_before_g_step() const { return sync; }
+  bool g_before_g_step() const { return true; }
+  // Right after a push starts: wait for it (and its pull) unless overlapping.
+  bool after_push() const { return !overlap; }
 };
 
 // Where time went, for reporting the overlap of communication and compute.
@@ -100,29 +129,46 @@ class Worker {
 
   int64_t steps_done() const { return steps_done_.load(); }
   int d_steps() const { return d_steps_; }
-  bool synchronous() const { return sync_workers_ > 0; }
+  bool synchronous() const { return session_->synchronous(); }
   const WorkerTimings& timings() const { return timings_; }
   GanTrainer& trainer() { return *trainer_; }
+  PsSession& session() { return *session_; }
   // The version held of each table (the minimum over shards that hold it).
   int64_t g_version() const;
   int64_t d_version() const;
 
-  struct Impl;
+  struct TableSync;  // a table's store, staging and call in flight
 
  private:
-  Worker() = default;
+  Worker();
+  absl::Status MakeTrainer();
+  absl::Status Connect(const std::atomic<bool>* stop);
+  // Starts the table's next call: push the staged gradients (if `push`),
+  // then pull.
+  void StartCall(TableSync& t, bool push);
+  // Waits for the table's call when `block` (otherwise only takes one that
+  // is done) and merges the pulled slices into the model.
+  absl::Status Ensure(TableSync& t, bool block);
+  // One D step, the G step: compute, stage, push.
+  absl::Status DStep(const WaitSchedule& when, StepStats* stats);
+  absl::Status GStep(const WaitSchedule& when, StepStats* stats);
+  void LogProgress(int64_t done, const StepStats& stats, double seconds,
+                   int64_t images);
 
   WorkerOptions options_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<GanTrainer> trainer_;
   std::unique_ptr<BatchProvider> batches_;
-  std::unique_ptr<Impl> impl_;
   WorkerMetrics* metrics_ = nullptr;
   std::ostream* log_ = nullptr;
   int d_steps_ = 1;
-  int sync_workers_ = 0;
   std::atomic<int64_t> steps_done_{0};
   WorkerTimings timings_;
+  std::unique_ptr<TableSync> g_, d_;
+  Tensor host_batch_;
+  std::vector<int> labels_;
+  // Destroyed first: waits for the calls in flight.
+  std::unique_ptr<PsSession> session_;
 };
 
 // "host-pid".

@@ -1,0 +1,470 @@
+// The distributed worker's logic against in-memory shards (fake_shard.h),
+// with the real trainer on a small batch: options and roles, D steps per G
+// step from the servers, step bookkeeping and versions, when it waits for a
+// table (synchronous mode, --overlap=false), staleness and refusals in the
+// progress lines, retries, a shard that restarts mid-run, errors that end
+// the run, and stopping.
+
+#include "worker/distributed/worker.h"
+
+#include <atomic>
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "server/table_names.h"
+#include "worker/distributed/fake_shard.h"
+#include "worker/distributed/table_sync.h"
+#include "worker/train/gan_trainer.h"
+
+namespace paragan {
+namespace {
+
+using fake::FakeCluster;
+using fake::FakeShard;
+
+constexpr int kBatch = 4;
+
+// Real-looking batches; `on_batch(k)` runs before batch k (0, 1, ...).
+class FakeBatches : public BatchProvider {
+ public:
+  FakeBatches(Shape shape, std::function<absl::Status(int)> on_batch)
+      : shape_(std::move(shape)), on_batch_(std::move(on_batch)) {}
+  absl::Status Next(Tensor* images, std::vector<int>* labels) override {
+    const int k = served_++;
+    if (on_batch_) {
+      absl::Status st = on_batch_(k);
+      if (!st.ok()) return st;
+    }
+    *images = Tensor::Host(shape_);
+    for (int64_t i = 0; i < images->numel(); ++i) {
+      images->data()[i] = std::sin(0.37f * (i + 11 * k));
+    }
+    labels->assign(static_cast<size_t>(shape_[0]), k % 10);
+    return absl::OkStatus();
+  }
+  int served() const { return served_; }
+
+ private:
+  Shape shape_;
+  std::function<absl::Status(int)> on_batch_;
+  std::atomic<int> served_{0};
+};
+
+struct Rig {
+  std::unique_ptr<Backend> backend = MakeCpuBackend(1);
+  std::unique_ptr<GanTrainer> reference;  // the model's table layouts
+  std::vector<TableLayout> layouts;
+  std::unique_ptr<FakeCluster> cluster;
+  WorkerOptions o;
+  std::ostringstream log;
+  std::function<absl::Status(int)> on_batch;
+  Shape batch_shape{kBatch, 1, 32, 32};
+  FakeBatches* batches = nullptr;
+
+  explicit Rig(int n = 2) {
+    TrainerConfig tc = DefaultTrainerConfig("dcgan32");
+    tc.model.image_channels = 1;
+    tc.model.num_classes = 10;
+    tc.batch_size = kBatch;
+    reference = GanTrainer::Create(tc, backend.get()).value();
+    GanModel& m = reference->model();
+    layouts.push_back(
+        TableLayout::Create(kGeneratorTable, m.generator(), n).value());
+    layouts.push_back(
+        TableLayout::Create(kDiscriminatorTable, m.discriminator(), n).value());
+    cluster = std::make_unique<FakeCluster>(
+        n, "dcgan32",
+        std::vector<const TableLayout*>{&layouts[0], &layouts[1]});
+    o.worker_id = "wt";
+    o.ps = cluster->addresses;
+    o.model = "dcgan32";
+    o.batch_size = kBatch;
+    o.threads = 1;
+    o.cpu_layout = CpuConvLayout::kBlocked;
+    o.steps = 3;
+    o.log_every = 1;
+    o.seed = 5;
+    o.retry.initial_backoff = absl::Milliseconds(1);
+    o.retry.max_backoff = absl::Milliseconds(2);
+    o.retry.max_total = absl::Seconds(20);
+    o.connect = cluster->connector();
+  }
+  FakeShard& shard(int s) { return *cluster->shards[s]; }
+  absl::StatusOr<std::unique_ptr<Worker>> Create(
+      const std::atomic<bool>* stop = nullptr) {
+    auto b = std::make_unique<FakeBatches>(batch_shape, on_batch);
+    batches = b.get();
+    return Worker::Create(o, std::move(b), nullptr, &log, stop);
+  }
+  // Pushes of `table` the shard took (all of them, with their bases).
+  std::vector<int64_t> Bases(int s, const std::string& table) {
+    std::vector<int64_t> out;
+    for (const fake::PushRecord& p : shard(s).pushes())
+      if (p.table == table && p.status.ok()) out.push_back(p.base_version);
+    return out;
+  }
+  std::vector<std::string> Progress() {
+    std::vector<std::string> out;
+    std::istringstream in(log.str());
+    for (std::string line; std::getline(in, line);)
+      if (absl::StartsWith(line, "progress ")) out.push_back(line);
+    return out;
+  }
+};
+
+std::string Field(const std::string& line, const std::string& name) {
+  const std::string key = name + "=";
+  size_t at = line.find(" " + key);
+  if (at == std::string::npos) return "";
+  at += key.size() + 1;
+  return line.substr(at, line.find(' ', at) - at);
+}
+
+std::vector<int64_t> Iota(int64_t n) {
+  std::vector<int64_t> v;
+  for (int64_t i = 0; i < n; ++i) v.push_back(i);
+  return v;
+}
+
+// ---- Pieces ----
+
+TEST(WorkerDecisionTest, DStepsComeFromTheServersUnlessTheFlagSaysSo) {
+  EXPECT_EQ(ResolveDSteps(0, 2), 2);
+  EXPECT_EQ(ResolveDSteps(0, 0), 1);  // a server that says nothing
+  EXPECT_EQ(ResolveDSteps(3, 2), 3);
+  EXPECT_EQ(ResolveDSteps(1, 5), 1);
+}
+
+TEST(WorkerDecisionTest, WhenTheComputeThreadWaitsForATable) {
+  WaitSchedule async;  // overlap
+  EXPECT_TRUE(async.g_before_d_step(/*g_merged_once=*/false));
+  EXPECT_FALSE(async.g_before_d_step(true));  // whatever has arrived
+  EXPECT_TRUE(async.d_before_d_step());
+  EXPECT_FALSE(async.d_before_g_step());
+  EXPECT_TRUE(async.g_before_g_step());
+  EXPECT_FALSE(async.after_push());
+  WaitSchedule sync;
+  sync.sync = true;
+  EXPECT_TRUE(sync.g_before_d_step(true));
+  EXPECT_TRUE(sync.d_before_g_step());
+  WaitSchedule serial;
+  serial.overlap = false;
+  EXPECT_TRUE(serial.after_push());
+}
+
+// ---- Create ----
+
+TEST(WorkerTest, CreateRefusesBadOptionsAndRolesNotYetImplemented) {
+  Rig x;
+  x.o.role = v1::G_ONLY;
+  EXPECT_EQ(x.Create().status().code(), absl::StatusCode::kUnimplemented);
+  x.o.role = v1::D_ONLY;
+  EXPECT_EQ(x.Create().status().code(), absl::StatusCode::kUnimplemented);
+  x.o.role = v1::BOTH;
+  for (auto bad : std::vector<std::function<void(WorkerOptions&)>>{
+           [](WorkerOptions& o) { o.ps.clear(); },
+           [](WorkerOptions& o) { o.worker_id.clear(); },
+           [](WorkerOptions& o) { o.batch_size = 0; },
+           [](WorkerOptions& o) { o.steps = -1; },
+           [](WorkerOptions& o) { o.d_steps = -1; },
+           [](WorkerOptions& o) { o.log_every = -1; }}) {
+    Rig y;
+    bad(y.o);
+    EXPECT_EQ(y.Create().status().code(), absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(WorkerTest, CreateRefusesShardsOfAnotherModelOrOrder) {
+  Rig x;
+  x.shard(1).reported_model = "biggan32";
+  absl::Status st = x.Create().status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("serves model 'biggan32'"), std::string::npos);
+  Rig y;
+  y.shard(0).reported_shard_id = 1;
+  EXPECT_EQ(y.Create().status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(WorkerTest, SaysHowTensorsTravel) {
+  Rig x;
+  ASSERT_TRUE(x.Create().ok());
+  EXPECT_NE(x.log.str().find("paragan_worker: wt registered with 2 shards "
+                             "(tensors over gRPC)"),
+            std::string::npos)
+      << x.log.str();
+  Rig y;
+  y.shard(1).data_plane_port = 9001;
+  ASSERT_TRUE(y.Create().ok());
+  EXPECT_NE(y.log.str().find("(tensors over the data planes of 1, gRPC for "
+                             "the rest)"),
+            std::string::npos);
+  Rig z;
+  z.shard(0).data_plane_port = 9000;
+  z.shard(1).data_plane_port = 9001;
+  ASSERT_TRUE(z.Create().ok());
+  EXPECT_NE(z.log.str().find("(tensors over their data planes)"),
+            std::string::npos);
+}
+
+// ---- Run ----
+
+TEST(WorkerTest, DStepsPerGStepFollowTheServers) {
+  Rig x;
+  x.shard(0).d_steps_per_g_step = 2;
+  x.shard(1).d_steps_per_g_step = 4;  // shard 0 speaks for them
+  auto w = x.Create().value();
+  EXPECT_EQ(w->d_steps(), 2);
+  EXPECT_FALSE(w->synchronous());
+  ASSERT_TRUE(w->Run(nullptr).ok());
+  EXPECT_EQ(w->steps_done(), 3);
+  EXPECT_EQ(x.batches->served(), 6);
+  for (int s = 0; s < 2; ++s) {
+    if (x.shard(s).holds(kDiscriminatorTable)) {
+      EXPECT_EQ(x.Bases(s, kDiscriminatorTable).size(), 6u);
+      EXPECT_EQ(x.shard(s).version(kDiscriminatorTable), 6);
+    }
+    if (x.shard(s).holds(kGeneratorTable)) {
+      EXPECT_EQ(x.Bases(s, kGeneratorTable).size(), 3u);
+      EXPECT_EQ(x.shard(s).version(kGeneratorTable), 3);
+    }
+  }
+  // The last pulls are merged before Run returns.
+  EXPECT_EQ(w->d_version(), 6);
+  EXPECT_EQ(w->g_version(), 3);
+
+  Rig y;
+  y.shard(0).d_steps_per_g_step = 2;
+  y.o.d_steps = 1;
+  y.o.steps = 2;
+  auto w1 = y.Create().value();
+  EXPECT_EQ(w1->d_steps(), 1);
+  ASSERT_TRUE(w1->Run(nullptr).ok());
+  EXPECT_EQ(y.batches->served(), 2);
+}
+
+TEST(WorkerTest, TheModelEndsWithTheShardsValues) {
+  Rig x;
+  auto w = x.Create().value();
+  ASSERT_TRUE(w->Run(nullptr).ok());
+  for (int t = 0; t < 2; ++t) {
+    ParamStore& store = t == 0 ? w->trainer().model().generator()
+                               : w->trainer().model().discriminator();
+    const TableLayout& layout = x.layouts[t];
+    int checked = 0;
+    for (int s = 0; s < 2; ++s) {
+      for (const TableTensorSpec& spec : layout.on_shard(s)) {
+        if (!spec.trainable) continue;
+        const std::vector<float> want =
+            x.shard(s).values(layout.table(), spec.name);
+        const std::vector<float> have =
+            x.backend->ToHost(store.FindParam(spec.name)->value).ToVector();
+        EXPECT_EQ(have, want) << layout.table() << " " << spec.name;
+        ++checked;
+      }
+    }
+    EXPECT_GT(checked, 0);
+  }
+}
+
+TEST(WorkerTest, ProgressLinesCountStepsVersionsAndTime) {
+  Rig x;
+  auto w = x.Create().value();
+  ASSERT_TRUE(w->Run(nullptr).ok());
+  std::vector<std::string> lines = x.Progress();
+  ASSERT_EQ(lines.size(), 3u) << x.log.str();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Field(lines[i], "worker"), "wt");
+    EXPECT_EQ(Field(lines[i], "step"), absl::StrCat(i + 1));
+    EXPECT_EQ(Field(lines[i], "rejected"), "0");
+    EXPECT_TRUE(std::isfinite(std::stod(Field(lines[i], "d_loss"))));
+    EXPECT_GT(std::stod(Field(lines[i], "img_s")), 0);
+  }
+  const WorkerTimings& t = w->timings();
+  EXPECT_GT(t.wall, 0);
+  EXPECT_GT(t.compute, 0);
+  EXPECT_GE(t.comm, t.push);
+  EXPECT_LE(t.compute + t.batch_wait, t.wall + 1e-6);
+}
+
+TEST(WorkerTest, SynchronousModeWaitsForEveryVersion) {
+  Rig x;
+  for (int s = 0; s < 2; ++s) x.shard(s).sync_workers = 1;
+  auto w = x.Create().value();
+  EXPECT_TRUE(w->synchronous());
+  ASSERT_TRUE(w->Run(nullptr).ok());
+  for (int s = 0; s < 2; ++s) {
+    // Every push starts from the version the one before made.
+    if (x.shard(s).holds(kDiscriminatorTable)) {
+      EXPECT_EQ(x.Bases(s, kDiscriminatorTable), Iota(3));
+    }
+    if (x.shard(s).holds(kGeneratorTable)) {
+      EXPECT_EQ(x.Bases(s, kGeneratorTable), Iota(3));
+    }
+    // The pull after a push waits for the next version.
+    int waited = 0;
+    for (const fake::PullRecord& p : x.shard(s).pulls()) {
+      if (p.min_version > 0) ++waited;
+    }
+    EXPECT_EQ(waited, 3 * (x.shard(s).holds(kDiscriminatorTable) +
+                           x.shard(s).holds(kGeneratorTable)));
+  }
+  for (const std::string& line : x.Progress()) {
+    EXPECT_EQ(Field(line, "staleness_d"), "0.00");
+    EXPECT_EQ(Field(line, "staleness_g"), "0.00");
+  }
+}
+
+TEST(WorkerTest, WithoutOverlapEveryPushIsPulledBeforeTheNextStep) {
+  Rig x;
+  x.o.overlap = false;
+  x.o.steps = 4;
+  auto w = x.Create().value();
+  ASSERT_TRUE(w->Run(nullptr).ok());
+  for (int s = 0; s < 2; ++s) {
+    if (x.shard(s).holds(kDiscriminatorTable)) {
+      EXPECT_EQ(x.Bases(s, kDiscriminatorTable), Iota(4));
+    }
+    if (x.shard(s).holds(kGeneratorTable)) {
+      EXPECT_EQ(x.Bases(s, kGeneratorTable), Iota(4));
+    }
+  }
+  // Every call was waited for: all of its time was exposed.
+  EXPECT_NEAR(w->timings().exposed_comm, w->timings().comm, 0.05);
+}
+
+TEST(WorkerTest, StalenessAndRefusalsReachTheProgressLines) {
+  Rig x;
+  x.o.overlap = false;
+  int holder = x.shard(0).holds(kDiscriminatorTable) ? 0 : 1;
+  // Other workers move D ahead by 2 before every batch.
+  x.on_batch = [&](int) {
+    x.shard(holder).Advance(kDiscriminatorTable, 2);
+    return absl::OkStatus();
+  };
+  x.shard(1 - holder).refuse_pushes = true;
+  auto w = x.Create().value();
+  ASSERT_TRUE(w->Run(nullptr).ok());
+  std::vector<std::string> lines = x.Progress();
+  ASSERT_EQ(lines.size(), 3u);
+  for (const std::string& line : lines) {
+    // One D push at staleness 2 on the holder, 0 on the other shard (if it
+    // holds D too): the mean over shards is 1 or 2.
+    const double sd = std::stod(Field(line, "staleness_d"));
+    EXPECT_GE(sd, 1.0) << line;
+    EXPECT_LE(sd, 2.0) << line;
+  }
+  EXPECT_GT(std::stoi(Field(lines.back(), "rejected")), 0);
+}
+
+TEST(WorkerTest, RetriesUnavailableShards) {
+  Rig x;
+  x.shard(1).push_errors = {absl::UnavailableError("reset"),
+                            absl::UnavailableError("reset")};
+  x.shard(0).pull_errors = {absl::DeadlineExceededError("slow")};
+  auto w = x.Create().value();
+  ASSERT_TRUE(w->Run(nullptr).ok());
+  EXPECT_EQ(w->steps_done(), 3);
+}
+
+TEST(WorkerTest, AShardThatRestartsMidRunIsJoinedAgain) {
+  Rig x;
+  x.o.steps = 4;
+  x.o.overlap = false;
+  x.on_batch = [&](int k) {
+    if (k == 2) x.shard(0).Restart(0);  // from an older checkpoint
+    return absl::OkStatus();
+  };
+  auto w = x.Create().value();
+  ASSERT_TRUE(w->Run(nullptr).ok());
+  EXPECT_EQ(w->steps_done(), 4);
+  EXPECT_GE(x.shard(0).registers(), 2);
+  EXPECT_EQ(x.shard(1).registers(), 1);
+  bool refused = false;
+  for (const fake::PushRecord& p : x.shard(0).pushes()) {
+    refused |= p.status.code() == absl::StatusCode::kFailedPrecondition;
+  }
+  EXPECT_TRUE(refused);
+  // Versions continue from the checkpoint's.
+  EXPECT_LT(x.shard(0).version(kDiscriminatorTable), 4);
+}
+
+TEST(WorkerTest, AShardGoneForGoodEndsTheRunNamingIt) {
+  Rig x;
+  x.o.retry.max_total = absl::Milliseconds(30);
+  for (int i = 0; i < 1000; ++i) {
+    x.shard(1).pull_errors.push_back(absl::UnavailableError("refused"));
+  }
+  auto w = x.Create().value();
+  absl::Status st = w->Run(nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(st.message().find("from shard 1 (fake:7001): giving up"),
+            std::string::npos)
+      << st;
+  EXPECT_EQ(w->steps_done(), 0);
+}
+
+TEST(WorkerTest, AnInvalidPushEndsTheRun) {
+  Rig x;
+  x.shard(0).push_errors = {absl::InvalidArgumentError("NaN in a gradient")};
+  auto w = x.Create().value();
+  absl::Status st = w->Run(nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(w->steps_done(), 3);
+}
+
+TEST(WorkerTest, BatchErrorsEndTheRun) {
+  Rig x;
+  x.batch_shape = {kBatch, 3, 32, 32};
+  auto w = x.Create().value();
+  absl::Status st = w->Run(nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("batch has shape"), std::string::npos);
+  Rig y;
+  y.on_batch = [](int k) {
+    return k == 1 ? absl::DataLossError("corrupt file") : absl::OkStatus();
+  };
+  auto w1 = y.Create().value();
+  EXPECT_EQ(w1->Run(nullptr).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(w1->steps_done(), 1);
+}
+
+TEST(WorkerTest, StopEndsTheRunQuietly) {
+  Rig x;
+  std::atomic<bool> stop{false};
+  x.o.steps = 0;  // until stopped
+  x.on_batch = [&](int k) {
+    if (k == 2) stop = true;
+    return absl::OkStatus();
+  };
+  auto w = x.Create(&stop).value();
+  EXPECT_TRUE(w->Run(&stop).ok());
+  // Checked before each D step: the step under way when it came finishes.
+  EXPECT_EQ(w->steps_done(), 3);
+  // Stopped while a shard is down: the retry ends, Run is still OK.
+  Rig y;
+  std::atomic<bool> stop2{false};
+  y.o.retry.max_total = absl::Seconds(60);
+  for (int i = 0; i < 5000; ++i) {
+    y.shard(0).pull_errors.push_back(absl::UnavailableError("down"));
+  }
+  auto w2 = y.Create(&stop2).value();
+  std::thread stopper([&] {
+    absl::SleepFor(absl::Milliseconds(200));
+    stop2 = true;
+  });
+  EXPECT_TRUE(w2->Run(&stop2).ok());
+  stopper.join();
+  EXPECT_EQ(w2->steps_done(), 0);
+}
+
+}  // namespace
+}  // namespace paragan
