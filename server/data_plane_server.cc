@@ -184,7 +184,7 @@ bool DataPlaneServer::HandlePull(int fd, const FrameHeader& header,
     v1::DataPlaneTensor* out = reply.add_tensors();
     out->set_name(t.spec.name);
     for (int64_t d : t.spec.shape) out->add_shape(d);
-    out->set_kind(t.spec.trainable ? v1::GRADIENT : v1::VALUE);
+    out->set_kind(t.spec.trainable ? v1::PARAMETER : v1::VALUE);
     payload.Add(t.values.get(), NumElements(t.spec.shape));
   }
   if (!SendFrame(fd, FrameKind::kReply, reply, payload.pieces()).ok()) {

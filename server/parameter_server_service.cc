@@ -86,7 +86,7 @@ grpc::Status ParameterServerService::Pull(
     for (int64_t d : t.spec.shape) header.add_shape(d);
     header.set_base_version(snap.version);
     header.set_worker_id(request->worker_id());
-    header.set_kind(t.spec.trainable ? v1::GRADIENT : v1::VALUE);
+    header.set_kind(t.spec.trainable ? v1::PARAMETER : v1::VALUE);
     if (!out.Add(header, t.values.get(), NumElements(t.spec.shape),
                  request->dtype(), t.values)) {
       return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
