@@ -1,5 +1,6 @@
-// The launcher's pure pieces: line parsing, progress aggregation, summaries,
-// and a child process's line capture and exit report.
+// The launcher's pure pieces: port lines, progress aggregation, summaries,
+// a child process's line capture and exit report, and finding the binaries.
+// (The job, the process group and the monitor have their own tests.)
 
 #include "deploy/local/launcher.h"
 
@@ -32,36 +33,6 @@ TEST(ParsePortAfter, PrintedLines) {
   EXPECT_FALSE(ParsePortAfter("listening on port 0", "listening on port"));
   EXPECT_FALSE(ParsePortAfter("listening on port 70000", "listening on port"));
   EXPECT_FALSE(ParsePortAfter("metrics on port 80", "listening on port"));
-}
-
-TEST(ParseProgressLine, AllFieldsAnyOrder) {
-  auto p = ParseProgressLine(
-      "progress worker=w1 step=120 d_version=240 g_version=118 img_s=203.5 "
-      "d_loss=1.25 g_loss=0.75 d_real=0.5 d_fake=-0.5 staleness_d=1.5 "
-      "staleness_g=0.25 rejected=3");
-  ASSERT_TRUE(p);
-  EXPECT_EQ(p->worker, "w1");
-  EXPECT_EQ(p->step, 120);
-  EXPECT_EQ(p->d_version, 240);
-  EXPECT_EQ(p->g_version, 118);
-  EXPECT_DOUBLE_EQ(p->img_s, 203.5);
-  EXPECT_DOUBLE_EQ(p->d_loss, 1.25);
-  EXPECT_DOUBLE_EQ(p->g_loss, 0.75);
-  EXPECT_DOUBLE_EQ(p->d_real, 0.5);
-  EXPECT_DOUBLE_EQ(p->d_fake, -0.5);
-  EXPECT_DOUBLE_EQ(p->staleness_d, 1.5);
-  EXPECT_DOUBLE_EQ(p->staleness_g, 0.25);
-  EXPECT_EQ(p->rejected, 3);
-  auto q = ParseProgressLine(
-      "paragan_worker: progress step=7 extra=1 worker=w0 img_s=nan");
-  ASSERT_TRUE(q);
-  EXPECT_EQ(q->worker, "w0");
-  EXPECT_EQ(q->step, 7);
-  EXPECT_FALSE(ParseProgressLine("progress step=7"));     // no worker
-  EXPECT_FALSE(ParseProgressLine("progress worker=w0"));  // no step
-  EXPECT_FALSE(
-      ParseProgressLine("paragan_worker: w0 registered with 2 shards"));
-  EXPECT_FALSE(ParseProgressLine("inprogress worker=w0 step=1"));
 }
 
 WorkerProgress Progress(const std::string& id, int64_t step, double img_s,

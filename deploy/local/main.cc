@@ -15,16 +15,21 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/flags_usage.h"
 #include "deploy/local/launcher.h"
 
-ABSL_FLAG(std::string, model, "dcgan32", "dcgan32 | biggan32");
+ABSL_FLAG(std::string, model, "dcgan32",
+          "a model paragan_init knows (`paragan_init --help` lists them)");
 ABSL_FLAG(int, num_workers, 2, "worker processes");
 ABSL_FLAG(int, num_shards, 2, "parameter-server shards");
 ABSL_FLAG(std::string, mode, "async",
           "async: every push is an optimizer step | sync: rounds of "
           "--num_workers averaged gradients");
 ABSL_FLAG(std::string, staleness_policy, "reject_above_bound",
-          "accept | reject_above_bound | scale_by_inverse_staleness");
+          "the shards' policy for stale pushes, e.g. accept | "
+          "reject_above_bound | scale_by_inverse_staleness (paragan_server "
+          "--help lists them); a name the shards do not know stops the run "
+          "before any worker starts");
 ABSL_FLAG(bool, momentum_compensation, true,
           "async: the servers apply a gradient s versions stale with Adam's "
           "beta1 lowered by s/(1+s), the momentum staleness adds by itself "
@@ -42,8 +47,10 @@ ABSL_FLAG(int, threads_per_worker, 1, "CPU threads of each worker");
 ABSL_FLAG(std::string, out_dir, "runs/local", "output directory");
 ABSL_FLAG(std::string, dataset, "fashion_mnist",
           "data service dataset: fashion_mnist | folder | synthetic");
+ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist",
+          "dataset directory (the data service's --data_dir)");
 ABSL_FLAG(std::string, data_path, "/usr/share/datasets/fashion-mnist",
-          "dataset directory (the data service's --data_path)");
+          "deprecated alias of --data_dir");
 ABSL_FLAG(std::string, bin_dir, "",
           "directory holding server/paragan_server, dataloader/paragan_data, "
           "worker/distributed/paragan_worker, worker/train/paragan_init and "
@@ -52,17 +59,20 @@ ABSL_FLAG(std::string, bin_dir, "",
 ABSL_FLAG(uint64_t, seed, 0,
           "initial weights (shards); worker i uses seed+1+i");
 ABSL_FLAG(double, progress_s, 5, "seconds between progress lines");
-ABSL_FLAG(int64_t, log_every, 10, "workers' progress interval in steps");
+ABSL_FLAG(int64_t, log_every, 10,
+          "workers print a progress line to their logs every N steps (the "
+          "launcher's own line reads their /metrics)");
 ABSL_FLAG(int64_t, num_samples, 1000, "samples written to samples.npy");
 ABSL_FLAG(double, ema_decay, 0.999, "EMA decay of G on the shards; 0: off");
 ABSL_FLAG(double, worker_lease_s, -1,
-          "shards drop a worker silent for this long; < 0: 30 for dcgan32, "
-          "180 for BigGAN (a BigGAN step on a few CPU threads can take tens "
-          "of seconds between two RPCs)");
+          "shards drop a worker silent for this long (0: never); < 0: the "
+          "shards' default, the lease the network file from paragan_init "
+          "suggests for the model (longer for BigGAN, whose steps on a few "
+          "CPU threads leave tens of seconds between two RPCs)");
 ABSL_FLAG(std::string, push_dtype, "float32", "float32 | bfloat16 pushes");
 ABSL_FLAG(std::string, worker_data, "service",
           "service: workers stream batches from the data service | local: "
-          "each worker reads --dataset/--data_path itself");
+          "each worker reads --dataset/--data_dir itself");
 ABSL_FLAG(std::string, ps_flags, "",
           "extra flags for every shard, e.g. \"--g_lr=2e-4\"");
 ABSL_FLAG(std::string, data_flags, "", "extra flags for the data service");
@@ -78,10 +88,11 @@ void OnSignal(int) { g_stop.store(true); }
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  paragan::SetUsage(
       "ParaGAN on one machine: shards + data service + workers. Example:\n"
       "  paragan_local --model=dcgan32 --num_workers=2 --minutes=10 "
-      "--out_dir=runs/local");
+      "--out_dir=runs/local",
+      "deploy/local/main.cc");
   absl::ParseCommandLine(argc, argv);
   struct sigaction sa = {};
   sa.sa_handler = OnSignal;
@@ -104,7 +115,14 @@ int main(int argc, char** argv) {
   o.threads_per_worker = absl::GetFlag(FLAGS_threads_per_worker);
   o.out_dir = absl::GetFlag(FLAGS_out_dir);
   o.dataset = absl::GetFlag(FLAGS_dataset);
-  o.data_path = absl::GetFlag(FLAGS_data_path);
+  absl::StatusOr<std::string> data_dir =
+      paragan::RenamedFlagValue("data_dir", absl::GetFlag(FLAGS_data_dir),
+                                "data_path", absl::GetFlag(FLAGS_data_path));
+  if (!data_dir.ok()) {
+    std::cerr << "paragan_local: " << data_dir.status().message() << std::endl;
+    return 2;
+  }
+  o.data_dir = *data_dir;
   o.bin_dir = absl::GetFlag(FLAGS_bin_dir);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.progress_s = absl::GetFlag(FLAGS_progress_s);

@@ -12,4 +12,4 @@ bazel build //deploy/local:paragan_local //server:paragan_server \
   //dataloader:paragan_data //worker/distributed:paragan_worker \
   //worker/train:paragan_init //worker/train:paragan_sample
 exec bazel-bin/deploy/local/paragan_local --model=dcgan32 --dataset=fashion_mnist \
-  --data_path=/usr/share/datasets/fashion-mnist --out_dir=runs/local "$@"
+  --data_dir=/usr/share/datasets/fashion-mnist --out_dir=runs/local "$@"

@@ -3,11 +3,12 @@
 // math, and pushes them back (worker.h).
 //
 //   paragan_worker --ps=host:7001,host:7002 --model=dcgan32 --steps=0
-//       --dataset=fashion_mnist --data_path=/usr/share/datasets/fashion-mnist
+//       --dataset=fashion_mnist --data_dir=/usr/share/datasets/fashion-mnist
 //
 // Prints "paragan_worker: <id> registered with N shards", optionally
-// "paragan_worker: metrics on port M", one "progress ..." line every
-// --log_every G steps, and "paragan_worker: <id> done after S steps".
+// "paragan_worker: metrics on port M" (and writes M to --metrics_port_file),
+// one "progress ..." line every --log_every G steps, and
+// "paragan_worker: <id> done after S steps".
 // SIGTERM/SIGINT: stops within a few seconds with exit status 0.
 
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -30,6 +32,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/flags_usage.h"
 #include "common/malloc_tuning.h"
 #include "common/process_metrics.h"
 #include "common/stop_signals.h"
@@ -40,23 +43,26 @@
 #include "worker/distributed/data_service_provider.h"
 #include "worker/distributed/worker.h"
 #include "worker/distributed/worker_metrics.h"
+#include "worker/engine/model_registry.h"
 
 ABSL_FLAG(std::string, worker_id, "", "Worker id; empty: <hostname>-<pid>.");
 ABSL_FLAG(std::string, ps, "",
           "Parameter servers, comma-separated host:port; index = shard id.");
 ABSL_FLAG(std::string, data, "",
           "Data service host:port; empty: read the dataset locally "
-          "(--dataset, --data_path).");
+          "(--dataset, --data_dir).");
 ABSL_FLAG(std::string, dataset, "fashion_mnist",
           "Local dataset: fashion_mnist | folder | synthetic.");
-ABSL_FLAG(std::string, data_path, "/usr/share/datasets/fashion-mnist",
+ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist",
           "Local dataset directory (as paragan_train's --data_dir).");
+ABSL_FLAG(std::string, data_path, "/usr/share/datasets/fashion-mnist",
+          "Deprecated alias of --data_dir.");
 ABSL_FLAG(int64_t, synthetic_size, 4096, "Images in the synthetic dataset.");
 ABSL_FLAG(int, channels, 1, "Image channels for folder and synthetic data.");
 ABSL_FLAG(int64_t, data_seed, -1,
           "Seed of the synthetic dataset's content; < 0: --seed (as "
           "paragan_train).");
-ABSL_FLAG(std::string, model, "dcgan32", "dcgan32 | biggan32.");
+ABSL_FLAG(std::string, model, "dcgan32", paragan::ModelFlagHelp());
 ABSL_FLAG(std::string, role, "both",
           "both (g_only and d_only: not implemented yet).");
 ABSL_FLAG(int64_t, steps, 0, "G steps this worker runs; 0: until SIGTERM.");
@@ -76,6 +82,10 @@ ABSL_FLAG(uint64_t, seed, 0,
 ABSL_FLAG(int, metrics_port, -1,
           "Prometheus /metrics port; 0 picks a free port (printed); -1: off.");
 ABSL_FLAG(std::string, metrics_bind, "0.0.0.0", "Metrics listen address.");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "If set (and --metrics_port >= 0), the metrics port is written to "
+          "this file once the worker has registered with every shard: what "
+          "a launcher waits for and scrapes.");
 ABSL_FLAG(int64_t, log_every, 50, "A progress line every N G steps.");
 ABSL_FLAG(std::string, push_dtype, "float32", "float32 | bfloat16.");
 ABSL_FLAG(int, d_steps, 0,
@@ -217,9 +227,13 @@ int Run() {
               << std::endl;
     batches = std::move(data).value();
   } else {
+    absl::StatusOr<std::string> data_dir =
+        RenamedFlagValue("data_dir", absl::GetFlag(FLAGS_data_dir), "data_path",
+                         absl::GetFlag(FLAGS_data_path));
+    if (!data_dir.ok()) return Fail(std::string(data_dir.status().message()));
     DatasetSpec spec;
     spec.name = absl::GetFlag(FLAGS_dataset);
-    spec.path = absl::GetFlag(FLAGS_data_path);
+    spec.path = *data_dir;
     spec.synthetic_size = absl::GetFlag(FLAGS_synthetic_size);
     spec.channels = absl::GetFlag(FLAGS_channels);
     const int64_t data_seed = absl::GetFlag(FLAGS_data_seed);
@@ -264,8 +278,15 @@ int Run() {
     return Fail(worker.status().ToString(), 1);
   }
   if (exposer) {
-    std::cout << "paragan_worker: metrics on port "
-              << exposer->GetListeningPorts().at(0) << std::endl;
+    const int port = exposer->GetListeningPorts().at(0);
+    std::cout << "paragan_worker: metrics on port " << port << std::endl;
+    const std::string port_file = absl::GetFlag(FLAGS_metrics_port_file);
+    if (!port_file.empty()) {
+      // Renamed into place: a reader never sees half a number.
+      const std::string tmp = port_file + ".tmp";
+      std::ofstream(tmp) << port << "\n";
+      std::rename(tmp.c_str(), port_file.c_str());
+    }
   }
 
   g_worker = worker->get();
@@ -283,8 +304,9 @@ int Run() {
 
 int main(int argc, char** argv) {
   paragan::KeepLargeAllocationsInHeap();
-  absl::SetProgramUsageMessage(
-      "A ParaGAN distributed worker. See worker/distributed/main.cc.");
+  paragan::SetUsage(
+      "A ParaGAN distributed worker. See worker/distributed/main.cc.",
+      "worker/distributed/main.cc");
   absl::ParseCommandLine(argc, argv);
   return paragan::Run();
 }

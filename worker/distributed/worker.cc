@@ -257,6 +257,7 @@ absl::Status Worker::Run(const std::atomic<bool>* stop) {
     const int64_t done = ++steps_done_;
     if (metrics_) {
       metrics_->RecordStep(b * d_steps_, stats.d_loss, stats.g_loss);
+      metrics_->RecordLogits(stats.d_real, stats.d_fake);
     }
     if (options_.log_every > 0 && done % options_.log_every == 0) {
       LogProgress(done, stats, Seconds(last_line), images_since);

@@ -45,6 +45,18 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry* r,
                   .Help("G loss of the last G step")
                   .Register(*r)
                   .Add({{"worker", worker_id}})),
+      d_real_(BuildGauge()
+                  .Name("paragan_worker_discriminator_real_logit")
+                  .Help("Mean D logit on the real images of the last "
+                        "reported D step")
+                  .Register(*r)
+                  .Add({{"worker", worker_id}})),
+      d_fake_(BuildGauge()
+                  .Name("paragan_worker_discriminator_fake_logit")
+                  .Help("Mean D logit on the fake images of the last "
+                        "reported D step")
+                  .Register(*r)
+                  .Add({{"worker", worker_id}})),
       pushes_(BuildCounter()
                   .Name("paragan_worker_pushes_total")
                   .Help("Pushes to one shard")
@@ -105,6 +117,11 @@ void WorkerMetrics::RecordStep(int64_t images, double d_loss, double g_loss) {
   steps_.Increment();
   d_loss_.Set(d_loss);
   g_loss_.Set(g_loss);
+}
+
+void WorkerMetrics::RecordLogits(double d_real, double d_fake) {
+  d_real_.Set(d_real);
+  d_fake_.Set(d_fake);
 }
 
 void WorkerMetrics::RecordPull(const std::string& table, int64_t bytes,

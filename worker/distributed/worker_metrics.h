@@ -6,6 +6,9 @@
 //   paragan_worker_images_total, paragan_worker_steps_total (G steps)
 //   paragan_worker_discriminator_loss, paragan_worker_generator_loss
 //     (gauges, last step)
+//   paragan_worker_discriminator_real_logit,
+//   paragan_worker_discriminator_fake_logit (gauges: mean D logit on the
+//     real and the fake half of the last reported D step)
 //   paragan_worker_pushes_total{table}, paragan_worker_pulls_total{table}
 //   paragan_worker_push_bytes_total{table},
 //   paragan_worker_pull_bytes_total{table}
@@ -32,6 +35,7 @@ class WorkerMetrics {
   WorkerMetrics(prometheus::Registry* registry, const std::string& worker_id);
 
   void RecordStep(int64_t images, double d_loss, double g_loss);
+  void RecordLogits(double d_real, double d_fake);
   void RecordPull(const std::string& table, int64_t bytes, double seconds);
   void RecordPush(const std::string& table, int64_t bytes, double seconds,
                   bool accepted, int64_t staleness);
@@ -45,6 +49,8 @@ class WorkerMetrics {
   prometheus::Counter& steps_;
   prometheus::Gauge& d_loss_;
   prometheus::Gauge& g_loss_;
+  prometheus::Gauge& d_real_;
+  prometheus::Gauge& d_fake_;
   prometheus::Family<prometheus::Counter>& pushes_;
   prometheus::Family<prometheus::Counter>& pulls_;
   prometheus::Family<prometheus::Counter>& push_bytes_;

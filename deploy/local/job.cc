@@ -1,0 +1,299 @@
+#include "deploy/local/job.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+namespace paragan {
+namespace local {
+namespace {
+
+// How long the tools may take; only a hung tool should reach these (1000
+// BigGAN samples on one CPU thread take minutes).
+constexpr absl::Duration kInitTimeout = absl::Minutes(10);
+constexpr absl::Duration kExportTimeout = absl::Minutes(30);
+constexpr absl::Duration kServiceStartTimeout = absl::Minutes(2);
+
+// Stop order: workers first (they stop pushing), then the data service,
+// then the export reads the final tables, then the shards write their
+// checkpoints.
+constexpr int kStopWorkers = 0;
+constexpr int kStopData = 1;
+constexpr int kStopExport = 2;
+constexpr int kStopShards = 3;
+
+void AppendFlags(const std::string& extra, std::vector<std::string>* flags) {
+  for (std::string& f : SplitFlags(extra)) flags->push_back(std::move(f));
+}
+
+// "${shard0.grpc},${shard1.grpc}".
+std::string ShardAddresses(int num_shards) {
+  std::vector<std::string> refs;
+  for (int i = 0; i < num_shards; ++i) {
+    refs.push_back(absl::StrCat("${shard", i, ".grpc}"));
+  }
+  return absl::StrJoin(refs, ",");
+}
+
+std::vector<std::string> ShardNames(int num_shards) {
+  std::vector<std::string> names;
+  for (int i = 0; i < num_shards; ++i)
+    names.push_back(absl::StrCat("shard", i));
+  return names;
+}
+
+ProcessSpec InitSpec(const LauncherOptions& o, const std::string& bin) {
+  ProcessSpec p;
+  p.name = "init";
+  p.role = Role::kInit;
+  p.description = "initializing the networks";
+  p.lifecycle = Lifecycle::kStartTask;
+  p.binary = bin + "/" + kInitBin;
+  // The networks' initial state, written once for every shard (which reads
+  // the layout, initial values and the model's default optimizer settings
+  // from it), by a tool: the launcher holds no model code.
+  p.flags = {absl::StrCat("--model=", o.model), absl::StrCat("--seed=", o.seed),
+             absl::StrCat("--out=", o.out_dir, "/ps/init.pgt")};
+  p.readiness = {Readiness::Check::kExitedZero, "", kInitTimeout, true};
+  p.stage = kInitStage;
+  return p;
+}
+
+ProcessSpec ShardSpec(const LauncherOptions& o, const std::string& bin,
+                      const std::string& logs, int i) {
+  ProcessSpec p;
+  p.name = absl::StrCat("shard", i);
+  p.role = Role::kShard;
+  p.description = absl::StrCat("parameter-server ", p.name);
+  p.binary = bin + "/" + kServerBin;
+  const std::string port_file = absl::StrCat(logs, "/", p.name, ".port");
+  p.flags = {
+      "--bind_address=127.0.0.1",
+      "--port=0",
+      absl::StrCat("--port_file=", port_file),
+      "--metrics_port=0",
+      absl::StrCat("--shard_id=", i),
+      absl::StrCat("--num_shards=", o.num_shards),
+      absl::StrCat("--init=", o.out_dir, "/ps/init.pgt"),
+      absl::StrCat("--checkpoint_dir=", o.out_dir, "/ps"),
+      absl::StrCat("--staleness_policy=", o.staleness_policy),
+      absl::StrCat("--staleness_bound=", o.staleness_bound),
+      absl::StrCat("--sync_workers=", o.mode == "sync" ? o.num_workers : 0),
+      absl::StrCat(
+          "--momentum_compensation=",
+          o.momentum_compensation && o.mode == "async" ? "true" : "false"),
+      absl::StrCat("--ema_decay=", o.ema_decay)};
+  // Unset, the shards take the lease the network file suggests for the
+  // model (BigGAN's steps on a few CPU threads are long); the launcher
+  // knows no model.
+  if (o.worker_lease_s >= 0) {
+    p.flags.push_back(absl::StrCat("--worker_lease_s=", o.worker_lease_s));
+  }
+  p.flags.push_back("--threads=1");
+  AppendFlags(o.ps_flags, &p.flags);
+  p.ports = {{"grpc", PortSpec::Source::kPortFile, port_file, ""}};
+  p.readiness = {Readiness::Check::kShardState, "grpc", kServiceStartTimeout,
+                 true};
+  p.stage = kShardStage;
+  p.depends_on = {"init"};
+  p.critical = true;
+  p.stop_order = kStopShards;
+  p.grace = absl::Seconds(60);  // the checkpoint is written on SIGTERM
+  return p;
+}
+
+ProcessSpec DataSpec(const LauncherOptions& o, const std::string& bin) {
+  ProcessSpec p;
+  p.name = "data";
+  p.role = Role::kData;
+  p.description = "the data service";
+  p.binary = bin + "/" + kDataBin;
+  p.flags = {"--bind_address=127.0.0.1",
+             "--port=0",
+             "--metrics_port=0",
+             absl::StrCat("--dataset=", o.dataset),
+             absl::StrCat("--data_dir=", o.data_dir),
+             absl::StrCat("--batch_size=", o.batch_size),
+             absl::StrCat("--seed=", o.seed)};
+  AppendFlags(o.data_flags, &p.flags);
+  // paragan_data prints its port once serving and writes no port file.
+  p.ports = {{"grpc", PortSpec::Source::kStdoutLine, "", "listening on port"}};
+  p.readiness = {Readiness::Check::kPortsKnown, "grpc", kServiceStartTimeout,
+                 true};
+  p.stage = kDataStage;
+  p.critical = true;
+  p.stop_order = kStopData;
+  p.grace = absl::Seconds(20);
+  return p;
+}
+
+ProcessSpec WorkerSpec(const LauncherOptions& o, const std::string& bin,
+                       const std::string& logs, int i) {
+  ProcessSpec p;
+  p.name = absl::StrCat("w", i);
+  p.role = Role::kWorker;
+  p.description = absl::StrCat("worker ", p.name);
+  p.binary = bin + "/" + kWorkerBin;
+  const std::string port_file =
+      absl::StrCat(logs, "/", p.name, ".metrics_port");
+  p.flags = {absl::StrCat("--worker_id=", p.name),
+             absl::StrCat("--ps=", ShardAddresses(o.num_shards)),
+             absl::StrCat("--model=", o.model),
+             "--steps=0",
+             absl::StrCat("--batch_size=", o.batch_size),
+             absl::StrCat("--threads=", o.threads_per_worker),
+             absl::StrCat("--seed=", o.seed + 1 + i),
+             "--metrics_port=0",
+             "--metrics_bind=127.0.0.1",
+             absl::StrCat("--metrics_port_file=", port_file),
+             absl::StrCat("--log_every=", o.log_every),
+             absl::StrCat("--push_dtype=", o.push_dtype)};
+  if (o.worker_data == "local") {
+    p.flags.insert(p.flags.end(),
+                   {"--data=", absl::StrCat("--dataset=", o.dataset),
+                    absl::StrCat("--data_dir=", o.data_dir),
+                    absl::StrCat("--data_seed=", o.seed)});
+  } else {
+    p.flags.push_back("--data=${data.grpc}");
+  }
+  AppendFlags(o.worker_flags, &p.flags);
+  p.ports = {{"metrics", PortSpec::Source::kPortFile, port_file, ""}};
+  // The port file appears once the worker has registered with every shard.
+  p.readiness = {Readiness::Check::kMetrics, "metrics", kServiceStartTimeout,
+                 false};
+  p.stage = kWorkerStage;
+  p.depends_on = ShardNames(o.num_shards);
+  if (o.worker_data != "local") p.depends_on.push_back("data");
+  p.stop_order = kStopWorkers;
+  p.grace = absl::Seconds(60);
+  return p;
+}
+
+ProcessSpec ExportSpec(const LauncherOptions& o, const std::string& bin) {
+  ProcessSpec p;
+  p.name = "export";
+  p.role = Role::kExport;
+  p.description = "writing the outputs from the shards";
+  p.lifecycle = Lifecycle::kFinalTask;
+  p.binary = bin + "/" + kSampleBin;
+  // paragan_sample pulls G, D and G_ema (G when the shards keep no EMA)
+  // and writes the grid, the samples (z from seed + 1, as paragan_train's)
+  // and checkpoint.pgt.
+  p.flags = {absl::StrCat("--ps=", ShardAddresses(o.num_shards)),
+             absl::StrCat("--model=", o.model),
+             absl::StrCat("--out_dir=", o.out_dir),
+             absl::StrCat("--num_samples=", o.num_samples),
+             absl::StrCat("--seed=", o.seed + 1),
+             absl::StrCat("--batch_size=", o.batch_size),
+             absl::StrCat("--threads=", o.threads_per_worker)};
+  p.readiness = {Readiness::Check::kExitedZero, "", kExportTimeout, true};
+  p.depends_on = ShardNames(o.num_shards);
+  // A Ctrl-C got us to the shutdown: the outputs are still written.
+  p.stoppable = false;
+  p.stop_order = kStopExport;
+  return p;
+}
+
+}  // namespace
+
+absl::Status ValidateOptions(const LauncherOptions& o) {
+  if (o.num_workers < 1 || o.num_shards < 1) {
+    return absl::InvalidArgumentError(
+        "need --num_workers >= 1 and --num_shards >= 1");
+  }
+  if (o.worker_data != "service" && o.worker_data != "local") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--worker_data must be service or local, got ", o.worker_data));
+  }
+  if (o.mode != "async" && o.mode != "sync") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--mode must be async or sync, got ", o.mode));
+  }
+  // The staleness policy is the shards' to check: they refuse to start
+  // with an unknown one, and the process group reports their error line.
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
+                                const std::string& bin_dir) {
+  if (absl::Status st = ValidateOptions(o); !st.ok()) return st;
+  Job job;
+  job.log_dir = o.out_dir + "/logs";
+  job.stages = {kInitStage, kShardStage, kDataStage, kWorkerStage};
+  job.processes.push_back(InitSpec(o, bin_dir));
+  for (int i = 0; i < o.num_shards; ++i) {
+    job.processes.push_back(ShardSpec(o, bin_dir, job.log_dir, i));
+  }
+  job.processes.push_back(DataSpec(o, bin_dir));
+  for (int i = 0; i < o.num_workers; ++i) {
+    job.processes.push_back(WorkerSpec(o, bin_dir, job.log_dir, i));
+  }
+  job.processes.push_back(ExportSpec(o, bin_dir));
+  return job;
+}
+
+const ProcessSpec* FindProcess(const Job& job, absl::string_view name) {
+  for (const ProcessSpec& p : job.processes) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+std::vector<PortRef> PortRefs(absl::string_view flag) {
+  std::vector<PortRef> refs;
+  size_t at = 0;
+  while ((at = flag.find("${", at)) != absl::string_view::npos) {
+    const size_t end = flag.find('}', at);
+    if (end == absl::string_view::npos) break;
+    const absl::string_view ref = flag.substr(at + 2, end - at - 2);
+    const size_t dot = ref.find('.');
+    if (dot != absl::string_view::npos) {
+      refs.push_back(
+          {std::string(ref.substr(0, dot)), std::string(ref.substr(dot + 1))});
+    }
+    at = end + 1;
+  }
+  return refs;
+}
+
+absl::StatusOr<std::string> ResolveFlag(
+    absl::string_view flag,
+    const std::function<absl::StatusOr<std::string>(const PortRef&)>& address) {
+  std::string out;
+  size_t at = 0;
+  while (true) {
+    const size_t open = flag.find("${", at);
+    const size_t end = open == absl::string_view::npos ? absl::string_view::npos
+                                                       : flag.find('}', open);
+    if (end == absl::string_view::npos) {
+      absl::StrAppend(&out, flag.substr(at));
+      return out;
+    }
+    absl::StrAppend(&out, flag.substr(at, open - at));
+    const absl::string_view ref = flag.substr(open + 2, end - open - 2);
+    const size_t dot = ref.find('.');
+    if (dot == absl::string_view::npos) {  // not a port reference
+      absl::StrAppend(&out, flag.substr(open, end + 1 - open));
+    } else {
+      const PortRef r{std::string(ref.substr(0, dot)),
+                      std::string(ref.substr(dot + 1))};
+      absl::StatusOr<std::string> a = address(r);
+      if (!a.ok()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("cannot resolve ${", ref, "} in ", flag, ": ",
+                         a.status().message()));
+      }
+      absl::StrAppend(&out, *a);
+    }
+    at = end + 1;
+  }
+}
+
+std::vector<std::string> SplitFlags(absl::string_view flags) {
+  return absl::StrSplit(flags, absl::ByAnyChar(" \t\n"), absl::SkipEmpty());
+}
+
+}  // namespace local
+}  // namespace paragan

@@ -1,0 +1,188 @@
+#ifndef PARAGAN_DEPLOY_LOCAL_JOB_H_
+#define PARAGAN_DEPLOY_LOCAL_JOB_H_
+
+// The job description: what a ParaGAN run consists of, as data. A pure
+// function of the launcher's options (DescribeJob) gives every process of
+// the run with its binary, flags, ports, readiness check, start stage and
+// stop order. The local process group (process_group.h) runs it with child
+// processes on localhost; the same description is what a Kubernetes
+// renderer or an elastic scaler would read. Nothing here starts a process.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace paragan {
+namespace local {
+
+struct LauncherOptions {
+  std::string model = "dcgan32";
+  int num_workers = 2;
+  int num_shards = 2;
+  std::string mode = "async";  // async | sync
+  // Passed to the shards, which know the policies and refuse a wrong name.
+  std::string staleness_policy = "reject_above_bound";
+  int64_t staleness_bound = 4;
+  // Async: stale gradients step with a lower Adam beta1 (server/table.h).
+  bool momentum_compensation = true;
+  int64_t steps = 2000;  // G steps (G table version); 0: no step limit
+  double minutes = 0;    // wall-time limit of training; 0: none
+  int batch_size = 64;
+  int threads_per_worker = 1;
+  std::string out_dir = "runs/local";
+  std::string dataset = "fashion_mnist";  // fashion_mnist | folder | synthetic
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  // Holds server/, dataloader/, worker/distributed/ and worker/train/
+  // (paragan_init, paragan_sample).
+  std::string bin_dir;
+  uint64_t seed = 0;
+  double progress_s = 5;   // seconds between progress lines
+  int64_t log_every = 10;  // workers' progress lines (their logs), steps
+  int64_t num_samples = 1000;
+  double ema_decay = 0.999;
+  // >= 0: the shards' --worker_lease_s; < 0: not passed, the shards take
+  // the lease the network file suggests for the model.
+  double worker_lease_s = -1;
+  std::string push_dtype = "float32";
+  // "service": workers stream batches from the data service (--data);
+  // "local": each worker reads the dataset itself (the data service still
+  // runs, unused), for workers built without a data-service client.
+  std::string worker_data = "service";
+  // Extra flags per kind of process, appended last (they win).
+  std::string ps_flags, data_flags, worker_flags;
+  // Test hook: SIGKILL the process named `kill_process` ("w1", "shard0",
+  // "data"; empty: none) after `kill_after_s` seconds of training, to
+  // exercise the dead-process paths.
+  std::string kill_process;
+  double kill_after_s = 0;
+};
+
+// Errors in the options that need no binary to detect (counts, modes).
+absl::Status ValidateOptions(const LauncherOptions& o);
+
+enum class Role { kInit, kShard, kData, kWorker, kExport };
+
+// How the launcher learns a port a process opens (they all pick free ones).
+struct PortSpec {
+  enum class Source {
+    kPortFile,    // the process writes the number to `file` once serving
+    kStdoutLine,  // it prints "<marker> <port>" (paragan_data has no file)
+  };
+  std::string name;  // "grpc", "metrics": referenced as ${<process>.<name>}
+  Source source = Source::kPortFile;
+  std::string file;    // kPortFile; the group removes it before the start
+  std::string marker;  // kStdoutLine, e.g. "listening on port"
+};
+
+// When a process counts as ready.
+struct Readiness {
+  enum class Check {
+    kStarted,     // once started
+    kPortsKnown,  // every port in ProcessSpec::ports is known
+    kShardState,  // ports known and GetState on `port` answers
+    kMetrics,     // ports known and GET /metrics on `port` answers
+    kExitedZero,  // a one-shot task: it exited with status 0
+  };
+  Check check = Check::kStarted;
+  std::string port;  // the port kShardState / kMetrics talk to
+  // Tasks: the longest they may run; services: the longest until ready.
+  absl::Duration timeout = absl::Minutes(2);
+  // Whether the next stage waits for it. Workers are not waited for: a
+  // BigGAN worker can take minutes to its first step, and the progress
+  // line shows it "starting" meanwhile.
+  bool wait = true;
+};
+
+enum class Lifecycle {
+  kService,    // runs until the group stops it
+  kStartTask,  // one-shot in its start stage; the next stage needs exit 0
+  // One-shot during the shutdown, at its stop_order, when everything it
+  // depends on still runs (the export reads the live shards).
+  kFinalTask,
+};
+
+struct ProcessSpec {
+  // "init", "shard0", "data", "w0", "export": the log file name, the
+  // progress line's and the summary's name, --kill_process's argument.
+  std::string name;
+  Role role = Role::kWorker;
+  // For messages: "parameter-server shard0", "the data service",
+  // "initializing the networks" (tasks: what they do).
+  std::string description;
+  Lifecycle lifecycle = Lifecycle::kService;
+  std::string binary;
+  // "${<process>.<port>}" in a flag becomes that port's "host:port" once
+  // the process is up (here 127.0.0.1:<port>; a Service name in a cluster).
+  std::vector<std::string> flags;
+  std::vector<PortSpec> ports;
+  Readiness readiness;
+  // Processes of one stage start together, stages in Job::stages order;
+  // empty for final tasks.
+  std::string stage;
+  // Services/start tasks: ready before this starts. Final tasks: still
+  // running when it is due, else it is skipped.
+  std::vector<std::string> depends_on;
+  bool critical = false;  // an unexpected exit ends the run
+  bool stoppable = true;  // tasks: a stop request (Ctrl-C) kills it
+  int stop_order = 0;     // lower stops first (final tasks: run there)
+  absl::Duration grace = absl::Seconds(20);  // SIGTERM, then SIGKILL
+};
+
+struct Job {
+  std::vector<ProcessSpec> processes;  // start order
+  std::vector<std::string> stages;     // "init", "shards", "data", "workers"
+  std::string log_dir;                 // <out_dir>/logs
+};
+
+// Stage names of DescribeJob's job.
+inline constexpr char kInitStage[] = "init";
+inline constexpr char kShardStage[] = "shards";
+inline constexpr char kDataStage[] = "data";
+inline constexpr char kWorkerStage[] = "workers";
+
+// The run `o` describes, with binaries under `bin_dir` and every file under
+// o.out_dir: paragan_init, o.num_shards shards, the data service,
+// o.num_workers workers, and the export (paragan_sample --ps) at the end.
+// InvalidArgument when ValidateOptions fails.
+absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
+                                const std::string& bin_dir);
+
+// The process named `name`, or nullptr.
+const ProcessSpec* FindProcess(const Job& job, absl::string_view name);
+
+// "${shard0.grpc}" references in `flag`, in order ("${" without "}" is
+// left as it is).
+struct PortRef {
+  std::string process, port;
+  bool operator==(const PortRef& o) const {
+    return process == o.process && port == o.port;
+  }
+};
+std::vector<PortRef> PortRefs(absl::string_view flag);
+
+// `flag` with every ${process.port} replaced by address(process, port);
+// FailedPrecondition naming the first reference it cannot resolve.
+absl::StatusOr<std::string> ResolveFlag(
+    absl::string_view flag,
+    const std::function<absl::StatusOr<std::string>(const PortRef&)>& address);
+
+// Splits "--a=1 --b=2" on whitespace (no quoting).
+std::vector<std::string> SplitFlags(absl::string_view flags);
+
+// The binaries DescribeJob uses, relative to the bin dir.
+inline constexpr char kServerBin[] = "server/paragan_server";
+inline constexpr char kDataBin[] = "dataloader/paragan_data";
+inline constexpr char kWorkerBin[] = "worker/distributed/paragan_worker";
+inline constexpr char kInitBin[] = "worker/train/paragan_init";
+inline constexpr char kSampleBin[] = "worker/train/paragan_sample";
+
+}  // namespace local
+}  // namespace paragan
+
+#endif  // PARAGAN_DEPLOY_LOCAL_JOB_H_

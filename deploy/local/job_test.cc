@@ -1,0 +1,231 @@
+// The job description: which processes a run has, their flags, ports,
+// readiness, stages and stop order, for the options that change them.
+
+#include "deploy/local/job.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+
+namespace paragan {
+namespace local {
+namespace {
+
+bool HasFlag(const ProcessSpec& p, const std::string& flag) {
+  return std::find(p.flags.begin(), p.flags.end(), flag) != p.flags.end();
+}
+
+// The value of the last --name=... flag (the one a binary takes), or "".
+std::string FlagValue(const ProcessSpec& p, const std::string& name) {
+  const std::string prefix = "--" + name + "=";
+  std::string value;
+  bool found = false;
+  for (const std::string& f : p.flags) {
+    if (f.rfind(prefix, 0) == 0) {
+      value = f.substr(prefix.size());
+      found = true;
+    }
+  }
+  return found ? value : "<absent>";
+}
+
+Job Describe(const LauncherOptions& o) {
+  absl::StatusOr<Job> job = DescribeJob(o, "/bin_dir");
+  EXPECT_TRUE(job.ok()) << job.status();
+  return job.ok() ? *job : Job();
+}
+
+TEST(DescribeJob, ProcessesStagesAndOrder) {
+  LauncherOptions o;
+  o.out_dir = "/out";
+  const Job job = Describe(o);
+  std::vector<std::string> names;
+  for (const ProcessSpec& p : job.processes) names.push_back(p.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"init", "shard0", "shard1", "data",
+                                             "w0", "w1", "export"}));
+  EXPECT_EQ(job.stages,
+            (std::vector<std::string>{"init", "shards", "data", "workers"}));
+  EXPECT_EQ(job.log_dir, "/out/logs");
+  const ProcessSpec& init = *FindProcess(job, "init");
+  EXPECT_EQ(init.lifecycle, Lifecycle::kStartTask);
+  EXPECT_EQ(init.binary, "/bin_dir/worker/train/paragan_init");
+  EXPECT_EQ(init.readiness.check, Readiness::Check::kExitedZero);
+  EXPECT_EQ(FlagValue(init, "out"), "/out/ps/init.pgt");
+  const ProcessSpec& shard = *FindProcess(job, "shard1");
+  EXPECT_EQ(shard.binary, "/bin_dir/server/paragan_server");
+  EXPECT_EQ(shard.stage, "shards");
+  EXPECT_EQ(shard.depends_on, (std::vector<std::string>{"init"}));
+  EXPECT_TRUE(shard.critical);
+  EXPECT_EQ(shard.readiness.check, Readiness::Check::kShardState);
+  EXPECT_TRUE(shard.readiness.wait);
+  ASSERT_EQ(shard.ports.size(), 1u);
+  EXPECT_EQ(shard.ports[0].source, PortSpec::Source::kPortFile);
+  EXPECT_EQ(shard.ports[0].file, "/out/logs/shard1.port");
+  EXPECT_TRUE(HasFlag(shard, "--port_file=/out/logs/shard1.port"));
+  EXPECT_EQ(FlagValue(shard, "shard_id"), "1");
+  EXPECT_EQ(FlagValue(shard, "num_shards"), "2");
+  EXPECT_EQ(FlagValue(shard, "init"), "/out/ps/init.pgt");
+  EXPECT_EQ(FlagValue(shard, "checkpoint_dir"), "/out/ps");
+  EXPECT_EQ(FlagValue(shard, "staleness_policy"), "reject_above_bound");
+  EXPECT_EQ(FlagValue(shard, "ema_decay"), "0.999");
+  const ProcessSpec& data = *FindProcess(job, "data");
+  ASSERT_EQ(data.ports.size(), 1u);
+  EXPECT_EQ(data.ports[0].source, PortSpec::Source::kStdoutLine);
+  EXPECT_EQ(data.ports[0].marker, "listening on port");
+  EXPECT_TRUE(data.critical);
+  const ProcessSpec& w1 = *FindProcess(job, "w1");
+  EXPECT_FALSE(w1.critical);
+  EXPECT_EQ(w1.readiness.check, Readiness::Check::kMetrics);
+  EXPECT_FALSE(w1.readiness.wait);  // the progress line shows it starting
+  EXPECT_EQ(FlagValue(w1, "seed"), "2");
+  EXPECT_EQ(FlagValue(w1, "ps"), "${shard0.grpc},${shard1.grpc}");
+  EXPECT_EQ(FlagValue(w1, "data"), "${data.grpc}");
+  EXPECT_EQ(FlagValue(w1, "metrics_port_file"), "/out/logs/w1.metrics_port");
+  EXPECT_EQ(w1.depends_on,
+            (std::vector<std::string>{"shard0", "shard1", "data"}));
+  const ProcessSpec& exp = *FindProcess(job, "export");
+  EXPECT_EQ(exp.lifecycle, Lifecycle::kFinalTask);
+  EXPECT_FALSE(exp.stoppable);  // the outputs are written after a Ctrl-C
+  EXPECT_EQ(FlagValue(exp, "ps"), "${shard0.grpc},${shard1.grpc}");
+  EXPECT_EQ(FlagValue(exp, "seed"), "1");
+  // Stop order: workers, data service, export, shards (checkpoints last).
+  EXPECT_LT(w1.stop_order, data.stop_order);
+  EXPECT_LT(data.stop_order, exp.stop_order);
+  EXPECT_LT(exp.stop_order, shard.stop_order);
+  EXPECT_EQ(shard.grace, absl::Seconds(60));
+  EXPECT_EQ(data.grace, absl::Seconds(20));
+}
+
+TEST(DescribeJob, SyncAndAsync) {
+  LauncherOptions o;
+  o.num_workers = 3;
+  o.mode = "sync";
+  const Job sync = Describe(o);
+  EXPECT_EQ(FlagValue(*FindProcess(sync, "shard0"), "sync_workers"), "3");
+  // Momentum compensation is an asynchronous remedy.
+  EXPECT_EQ(FlagValue(*FindProcess(sync, "shard0"), "momentum_compensation"),
+            "false");
+  o.mode = "async";
+  const Job async = Describe(o);
+  EXPECT_EQ(FlagValue(*FindProcess(async, "shard0"), "sync_workers"), "0");
+  EXPECT_EQ(FlagValue(*FindProcess(async, "shard0"), "momentum_compensation"),
+            "true");
+  o.momentum_compensation = false;
+  EXPECT_EQ(
+      FlagValue(*FindProcess(Describe(o), "shard1"), "momentum_compensation"),
+      "false");
+}
+
+TEST(DescribeJob, ShardAndWorkerCounts) {
+  LauncherOptions o;
+  o.num_shards = 3;
+  o.num_workers = 1;
+  o.seed = 10;
+  const Job job = Describe(o);
+  int shards = 0, workers = 0;
+  for (const ProcessSpec& p : job.processes) {
+    shards += p.role == Role::kShard;
+    workers += p.role == Role::kWorker;
+  }
+  EXPECT_EQ(shards, 3);
+  EXPECT_EQ(workers, 1);
+  EXPECT_EQ(FlagValue(*FindProcess(job, "shard2"), "num_shards"), "3");
+  EXPECT_EQ(FlagValue(*FindProcess(job, "w0"), "ps"),
+            "${shard0.grpc},${shard1.grpc},${shard2.grpc}");
+  EXPECT_EQ(FlagValue(*FindProcess(job, "w0"), "seed"), "11");
+  EXPECT_EQ(FindProcess(job, "w1"), nullptr);
+  EXPECT_EQ(FindProcess(job, "export")->depends_on,
+            (std::vector<std::string>{"shard0", "shard1", "shard2"}));
+}
+
+TEST(DescribeJob, LeaseOnlyWhenAsked) {
+  LauncherOptions o;
+  o.model = "biggan32";  // the launcher no longer picks a lease by model
+  EXPECT_EQ(FlagValue(*FindProcess(Describe(o), "shard0"), "worker_lease_s"),
+            "<absent>");
+  o.worker_lease_s = 0;
+  EXPECT_EQ(FlagValue(*FindProcess(Describe(o), "shard0"), "worker_lease_s"),
+            "0");
+  o.worker_lease_s = 45;
+  EXPECT_EQ(FlagValue(*FindProcess(Describe(o), "shard1"), "worker_lease_s"),
+            "45");
+}
+
+TEST(DescribeJob, UserFlagsComeLastAndWin) {
+  LauncherOptions o;
+  o.ps_flags = "--g_lr=1e-4  --staleness_bound=9";
+  o.data_flags = "--prefetch=2";
+  o.worker_flags = "--threads=3 --overlap=false";
+  o.staleness_policy = "scale_by_inverse_staleness";
+  const Job job = Describe(o);
+  const ProcessSpec& shard = *FindProcess(job, "shard0");
+  EXPECT_EQ(shard.flags.back(), "--staleness_bound=9");
+  EXPECT_EQ(FlagValue(shard, "staleness_bound"), "9");
+  EXPECT_EQ(FlagValue(shard, "g_lr"), "1e-4");
+  // Passed as given: the shards check the name.
+  EXPECT_EQ(FlagValue(shard, "staleness_policy"), "scale_by_inverse_staleness");
+  EXPECT_EQ(FindProcess(job, "data")->flags.back(), "--prefetch=2");
+  const ProcessSpec& w = *FindProcess(job, "w0");
+  EXPECT_EQ(w.flags.back(), "--overlap=false");
+  EXPECT_EQ(FlagValue(w, "threads"), "3");
+}
+
+TEST(DescribeJob, WorkersReadingTheDatasetThemselves) {
+  LauncherOptions o;
+  o.worker_data = "local";
+  o.dataset = "synthetic";
+  const Job job = Describe(o);
+  const ProcessSpec& w = *FindProcess(job, "w0");
+  EXPECT_EQ(FlagValue(w, "data"), "");
+  EXPECT_EQ(FlagValue(w, "dataset"), "synthetic");
+  EXPECT_EQ(w.depends_on, (std::vector<std::string>{"shard0", "shard1"}));
+}
+
+TEST(DescribeJob, RejectsBadOptions) {
+  LauncherOptions o;
+  o.num_workers = 0;
+  EXPECT_EQ(DescribeJob(o, "/b").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  o = LauncherOptions();
+  o.mode = "lockstep";
+  EXPECT_NE(DescribeJob(o, "/b").status().message().find("--mode"),
+            std::string::npos);
+  o = LauncherOptions();
+  o.worker_data = "nfs";
+  EXPECT_FALSE(ValidateOptions(o).ok());
+  // Not the launcher's to judge: the shards know their policies.
+  o = LauncherOptions();
+  o.staleness_policy = "bogus";
+  EXPECT_TRUE(ValidateOptions(o).ok());
+}
+
+TEST(PortRefs, FindsAndResolves) {
+  EXPECT_EQ(PortRefs("--ps=${shard0.grpc},${shard1.grpc}"),
+            (std::vector<PortRef>{{"shard0", "grpc"}, {"shard1", "grpc"}}));
+  EXPECT_TRUE(PortRefs("--a=$b ${c").empty());
+  const std::map<std::string, std::string> ports = {{"shard0.grpc", "h:1"},
+                                                    {"shard1.grpc", "h:2"}};
+  auto lookup = [&](const PortRef& r) -> absl::StatusOr<std::string> {
+    auto it = ports.find(r.process + "." + r.port);
+    if (it == ports.end()) return absl::NotFoundError("no such port");
+    return it->second;
+  };
+  EXPECT_EQ(*ResolveFlag("--ps=${shard0.grpc},${shard1.grpc}", lookup),
+            "--ps=h:1,h:2");
+  EXPECT_EQ(*ResolveFlag("--x=${literal} ${", lookup), "--x=${literal} ${");
+  const absl::StatusOr<std::string> bad =
+      ResolveFlag("--d=${data.grpc}", lookup);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("${data.grpc}"), std::string::npos);
+}
+
+TEST(SplitFlags, Whitespace) {
+  EXPECT_EQ(SplitFlags("  --a=1\t--b=2 \n"),
+            (std::vector<std::string>{"--a=1", "--b=2"}));
+  EXPECT_TRUE(SplitFlags("").empty());
+}
+
+}  // namespace
+}  // namespace local
+}  // namespace paragan

@@ -1,0 +1,161 @@
+#ifndef PARAGAN_DEPLOY_LOCAL_MONITOR_H_
+#define PARAGAN_DEPLOY_LOCAL_MONITOR_H_
+
+// The run's progress, read from the services' own state: the shards'
+// GetState (table versions, rejected pushes, registered workers) and the
+// workers' Prometheus /metrics pages (steps, images, losses, D logits,
+// staleness histograms, rejected pushes). Nothing is read from the
+// processes' output, so the same monitor works against pods.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace paragan {
+
+class ParameterServerClient;
+
+namespace local {
+
+// What the shards report (GetState): the minimum over shards of each table's
+// version (every shard steps once per applied push, so they agree up to
+// pushes in flight) and the rejected pushes summed over shards and tables.
+struct ShardTotals {
+  int64_t g_version = 0;
+  int64_t d_version = 0;
+  int64_t rejected = 0;
+  int registered_workers = 0;  // on shard 0's G table
+};
+
+// One worker's progress at one time.
+struct WorkerProgress {
+  std::string worker;
+  int64_t step = 0;                      // G steps done
+  int64_t d_version = 0, g_version = 0;  // its view; 0 when unknown
+  double img_s = 0;                      // real images/s since the last reading
+  double d_loss = 0, g_loss = 0, d_real = 0, d_fake = 0;
+  double staleness_d = 0, staleness_g = 0;  // mean since the last reading
+  int64_t rejected = 0;
+};
+
+// The latest progress of every worker and their states, folded into one
+// line a newcomer can read.
+class ProgressAggregator {
+ public:
+  void Update(const WorkerProgress& p);
+  // "running" until told otherwise, e.g. "exited 1", "killed by signal 9".
+  void SetState(const std::string& worker, const std::string& state);
+
+  struct Totals {
+    int64_t worker_steps = 0;  // sum of the workers' own step counts
+    int64_t g_version = 0;     // max over workers' views
+    int64_t d_version = 0;
+    double img_s = 0;  // sum of running workers' latest rates
+    double d_loss = 0, g_loss = 0, d_real = 0, d_fake = 0;  // mean
+    double staleness_d = 0, staleness_g = 0;                // mean
+    int64_t rejected = 0;                                   // sum
+    int workers_reporting = 0;
+    // Per worker: latest img/s and state, by worker id.
+    std::map<std::string, double> worker_img_s;
+    std::map<std::string, std::string> worker_state;
+  };
+  Totals Compute() const;
+
+  // E.g. "[  1m05s] G step 1234 | D/G versions 1234/1234 | 410 img/s total
+  // (w0 205, w1 205) | losses D 1.234 G 0.876 | staleness D 0.9 G 0.8 |
+  // rejected 0". `shards`, when given, supplies the versions and rejected
+  // counts (the servers' truth); otherwise the workers' views are used.
+  static std::string FormatLine(double elapsed_s, const Totals& totals,
+                                const std::optional<ShardTotals>& shards);
+
+ private:
+  std::map<std::string, WorkerProgress> latest_;
+  std::map<std::string, std::string> state_;
+};
+
+// The counters of one worker's /metrics page (worker/distributed/
+// worker_metrics.h), series labelled worker="<id>".
+struct WorkerCounters {
+  double images = 0;  // paragan_worker_images_total
+  double steps = 0;   // paragan_worker_steps_total
+  double d_loss = 0, g_loss = 0;
+  double d_real = 0, d_fake = 0;  // 0 from a worker without the gauges
+  // paragan_worker_staleness{table} histograms: _sum and _count.
+  double staleness_sum_d = 0, staleness_count_d = 0;
+  double staleness_sum_g = 0, staleness_count_g = 0;
+  double rejected = 0;  // paragan_worker_rejected_pushes_total
+};
+// NotFound when the page has no paragan_worker_steps_total for `worker`.
+absl::StatusOr<WorkerCounters> WorkerCountersFromMetrics(
+    absl::string_view text, const std::string& worker);
+
+// The progress of `worker` at reading `cur`, `dt_s` after reading `prev`
+// (null: the first). Rates and staleness means are over that interval;
+// where it says nothing new (too short, no push), `last`'s stay.
+WorkerProgress ProgressBetween(const std::string& worker,
+                               const WorkerCounters* prev,
+                               const WorkerCounters& cur, double dt_s,
+                               const WorkerProgress* last);
+
+// GET http://<address><path> (HTTP/1.0); the body of a 200 answer.
+absl::StatusOr<std::string> HttpGet(const std::string& address,
+                                    const std::string& path,
+                                    absl::Duration timeout);
+
+// Readiness probes (ProcessGroup::Probe): the shard at `address` answers
+// GetState; the /metrics page at `address` answers.
+bool ShardAnswers(const std::string& address);
+bool MetricsAnswer(const std::string& address);
+
+class Monitor {
+ public:
+  Monitor();
+  ~Monitor();
+
+  // Clients of the shards (host:port, index = shard id), for GetState.
+  void ConnectShards(const std::vector<std::string>& targets,
+                     absl::Duration rpc_timeout);
+  // Every shard's GetState folded; nullopt when one does not answer. The
+  // last good answer stays in last_shards().
+  std::optional<ShardTotals> QueryShards();
+  const std::optional<ShardTotals>& last_shards() const { return last_shards_; }
+
+  void SetWorkerState(const std::string& worker, const std::string& state);
+  // Reads the /metrics page of each of `workers` whose address (host:port)
+  // `address` knows; one that does not answer keeps its last reading.
+  // `only_unread`: just those not read yet (their first reading is the
+  // start of their first rate, taken as soon as they are up).
+  void ScrapeWorkers(
+      const std::vector<std::string>& workers,
+      const std::function<absl::StatusOr<std::string>(const std::string&)>&
+          address,
+      bool only_unread = false);
+  ProgressAggregator::Totals Totals() const { return progress_.Compute(); }
+
+ private:
+  struct Reading {
+    WorkerCounters counters;
+    absl::Time at;
+  };
+  std::vector<std::unique_ptr<ParameterServerClient>> clients_;
+  std::optional<ShardTotals> last_shards_;
+  std::map<std::string, Reading> readings_;
+  std::map<std::string, WorkerProgress> progress_by_worker_;
+  std::set<std::string> reporting_;  // on the progress line
+  ProgressAggregator progress_;
+};
+
+}  // namespace local
+}  // namespace paragan
+
+#endif  // PARAGAN_DEPLOY_LOCAL_MONITOR_H_
