@@ -33,19 +33,6 @@ v1::StalenessPolicy PolicyEnum(const std::string& name) {
   return v1::ACCEPT;
 }
 
-bool RolePushes(v1::WorkerRole role, const std::string& table) {
-  switch (role) {
-    case v1::BOTH:
-      return true;
-    case v1::G_ONLY:
-      return table == kGeneratorTable;
-    case v1::D_ONLY:
-      return table == kDiscriminatorTable;
-    default:
-      return false;
-  }
-}
-
 }  // namespace
 
 ShardHandler::ShardHandler(const ServiceOptions& options,

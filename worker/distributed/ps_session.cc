@@ -87,19 +87,6 @@ std::unique_ptr<ShardClient> MakeShardClient(const std::string& address,
 
 // ---- Decisions ----
 
-bool RolePushes(v1::WorkerRole role, const std::string& table) {
-  switch (role) {
-    case v1::BOTH:
-      return true;
-    case v1::G_ONLY:
-      return table == kGeneratorTable;
-    case v1::D_ONLY:
-      return table == kDiscriminatorTable;
-    default:
-      return false;
-  }
-}
-
 absl::Status CheckRegistration(int s, int num_shards,
                                const std::string& address,
                                const std::string& model,

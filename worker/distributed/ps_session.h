@@ -207,9 +207,8 @@ class PsSession {
 
 // ---- The decisions the session makes, apart for tests. ----
 
-// Which tables a role pushes (as the shards decide: server/shard_handler.cc);
-// every role pulls both.
-bool RolePushes(v1::WorkerRole role, const std::string& table);
+// Which tables a role pushes: RolePushes (server/table_names.h), the rule
+// the shards apply too; every role pulls both.
 
 // OK when shard `s`'s RegisterResponse matches this worker: its shard id
 // and count, model, and for each layout its slice of the table; else
