@@ -110,11 +110,8 @@ absl::StatusOr<Tensor> SamplesFromCheckpoint(const std::string& checkpoint,
                      model.resolution, " images; fmnist-cnn scores 1x32x32"));
   PG_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
                       MakeBackend(device, threads));
-  TrainerConfig tc = DefaultTrainerConfig(model.name);
-  tc.model = model;
   PG_ASSIGN_OR_RETURN(std::unique_ptr<GanTrainer> trainer,
-                      GanTrainer::Create(tc, backend.get()));
-  PG_RETURN_IF_ERROR(trainer->RestoreState(arrays));
+                      TrainerFromCheckpoint(arrays, backend.get()));
   std::error_code ec;
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path(ec) /

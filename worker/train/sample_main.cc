@@ -112,16 +112,11 @@ int main(int argc, char** argv) {
         absl::InvalidArgumentError("--checkpoint (or --ps) is required"));
   auto arrays = paragan::ReadTensorFile(path);
   if (!arrays.ok()) return Fail(arrays.status());
-  auto model = paragan::ModelConfigFromState(*arrays);
-  if (!model.ok()) return Fail(model.status());
   auto backend = paragan::MakeBackend(absl::GetFlag(FLAGS_device),
                                       absl::GetFlag(FLAGS_threads));
   if (!backend.ok()) return Fail(backend.status());
-  paragan::TrainerConfig tc = paragan::DefaultTrainerConfig(model->name);
-  tc.model = *model;
-  auto trainer = paragan::GanTrainer::Create(tc, backend->get());
+  auto trainer = paragan::TrainerFromCheckpoint(*arrays, backend->get());
   if (!trainer.ok()) return Fail(trainer.status());
-  if (auto st = (*trainer)->RestoreState(*arrays); !st.ok()) return Fail(st);
   const std::string out = absl::GetFlag(FLAGS_out);
   if (auto st = paragan::WriteSamples(trainer->get(),
                                       absl::GetFlag(FLAGS_num_samples),
@@ -131,6 +126,7 @@ int main(int argc, char** argv) {
   std::printf("wrote %s.npy and %s.png (%lld samples of %s at step %lld)\n",
               out.c_str(), out.c_str(),
               static_cast<long long>(absl::GetFlag(FLAGS_num_samples)),
-              model->name.c_str(), static_cast<long long>((*trainer)->step()));
+              (*trainer)->config().model.name.c_str(),
+              static_cast<long long>((*trainer)->step()));
   return 0;
 }

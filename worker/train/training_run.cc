@@ -77,6 +77,17 @@ absl::Status WriteGrid(GanTrainer* trainer, const Tensor& z,
                   grid.channels);
 }
 
+absl::StatusOr<std::unique_ptr<GanTrainer>> TrainerFromCheckpoint(
+    const std::vector<NamedArray>& arrays, Backend* backend) {
+  PG_ASSIGN_OR_RETURN(ModelConfig model, ModelConfigFromState(arrays));
+  TrainerConfig tc = DefaultTrainerConfig(model.name);
+  tc.model = model;
+  PG_ASSIGN_OR_RETURN(std::unique_ptr<GanTrainer> trainer,
+                      GanTrainer::Create(tc, backend));
+  PG_RETURN_IF_ERROR(trainer->RestoreState(arrays));
+  return trainer;
+}
+
 absl::Status WriteSamples(GanTrainer* trainer, int64_t n, uint64_t seed,
                           const std::string& prefix) {
   if (n < 1)

@@ -34,6 +34,12 @@ struct TrainingRunOptions {
 absl::Status RunTraining(const TrainingRunOptions& options,
                          const std::atomic<bool>* stop);
 
+// A trainer restored from a checkpoint's arrays (ReadTensorFile): the model
+// the checkpoint names with its default trainer settings, then every saved
+// tensor, counter and RNG state. `backend` must outlive the trainer.
+absl::StatusOr<std::unique_ptr<GanTrainer>> TrainerFromCheckpoint(
+    const std::vector<NamedArray>& arrays, Backend* backend);
+
 // Writes `n` EMA samples as <prefix>.npy (uint8, N x H x W for one channel,
 // N x H x W x C otherwise), <prefix>_labels.npy for conditional models, and a
 // grid PNG <prefix>.png (rows grouped by class when conditional).
