@@ -16,6 +16,7 @@
 #include "common/flags_usage.h"
 #include "common/tensor_io.h"
 #include "worker/engine/model_registry.h"
+#include "worker/train/gan_trainer.h"
 #include "worker/train/pytorch_export.h"
 #include "worker/train/server_export.h"
 
