@@ -74,7 +74,7 @@ absl::Status Load(const std::map<std::string, PulledTensor>& params,
 
 absl::StatusOr<ServerTables> PullServerTables(
     const std::vector<std::string>& ps, absl::Duration timeout,
-    const std::string& worker_id) {
+    const std::string& worker_id, bool with_discriminator) {
   if (ps.empty()) {
     return absl::InvalidArgumentError("no parameter-server addresses");
   }
@@ -94,8 +94,10 @@ absl::StatusOr<ServerTables> PullServerTables(
   ServerTables t;
   PG_ASSIGN_OR_RETURN(
       t.g, PullAll(clients, ps, kGeneratorTable, worker_id, &t.g_version));
-  PG_ASSIGN_OR_RETURN(
-      t.d, PullAll(clients, ps, kDiscriminatorTable, worker_id, &t.d_version));
+  if (with_discriminator) {
+    PG_ASSIGN_OR_RETURN(t.d, PullAll(clients, ps, kDiscriminatorTable,
+                                     worker_id, &t.d_version));
+  }
   int64_t v = 0;
   absl::StatusOr<std::map<std::string, PulledTensor>> ema =
       PullAll(clients, ps, kGeneratorEmaTable, worker_id, &v);
@@ -108,21 +110,33 @@ absl::StatusOr<ServerTables> PullServerTables(
   return t;
 }
 
+absl::StatusOr<std::unique_ptr<GanTrainer>> TrainerFromServerTables(
+    const std::string& model_name, int batch_size, uint64_t seed,
+    const ServerTables& f, Backend* backend) {
+  TrainerConfig tc = DefaultTrainerConfig(model_name);
+  tc.batch_size = batch_size;
+  tc.seed = seed;
+  PG_ASSIGN_OR_RETURN(std::unique_ptr<GanTrainer> trainer,
+                      GanTrainer::Create(tc, backend));
+  GanModel& model = trainer->model();
+  PG_RETURN_IF_ERROR(Load(f.g, f.g, &model.generator(), "G"));
+  if (!f.d.empty()) {
+    PG_RETURN_IF_ERROR(Load(f.d, f.d, &model.discriminator(), "D"));
+  }
+  // The EMA generator: EMA weights, G's buffers (as the trainer keeps them).
+  PG_RETURN_IF_ERROR(Load(f.have_ema ? f.g_ema : f.g, f.g,
+                          &trainer->ema_model().generator(), "G_ema"));
+  return trainer;
+}
+
 absl::StatusOr<std::vector<std::string>> WriteServerOutputs(
     const ServerExportOptions& o, const ServerTables& f) {
   std::vector<std::string> written;
   std::unique_ptr<Backend> backend = MakeCpuBackend(std::max(1, o.threads));
-  TrainerConfig tc = DefaultTrainerConfig(o.model);
-  tc.batch_size = o.batch_size;
-  tc.seed = o.trainer_seed;
   PG_ASSIGN_OR_RETURN(std::unique_ptr<GanTrainer> trainer,
-                      GanTrainer::Create(tc, backend.get()));
+                      TrainerFromServerTables(o.model, o.batch_size,
+                                              o.trainer_seed, f, backend.get()));
   GanModel& model = trainer->model();
-  PG_RETURN_IF_ERROR(Load(f.g, f.g, &model.generator(), "G"));
-  PG_RETURN_IF_ERROR(Load(f.d, f.d, &model.discriminator(), "D"));
-  // The EMA generator: EMA weights, G's buffers (as the trainer keeps them).
-  PG_RETURN_IF_ERROR(Load(f.have_ema ? f.g_ema : f.g, f.g,
-                          &trainer->ema_model().generator(), "G_ema"));
   const std::string grid =
       absl::StrFormat("%s/grid_%06d.png", o.out_dir, f.g_version);
   PG_RETURN_IF_ERROR(WriteGrid(trainer.get(), FixedGridZ(*trainer), grid));

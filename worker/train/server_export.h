@@ -10,12 +10,15 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/ps_client.h"
+#include "worker/engine/backend.h"
+#include "worker/train/gan_trainer.h"
 
 namespace paragan {
 
@@ -32,9 +35,19 @@ struct ServerTables {
 // EMA (shards run with --ema_decay=0) is not an error: have_ema is false and
 // the outputs come from G. `worker_id` is sent with the pulls (the shards
 // need no registration to be read).
+// `with_discriminator` false skips D (left empty; an evaluator needs only G).
 absl::StatusOr<ServerTables> PullServerTables(
     const std::vector<std::string>& ps, absl::Duration timeout,
-    const std::string& worker_id = "paragan_sample");
+    const std::string& worker_id = "paragan_sample",
+    bool with_discriminator = true);
+
+// A trainer built from DefaultTrainerConfig(model) (batch size and seed as
+// given) with G, D (when pulled; otherwise D keeps its initialization) and the
+// EMA generator (G_ema weights with G's buffers, or G when the shards keep no
+// EMA) loaded from `tables`. Every tensor must match the model's shape.
+absl::StatusOr<std::unique_ptr<GanTrainer>> TrainerFromServerTables(
+    const std::string& model, int batch_size, uint64_t seed,
+    const ServerTables& tables, Backend* backend);
 
 struct ServerExportOptions {
   std::vector<std::string> ps;  // every shard's "host:port"
