@@ -12,6 +12,7 @@
 #include <system_error>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -19,8 +20,6 @@
 #include "common/tensor_io.h"
 #include "dataloader/datasets/dataset.h"
 #include "worker/engine/backend.h"
-#include "worker/train/gan_trainer.h"
-#include "worker/train/training_run.h"
 
 namespace paragan::eval {
 namespace {
@@ -42,48 +41,66 @@ std::string ShapeString(const Shape& s) {
 absl::StatusOr<Tensor> SamplesFromNpy(const NpyArray& npy,
                                       const std::string& source) {
   const Shape& s = npy.shape;
-  const int r = kFmnistCnnResolution;
-  const bool ok_shape =
-      (s.size() == 3 && s[1] == r && s[2] == r) ||
-      (s.size() == 4 && s[1] == 1 && s[2] == r && s[3] == r) ||
-      (s.size() == 4 && s[1] == r && s[2] == r && s[3] == 1);
-  if (!ok_shape)
+  auto is_channels = [](int64_t c) { return c == 1 || c == 3; };
+  int64_t n = 0, c = 1, h = 0, w = 0;
+  bool channels_last = false;
+  if (s.size() == 3) {
+    n = s[0], h = s[1], w = s[2];
+  } else if (s.size() == 4 && is_channels(s[1])) {
+    n = s[0], c = s[1], h = s[2], w = s[3];
+  } else if (s.size() == 4 && is_channels(s[3])) {
+    n = s[0], h = s[1], w = s[2], c = s[3];
+    channels_last = true;
+  } else {
     return absl::InvalidArgumentError(absl::StrCat(
         source,
-        ": samples must have shape [N, 32, 32], [N, 1, 32, 32] or "
-        "[N, 32, 32, 1] (one-channel 32x32 images for fmnist-cnn), got ",
+        ": samples must have shape [N, H, W], [N, C, H, W] or [N, H, W, C] "
+        "with C = 1 or 3, got ",
         ShapeString(s)));
-  const int64_t n = s[0];
+  }
   if (n < 1)
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": no samples (N = ", n, ")"));
-  const int64_t total = n * r * r;
-  Tensor out = Tensor::Host({n, 1, r, r});
-  float* dst = out.data();
+  if (h < 1 || w < 1 || h > 4096 || w > 4096)
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": image side must be in [1, 4096], got ", h, "x", w));
+  const int64_t total = n * c * h * w;
+  std::vector<float> v(total);
   if (npy.dtype == "|u1") {
     if (static_cast<int64_t>(npy.bytes.size()) != total)
       return absl::InvalidArgumentError(
           absl::StrCat(source, ": truncated data"));
     const auto* p = reinterpret_cast<const uint8_t*>(npy.bytes.data());
-    for (int64_t i = 0; i < total; ++i) dst[i] = UnitFromPixel(p[i]);
+    for (int64_t i = 0; i < total; ++i) v[i] = UnitFromPixel(p[i]);
   } else if (npy.dtype == "<f4") {
     if (static_cast<int64_t>(npy.bytes.size()) != total * 4)
       return absl::InvalidArgumentError(
           absl::StrCat(source, ": truncated data"));
-    std::memcpy(dst, npy.bytes.data(), total * 4);
+    std::memcpy(v.data(), npy.bytes.data(), total * 4);
+    const int64_t per_image = c * h * w;
     for (int64_t i = 0; i < total; ++i) {
-      const float v = dst[i];
-      if (!std::isfinite(v) || v < -1.001f || v > 1.001f)
+      const float x = v[i];
+      if (!std::isfinite(x) || x < -1.001f || x > 1.001f)
         return absl::InvalidArgumentError(absl::StrFormat(
             "%s: float32 samples must be finite and in [-1, 1] (the "
             "generator's tanh range; uint8 files are converted as v/127.5-1), "
-            "got %g in image %d at pixel %d",
-            source, v, i / (r * r), i % (r * r)));
+            "got %g in image %d at value %d",
+            source, x, i / per_image, i % per_image));
     }
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         source, ": samples must be uint8 (|u1) or float32 (<f4), got dtype ",
         npy.dtype));
+  }
+  Tensor out = Tensor::Host({n, c, h, w});
+  float* dst = out.data();
+  if (!channels_last) {
+    std::memcpy(dst, v.data(), total * sizeof(float));
+  } else {
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t y = 0; y < h * w; ++y)
+        for (int64_t k = 0; k < c; ++k)
+          dst[(i * c + k) * h * w + y] = v[(i * h * w + y) * c + k];
   }
   return out;
 }
@@ -93,39 +110,43 @@ absl::StatusOr<Tensor> LoadSamplesNpy(const std::string& path) {
   return SamplesFromNpy(npy, path);
 }
 
-absl::StatusOr<Tensor> SamplesFromCheckpoint(const std::string& checkpoint,
-                                             int64_t n, uint64_t seed,
-                                             const std::string& device,
-                                             int threads) {
-  if (n < 1)
-    return absl::InvalidArgumentError(
-        absl::StrCat("--num_samples must be >= 1, got ", n));
-  PG_ASSIGN_OR_RETURN(std::vector<NamedArray> arrays,
-                      ReadTensorFile(checkpoint));
-  PG_ASSIGN_OR_RETURN(ModelConfig model, ModelConfigFromState(arrays));
-  if (model.resolution != kFmnistCnnResolution || model.image_channels != 1)
-    return absl::InvalidArgumentError(
-        absl::StrCat(checkpoint, ": model ", model.name, " makes ",
-                     model.image_channels, "x", model.resolution, "x",
-                     model.resolution, " images; fmnist-cnn scores 1x32x32"));
-  PG_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
-                      MakeBackend(device, threads));
-  PG_ASSIGN_OR_RETURN(std::unique_ptr<GanTrainer> trainer,
-                      TrainerFromCheckpoint(arrays, backend.get()));
+absl::StatusOr<Tensor> SamplesFromImageFolder(const std::string& dir) {
   std::error_code ec;
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path(ec) /
-      absl::StrCat("paragan_eval_", getpid(), "_", seed);
-  std::filesystem::create_directories(dir, ec);
+  if (!std::filesystem::is_directory(dir, ec))
+    return absl::NotFoundError(absl::StrCat(dir, ": not a directory"));
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (!entry.is_regular_file()) continue;
+    std::string ext = absl::AsciiStrToLower(entry.path().extension().string());
+    if (ext == ".png" || ext == ".jpg" || ext == ".jpeg")
+      files.push_back(entry.path().string());
+  }
   if (ec)
     return absl::InternalError(
-        absl::StrCat("cannot create ", dir.string(), ": ", ec.message()));
-  const std::string prefix = (dir / "samples").string();
-  absl::Status st = WriteSamples(trainer.get(), n, seed, prefix);
-  absl::StatusOr<Tensor> images =
-      st.ok() ? LoadSamplesNpy(prefix + ".npy") : absl::StatusOr<Tensor>(st);
-  std::filesystem::remove_all(dir, ec);
-  return images;
+        absl::StrCat("cannot list ", dir, ": ", ec.message()));
+  if (files.empty())
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, ": no .png, .jpg or .jpeg images"));
+  std::sort(files.begin(), files.end());
+  Tensor out;
+  int64_t c = 0, h = 0, w = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    PG_ASSIGN_OR_RETURN(Image im, DecodeImageFile(files[i]));
+    if (i == 0) {
+      c = im.channels, h = im.height, w = im.width;
+      out = Tensor::Host({static_cast<int64_t>(files.size()), c, h, w});
+    } else if (im.channels != c || im.height != h || im.width != w) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          files[i], " is ", im.channels, "x", im.height, "x", im.width,
+          " (channels x height x width) but ", files[0], " is ", c, "x", h,
+          "x", w, ": every image in a folder must have the same size"));
+    }
+    float* dst = out.data() + i * c * h * w;
+    for (int64_t y = 0; y < h * w; ++y)
+      for (int64_t k = 0; k < c; ++k)
+        dst[k * h * w + y] = UnitFromPixel(im.pixels[y * c + k]);
+  }
+  return out;
 }
 
 std::string ReferenceFeaturesPath(const std::string& stats_path) {
@@ -176,18 +197,19 @@ absl::StatusOr<Tensor> LoadReferenceFeatures(const std::string& path,
 
 absl::StatusOr<Reference> LoadOrComputeReference(const std::string& stats_path,
                                                  const std::string& data_dir,
-                                                 FmnistCnn* net) {
+                                                 FeatureNetwork* net,
+                                                 int64_t max_images) {
   Reference ref;
   const auto t0 = Clock::now();
   const std::string fpath = ReferenceFeaturesPath(stats_path);
   std::error_code ec;
   if (std::filesystem::exists(stats_path, ec)) {
     PG_ASSIGN_OR_RETURN(ref.stats,
-                        LoadReferenceStats(stats_path, kFmnistCnnFeatureNetwork,
-                                           kFmnistCnnResolution));
+                        LoadReferenceStats(stats_path, net->stats_network(),
+                                           net->resolution()));
     if (std::filesystem::exists(fpath, ec)) {
       PG_ASSIGN_OR_RETURN(ref.features,
-                          LoadReferenceFeatures(fpath, kFmnistCnnFeatureNetwork,
+                          LoadReferenceFeatures(fpath, net->stats_network(),
                                                 ref.stats.dim));
     }
     ref.seconds = Since(t0);
@@ -196,50 +218,56 @@ absl::StatusOr<Reference> LoadOrComputeReference(const std::string& stats_path,
   PG_ASSIGN_OR_RETURN(std::unique_ptr<Dataset> ds,
                       OpenFashionMnist(data_dir, /*train=*/true));
   const DatasetInfo& info = ds->info();
-  const int64_t n = info.size;
+  const int64_t n =
+      max_images > 0 ? std::min<int64_t>(max_images, info.size) : info.size;
   Tensor images = Tensor::Host({n, 1, info.height, info.width});
   const int64_t pix = int64_t{info.channels} * info.height * info.width;
   for (int64_t i = 0; i < n; ++i) ds->Get(i, images.data() + i * pix, nullptr);
-  PG_ASSIGN_OR_RETURN(ref.features, net->Features(images));
+  PG_ASSIGN_OR_RETURN(FeatureOutputs outputs,
+                      net->Evaluate(images, /*batch_size=*/500));
+  ref.features = std::move(outputs.features);
   PG_ASSIGN_OR_RETURN(FeatureMatrix fm, FeatureMatrixOf(ref.features));
   PG_ASSIGN_OR_RETURN(
       ref.stats,
-      ComputeFeatureStats(fm, {kFmnistCnnFeatureNetwork,
+      ComputeFeatureStats(fm, {net->stats_network(),
                                absl::StrCat("fashion_mnist/train[", n, "]"),
-                               kFmnistCnnResolution}));
+                               net->resolution()}));
   PG_RETURN_IF_ERROR(SaveFeatureStats(stats_path, ref.stats));
   PG_RETURN_IF_ERROR(
-      SaveReferenceFeatures(fpath, kFmnistCnnFeatureNetwork, ref.features));
+      SaveReferenceFeatures(fpath, net->stats_network(), ref.features));
   ref.computed = true;
   ref.seconds = Since(t0);
   return ref;
 }
 
-absl::StatusOr<EvalResult> EvaluateSamples(FmnistCnn* net, const Tensor& images,
+absl::StatusOr<EvalResult> EvaluateSamples(FeatureNetwork* net,
+                                           const Tensor& images,
                                            const Reference& ref,
                                            const EvalOptions& options) {
   EvalResult r;
+  r.network = net->name();
+  PG_RETURN_IF_ERROR(net->CheckInput(images.shape()));
   r.num_samples = images.dim(0);
   r.reference_count = ref.stats.count;
   const int64_t need = MinSamplesForFid(ref.stats.dim);
   if (r.num_samples < need)
     return absl::InvalidArgumentError(absl::StrCat(
         "FID needs at least ", need, " samples (more than the ", ref.stats.dim,
-        "-d fmnist-cnn features), got ", r.num_samples,
+        "-d ", r.network, " features), got ", r.num_samples,
         "; use 10000 for numbers comparable with the README's"));
   if (r.num_samples < options.is_splits)
     return absl::InvalidArgumentError(
         absl::StrCat("IS needs at least ", options.is_splits, " samples"));
   auto t0 = Clock::now();
-  PG_ASSIGN_OR_RETURN(FmnistCnnOutputs out,
+  PG_ASSIGN_OR_RETURN(FeatureOutputs out,
                       net->Evaluate(images, options.batch_size));
   r.features_seconds = Since(t0);
   t0 = Clock::now();
   PG_ASSIGN_OR_RETURN(FeatureMatrix fm, FeatureMatrixOf(out.features));
   PG_ASSIGN_OR_RETURN(
       FeatureStats stats,
-      ComputeFeatureStats(fm, {kFmnistCnnFeatureNetwork, options.dataset,
-                               kFmnistCnnResolution}));
+      ComputeFeatureStats(fm, {net->stats_network(), options.dataset,
+                               net->resolution()}));
   PG_ASSIGN_OR_RETURN(r.fid, Fid(stats, ref.stats));
   if (ref.features.numel() > 0) {
     PG_ASSIGN_OR_RETURN(FeatureMatrix rm, FeatureMatrixOf(ref.features));

@@ -1,18 +1,22 @@
 #ifndef PARAGAN_WORKER_EVAL_EVALUATE_H_
 #define PARAGAN_WORKER_EVAL_EVALUATE_H_
 
-// Scoring generated samples with fmnist-cnn (fmnist_cnn.h): FID and KID
-// against reference statistics/features of Fashion-MNIST train, IS over the
-// network's logits. The library behind paragan_eval (eval_main.cc).
+// Scoring generated samples with a feature network (feature_networks.h):
+// FID and KID against reference statistics/features of Fashion-MNIST train,
+// IS over the network's logits. Samples come from an .npy or an image folder
+// here, from a checkpoint or live parameter servers in generated_samples.h.
+// The library behind paragan_eval (eval_main.cc), the launcher's evaluator
+// and the trainer's own evaluation; it links no trainer code.
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/image_io.h"
 #include "common/tensor.h"
-#include "worker/eval/fmnist_cnn.h"
+#include "worker/eval/feature_network.h"
 #include "worker/eval/metrics.h"
 
 namespace paragan::eval {
@@ -24,22 +28,21 @@ inline float UnitFromPixel(uint8_t v) {
   return static_cast<float>(v) / 127.5f - 1.0f;
 }
 
-// An .npy of samples as a host [N, 1, 32, 32] float32 tensor in [-1, 1]:
-// uint8 ("|u1", converted with UnitFromPixel) or float32 ("<f4", used as is,
-// must be finite and within [-1, 1] up to 1e-3), of shape [N, 32, 32],
-// [N, 1, 32, 32] or [N, 32, 32, 1]. Refuses other dtypes, shapes, N < 1 and
-// out-of-range floats, naming `source` and what was wrong.
+// An .npy of samples as a host [N, C, H, W] float32 tensor in [-1, 1]
+// (C = 1 or 3): uint8 ("|u1", converted with UnitFromPixel) or float32
+// ("<f4", used as is, must be finite and within [-1, 1] up to 1e-3), of
+// shape [N, H, W], [N, C, H, W] or [N, H, W, C]. Refuses other dtypes and
+// shapes, N < 1 and out-of-range floats, naming `source` and what was wrong.
+// Whether the feature network accepts the size is its CheckInput's call.
 absl::StatusOr<Tensor> SamplesFromNpy(const NpyArray& npy,
                                       const std::string& source);
 absl::StatusOr<Tensor> LoadSamplesNpy(const std::string& path);
 
-// `n` EMA-generator samples of a paragan_train checkpoint, produced exactly
-// as paragan_sample does (the same WriteSamples, into a temporary directory,
-// so the uint8 quantization is included), then read back with LoadSamplesNpy.
-absl::StatusOr<Tensor> SamplesFromCheckpoint(const std::string& checkpoint,
-                                             int64_t n, uint64_t seed,
-                                             const std::string& device,
-                                             int threads);
+// Every .png/.jpg/.jpeg file in `dir` (not recursive, sorted by name) as
+// [N, C, H, W] in [-1, 1]; all must have the first one's size and channels
+// (the error names the first that differs). Other files are ignored; no
+// image at all is an error.
+absl::StatusOr<Tensor> SamplesFromImageFolder(const std::string& dir);
 
 // Reference features beside a statistics file: "<stats minus
 // .pgt>.features.pgt" (PGTENS01: "network" uint8 text, "features" float32 [N,
@@ -60,13 +63,15 @@ struct Reference {
   double seconds = 0;
 };
 
-// Loads `stats_path` (LoadReferenceStats: fmnist-cnn features, resolution 32)
-// and its features file when present; when the stats file does not exist,
-// computes both from all Fashion-MNIST train images in `data_dir` with `net`
-// and saves them.
+// Loads `stats_path` (LoadReferenceStats: refused unless of `net`'s features
+// at its resolution) and its features file when present; when the stats file
+// does not exist, computes both from the Fashion-MNIST train images in
+// `data_dir` (the first `max_images`, all when <= 0) with `net` and saves
+// them.
 absl::StatusOr<Reference> LoadOrComputeReference(const std::string& stats_path,
                                                  const std::string& data_dir,
-                                                 FmnistCnn* net);
+                                                 FeatureNetwork* net,
+                                                 int64_t max_images = 0);
 
 struct EvalOptions {
   int kid_subsets = 100;
@@ -80,7 +85,7 @@ struct EvalOptions {
 struct EvalResult {
   int64_t num_samples = 0;
   int64_t reference_count = 0;
-  std::string network = "fmnist-cnn";
+  std::string network;  // FeatureNetwork::name()
   double fid = 0;
   bool has_kid = false;
   KidResult kid;
@@ -96,7 +101,8 @@ inline int64_t MinSamplesForFid(int dim) { return dim + 1; }
 // Features and logits of `images` with `net`, then FID against ref.stats,
 // KID against ref.features (when present) and IS. Refuses N below
 // MinSamplesForFid or below is_splits, saying how many are needed.
-absl::StatusOr<EvalResult> EvaluateSamples(FmnistCnn* net, const Tensor& images,
+absl::StatusOr<EvalResult> EvaluateSamples(FeatureNetwork* net,
+                                           const Tensor& images,
                                            const Reference& ref,
                                            const EvalOptions& options = {});
 

@@ -4,6 +4,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +16,9 @@
 #include "dataloader/datasets/dataset.h"
 #include "gtest/gtest.h"
 #include "worker/engine/backend.h"
+#include "worker/eval/fmnist_cnn.h"
+#include "worker/eval/generated_samples.h"
+#include "worker/train/gan_trainer.h"
 
 namespace paragan::eval {
 namespace {
@@ -89,7 +95,7 @@ TEST(EvaluateTest, FloatSamplesPassThroughAndRangeChecked) {
                      "f.npy");
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.status().message().find("[-1, 1]"), std::string::npos);
-  EXPECT_NE(t.status().message().find("image 1 at pixel 6"), std::string::npos)
+  EXPECT_NE(t.status().message().find("image 1 at value 6"), std::string::npos)
       << t.status();
   x.data()[1030] = NAN;
   EXPECT_FALSE(
@@ -97,25 +103,73 @@ TEST(EvaluateTest, FloatSamplesPassThroughAndRangeChecked) {
           .ok());
 }
 
+TEST(EvaluateTest, ShapesAndChannelsLastAccepted) {
+  std::vector<uint8_t> px(2 * 28 * 28 * 3);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>(i % 251);
+  auto t = SamplesFromNpy(MakeNpy("|u1", {2, 28, 28}, px.data(), 2 * 784), "a");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->shape(), (Shape{2, 1, 28, 28}));
+  // [N, H, W, 3] is transposed to [N, 3, H, W].
+  t = SamplesFromNpy(MakeNpy("|u1", {2, 28, 28, 3}, px.data(), px.size()), "b");
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_EQ(t->shape(), (Shape{2, 3, 28, 28}));
+  // image 1, channel 2, pixel (row 4, col 5)
+  const size_t hwc = ((1 * 28 + 4) * 28 + 5) * 3 + 2;
+  const size_t chw = ((1 * 3 + 2) * 28 + 4) * 28 + 5;
+  EXPECT_EQ(t->data()[chw], UnitFromPixel(px[hwc]));
+}
+
 TEST(EvaluateTest, WrongShapeOrDtypeRefused) {
   std::vector<uint8_t> px(2 * 28 * 28 * 3);
-  auto t = SamplesFromNpy(MakeNpy("|u1", {2, 28, 28}, px.data(), 2 * 784),
+  auto t = SamplesFromNpy(MakeNpy("|u1", {2, 5, 28, 28}, px.data(), 0),
                           "bad.npy");
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.status().message().find("bad.npy"), std::string::npos);
-  EXPECT_NE(t.status().message().find("[2, 28, 28]"), std::string::npos);
+  EXPECT_NE(t.status().message().find("[2, 5, 28, 28]"), std::string::npos);
   EXPECT_FALSE(
       SamplesFromNpy(MakeNpy("|u1", {2, 3, 32, 32}, px.data(), 0), "x").ok());
   EXPECT_FALSE(
       SamplesFromNpy(MakeNpy("|u1", {1024}, px.data(), 1024), "x").ok());
+  EXPECT_FALSE(SamplesFromNpy(MakeNpy("|u1", {0, 32, 32}, px.data(), 0), "x")
+                   .ok());
   t = SamplesFromNpy(MakeNpy("<i4", {1, 32, 32}, px.data(), 4096), "x");
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.status().message().find("dtype"), std::string::npos);
   // On disk, through the loader.
   const std::string path = TmpDir() + "/bad.npy";
-  ASSERT_TRUE(WriteNpy(path, "|u1", {2, 28, 28}, px.data()).ok());
+  ASSERT_TRUE(WriteNpy(path, "|u1", {2, 2, 28, 28}, px.data()).ok());
   EXPECT_FALSE(LoadSamplesNpy(path).ok());
   EXPECT_FALSE(LoadSamplesNpy(TmpDir() + "/missing.npy").ok());
+}
+
+TEST(EvaluateTest, ImageFolderReadInNameOrder) {
+  const std::string dir = TmpDir() + "/folder";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::vector<uint8_t> a(32 * 32, 10), b(32 * 32, 200);
+  b[33] = 7;
+  ASSERT_TRUE(WritePng(dir + "/b.png", b.data(), 32, 32, 1).ok());
+  ASSERT_TRUE(WritePng(dir + "/a.png", a.data(), 32, 32, 1).ok());
+  {
+    std::ofstream(dir + "/notes.txt") << "ignored";
+  }
+  auto t = SamplesFromImageFolder(dir);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_EQ(t->shape(), (Shape{2, 1, 32, 32}));
+  EXPECT_EQ(t->data()[0], UnitFromPixel(10));
+  EXPECT_EQ(t->data()[1024 + 33], UnitFromPixel(7));
+  // A differently sized image is refused, naming it.
+  std::vector<uint8_t> c(28 * 28, 0);
+  ASSERT_TRUE(WritePng(dir + "/c.png", c.data(), 28, 28, 1).ok());
+  t = SamplesFromImageFolder(dir);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("c.png"), std::string::npos)
+      << t.status();
+  EXPECT_FALSE(SamplesFromImageFolder(dir + "/missing").ok());
+  std::filesystem::create_directories(dir + "/empty");
+  t = SamplesFromImageFolder(dir + "/empty");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("no .png"), std::string::npos);
 }
 
 class WithNet : public ::testing::Test {
@@ -165,6 +219,16 @@ TEST_F(WithNet, FidAgainstOwnStatsIsZero) {
   EXPECT_NE(text.find("KID(fmnist-cnn) "), std::string::npos);
   EXPECT_NE(text.find("IS(fmnist-cnn) "), std::string::npos);
   EXPECT_NE(ResultJson(*r).find("\"num_samples\": 300"), std::string::npos);
+}
+
+TEST_F(WithNet, ImagesTheNetworkCannotScoreRefused) {
+  Reference ref = RefOf(Synthetic(300, 5), kFmnistCnnFeatureNetwork);
+  Tensor rgb = Tensor::Host({200, 3, 32, 32});
+  std::fill(rgb.data(), rgb.data() + rgb.numel(), 0.0f);
+  auto r = EvaluateSamples(net_.get(), rgb, ref);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("one-channel 32x32"), std::string::npos)
+      << r.status();
 }
 
 TEST_F(WithNet, TooFewSamplesSaysHowMany) {
@@ -233,7 +297,7 @@ TEST_F(WithNet, BinaryEndToEnd) {
   rc = RunCommand(bin + " --samples=" + dir + "/s28.npy --reference=" + stats,
                   &out);
   EXPECT_EQ(rc, 1);
-  EXPECT_NE(out.find("shape"), std::string::npos) << out;
+  EXPECT_NE(out.find("got [200, 1, 28, 28]"), std::string::npos) << out;
   // Too few samples.
   ASSERT_TRUE(WriteNpy(dir + "/few.npy", "|u1", {50, 32, 32}, q.data()).ok());
   rc = RunCommand(bin + " --samples=" + dir + "/few.npy --reference=" + stats,
@@ -248,9 +312,73 @@ TEST_F(WithNet, BinaryEndToEnd) {
       bin + " --samples=" + npy + " --reference=" + dir + "/other.pgt", &out);
   EXPECT_EQ(rc, 1);
   EXPECT_NE(out.find("inception_v3_pool3"), std::string::npos) << out;
+  // An image folder: the same 200 images as PNGs, so FID ~ 0 again.
+  const std::string folder = dir + "/pngs";
+  std::filesystem::create_directories(folder);
+  for (int i = 0; i < 200; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "/%04d.png", i);
+    ASSERT_TRUE(WritePng(folder + name, q.data() + i * 1024, 32, 32, 1).ok());
+  }
+  rc = RunCommand(bin + " --images=" + folder + " --reference=" + stats +
+                      " --kid_subsets=3",
+                  &out);
+  ASSERT_EQ(rc, 0) << out;
+  const size_t at2 = out.find("FID(fmnist-cnn) ");
+  ASSERT_NE(at2, std::string::npos) << out;
+  EXPECT_NEAR(std::atof(out.c_str() + at2 + 16), 0.0, 1e-4) << out;
+  // An unknown feature network.
+  rc = RunCommand(bin + " --samples=" + npy + " --reference=" + stats +
+                      " --network=vgg",
+                  &out);
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_NE(out.find("fmnist-cnn"), std::string::npos) << out;
   // Bad flags.
   rc = RunCommand(bin + " --reference=" + stats, &out);
   EXPECT_EQ(rc, 2) << out;
+  rc = RunCommand(bin + " --samples=" + npy + " --images=" + folder +
+                      " --reference=" + stats,
+                  &out);
+  EXPECT_EQ(rc, 2) << out;
+}
+
+// A checkpoint's EMA generator, scored through the binary and the library:
+// the same samples, so the same FID, and a seed changes the samples.
+TEST_F(WithNet, CheckpointScoredLikeItsSamples) {
+  const std::string dir = TmpDir();
+  TrainerConfig tc = DefaultTrainerConfig("dcgan32");
+  tc.batch_size = 8;
+  tc.seed = 3;
+  std::unique_ptr<Backend> b = MakeCpuBackend(1);
+  auto trainer = GanTrainer::Create(tc, b.get());
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  auto state = (*trainer)->SaveState();
+  ASSERT_TRUE(state.ok());
+  const std::string ckpt = dir + "/checkpoint.pgt";
+  ASSERT_TRUE(WriteCheckpoint(ckpt, std::move(*state)).ok());
+  auto a = SamplesFromCheckpoint(ckpt, 150, 1, "cpu", 1);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(a->shape(), (Shape{150, 1, 32, 32}));
+  auto again = SamplesFromCheckpoint(ckpt, 150, 1, "cpu", 1);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(std::memcmp(a->data(), again->data(), a->numel() * 4), 0);
+  auto other = SamplesFromCheckpoint(ckpt, 150, 2, "cpu", 1);
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(std::memcmp(a->data(), other->data(), a->numel() * 4), 0);
+  // Reference = exactly the seed-1 samples: the binary must find FID ~ 0.
+  Reference ref = RefOf(*a, kFmnistCnnFeatureNetwork);
+  const std::string stats = dir + "/ckpt_ref.pgt";
+  ASSERT_TRUE(SaveFeatureStats(stats, ref.stats).ok());
+  std::string out;
+  const int rc =
+      RunCommand("worker/eval/paragan_eval --threads=1 --checkpoint=" + ckpt +
+                     " --num_samples=150 --seed=1 --reference=" + stats,
+                 &out);
+  ASSERT_EQ(rc, 0) << out;
+  const size_t at = out.find("FID(fmnist-cnn) ");
+  ASSERT_NE(at, std::string::npos) << out;
+  EXPECT_NEAR(std::atof(out.c_str() + at + 16), 0.0, 1e-4) << out;
+  EXPECT_FALSE(SamplesFromCheckpoint(dir + "/none.pgt", 10, 1, "cpu", 1).ok());
 }
 
 }  // namespace

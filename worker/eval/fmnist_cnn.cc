@@ -14,8 +14,6 @@
 namespace paragan::eval {
 namespace {
 
-constexpr float kRangeSlack = 1e-3f;
-
 std::string ShapeText(const Shape& s) { return ShapeToString(s); }
 
 }  // namespace
@@ -74,34 +72,30 @@ Tensor FmnistCnn::Backward(const Tensor& dlogits) {
   return conv1_.Backward(relu1_.Backward(pool1_.Backward(d)));
 }
 
-absl::StatusOr<FmnistCnnOutputs> FmnistCnn::Evaluate(const Tensor& images,
-                                                     int batch_size) {
+absl::Status FmnistCnn::CheckInput(const Shape& s) const {
+  const int r = kFmnistCnnResolution;
+  const bool ok4 = s.size() == 4 && s[1] == 1 && s[2] == r && s[3] == r;
+  const bool ok3 = s.size() == 3 && s[1] == r && s[2] == r;
+  if (ok3 || ok4) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "fmnist-cnn scores one-channel 32x32 images ([N, 1, 32, 32] or "
+      "[N, 32, 32]) in [-1, 1], got ",
+      ShapeText(s)));
+}
+
+absl::StatusOr<FeatureOutputs> FmnistCnn::Evaluate(const Tensor& images,
+                                                   int batch_size) {
   if (images.device() != Device::kCpu || images.empty())
     return absl::InvalidArgumentError(
         "fmnist-cnn: images must be a non-empty host tensor");
-  const Shape& s = images.shape();
-  const bool ok4 = s.size() == 4 && s[1] == 1 && s[2] == kFmnistCnnResolution &&
-                   s[3] == kFmnistCnnResolution;
-  const bool ok3 = s.size() == 3 && s[1] == kFmnistCnnResolution &&
-                   s[2] == kFmnistCnnResolution;
-  if (!ok3 && !ok4)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "fmnist-cnn: images must be [N, 1, 32, 32] or [N, 32, 32] in [-1, 1], "
-        "got ",
-        ShapeText(s)));
+  PG_RETURN_IF_ERROR(CheckInput(images.shape()));
   if (batch_size < 1)
     return absl::InvalidArgumentError("fmnist-cnn: batch_size must be >= 1");
-  const int64_t n = s[0];
+  PG_RETURN_IF_ERROR(CheckUnitRange(images));
+  const int64_t n = images.dim(0);
   constexpr int64_t kPixels = kFmnistCnnResolution * kFmnistCnnResolution;
   const float* src = images.data();
-  for (int64_t i = 0; i < n * kPixels; ++i) {
-    const float v = src[i];
-    if (!std::isfinite(v) || v < -1.0f - kRangeSlack || v > 1.0f + kRangeSlack)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "fmnist-cnn: image ", i / kPixels, " pixel ", i % kPixels, " is ", v,
-          ": images must be finite and in [-1, 1] (the GAN's tanh range)"));
-  }
-  FmnistCnnOutputs out;
+  FeatureOutputs out;
   out.features = Tensor::Host({n, kFmnistCnnFeatureDim});
   out.logits = Tensor::Host({n, kFmnistCnnClasses});
   const Mode mode{false, false, false, false};
@@ -119,13 +113,13 @@ absl::StatusOr<FmnistCnnOutputs> FmnistCnn::Evaluate(const Tensor& images,
 
 absl::StatusOr<Tensor> FmnistCnn::Features(const Tensor& images,
                                            int batch_size) {
-  absl::StatusOr<FmnistCnnOutputs> out = Evaluate(images, batch_size);
+  absl::StatusOr<FeatureOutputs> out = Evaluate(images, batch_size);
   if (!out.ok()) return out.status();
   return out->features;
 }
 
 absl::StatusOr<Tensor> FmnistCnn::Logits(const Tensor& images, int batch_size) {
-  absl::StatusOr<FmnistCnnOutputs> out = Evaluate(images, batch_size);
+  absl::StatusOr<FeatureOutputs> out = Evaluate(images, batch_size);
   if (!out.ok()) return out.status();
   return out->logits;
 }

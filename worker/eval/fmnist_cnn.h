@@ -26,6 +26,7 @@
 #include "worker/engine/backend.h"
 #include "worker/engine/layers.h"
 #include "worker/engine/params.h"
+#include "worker/eval/feature_network.h"
 
 namespace paragan::eval {
 
@@ -45,12 +46,7 @@ struct FmnistCnnInfo {
   int64_t seed = -1;
 };
 
-struct FmnistCnnOutputs {
-  Tensor features;  // host [N, 128]
-  Tensor logits;    // host [N, 10]
-};
-
-class FmnistCnn {
+class FmnistCnn : public FeatureNetwork {
  public:
   explicit FmnistCnn(Backend* backend);
   FmnistCnn(const FmnistCnn&) = delete;
@@ -69,11 +65,16 @@ class FmnistCnn {
   // Parameter gradients accumulate into params()->params()[i].grad.
   Tensor Backward(const Tensor& dlogits);
 
-  // Host images ([N, 1, 32, 32] or [N, 32, 32], finite, within [-1, 1] up to
-  // 1e-3) in batches of `batch_size` through the network (inference: no
-  // gradients). Refuses other shapes and out-of-range values, naming them.
-  absl::StatusOr<FmnistCnnOutputs> Evaluate(const Tensor& images,
-                                            int batch_size = 500);
+  // FeatureNetwork. Host images [N, 1, 32, 32] (or [N, 32, 32]).
+  std::string name() const override { return kFmnistCnnName; }
+  std::string stats_network() const override {
+    return kFmnistCnnFeatureNetwork;
+  }
+  int feature_dim() const override { return kFmnistCnnFeatureDim; }
+  int resolution() const override { return kFmnistCnnResolution; }
+  absl::Status CheckInput(const Shape& shape) const override;
+  absl::StatusOr<FeatureOutputs> Evaluate(const Tensor& images,
+                                          int batch_size) override;
   absl::StatusOr<Tensor> Features(const Tensor& images, int batch_size = 500);
   absl::StatusOr<Tensor> Logits(const Tensor& images, int batch_size = 500);
 

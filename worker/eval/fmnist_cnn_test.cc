@@ -191,8 +191,8 @@ TEST(FmnistCnn, FeaturesAreBatchIndependentAndValidated) {
   net.Init(4);
   Rng rng(8);
   Tensor x = RandomImages(7, &rng);
-  absl::StatusOr<FmnistCnnOutputs> all = net.Evaluate(x, 500);
-  absl::StatusOr<FmnistCnnOutputs> small = net.Evaluate(x, 3);
+  absl::StatusOr<FeatureOutputs> all = net.Evaluate(x, 500);
+  absl::StatusOr<FeatureOutputs> small = net.Evaluate(x, 3);
   ASSERT_TRUE(all.ok()) << all.status();
   ASSERT_TRUE(small.ok()) << small.status();
   ASSERT_EQ(all->features.shape(), (Shape{7, kFmnistCnnFeatureDim}));
@@ -214,7 +214,7 @@ TEST(FmnistCnn, FeaturesAreBatchIndependentAndValidated) {
   bytes.data()[1030] = 255.0f;  // image 1, pixel 6: a [0, 255] image
   absl::StatusOr<Tensor> out_of_range = net.Features(bytes);
   EXPECT_FALSE(out_of_range.ok());
-  EXPECT_NE(out_of_range.status().message().find("image 1 pixel 6"),
+  EXPECT_NE(out_of_range.status().message().find("image 1 value 6"),
             std::string::npos)
       << out_of_range.status();
 }

@@ -1,0 +1,54 @@
+#include "worker/eval/feature_networks.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "worker/eval/fmnist_cnn.h"
+
+namespace paragan::eval {
+namespace {
+
+absl::StatusOr<std::unique_ptr<FeatureNetwork>> OpenFmnistCnn(
+    const std::string& weights, Backend* backend) {
+  auto net = std::make_unique<FmnistCnn>(backend);
+  absl::StatusOr<FmnistCnnInfo> info = net->Load(weights);
+  if (!info.ok()) return info.status();
+  return std::unique_ptr<FeatureNetwork>(std::move(net));
+}
+
+}  // namespace
+
+const std::vector<FeatureNetworkEntry>& FeatureNetworkTable() {
+  static const auto* table = new std::vector<FeatureNetworkEntry>{
+      {kFmnistCnnName,
+       "the project's Fashion-MNIST classifier (128-d features, 1x32x32 "
+       "input; paragan_train_fmnist_cnn)",
+       "worker/eval/fmnist_cnn.pgt", &OpenFmnistCnn},
+  };
+  return *table;
+}
+
+std::string FeatureNetworkNames() {
+  std::vector<std::string> names;
+  for (const FeatureNetworkEntry& e : FeatureNetworkTable())
+    names.push_back(e.name);
+  return absl::StrJoin(names, ", ");
+}
+
+absl::StatusOr<std::unique_ptr<FeatureNetwork>> OpenFeatureNetwork(
+    const std::string& name, const std::string& weights, Backend* backend) {
+  for (const FeatureNetworkEntry& e : FeatureNetworkTable()) {
+    if (name != e.name) continue;
+    const std::string path = weights.empty() ? e.default_weights : weights;
+    if (path.empty())
+      return absl::InvalidArgumentError(
+          absl::StrCat("feature network ", name, " needs --weights (",
+                       e.description, ")"));
+    return e.open(path, backend);
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown feature network '", name, "'; known: ", FeatureNetworkNames()));
+}
+
+}  // namespace paragan::eval
