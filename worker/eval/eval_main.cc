@@ -1,38 +1,81 @@
-// paragan_eval: scores generated samples with fmnist-cnn (FID, KID, IS)
-// against Fashion-MNIST train reference statistics (evaluate.h).
+// paragan_eval: scores generated samples with a feature network (FID, KID,
+// IS) against Fashion-MNIST train reference statistics (evaluate.h).
 //   paragan_eval --samples=runs/x/samples.npy --reference=/tmp/fmnist_train.pgt
-//   paragan_eval --checkpoint=runs/x/checkpoint.pgt --num_samples=10000 ...
+//   paragan_eval --images=dir/ | --checkpoint=runs/x/checkpoint.pgt | --ps=...
+// With --ps and --every_s > 0 it is the live evaluator (live_eval.h) the
+// local launcher runs beside the workers.
 // Exit status: 0 ok, 1 bad input / failure, 2 bad flags.
 
+#include <sys/resource.h>
+
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/flags_usage.h"
 #include "common/optim_kernels.h"
+#include "common/process_metrics.h"
 #include "common/tensor_io.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
 #include "worker/engine/backend.h"
 #include "worker/eval/evaluate.h"
-#include "worker/eval/fmnist_cnn.h"
+#include "worker/eval/feature_networks.h"
+#include "worker/eval/fid_log.h"
+#include "worker/eval/generated_samples.h"
+#include "worker/eval/live_eval.h"
 
 ABSL_FLAG(std::string, samples, "",
-          ".npy of samples: uint8 [N,32,32] / [N,1,32,32] (as paragan_sample "
-          "and paragan_train write) or float32 in [-1, 1]");
+          ".npy of samples: uint8 [N,H,W] / [N,C,H,W] / [N,H,W,C] (as "
+          "paragan_sample and paragan_train write) or float32 in [-1, 1]");
+ABSL_FLAG(std::string, images, "",
+          "a folder of .png/.jpg images, all of one size (instead of "
+          "--samples)");
 ABSL_FLAG(std::string, checkpoint, "",
           "paragan_train checkpoint.pgt: generate --num_samples with the EMA "
           "generator as paragan_sample does (instead of --samples)");
-ABSL_FLAG(int64_t, num_samples, 10000, "--checkpoint: samples to generate");
-ABSL_FLAG(uint64_t, seed, 1, "--checkpoint: the samples' z seed; KID subsets");
+ABSL_FLAG(std::string, ps, "",
+          "comma-separated parameter-server shards (host:port): pull G_ema "
+          "and G's buffers and generate --num_samples (instead of --samples)");
+ABSL_FLAG(std::string, model, "dcgan32", "--ps: the servers' model");
+ABSL_FLAG(double, every_s, 0,
+          "--ps: > 0 evaluates every this many seconds until SIGTERM (the "
+          "live evaluator), appending to --csv and redrawing --plot");
+ABSL_FLAG(std::string, csv, "", "append each result to this fid.csv");
+ABSL_FLAG(std::string, plot, "", "--csv: redraw this fid.png after each row");
+ABSL_FLAG(int, metrics_port, -1,
+          "serve paragan_eval_* gauges on this port (0: any free; -1: none)");
+ABSL_FLAG(std::string, metrics_bind, "127.0.0.1", "metrics address");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "write the metrics port here once serving");
+ABSL_FLAG(int, nice, 19,
+          "--every_s: CPU priority the live evaluator lowers itself to, so "
+          "that it runs on idle cycles beside training (0: unchanged)");
+ABSL_FLAG(int64_t, num_samples, 10000,
+          "--checkpoint / --ps: samples to generate");
+ABSL_FLAG(uint64_t, seed, 1, "the generated samples' z seed; KID subsets");
+ABSL_FLAG(std::string, network, "fmnist-cnn",
+          "feature network (see --help for the list)");
+ABSL_FLAG(std::string, weights, "",
+          "the feature network's weights (default: its own, where it has one)");
 ABSL_FLAG(std::string, reference, "",
-          "reference FeatureStats .pgt (fmnist-cnn); computed from the 60k "
+          "reference FeatureStats .pgt of --network; computed from the "
           "Fashion-MNIST train images and saved there when missing (with "
           "<reference>.features.pgt, which KID needs)");
-ABSL_FLAG(std::string, weights, "worker/eval/fmnist_cnn.pgt",
-          "fmnist-cnn weights");
+ABSL_FLAG(int64_t, reference_images, 0,
+          "when computing the reference: the first this many train images "
+          "(0: all 60000)");
 ABSL_FLAG(std::string, data_dir, "",
           "Fashion-MNIST directory (default: $PARAGAN_FASHION_MNIST_DIR or "
           "/usr/share/datasets/fashion-mnist)");
@@ -40,10 +83,12 @@ ABSL_FLAG(std::string, json, "", "also write the metrics as JSON here");
 ABSL_FLAG(int, kid_subsets, 100, "KID subsets");
 ABSL_FLAG(int64_t, kid_subset_size, 1000, "KID subset size (capped at N)");
 ABSL_FLAG(int, is_splits, 10, "IS splits");
+ABSL_FLAG(int, batch_size, 500, "feature network batch size");
 ABSL_FLAG(std::string, device, "cpu", "--checkpoint: generator backend");
 ABSL_FLAG(int, threads, 2, "CPU threads");
 
 namespace {
+namespace ev = paragan::eval;
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -52,53 +97,80 @@ int Fail(const absl::Status& st) {
   std::fprintf(stderr, "error: %s\n", std::string(st.message()).c_str());
   return 1;
 }
-int Usage(const char* msg) {
-  std::fprintf(stderr, "error: %s\n", msg);
+int Usage(const std::string& msg) {
+  std::fprintf(stderr, "error: %s\n", msg.c_str());
   return 2;
 }
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop.store(true); }
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  for (absl::string_view p : absl::StrSplit(s, ',', absl::SkipWhitespace()))
+    out.emplace_back(p);
+  return out;
+}
+
+void WritePortFile(const std::string& path, int port) {
+  if (path.empty()) return;
+  const std::string tmp = path + ".tmp";
+  std::ofstream(tmp) << port << "\n";
+  std::rename(tmp.c_str(), path.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   paragan::SetUsage(
-      "Scores samples with fmnist-cnn: FID, KID, IS. Example:\n  paragan_eval "
-      "--samples=runs/dcgan32/samples.npy --reference=/tmp/fmnist_train.pgt",
+      absl::StrCat(
+          "Scores samples with a feature network: FID, KID, IS. Example:\n"
+          "  paragan_eval --samples=runs/dcgan32/samples.npy "
+          "--reference=/tmp/fmnist_train.pgt\nFeature networks: ",
+          ev::FeatureNetworkNames()),
       "worker/eval/eval_main.cc");
   absl::ParseCommandLine(argc, argv);
-  namespace ev = paragan::eval;
   const std::string samples = absl::GetFlag(FLAGS_samples);
+  const std::string images_dir = absl::GetFlag(FLAGS_images);
   const std::string checkpoint = absl::GetFlag(FLAGS_checkpoint);
+  const std::string ps = absl::GetFlag(FLAGS_ps);
   const std::string reference = absl::GetFlag(FLAGS_reference);
-  if (samples.empty() == checkpoint.empty())
-    return Usage("give exactly one of --samples=<file.npy> or --checkpoint");
+  const double every_s = absl::GetFlag(FLAGS_every_s);
+  const int sources = !samples.empty() + !images_dir.empty() +
+                      !checkpoint.empty() + !ps.empty();
+  if (sources != 1)
+    return Usage(
+        "give exactly one of --samples=<file.npy>, --images=<dir>, "
+        "--checkpoint=<file.pgt> or --ps=<host:port,...>");
   if (reference.empty()) return Usage("--reference=<stats.pgt> is required");
+  if (every_s < 0) return Usage("--every_s must be >= 0");
+  if (every_s > 0 && ps.empty())
+    return Usage("--every_s needs --ps (it evaluates a running job)");
+  if (!absl::GetFlag(FLAGS_plot).empty() && absl::GetFlag(FLAGS_csv).empty())
+    return Usage("--plot needs --csv (the plot is of the CSV's rows)");
   std::string dir = absl::GetFlag(FLAGS_data_dir);
   if (dir.empty()) {
     const char* env = std::getenv("PARAGAN_FASHION_MNIST_DIR");
     dir = env && *env ? env : "/usr/share/datasets/fashion-mnist";
   }
   const int threads = absl::GetFlag(FLAGS_threads);
+  if (every_s > 0 && absl::GetFlag(FLAGS_nice) != 0)
+    setpriority(PRIO_PROCESS, 0, absl::GetFlag(FLAGS_nice));
   paragan::SetKernelThreads(threads);
   std::unique_ptr<paragan::Backend> backend =
       paragan::MakeCpuBackend(threads, paragan::CpuConvLayout::kAuto);
-  ev::FmnistCnn net(backend.get());
-  if (auto st = net.Load(absl::GetFlag(FLAGS_weights)); !st.ok())
-    return Fail(st.status());
+  const std::string network = absl::GetFlag(FLAGS_network);
+  bool known = false;
+  for (const auto& e : ev::FeatureNetworkTable()) known |= network == e.name;
+  if (!known)
+    return Usage(absl::StrCat("unknown --network=", network,
+                              "; known: ", ev::FeatureNetworkNames()));
+  auto net = ev::OpenFeatureNetwork(network, absl::GetFlag(FLAGS_weights),
+                                    backend.get());
+  if (!net.ok()) return Fail(net.status());
 
-  auto t0 = Clock::now();
-  absl::StatusOr<paragan::Tensor> images =
-      samples.empty()
-          ? ev::SamplesFromCheckpoint(
-                checkpoint, absl::GetFlag(FLAGS_num_samples),
-                absl::GetFlag(FLAGS_seed), absl::GetFlag(FLAGS_device), threads)
-          : ev::LoadSamplesNpy(samples);
-  if (!images.ok()) return Fail(images.status());
-  std::printf("%s %lld samples from %s in %.2f s\n",
-              samples.empty() ? "generated" : "loaded",
-              static_cast<long long>(images->dim(0)),
-              samples.empty() ? checkpoint.c_str() : samples.c_str(),
-              Since(t0));
-
-  auto ref = ev::LoadOrComputeReference(reference, dir, &net);
+  auto ref = ev::LoadOrComputeReference(reference, dir, net->get(),
+                                        absl::GetFlag(FLAGS_reference_images));
   if (!ref.ok()) return Fail(ref.status());
   if (ref->computed)
     std::printf(
@@ -118,12 +190,94 @@ int main(int argc, char** argv) {
   o.kid_subset_size = absl::GetFlag(FLAGS_kid_subset_size);
   o.is_splits = absl::GetFlag(FLAGS_is_splits);
   o.seed = absl::GetFlag(FLAGS_seed);
-  o.dataset = samples.empty() ? checkpoint : samples;
-  auto r = ev::EvaluateSamples(&net, *images, *ref, o);
+  o.batch_size = absl::GetFlag(FLAGS_batch_size);
+
+  std::unique_ptr<ev::FidLog> log;
+  if (!absl::GetFlag(FLAGS_csv).empty()) {
+    auto l = ev::FidLog::Open(absl::GetFlag(FLAGS_csv), absl::GetFlag(FLAGS_plot),
+                              absl::StrCat("FID(", network, ") against time"));
+    if (!l.ok()) return Fail(l.status());
+    log = std::make_unique<ev::FidLog>(std::move(*l));
+  }
+
+  if (!ps.empty()) {
+    ev::LiveEvalOptions lo;
+    lo.ps = SplitList(ps);
+    lo.model = absl::GetFlag(FLAGS_model);
+    lo.num_samples = absl::GetFlag(FLAGS_num_samples);
+    lo.every_s = every_s;
+    lo.seed = absl::GetFlag(FLAGS_seed);
+    lo.threads = threads;
+    lo.eval = o;
+    auto registry = std::make_shared<prometheus::Registry>();
+    const auto process_metrics = paragan::MakeProcessCollectable();
+    std::unique_ptr<ev::LiveEvalMetrics> metrics;
+    std::unique_ptr<prometheus::Exposer> exposer;
+    if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
+      metrics =
+          std::make_unique<ev::LiveEvalMetrics>(registry.get(), network);
+      const std::string addr =
+          absl::StrCat(absl::GetFlag(FLAGS_metrics_bind), ":",
+                       absl::GetFlag(FLAGS_metrics_port));
+      try {
+        exposer = std::make_unique<prometheus::Exposer>(addr);
+      } catch (const std::exception& e) {
+        return Fail(absl::InvalidArgumentError(
+            absl::StrCat("cannot serve metrics on ", addr, ": ", e.what())));
+      }
+      exposer->RegisterCollectable(registry);
+      exposer->RegisterCollectable(process_metrics);
+      const int port = exposer->GetListeningPorts().at(0);
+      std::printf("paragan_eval: metrics on port %d\n", port);
+      WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), port);
+    }
+    ev::LiveEvaluator live(lo, net->get(), &*ref, log.get(), metrics.get(),
+                           &std::cout);
+    if (every_s > 0) {
+      std::signal(SIGINT, OnSignal);
+      std::signal(SIGTERM, OnSignal);
+      std::cout << "paragan_eval: evaluating " << lo.ps.size()
+                << " shard(s) every " << every_s << " s with " << network
+                << ", " << lo.num_samples << " samples" << std::endl;
+      live.Run(&g_stop);
+      std::cout << "paragan_eval: stopped" << std::endl;
+      return 0;
+    }
+    auto row = live.EvaluateOnce(0);
+    if (!row.ok()) return Fail(row.status());
+    return 0;
+  }
+
+  auto t0 = Clock::now();
+  absl::StatusOr<paragan::Tensor> images =
+      !samples.empty()
+          ? ev::LoadSamplesNpy(samples)
+          : !images_dir.empty()
+                ? ev::SamplesFromImageFolder(images_dir)
+                : ev::SamplesFromCheckpoint(
+                      checkpoint, absl::GetFlag(FLAGS_num_samples),
+                      absl::GetFlag(FLAGS_seed), absl::GetFlag(FLAGS_device),
+                      threads);
+  if (!images.ok()) return Fail(images.status());
+  const std::string source =
+      !samples.empty() ? samples : !images_dir.empty() ? images_dir
+                                                       : checkpoint;
+  std::printf("%s %lld samples from %s in %.2f s\n",
+              checkpoint.empty() ? "loaded" : "generated",
+              static_cast<long long>(images->dim(0)), source.c_str(),
+              Since(t0));
+  o.dataset = source;
+  auto r = ev::EvaluateSamples(net->get(), *images, *ref, o);
   if (!r.ok()) return Fail(r.status());
   std::printf("%s", ev::FormatResult(*r).c_str());
   std::printf("time: features %.2f s, metrics %.2f s\n", r->features_seconds,
               r->metrics_seconds);
+  if (log) {
+    if (auto st = log->Append(ev::FidRowFromResult(
+            *r, 0, 0, 0, r->features_seconds + r->metrics_seconds));
+        !st.ok())
+      return Fail(st);
+  }
   const std::string json = absl::GetFlag(FLAGS_json);
   if (!json.empty()) {
     if (auto st = paragan::WriteFileAtomically(json, ev::ResultJson(*r));
