@@ -30,6 +30,7 @@
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
 #include "worker/engine/backend.h"
+#include "worker/eval/background_priority.h"
 #include "worker/eval/evaluate.h"
 #include "worker/eval/feature_networks.h"
 #include "worker/eval/fid_log.h"
@@ -54,14 +55,21 @@ ABSL_FLAG(double, every_s, 0,
           "live evaluator), appending to --csv and redrawing --plot");
 ABSL_FLAG(std::string, csv, "", "append each result to this fid.csv");
 ABSL_FLAG(std::string, plot, "", "--csv: redraw this fid.png after each row");
+ABSL_FLAG(double, row_wall_s, -1,
+          "--csv: the row's wall time in seconds, for samples another "
+          "trainer saved at a known time (default: now, on the log's clock)");
+ABSL_FLAG(int64_t, row_g_step, -1,
+          "--csv: the row's G step (default: the checkpoint's or servers', "
+          "else 0)");
 ABSL_FLAG(int, metrics_port, -1,
           "serve paragan_eval_* gauges on this port (0: any free; -1: none)");
 ABSL_FLAG(std::string, metrics_bind, "127.0.0.1", "metrics address");
 ABSL_FLAG(std::string, metrics_port_file, "",
           "write the metrics port here once serving");
-ABSL_FLAG(int, nice, 19,
-          "--every_s: CPU priority the live evaluator lowers itself to, so "
-          "that it runs on idle cycles beside training (0: unchanged)");
+ABSL_FLAG(std::string, priority, "idle",
+          "--every_s: how the rounds yield the CPU to training: idle "
+          "(SCHED_IDLE: only cycles nothing else wants), nice (19) or "
+          "normal");
 ABSL_FLAG(int64_t, num_samples, 10000,
           "--checkpoint / --ps: samples to generate");
 ABSL_FLAG(uint64_t, seed, 1, "the generated samples' z seed; KID subsets");
@@ -70,9 +78,15 @@ ABSL_FLAG(std::string, network, "fmnist-cnn",
 ABSL_FLAG(std::string, weights, "",
           "the feature network's weights (default: its own, where it has one)");
 ABSL_FLAG(std::string, reference, "",
-          "reference FeatureStats .pgt of --network; computed from the "
+          "reference FeatureStats .pgt of --network (default: a per-user "
+          "cache, $XDG_CACHE_HOME or ~/.cache/paragan/reference/"
+          "<network>.fashion_mnist-train.pgt); computed from the "
           "Fashion-MNIST train images and saved there when missing (with "
           "<reference>.features.pgt, which KID needs)");
+ABSL_FLAG(bool, reference_only, false,
+          "only load (or compute and save) --reference, print what it holds "
+          "and exit: the launcher runs this before training, so that the "
+          "live evaluator never computes it beside the workers");
 ABSL_FLAG(int64_t, reference_images, 0,
           "when computing the reference: the first this many train images "
           "(0: all 60000)");
@@ -100,6 +114,16 @@ int Fail(const absl::Status& st) {
 int Usage(const std::string& msg) {
   std::fprintf(stderr, "error: %s\n", msg.c_str());
   return 2;
+}
+
+// One line for tools that run paragan_eval (the local launcher's final
+// evaluation reads it into the run summary).
+void PrintResultLine(const ev::FidRow& row) {
+  std::printf("result network=%s fid=%.6g g_step=%lld samples=%lld\n",
+              row.network.c_str(), row.fid,
+              static_cast<long long>(row.g_step),
+              static_cast<long long>(row.num_samples));
+  std::fflush(stdout);
 }
 
 std::atomic<bool> g_stop{false};
@@ -134,17 +158,25 @@ int main(int argc, char** argv) {
   const std::string images_dir = absl::GetFlag(FLAGS_images);
   const std::string checkpoint = absl::GetFlag(FLAGS_checkpoint);
   const std::string ps = absl::GetFlag(FLAGS_ps);
-  const std::string reference = absl::GetFlag(FLAGS_reference);
+  std::string reference = absl::GetFlag(FLAGS_reference);
   const double every_s = absl::GetFlag(FLAGS_every_s);
+  const bool reference_only = absl::GetFlag(FLAGS_reference_only);
   const int sources = !samples.empty() + !images_dir.empty() +
                       !checkpoint.empty() + !ps.empty();
-  if (sources != 1)
+  if (reference_only && sources != 0)
+    return Usage("--reference_only takes no samples to score");
+  if (!reference_only && sources != 1)
     return Usage(
         "give exactly one of --samples=<file.npy>, --images=<dir>, "
         "--checkpoint=<file.pgt> or --ps=<host:port,...>");
-  if (reference.empty()) return Usage("--reference=<stats.pgt> is required");
+  if (reference.empty())
+    reference = ev::DefaultReferencePath(absl::GetFlag(FLAGS_network));
   if (every_s < 0) return Usage("--every_s must be >= 0");
-  if (every_s > 0 && ps.empty())
+  const auto priority =
+      ev::ParseBackgroundPriority(absl::GetFlag(FLAGS_priority));
+  if (!priority.ok())
+    return Usage(absl::StrCat("--priority: ", priority.status().message()));
+  if (!reference_only && every_s > 0 && ps.empty())
     return Usage("--every_s needs --ps (it evaluates a running job)");
   if (!absl::GetFlag(FLAGS_plot).empty() && absl::GetFlag(FLAGS_csv).empty())
     return Usage("--plot needs --csv (the plot is of the CSV's rows)");
@@ -153,9 +185,12 @@ int main(int argc, char** argv) {
     const char* env = std::getenv("PARAGAN_FASHION_MNIST_DIR");
     dir = env && *env ? env : "/usr/share/datasets/fashion-mnist";
   }
+  if (every_s > 0) {
+    // A stop while setting up ends the loop before its first round.
+    std::signal(SIGINT, OnSignal);
+    std::signal(SIGTERM, OnSignal);
+  }
   const int threads = absl::GetFlag(FLAGS_threads);
-  if (every_s > 0 && absl::GetFlag(FLAGS_nice) != 0)
-    setpriority(PRIO_PROCESS, 0, absl::GetFlag(FLAGS_nice));
   paragan::SetKernelThreads(threads);
   std::unique_ptr<paragan::Backend> backend =
       paragan::MakeCpuBackend(threads, paragan::CpuConvLayout::kAuto);
@@ -184,6 +219,7 @@ int main(int argc, char** argv) {
                 static_cast<long long>(ref->stats.count),
                 ref->stats.dataset.c_str(),
                 ref->features.numel() ? "" : " (no features file: no KID)");
+  if (reference_only) return 0;
 
   ev::EvalOptions o;
   o.kid_subsets = absl::GetFlag(FLAGS_kid_subsets);
@@ -234,8 +270,13 @@ int main(int argc, char** argv) {
     ev::LiveEvaluator live(lo, net->get(), &*ref, log.get(), metrics.get(),
                            &std::cout);
     if (every_s > 0) {
-      std::signal(SIGINT, OnSignal);
-      std::signal(SIGTERM, OnSignal);
+      // Only this thread (Linux scheduling is per thread), after the metrics
+      // server's threads started: /metrics answers promptly while the
+      // rounds run on the cycles training leaves.
+      if (absl::Status st = ev::RunThisThreadAt(*priority); !st.ok())
+        std::fprintf(stderr, "warning: --priority=%s: %s\n",
+                     ev::BackgroundPriorityName(*priority).c_str(),
+                     std::string(st.message()).c_str());
       std::cout << "paragan_eval: evaluating " << lo.ps.size()
                 << " shard(s) every " << every_s << " s with " << network
                 << ", " << lo.num_samples << " samples" << std::endl;
@@ -243,12 +284,16 @@ int main(int argc, char** argv) {
       std::cout << "paragan_eval: stopped" << std::endl;
       return 0;
     }
-    auto row = live.EvaluateOnce(0);
+    const double now_unix =
+        absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+    auto row = live.EvaluateOnce(log ? log->WallSecondsAt(now_unix) : 0);
     if (!row.ok()) return Fail(row.status());
+    PrintResultLine(*row);
     return 0;
   }
 
   auto t0 = Clock::now();
+  int64_t checkpoint_step = 0;
   absl::StatusOr<paragan::Tensor> images =
       !samples.empty()
           ? ev::LoadSamplesNpy(samples)
@@ -257,7 +302,7 @@ int main(int argc, char** argv) {
                 : ev::SamplesFromCheckpoint(
                       checkpoint, absl::GetFlag(FLAGS_num_samples),
                       absl::GetFlag(FLAGS_seed), absl::GetFlag(FLAGS_device),
-                      threads);
+                      threads, &checkpoint_step);
   if (!images.ok()) return Fail(images.status());
   const std::string source =
       !samples.empty() ? samples : !images_dir.empty() ? images_dir
@@ -272,12 +317,19 @@ int main(int argc, char** argv) {
   std::printf("%s", ev::FormatResult(*r).c_str());
   std::printf("time: features %.2f s, metrics %.2f s\n", r->features_seconds,
               r->metrics_seconds);
+  const double now_unix =
+      absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  const double row_wall_s = absl::GetFlag(FLAGS_row_wall_s);
+  const int64_t row_g_step = absl::GetFlag(FLAGS_row_g_step);
+  const ev::FidRow row = ev::FidRowFromResult(
+      *r,
+      row_wall_s >= 0 ? row_wall_s : log ? log->WallSecondsAt(now_unix) : 0,
+      now_unix, row_g_step >= 0 ? row_g_step : checkpoint_step,
+      r->features_seconds + r->metrics_seconds);
   if (log) {
-    if (auto st = log->Append(ev::FidRowFromResult(
-            *r, 0, 0, 0, r->features_seconds + r->metrics_seconds));
-        !st.ok())
-      return Fail(st);
+    if (auto st = log->Append(row); !st.ok()) return Fail(st);
   }
+  PrintResultLine(row);
   const std::string json = absl::GetFlag(FLAGS_json);
   if (!json.empty()) {
     if (auto st = paragan::WriteFileAtomically(json, ev::ResultJson(*r));

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -147,6 +148,21 @@ absl::StatusOr<Tensor> SamplesFromImageFolder(const std::string& dir) {
         dst[k * h * w + y] = UnitFromPixel(im.pixels[y * c + k]);
   }
   return out;
+}
+
+std::string DefaultReferencePath(const std::string& network) {
+  std::string base;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) {
+    base = x;
+  } else if (const char* h = std::getenv("HOME"); h && *h) {
+    base = std::string(h) + "/.cache";
+  } else {
+    base = "/tmp";
+  }
+  const std::string dir = base + "/paragan/reference";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  return dir + "/" + network + ".fashion_mnist-train.pgt";
 }
 
 std::string ReferenceFeaturesPath(const std::string& stats_path) {

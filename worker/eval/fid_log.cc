@@ -115,6 +115,11 @@ absl::StatusOr<FidLog> FidLog::Open(const std::string& csv_path,
   return log;
 }
 
+double FidLog::WallSecondsAt(double unix_s) const {
+  if (rows_.empty()) return 0;
+  return unix_s - (rows_.front().unix_s - rows_.front().wall_s);
+}
+
 absl::Status FidLog::Append(const FidRow& row) {
   std::error_code ec;
   const bool fresh = !std::filesystem::exists(csv_, ec) ||
@@ -155,6 +160,42 @@ absl::Status WriteFidPlot(const std::string& path, const std::string& title,
     by_step.series.push_back(series.second);
   }
   return WriteLinePlotPng(path, {by_time, by_step});
+}
+
+absl::Status WriteFidComparisonPlot(const std::string& path,
+                                    const std::string& title,
+                                    const std::vector<LabeledRows>& runs) {
+  PlotPanel by_time, by_step;
+  by_time.title = title.empty() ? "FID against wall time" : title;
+  by_time.x_label = "minutes";
+  by_time.y_label = "FID";
+  by_time.log_y = true;
+  by_step.title = "FID against G steps";
+  by_step.x_label = "G steps";
+  by_step.y_label = "FID";
+  by_step.log_y = true;
+  for (const LabeledRows& run : runs) {
+    PlotSeries t, s;
+    t.label = s.label = run.label;
+    for (const FidRow& r : run.rows) {
+      if (!(r.fid > 0)) continue;  // a log axis has no place for it
+      t.x.push_back(r.wall_s / 60.0);
+      t.y.push_back(r.fid);
+      s.x.push_back(static_cast<double>(r.g_step));
+      s.y.push_back(r.fid);
+    }
+    by_time.series.push_back(std::move(t));
+    by_step.series.push_back(std::move(s));
+  }
+  return WriteLinePlotPng(path, {by_time, by_step});
+}
+
+const FidRow* FidAt(const std::vector<FidRow>& rows, double wall_s) {
+  const FidRow* best = nullptr;
+  for (const FidRow& r : rows) {
+    if (r.wall_s <= wall_s && (!best || r.wall_s >= best->wall_s)) best = &r;
+  }
+  return best;
 }
 
 }  // namespace paragan::eval

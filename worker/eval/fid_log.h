@@ -52,6 +52,10 @@ class FidLog {
   // redraws the plot.
   absl::Status Append(const FidRow& row);
   const std::vector<FidRow>& rows() const { return rows_; }
+  // Seconds of the curve's clock at `unix_s`, whose origin the first row
+  // fixes (so a one-shot evaluation at the end of a run lands on the live
+  // evaluator's time axis); 0 when the log has no rows yet.
+  double WallSecondsAt(double unix_s) const;
 
  private:
   std::string csv_, png_, title_;
@@ -62,6 +66,20 @@ class FidLog {
 // feature network.
 absl::Status WriteFidPlot(const std::string& path, const std::string& title,
                           const std::vector<FidRow>& rows);
+
+// Several runs' curves on one PNG (the time-to-FID benchmark): FID against
+// minutes and against G steps, one series per run, log-scaled FID.
+struct LabeledRows {
+  std::string label;
+  std::vector<FidRow> rows;
+};
+absl::Status WriteFidComparisonPlot(const std::string& path,
+                                    const std::string& title,
+                                    const std::vector<LabeledRows>& runs);
+
+// The FID a run had reached by `wall_s`: its last row at or before then
+// (rows in file order), or null when none was.
+const FidRow* FidAt(const std::vector<FidRow>& rows, double wall_s);
 
 }  // namespace paragan::eval
 

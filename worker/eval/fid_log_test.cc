@@ -98,5 +98,24 @@ TEST(FidLog, RefusesFilesThatAreNotFidCsv) {
             absl::StatusCode::kNotFound);
 }
 
+TEST(FidLog, FidAtAndComparisonPlot) {
+  const std::vector<FidRow> rows = {Row(60, 100, 80), Row(300, 900, 40),
+                                    Row(610, 2000, 25)};
+  EXPECT_EQ(FidAt(rows, 59), nullptr);
+  ASSERT_NE(FidAt(rows, 300), nullptr);
+  EXPECT_DOUBLE_EQ(FidAt(rows, 300)->fid, 40);
+  EXPECT_DOUBLE_EQ(FidAt(rows, 600)->fid, 40);  // the 610 s row is later
+  EXPECT_DOUBLE_EQ(FidAt(rows, 1e9)->fid, 25);
+
+  const std::string png = TmpPath("comparison.png");
+  ASSERT_TRUE(
+      WriteFidComparisonPlot(
+          png, "time to FID",
+          {{"single", rows}, {"async", {Row(120, 50, 90), Row(240, 80, 0)}}})
+          .ok());
+  absl::StatusOr<Image> plot = DecodeImageFile(png);
+  ASSERT_TRUE(plot.ok()) << plot.status();
+}
+
 }  // namespace
 }  // namespace paragan::eval

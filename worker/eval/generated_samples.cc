@@ -51,7 +51,7 @@ absl::StatusOr<Tensor> SamplesFromTrainer(GanTrainer* trainer, int64_t n,
 absl::StatusOr<Tensor> SamplesFromCheckpoint(const std::string& checkpoint,
                                              int64_t n, uint64_t seed,
                                              const std::string& device,
-                                             int threads) {
+                                             int threads, int64_t* step) {
   if (n < 1)
     return absl::InvalidArgumentError(
         absl::StrCat("--num_samples must be >= 1, got ", n));
@@ -61,6 +61,7 @@ absl::StatusOr<Tensor> SamplesFromCheckpoint(const std::string& checkpoint,
                       MakeBackend(device, threads));
   PG_ASSIGN_OR_RETURN(std::unique_ptr<GanTrainer> trainer,
                       TrainerFromCheckpoint(arrays, backend.get()));
+  if (step) *step = trainer->step();
   return SamplesFromTrainer(trainer.get(), n, seed);
 }
 

@@ -13,16 +13,24 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/tensor.h"
+#include "worker/train/gan_trainer.h"
 
 namespace paragan::eval {
+
+// `n` samples of `trainer`'s EMA generator exactly as WriteSamples writes
+// them (z from `seed`, uint8-quantized), as [N, C, H, W] floats in [-1, 1].
+absl::StatusOr<Tensor> SamplesFromTrainer(GanTrainer* trainer, int64_t n,
+                                          uint64_t seed);
 
 // `n` EMA-generator samples of a paragan_train checkpoint, produced exactly
 // as paragan_sample does (the same WriteSamples, into a temporary directory,
 // so the uint8 quantization is included), then read back with LoadSamplesNpy.
+// `step` (may be null) gets the checkpoint's G step.
 absl::StatusOr<Tensor> SamplesFromCheckpoint(const std::string& checkpoint,
                                              int64_t n, uint64_t seed,
                                              const std::string& device,
-                                             int threads);
+                                             int threads,
+                                             int64_t* step = nullptr);
 
 // `n` samples of the EMA generator on running parameter servers (G_ema and
 // G's buffers pulled from every shard, or G when the shards keep no EMA),
