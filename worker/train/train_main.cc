@@ -2,6 +2,9 @@
 
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <system_error>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -10,6 +13,8 @@
 #include "common/flags_usage.h"
 #include "common/malloc_tuning.h"
 #include "worker/engine/model_registry.h"
+#include "worker/eval/evaluate.h"
+#include "worker/eval/trainer_eval.h"
 #include "worker/train/training_run.h"
 
 // Help texts list the registered models (worker/engine/model_registry.h).
@@ -59,6 +64,22 @@ ABSL_FLAG(int64_t, synthetic_size, 4096, "images in the synthetic dataset");
 ABSL_FLAG(int, channels, 1,
           "image channels for folder and synthetic datasets (1 or 3); "
           "Fashion-MNIST is 1");
+
+ABSL_FLAG(double, eval_every_s, -1,
+          "score the EMA generator every this many seconds (FID, KID, IS "
+          "into <out_dir>/fid.csv and fid.png; a thread of its own at low "
+          "CPU priority) and once more after training; 0: never; -1: 60 "
+          "for 32x32 Fashion-MNIST, else 0");
+ABSL_FLAG(int64_t, eval_samples, 2000, "samples per evaluation while training");
+ABSL_FLAG(int64_t, eval_final_samples, 10000,
+          "samples of the evaluation after training (0: none)");
+ABSL_FLAG(std::string, eval_network, "fmnist-cnn",
+          "feature network of the evaluations (paragan_eval --network)");
+ABSL_FLAG(std::string, eval_weights, "",
+          "the feature network's weights (default: its own)");
+ABSL_FLAG(std::string, eval_reference, "",
+          "reference statistics (default: paragan_eval's per-user cache, "
+          "computed before training when missing)");
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -145,6 +166,39 @@ int main(int argc, char** argv) {
   o.checkpoint_every = absl::GetFlag(FLAGS_checkpoint_every);
   o.num_samples = absl::GetFlag(FLAGS_num_samples);
   o.resume = absl::GetFlag(FLAGS_resume);
+  double eval_every_s = absl::GetFlag(FLAGS_eval_every_s);
+  if (eval_every_s < 0)
+    eval_every_s = o.dataset.name == "fashion_mnist" &&
+                           o.trainer.model.resolution == 32
+                       ? 60
+                       : 0;
+  std::unique_ptr<paragan::eval::TrainerEvaluator> evaluator;
+  if (eval_every_s > 0) {
+    paragan::eval::TrainerEvalOptions eo;
+    eo.network = absl::GetFlag(FLAGS_eval_network);
+    eo.weights = absl::GetFlag(FLAGS_eval_weights);
+    eo.reference = absl::GetFlag(FLAGS_eval_reference);
+    if (eo.reference.empty())
+      eo.reference = paragan::eval::DefaultReferencePath(eo.network);
+    eo.data_dir = o.dataset.path;
+    eo.num_samples = absl::GetFlag(FLAGS_eval_samples);
+    eo.final_samples = absl::GetFlag(FLAGS_eval_final_samples);
+    eo.seed = o.trainer.seed + 1;
+    eo.csv = o.out_dir + "/fid.csv";
+    eo.png = o.out_dir + "/fid.png";
+    std::error_code ec;
+    std::filesystem::create_directories(o.out_dir, ec);
+    auto started = paragan::eval::TrainerEvaluator::Start(eo);
+    if (!started.ok()) {
+      std::fprintf(stderr, "error: the evaluator: %s (--eval_every_s=0 trains "
+                   "without one)\n",
+                   std::string(started.status().message()).c_str());
+      return 1;
+    }
+    evaluator = std::move(*started);
+    o.quality = evaluator.get();
+    o.eval_every_s = eval_every_s;
+  }
   std::signal(SIGINT, HandleSignal);
   std::signal(SIGTERM, HandleSignal);
   const absl::Status st = paragan::RunTraining(o, &g_stop);

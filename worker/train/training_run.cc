@@ -223,6 +223,7 @@ absl::Status RunTraining(const TrainingRunOptions& o,
   StepStats stats;
   double avg_d = 0, avg_g = 0;
   bool stopped = false;
+  double next_eval = o.eval_every_s;
   while (trainer->step() < o.steps) {
     if (stop && stop->load()) {
       stopped = true;
@@ -266,9 +267,27 @@ absl::Status RunTraining(const TrainingRunOptions& o,
     }
     if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
       PG_RETURN_IF_ERROR(save());
+    if (o.quality && o.eval_every_s > 0 && elapsed >= next_eval &&
+        o.quality->Ready()) {
+      PG_ASSIGN_OR_RETURN(std::vector<NamedArray> state, trainer->SaveState());
+      o.quality->Observe(std::move(state), step, elapsed);
+      next_eval = elapsed + o.eval_every_s;
+    }
     if (o.max_seconds > 0 && elapsed >= o.max_seconds) break;
   }
   PG_RETURN_IF_ERROR(save());
+  if (o.quality && !stopped) {
+    // Training's clock stops here: the final score is not training time.
+    const double train_s =
+        std::chrono::duration<double>(Clock::now() - start).count();
+    PG_ASSIGN_OR_RETURN(std::vector<NamedArray> state, trainer->SaveState());
+    if (absl::Status st =
+            o.quality->Finish(std::move(state), trainer->step(), train_s);
+        !st.ok()) {
+      std::fprintf(stderr, "warning: the final evaluation failed: %s\n",
+                   std::string(st.message()).c_str());
+    }
+  }
   if (stopped) {
     std::printf(
         "stopped at step %lld; checkpoint saved to %s (rerun to resume)\n",

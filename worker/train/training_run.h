@@ -3,12 +3,33 @@
 
 #include <atomic>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "common/tensor_io.h"
 #include "dataloader/datasets/dataset.h"
 #include "worker/train/gan_trainer.h"
 
 namespace paragan {
+
+// Watches a run's quality. RunTraining hands it the trainer's state
+// (SaveState) every TrainingRunOptions::eval_every_s seconds and once at the
+// end; an implementation scores it elsewhere (worker/eval's TrainerEvaluator:
+// a thread of its own at low priority), so the loop never waits for a score.
+class QualityObserver {
+ public:
+  virtual ~QualityObserver() = default;
+  // False while the previous state is still being scored: the run then
+  // takes no snapshot (a copy of every tensor) and asks again next step.
+  virtual bool Ready() = 0;
+  // The state after G step `step`, `wall_s` seconds into this run.
+  virtual void Observe(std::vector<NamedArray> state, int64_t step,
+                       double wall_s) = 0;
+  // After training: waits for the round in flight, scores the final state
+  // (at full speed: training is over) and returns how that went.
+  virtual absl::Status Finish(std::vector<NamedArray> state, int64_t step,
+                              double wall_s) = 0;
+};
 
 struct TrainingRunOptions {
   TrainerConfig trainer;
@@ -26,6 +47,10 @@ struct TrainingRunOptions {
   int64_t num_samples = 1000;  // written as .npy at the end
   double max_seconds = 0;      // stop after this wall time (0: no limit)
   bool resume = true;          // continue from out_dir/checkpoint.pgt
+  // Quality while training: `quality` (not owned; null: none) observes the
+  // state every eval_every_s seconds and at the end.
+  QualityObserver* quality = nullptr;
+  double eval_every_s = 60;
 };
 
 // Trains in this process and writes out_dir/{checkpoint.pgt, grid_*.png,
