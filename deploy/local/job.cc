@@ -171,6 +171,94 @@ ProcessSpec WorkerSpec(const LauncherOptions& o, const std::string& bin,
   return p;
 }
 
+// The live evaluator's reference statistics, loaded and checked (or computed
+// from the train images once) before training starts, at full speed, so a
+// missing or mismatched file fails the run before any training and the
+// evaluator never computes them beside the workers.
+ProcessSpec EvalReferenceSpec(const LauncherOptions& o, const std::string& bin) {
+  ProcessSpec p;
+  p.name = "eval-ref";
+  p.role = Role::kInit;
+  p.description = "the evaluator's reference statistics";
+  p.lifecycle = Lifecycle::kStartTask;
+  p.binary = bin + "/" + kEvalBin;
+  p.flags = {"--reference_only",
+             absl::StrCat("--network=", o.eval_network),
+             absl::StrCat("--data_dir=", o.data_dir)};
+  // "": paragan_eval's per-user cache (DefaultReferencePath).
+  if (!o.eval_reference.empty())
+    p.flags.push_back(absl::StrCat("--reference=", o.eval_reference));
+  AppendFlags(o.eval_flags, &p.flags);
+  p.readiness = {Readiness::Check::kExitedZero, "", kInitTimeout, true};
+  p.stage = kInitStage;
+  return p;
+}
+
+ProcessSpec EvalSpec(const LauncherOptions& o, const std::string& bin,
+                     const std::string& logs) {
+  ProcessSpec p;
+  p.name = "eval";
+  p.role = Role::kEval;
+  p.description = "the live evaluator";
+  p.binary = bin + "/" + kEvalBin;
+  const std::string port_file = absl::StrCat(logs, "/eval.metrics_port");
+  // One thread at idle CPU priority (paragan_eval --priority=idle): it scores
+  // on the cycles training leaves, so it never slows the workers down.
+  p.flags = {absl::StrCat("--ps=", ShardAddresses(o.num_shards)),
+             absl::StrCat("--model=", o.model),
+             absl::StrCat("--every_s=", o.eval_every_s),
+             absl::StrCat("--num_samples=", o.eval_samples),
+             absl::StrCat("--network=", o.eval_network),
+             absl::StrCat("--data_dir=", o.data_dir),
+             absl::StrCat("--csv=", o.out_dir, "/fid.csv"),
+             absl::StrCat("--plot=", o.out_dir, "/fid.png"),
+             absl::StrCat("--seed=", o.seed + 1),
+             "--threads=1",
+             "--metrics_port=0",
+             "--metrics_bind=127.0.0.1",
+             absl::StrCat("--metrics_port_file=", port_file)};
+  // "": paragan_eval's per-user cache (DefaultReferencePath).
+  if (!o.eval_reference.empty())
+    p.flags.push_back(absl::StrCat("--reference=", o.eval_reference));
+  AppendFlags(o.eval_flags, &p.flags);
+  p.ports = {{"metrics", PortSpec::Source::kPortFile, port_file, ""}};
+  // Not waited for: it scores on the cycles training leaves.
+  p.readiness = {Readiness::Check::kMetrics, "metrics", kServiceStartTimeout,
+                 false};
+  p.stage = kWorkerStage;
+  p.depends_on = ShardNames(o.num_shards);
+  p.stop_order = kStopWorkers;
+  p.grace = absl::Seconds(10);
+  return p;
+}
+
+ProcessSpec EvalFinalSpec(const LauncherOptions& o, const std::string& bin) {
+  ProcessSpec p;
+  p.name = "eval-final";
+  p.role = Role::kEval;
+  p.description = "the final evaluation";
+  p.lifecycle = Lifecycle::kFinalTask;
+  p.binary = bin + "/" + kEvalBin;
+  // Training has stopped: it takes both cores and the full sample count.
+  p.flags = {absl::StrCat("--ps=", ShardAddresses(o.num_shards)),
+             absl::StrCat("--model=", o.model),
+             absl::StrCat("--num_samples=", o.eval_final_samples),
+             absl::StrCat("--network=", o.eval_network),
+             absl::StrCat("--data_dir=", o.data_dir),
+             absl::StrCat("--csv=", o.out_dir, "/fid.csv"),
+             absl::StrCat("--plot=", o.out_dir, "/fid.png"),
+             absl::StrCat("--seed=", o.seed + 1)};
+  // "": paragan_eval's per-user cache (DefaultReferencePath).
+  if (!o.eval_reference.empty())
+    p.flags.push_back(absl::StrCat("--reference=", o.eval_reference));
+  AppendFlags(o.eval_flags, &p.flags);
+  p.readiness = {Readiness::Check::kExitedZero, "", kExportTimeout, true};
+  p.depends_on = ShardNames(o.num_shards);
+  p.stoppable = false;
+  p.stop_order = kStopExport;
+  return p;
+}
+
 ProcessSpec ExportSpec(const LauncherOptions& o, const std::string& bin) {
   ProcessSpec p;
   p.name = "export";
@@ -211,6 +299,26 @@ absl::Status ValidateOptions(const LauncherOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("--mode must be async or sync, got ", o.mode));
   }
+  if (o.eval_every_s < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--eval_every_s must be >= 0 (0: no evaluator), got ", o.eval_every_s));
+  }
+  if (o.eval_every_s > 0 && o.dataset != "fashion_mnist") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the live evaluator scores against Fashion-MNIST reference "
+        "statistics; with --dataset=",
+        o.dataset, " pass --eval_every_s=0"));
+  }
+  if (o.eval_every_s > 0 && o.eval_final_samples != 0 &&
+      o.eval_final_samples < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--eval_final_samples must be 0 (none) or >= 2, got ",
+        o.eval_final_samples));
+  }
+  if (o.eval_every_s > 0 && o.eval_samples < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--eval_samples must be >= 2, got ", o.eval_samples));
+  }
   // The staleness policy is the shards' to check: they refuse to start
   // with an unknown one, and the process group reports their error line.
   return absl::OkStatus();
@@ -223,6 +331,9 @@ absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
   job.log_dir = o.out_dir + "/logs";
   job.stages = {kInitStage, kShardStage, kDataStage, kWorkerStage};
   job.processes.push_back(InitSpec(o, bin_dir));
+  if (o.eval_every_s > 0) {
+    job.processes.push_back(EvalReferenceSpec(o, bin_dir));
+  }
   for (int i = 0; i < o.num_shards; ++i) {
     job.processes.push_back(ShardSpec(o, bin_dir, job.log_dir, i));
   }
@@ -230,7 +341,13 @@ absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
   for (int i = 0; i < o.num_workers; ++i) {
     job.processes.push_back(WorkerSpec(o, bin_dir, job.log_dir, i));
   }
+  if (o.eval_every_s > 0) {
+    job.processes.push_back(EvalSpec(o, bin_dir, job.log_dir));
+  }
   job.processes.push_back(ExportSpec(o, bin_dir));
+  if (o.eval_every_s > 0 && o.eval_final_samples > 0) {
+    job.processes.push_back(EvalFinalSpec(o, bin_dir));
+  }
   return job;
 }
 

@@ -54,8 +54,20 @@ struct LauncherOptions {
   // "local": each worker reads the dataset itself (the data service still
   // runs, unused), for workers built without a data-service client.
   std::string worker_data = "service";
+  // The live evaluator (paragan_eval --ps --every_s): scores the shards'
+  // EMA generator every eval_every_s seconds (0: no evaluator) with
+  // eval_samples samples and the feature network eval_network, against
+  // the reference statistics at eval_reference (computed there on first
+  // use), into <out_dir>/fid.csv and fid.png. After training, while the
+  // shards still hold the final tables, one more evaluation with
+  // eval_final_samples (0: none) at full speed: the run's final FID row.
+  double eval_every_s = 0;
+  int64_t eval_samples = 2000;
+  int64_t eval_final_samples = 10000;
+  std::string eval_network = "fmnist-cnn";
+  std::string eval_reference;  // "": paragan_eval's per-user cache
   // Extra flags per kind of process, appended last (they win).
-  std::string ps_flags, data_flags, worker_flags;
+  std::string ps_flags, data_flags, worker_flags, eval_flags;
   // Test hook: SIGKILL the process named `kill_process` ("w1", "shard0",
   // "data"; empty: none) after `kill_after_s` seconds of training, to
   // exercise the dead-process paths.
@@ -66,7 +78,7 @@ struct LauncherOptions {
 // Errors in the options that need no binary to detect (counts, modes).
 absl::Status ValidateOptions(const LauncherOptions& o);
 
-enum class Role { kInit, kShard, kData, kWorker, kExport };
+enum class Role { kInit, kShard, kData, kWorker, kEval, kExport };
 
 // How the launcher learns a port a process opens (they all pick free ones).
 struct PortSpec {
@@ -148,7 +160,8 @@ inline constexpr char kWorkerStage[] = "workers";
 
 // The run `o` describes, with binaries under `bin_dir` and every file under
 // o.out_dir: paragan_init, o.num_shards shards, the data service,
-// o.num_workers workers, and the export (paragan_sample --ps) at the end.
+// o.num_workers workers, the live evaluator (when o.eval_every_s > 0) and
+// the export (paragan_sample --ps) at the end.
 // InvalidArgument when ValidateOptions fails.
 absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
                                 const std::string& bin_dir);
@@ -181,6 +194,7 @@ inline constexpr char kDataBin[] = "dataloader/paragan_data";
 inline constexpr char kWorkerBin[] = "worker/distributed/paragan_worker";
 inline constexpr char kInitBin[] = "worker/train/paragan_init";
 inline constexpr char kSampleBin[] = "worker/train/paragan_sample";
+inline constexpr char kEvalBin[] = "worker/eval/paragan_eval";
 
 }  // namespace local
 }  // namespace paragan

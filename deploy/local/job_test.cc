@@ -200,6 +200,76 @@ TEST(DescribeJob, RejectsBadOptions) {
   EXPECT_TRUE(ValidateOptions(o).ok());
 }
 
+TEST(DescribeJob, LiveEvaluatorBesideTheWorkers) {
+  LauncherOptions o;
+  o.out_dir = "/out";
+  o.num_shards = 2;
+  EXPECT_EQ(FindProcess(Describe(o), "eval"), nullptr);  // off by default
+  o.eval_every_s = 30;
+  o.eval_reference = "/cache/ref.pgt";
+  o.eval_samples = 5000;
+  o.eval_flags = "--threads=2";
+  const Job job = Describe(o);
+  std::vector<std::string> names;
+  for (const ProcessSpec& p : job.processes) names.push_back(p.name);
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"init", "eval-ref", "shard0", "shard1",
+                                      "data", "w0", "w1", "eval", "export",
+                                      "eval-final"}));
+  // The final evaluation: after the export, from the final tables.
+  const ProcessSpec& fin = *FindProcess(job, "eval-final");
+  EXPECT_EQ(fin.lifecycle, Lifecycle::kFinalTask);
+  EXPECT_EQ(fin.stop_order, FindProcess(job, "export")->stop_order);
+  EXPECT_EQ(FlagValue(fin, "num_samples"), "10000");
+  EXPECT_EQ(FlagValue(fin, "every_s"), "<absent>");
+  EXPECT_EQ(FlagValue(fin, "csv"), "/out/fid.csv");
+  // The reference statistics are checked (or computed) before training.
+  const ProcessSpec& ref = *FindProcess(job, "eval-ref");
+  EXPECT_EQ(ref.stage, "init");
+  EXPECT_EQ(ref.lifecycle, Lifecycle::kStartTask);
+  EXPECT_EQ(ref.readiness.check, Readiness::Check::kExitedZero);
+  EXPECT_EQ(FlagValue(ref, "reference"), "/cache/ref.pgt");
+  EXPECT_EQ(FlagValue(ref, "network"), "fmnist-cnn");
+  const ProcessSpec& e = *FindProcess(job, "eval");
+  EXPECT_EQ(e.role, Role::kEval);
+  EXPECT_EQ(e.binary, "/bin_dir/worker/eval/paragan_eval");
+  EXPECT_EQ(e.stage, "workers");
+  EXPECT_FALSE(e.critical);
+  EXPECT_FALSE(e.readiness.wait);
+  EXPECT_EQ(e.stop_order, FindProcess(job, "w0")->stop_order);
+  EXPECT_EQ(FlagValue(e, "ps"), "${shard0.grpc},${shard1.grpc}");
+  EXPECT_EQ(FlagValue(e, "every_s"), "30");
+  EXPECT_EQ(FlagValue(e, "num_samples"), "5000");
+  EXPECT_EQ(FlagValue(e, "reference"), "/cache/ref.pgt");
+  EXPECT_EQ(FlagValue(e, "csv"), "/out/fid.csv");
+  EXPECT_EQ(FlagValue(e, "plot"), "/out/fid.png");
+  EXPECT_EQ(FlagValue(e, "threads"), "2");  // the user's flag wins
+  ASSERT_EQ(e.ports.size(), 1u);
+  EXPECT_EQ(e.ports[0].name, "metrics");
+
+  LauncherOptions no_final = o;
+  no_final.eval_final_samples = 0;
+  EXPECT_EQ(FindProcess(Describe(no_final), "eval-final"), nullptr);
+
+  LauncherOptions default_reference = o;
+  default_reference.eval_reference = "";  // paragan_eval's own cache
+  EXPECT_EQ(FlagValue(*FindProcess(Describe(default_reference), "eval"),
+                      "reference"),
+            "<absent>");
+
+  LauncherOptions bad = o;
+  bad.eval_final_samples = 1;
+  EXPECT_FALSE(DescribeJob(bad, "/b").ok());
+  bad = o;
+  bad.dataset = "synthetic";
+  absl::StatusOr<Job> j = DescribeJob(bad, "/b");
+  ASSERT_FALSE(j.ok());
+  EXPECT_NE(j.status().message().find("--eval_every_s=0"), std::string::npos);
+  bad = o;
+  bad.eval_every_s = -1;
+  EXPECT_FALSE(DescribeJob(bad, "/b").ok());
+}
+
 TEST(PortRefs, FindsAndResolves) {
   EXPECT_EQ(PortRefs("--ps=${shard0.grpc},${shard1.grpc}"),
             (std::vector<PortRef>{{"shard0", "grpc"}, {"shard1", "grpc"}}));

@@ -14,8 +14,10 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/check.h"
@@ -33,7 +35,7 @@ bool IsExecutable(const std::string& path) {
 std::vector<std::string> MissingBinaries(const std::string& dir) {
   std::vector<std::string> missing;
   for (const char* b :
-       {kServerBin, kDataBin, kWorkerBin, kInitBin, kSampleBin}) {
+       {kServerBin, kDataBin, kWorkerBin, kInitBin, kSampleBin, kEvalBin}) {
     if (!IsExecutable(dir + "/" + b)) missing.push_back(b);
   }
   return missing;
@@ -70,6 +72,9 @@ std::vector<std::string> NamesOf(const Job& job, Role role) {
 struct ToolLines {
   absl::Mutex mu;
   std::map<std::string, std::vector<std::string>> wrote ABSL_GUARDED_BY(mu);
+  // paragan_eval's "result key=value ..." line, per task.
+  std::map<std::string, std::map<std::string, std::string>> result
+      ABSL_GUARDED_BY(mu);
 };
 
 ProcessGroup::LineFn ToolLineHandler(ToolLines* tools) {
@@ -84,6 +89,13 @@ ProcessGroup::LineFn ToolLineHandler(ToolLines* tools) {
         if (!is_stderr && absl::StartsWith(line, "wrote ")) {
           absl::MutexLock lock(&tools->mu);
           tools->wrote[p.name].push_back(line.substr(6));
+        }
+        if (!is_stderr && absl::StartsWith(line, "result ")) {
+          absl::MutexLock lock(&tools->mu);
+          for (absl::string_view kv : absl::StrSplit(line.substr(7), ' ')) {
+            std::pair<std::string, std::string> f = absl::StrSplit(kv, '=');
+            tools->result[p.name][f.first] = f.second;
+          }
         }
       };
 }
@@ -163,6 +175,7 @@ absl::Status Train(const LauncherOptions& o, const Job& job,
     return group->Address(w, "metrics");
   };
   absl::Time next_progress = absl::Now() + absl::Seconds(o.progress_s);
+  const bool has_eval = FindProcess(job, "eval") != nullptr;
   bool killed_for_test = false;
   while (true) {
     for (const ProcessSpec* dead : group->NewDeaths()) {
@@ -171,6 +184,12 @@ absl::Status Train(const LauncherOptions& o, const Job& job,
         return absl::UnavailableError(absl::StrCat(
             dead->description, " died (", exit, "): stopping the run; see ",
             group->LogPath(dead->name)));
+      }
+      if (dead->role == Role::kEval) {
+        Loud(absl::StrCat("the live evaluator exited (", exit,
+                          "): training goes on without live FID; see ",
+                          group->LogPath(dead->name)));
+        continue;
       }
       Loud("training goes on with the other workers");
       monitor->SetWorkerState(dead->name, exit);
@@ -203,9 +222,16 @@ absl::Status Train(const LauncherOptions& o, const Job& job,
       next_progress += absl::Seconds(o.progress_s);
       monitor->ScrapeWorkers(workers, metrics_address);
       const std::optional<ShardTotals> st = monitor->QueryShards();
+      if (has_eval) {
+        if (absl::StatusOr<std::string> a = group->Address("eval", "metrics");
+            a.ok()) {
+          monitor->ScrapeEval(*a);
+        }
+      }
       std::cout << ProgressAggregator::FormatLine(
                        absl::ToDoubleSeconds(absl::Now() - run_start),
-                       monitor->Totals(), st ? st : monitor->last_shards())
+                       monitor->Totals(), st ? st : monitor->last_shards(),
+                       monitor->last_eval())
                 << std::endl;
       if (st && o.steps > 0 && st->g_version >= o.steps) {
         Say(absl::StrCat("reached G step ", st->g_version));
@@ -241,6 +267,12 @@ void FillSummary(const LauncherOptions& o, const TrainingStart& start,
     s.g_steps = shards->g_version;
     s.d_steps = shards->d_version;
     s.rejected = shards->rejected;
+  }
+  if (const std::optional<EvalReading>& e = monitor.last_eval()) {
+    s.eval_network = e->network;
+    s.eval_fid = e->fid;
+    s.eval_g_version = e->g_version;
+    s.eval_rounds = e->rounds;
   }
   s.train_s =
       start.workers_started ? absl::ToDoubleSeconds(train_end - start.at) : 0;
@@ -288,7 +320,7 @@ absl::StatusOr<std::string> FindBinDir(const std::string& flag) {
       "\nbuild them with: bazel build //server:paragan_server "
       "//dataloader:paragan_data //worker/distributed:paragan_worker "
       "//worker/train:paragan_init //worker/train:paragan_sample "
-      "(or pass --bin_dir=<bazel-bin>)"));
+      "//worker/eval:paragan_eval (or pass --bin_dir=<bazel-bin>)"));
 }
 
 absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
@@ -345,6 +377,30 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
     // holds no model code). The group drained its output: every line is in.
     absl::MutexLock lock(&tools.mu);
     s.outputs = tools.wrote["export"];
+  }
+  {
+    absl::MutexLock lock(&tools.mu);
+    auto final_eval = tools.result.find("eval-final");
+    if (final_eval != tools.result.end()) {
+      std::map<std::string, std::string>& r = final_eval->second;
+      s.final_fid_network = r["network"];
+      if (!absl::SimpleAtod(r["fid"], &s.final_fid) ||
+          !absl::SimpleAtoi(r["g_step"], &s.final_fid_g_step) ||
+          !absl::SimpleAtoi(r["samples"], &s.final_fid_samples)) {
+        s.final_fid_samples = 0;  // not a line we understand: leave it out
+      }
+    }
+  }
+  auto final_eval_status = tasks.find("eval-final");
+  if (final_eval_status != tasks.end() && !final_eval_status->second.ok()) {
+    // Not the run's failure: training and its outputs are fine.
+    Loud(absl::StrCat("the final evaluation failed: ",
+                      final_eval_status->second.message(), " (see ",
+                      job.log_dir, "/eval-final.log)"));
+  }
+  for (const char* f : {"/fid.csv", "/fid.png"}) {
+    if (access((o.out_dir + f).c_str(), R_OK) == 0)
+      s.outputs.push_back(o.out_dir + f);
   }
   for (int i = 0; i < o.num_shards; ++i) {
     const std::string ck =

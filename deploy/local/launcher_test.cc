@@ -109,6 +109,13 @@ RunSummary ExampleSummary() {
   s.g_loss = 0.5;
   s.rejected = 2;
   s.worker_img_s = {{"w0", 500}, {"w1", 510}};
+  s.eval_network = s.final_fid_network = "fmnist-cnn";
+  s.eval_fid = 60.5;
+  s.eval_g_version = 900;
+  s.eval_rounds = 4;
+  s.final_fid = 41.25;
+  s.final_fid_g_step = 1000;
+  s.final_fid_samples = 10000;
   s.processes = {{"shard0", 10, "exit 0", true}, {"w1", 12, "exit 3", false}};
   s.outputs = {"runs/x/samples.npy"};
   s.error = "a \"quoted\"\nerror";
@@ -123,6 +130,8 @@ TEST(Summary, TextNamesEverything) {
         "G steps (G table version) 1000, D steps 1001; 998 G steps in this run",
         "images/s 1064.5", "w0: 500.0 img/s", "final losses D 1.5000 G 0.5000",
         "rejected pushes 2", "exit 3  <-- unexpected", "ERROR: a",
+        "last live FID(fmnist-cnn) 60.500 at G step 900 (4 evaluations",
+        "final FID(fmnist-cnn) 41.250 at G step 1000 (10000 samples)",
         "runs/x/samples.npy"}) {
     EXPECT_NE(t.find(want), std::string::npos) << want << "\n" << t;
   }
@@ -132,6 +141,8 @@ TEST(Summary, JsonIsWellFormedEnough) {
   const std::string j = SummaryJson(ExampleSummary());
   EXPECT_NE(j.find("\"g_steps\": 1000,"), std::string::npos) << j;
   EXPECT_NE(j.find("\"momentum_compensation\": true,"), std::string::npos) << j;
+  EXPECT_NE(j.find("\"final_fid\": 41.25,"), std::string::npos) << j;
+  EXPECT_NE(j.find("\"final_fid_samples\": 10000,"), std::string::npos) << j;
   EXPECT_NE(j.find("\"images_per_s\": 1064.53,"), std::string::npos) << j;
   EXPECT_NE(j.find("\"worker_images_per_s\": {\"w0\": 500, \"w1\": 510}"),
             std::string::npos)

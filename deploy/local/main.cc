@@ -10,6 +10,9 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <system_error>
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -77,6 +80,23 @@ ABSL_FLAG(std::string, ps_flags, "",
           "extra flags for every shard, e.g. \"--g_lr=2e-4\"");
 ABSL_FLAG(std::string, data_flags, "", "extra flags for the data service");
 ABSL_FLAG(std::string, worker_flags, "", "extra flags for every worker");
+ABSL_FLAG(double, eval_every_s, -1,
+          "seconds between live FID evaluations of the shards' EMA generator "
+          "(fid.csv, fid.png, the progress line); 0: no evaluator; -1: 60 "
+          "with --dataset=fashion_mnist, else 0");
+ABSL_FLAG(int64_t, eval_samples, 2000,
+          "samples per live evaluation (few, so rounds are frequent: FID "
+          "is biased upward at small N, compare curves at equal N)");
+ABSL_FLAG(int64_t, eval_final_samples, 10000,
+          "samples of the final evaluation after training (0: none)");
+ABSL_FLAG(std::string, eval_network, "fmnist-cnn",
+          "feature network of the live evaluator (paragan_eval --network)");
+ABSL_FLAG(std::string, eval_reference, "",
+          "reference statistics of the evaluator (computed there before "
+          "training when missing); default: paragan_eval's per-user cache, "
+          "$XDG_CACHE_HOME or ~/.cache/paragan/reference/"
+          "<network>.fashion_mnist-train.pgt");
+ABSL_FLAG(std::string, eval_flags, "", "extra flags for the live evaluator");
 ABSL_FLAG(std::string, kill_process, "",
           "test hook: SIGKILL this child (w1, shard0, data) after "
           "--kill_after_s seconds of training");
@@ -85,6 +105,7 @@ ABSL_FLAG(double, kill_after_s, 20, "see --kill_process");
 namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -135,6 +156,13 @@ int main(int argc, char** argv) {
   o.ps_flags = absl::GetFlag(FLAGS_ps_flags);
   o.data_flags = absl::GetFlag(FLAGS_data_flags);
   o.worker_flags = absl::GetFlag(FLAGS_worker_flags);
+  o.eval_every_s = absl::GetFlag(FLAGS_eval_every_s);
+  if (o.eval_every_s < 0) o.eval_every_s = o.dataset == "fashion_mnist" ? 60 : 0;
+  o.eval_samples = absl::GetFlag(FLAGS_eval_samples);
+  o.eval_final_samples = absl::GetFlag(FLAGS_eval_final_samples);
+  o.eval_network = absl::GetFlag(FLAGS_eval_network);
+  o.eval_reference = absl::GetFlag(FLAGS_eval_reference);
+  o.eval_flags = absl::GetFlag(FLAGS_eval_flags);
   o.kill_process = absl::GetFlag(FLAGS_kill_process);
   o.kill_after_s = absl::GetFlag(FLAGS_kill_after_s);
 

@@ -104,8 +104,8 @@ ProgressAggregator::Totals ProgressAggregator::Compute() const {
 }
 
 std::string ProgressAggregator::FormatLine(
-    double elapsed_s, const Totals& t,
-    const std::optional<ShardTotals>& shards) {
+    double elapsed_s, const Totals& t, const std::optional<ShardTotals>& shards,
+    const std::optional<EvalReading>& eval) {
   const int64_t g = shards ? shards->g_version : t.g_version;
   const int64_t d = shards ? shards->d_version : t.d_version;
   const int64_t rejected = shards ? shards->rejected : t.rejected;
@@ -132,7 +132,40 @@ std::string ProgressAggregator::FormatLine(
                              " | staleness D %.2f G %.2f | rejected %d",
                              t.img_s, absl::StrJoin(per, ", "), t.d_loss,
                              t.g_loss, t.staleness_d, t.staleness_g, rejected));
+  if (eval) {
+    absl::StrAppend(&line, absl::StrFormat(" | FID(%s) %.2f @G %d",
+                                           eval->network, eval->fid,
+                                           eval->g_version));
+  }
   return line;
+}
+
+absl::StatusOr<EvalReading> EvalReadingFromMetrics(absl::string_view text) {
+  absl::StatusOr<std::vector<MetricSample>> samples = ParseMetricsText(text);
+  if (!samples.ok()) return samples.status();
+  EvalReading r;
+  bool found = false;
+  for (const MetricSample& m : *samples) {
+    if (m.name != "paragan_eval_fid") continue;
+    auto it = m.labels.find("network");
+    r.network = it == m.labels.end() ? "?" : it->second;
+    r.fid = m.value;
+    found = true;
+    break;
+  }
+  const double rounds =
+      FindMetric(*samples, "paragan_eval_rounds_total").value_or(0);
+  if (!found || rounds < 1)
+    return absl::NotFoundError("the evaluator has not finished a round yet");
+  const std::map<std::string, std::string> net = {{"network", r.network}};
+  r.kid = FindMetric(*samples, "paragan_eval_kid", net).value_or(0);
+  r.is = FindMetric(*samples, "paragan_eval_is", net).value_or(0);
+  r.g_version = static_cast<int64_t>(
+      FindMetric(*samples, "paragan_eval_g_version").value_or(0));
+  r.rounds = static_cast<int64_t>(rounds);
+  r.errors = static_cast<int64_t>(
+      FindMetric(*samples, "paragan_eval_errors_total").value_or(0));
+  return r;
 }
 
 // ---------------------------------------------------------------------------
@@ -335,6 +368,14 @@ std::optional<ShardTotals> Monitor::QueryShards() {
   }
   last_shards_ = t;
   return t;
+}
+
+void Monitor::ScrapeEval(const std::string& address) {
+  absl::StatusOr<std::string> page =
+      HttpGet(address, "/metrics", absl::Seconds(2));
+  if (!page.ok()) return;
+  absl::StatusOr<EvalReading> r = EvalReadingFromMetrics(*page);
+  if (r.ok()) last_eval_ = *r;
 }
 
 void Monitor::SetWorkerState(const std::string& worker,

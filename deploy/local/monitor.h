@@ -48,6 +48,17 @@ struct WorkerProgress {
   int64_t rejected = 0;
 };
 
+// The live evaluator's latest result (paragan_eval's /metrics page,
+// worker/eval/live_eval.h).
+struct EvalReading {
+  std::string network;  // the paragan_eval_fid series' network label
+  double fid = 0, kid = 0, is = 0;
+  int64_t g_version = 0;
+  int64_t rounds = 0, errors = 0;
+};
+// NotFound until the page has a paragan_eval_fid series (no round done).
+absl::StatusOr<EvalReading> EvalReadingFromMetrics(absl::string_view text);
+
 // The latest progress of every worker and their states, folded into one
 // line a newcomer can read.
 class ProgressAggregator {
@@ -75,8 +86,11 @@ class ProgressAggregator {
   // (w0 205, w1 205) | losses D 1.234 G 0.876 | staleness D 0.9 G 0.8 |
   // rejected 0". `shards`, when given, supplies the versions and rejected
   // counts (the servers' truth); otherwise the workers' views are used.
-  static std::string FormatLine(double elapsed_s, const Totals& totals,
-                                const std::optional<ShardTotals>& shards);
+  // `eval`, when given, appends "| FID(fmnist-cnn) 45.21 @G 1200".
+  static std::string FormatLine(
+      double elapsed_s, const Totals& totals,
+      const std::optional<ShardTotals>& shards,
+      const std::optional<EvalReading>& eval = std::nullopt);
 
  private:
   std::map<std::string, WorkerProgress> latest_;
@@ -142,6 +156,11 @@ class Monitor {
       bool only_unread = false);
   ProgressAggregator::Totals Totals() const { return progress_.Compute(); }
 
+  // Reads the live evaluator's page at `address` (host:port); a failed
+  // read keeps the last reading.
+  void ScrapeEval(const std::string& address);
+  const std::optional<EvalReading>& last_eval() const { return last_eval_; }
+
  private:
   struct Reading {
     WorkerCounters counters;
@@ -149,6 +168,7 @@ class Monitor {
   };
   std::vector<std::unique_ptr<ParameterServerClient>> clients_;
   std::optional<ShardTotals> last_shards_;
+  std::optional<EvalReading> last_eval_;
   std::map<std::string, Reading> readings_;
   std::map<std::string, WorkerProgress> progress_by_worker_;
   std::set<std::string> reporting_;  // on the progress line

@@ -185,6 +185,41 @@ class FakeHttp {
   std::thread thread_;
 };
 
+TEST(EvalReading, FromTheEvaluatorsPage) {
+  const std::string page =
+      "# TYPE paragan_eval_fid gauge\n"
+      "paragan_eval_fid{network=\"fmnist-cnn\"} 45.25\n"
+      "paragan_eval_kid{network=\"fmnist-cnn\"} 0.031\n"
+      "paragan_eval_is{network=\"fmnist-cnn\"} 6.5\n"
+      "paragan_eval_g_version 1200\n"
+      "paragan_eval_rounds_total 3\n"
+      "paragan_eval_errors_total 1\n";
+  absl::StatusOr<EvalReading> r = EvalReadingFromMetrics(page);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->network, "fmnist-cnn");
+  EXPECT_DOUBLE_EQ(r->fid, 45.25);
+  EXPECT_DOUBLE_EQ(r->kid, 0.031);
+  EXPECT_DOUBLE_EQ(r->is, 6.5);
+  EXPECT_EQ(r->g_version, 1200);
+  EXPECT_EQ(r->rounds, 3);
+  EXPECT_EQ(r->errors, 1);
+  ProgressAggregator agg;
+  agg.SetState("w0", "running");
+  WorkerProgress w;
+  w.worker = "w0";
+  w.img_s = 100;
+  agg.Update(w);
+  const std::string line =
+      ProgressAggregator::FormatLine(10, agg.Compute(), std::nullopt, *r);
+  EXPECT_NE(line.find("| FID(fmnist-cnn) 45.25 @G 1200"), std::string::npos)
+      << line;
+  // Before the first round the gauges exist but mean nothing.
+  EXPECT_FALSE(EvalReadingFromMetrics(
+                   "paragan_eval_fid{network=\"fmnist-cnn\"} 0\n"
+                   "paragan_eval_rounds_total 0\n")
+                   .ok());
+}
+
 TEST(HttpGet, BodyOfAnOkAnswer) {
   FakeHttp server(
       {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",

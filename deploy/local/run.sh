@@ -10,6 +10,6 @@ cd "$(dirname "$0")/../.."
 bash deploy/setup.sh
 bazel build //deploy/local:paragan_local //server:paragan_server \
   //dataloader:paragan_data //worker/distributed:paragan_worker \
-  //worker/train:paragan_init //worker/train:paragan_sample
+  //worker/train:paragan_init //worker/train:paragan_sample //worker/eval:paragan_eval
 exec bazel-bin/deploy/local/paragan_local --model=dcgan32 --dataset=fashion_mnist \
   --data_dir=/usr/share/datasets/fashion-mnist --out_dir=runs/local "$@"

@@ -76,9 +76,22 @@ std::string SummaryText(const RunSummary& s) {
   absl::StrAppendFormat(&out, "mean staleness D %.3f G %.3f\n", s.staleness_d,
                         s.staleness_g);
   absl::StrAppendFormat(&out, "rejected pushes %d\n", s.rejected);
+  if (s.eval_rounds > 0) {
+    absl::StrAppendFormat(&out,
+                          "last live FID(%s) %.3f at G step %d (%d "
+                          "evaluations, fid.csv)\n",
+                          s.eval_network, s.eval_fid, s.eval_g_version,
+                          s.eval_rounds);
+  }
+  if (s.final_fid_samples > 0) {
+    absl::StrAppendFormat(&out,
+                          "final FID(%s) %.3f at G step %d (%d samples)\n",
+                          s.final_fid_network, s.final_fid, s.final_fid_g_step,
+                          s.final_fid_samples);
+  }
   absl::StrAppend(&out, "processes:\n");
   for (const ProcessReport& p : s.processes) {
-    absl::StrAppendFormat(&out, "  %-8s pid %-7d %s%s\n", p.name, p.pid, p.exit,
+    absl::StrAppendFormat(&out, "  %-10s pid %-7d %s%s\n", p.name, p.pid, p.exit,
                           p.ok ? "" : "  <-- unexpected");
   }
   if (!s.outputs.empty()) {
@@ -122,6 +135,18 @@ std::string SummaryJson(const RunSummary& s) {
   num("staleness_d", s.staleness_d);
   num("staleness_g", s.staleness_g);
   integer("rejected_pushes", s.rejected);
+  if (s.eval_rounds > 0) {
+    str("eval_network", s.eval_network);
+    num("eval_fid", s.eval_fid);
+    integer("eval_g_version", s.eval_g_version);
+    integer("eval_rounds", s.eval_rounds);
+  }
+  if (s.final_fid_samples > 0) {
+    str("final_fid_network", s.final_fid_network);
+    num("final_fid", s.final_fid);
+    integer("final_fid_g_step", s.final_fid_g_step);
+    integer("final_fid_samples", s.final_fid_samples);
+  }
   out += "  \"worker_images_per_s\": {";
   bool first = true;
   for (const auto& [id, r] : s.worker_img_s) {

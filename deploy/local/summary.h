@@ -32,6 +32,14 @@ struct RunSummary {
   double d_loss = 0, g_loss = 0, d_real = 0, d_fake = 0;
   double staleness_d = 0, staleness_g = 0;
   int64_t rejected = 0;
+  // The live evaluator's last result; eval_rounds 0: none finished.
+  std::string eval_network;
+  double eval_fid = 0;
+  int64_t eval_g_version = 0, eval_rounds = 0;
+  // The final evaluation after training (final_fid_samples 0: none).
+  std::string final_fid_network;
+  double final_fid = 0;
+  int64_t final_fid_g_step = 0, final_fid_samples = 0;
   std::map<std::string, double> worker_img_s;
   std::vector<ProcessReport> processes;
   std::vector<std::string> outputs;  // files written
