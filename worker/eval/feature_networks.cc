@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "worker/eval/fmnist_cnn.h"
+#include "worker/eval/fmnist_cnn_weights.h"
 
 namespace paragan::eval {
 namespace {
@@ -12,7 +13,11 @@ namespace {
 absl::StatusOr<std::unique_ptr<FeatureNetwork>> OpenFmnistCnn(
     const std::string& weights, Backend* backend) {
   auto net = std::make_unique<FmnistCnn>(backend);
-  absl::StatusOr<FmnistCnnInfo> info = net->Load(weights);
+  absl::StatusOr<FmnistCnnInfo> info =
+      weights == kBuiltinWeights
+          ? net->LoadBytes(EmbeddedFmnistCnnWeights(),
+                           "the built-in fmnist-cnn weights")
+          : net->Load(weights);
   if (!info.ok()) return info.status();
   return std::unique_ptr<FeatureNetwork>(std::move(net));
 }
@@ -24,7 +29,7 @@ const std::vector<FeatureNetworkEntry>& FeatureNetworkTable() {
       {kFmnistCnnName,
        "the project's Fashion-MNIST classifier (128-d features, 1x32x32 "
        "input; paragan_train_fmnist_cnn)",
-       "worker/eval/fmnist_cnn.pgt", &OpenFmnistCnn},
+       kBuiltinWeights, &OpenFmnistCnn},
   };
   return *table;
 }

@@ -14,6 +14,10 @@
 
 namespace paragan::eval {
 
+// The default_weights of a network whose weights are compiled into the
+// binary (it runs from any directory, and in a container without files).
+inline constexpr char kBuiltinWeights[] = "<built-in>";
+
 struct FeatureNetworkEntry {
   const char* name;
   const char* description;

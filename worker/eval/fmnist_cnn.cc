@@ -155,6 +155,19 @@ absl::Status FmnistCnn::Save(const std::string& path,
 absl::StatusOr<FmnistCnnInfo> FmnistCnn::Load(const std::string& path) {
   absl::StatusOr<std::vector<NamedArray>> arrays = ReadTensorFile(path);
   if (!arrays.ok()) return arrays.status();
+  return LoadArrays(*arrays, path);
+}
+
+absl::StatusOr<FmnistCnnInfo> FmnistCnn::LoadBytes(absl::string_view bytes,
+                                                   const std::string& source) {
+  absl::StatusOr<std::vector<NamedArray>> arrays = ParseTensors(bytes, source);
+  if (!arrays.ok()) return arrays.status();
+  return LoadArrays(*arrays, source);
+}
+
+absl::StatusOr<FmnistCnnInfo> FmnistCnn::LoadArrays(
+    const std::vector<NamedArray>& arrays_in, const std::string& path) {
+  const std::vector<NamedArray>* arrays = &arrays_in;
   auto refuse = [&](const std::string& why) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": not fmnist-cnn v", kFmnistCnnVersion,

@@ -22,6 +22,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/tensor_io.h"
 #include "common/tensor.h"
 #include "worker/engine/backend.h"
 #include "worker/engine/layers.h"
@@ -87,11 +89,16 @@ class FmnistCnn : public FeatureNetwork {
   // misshapen tensor, or non-finite weights (the error names which); the
   // weights are unchanged then.
   absl::StatusOr<FmnistCnnInfo> Load(const std::string& path);
+  // The same from a file's bytes (`source` names them in errors).
+  absl::StatusOr<FmnistCnnInfo> LoadBytes(absl::string_view bytes,
+                                          const std::string& source);
 
   ParamStore* params() { return &store_; }
   Backend* backend() const { return b_; }
 
  private:
+  absl::StatusOr<FmnistCnnInfo> LoadArrays(
+      const std::vector<NamedArray>& arrays, const std::string& path);
   Backend* b_;
   ParamStore store_;
   Conv2d conv1_, conv2_, conv3_;
