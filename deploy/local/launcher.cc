@@ -32,10 +32,12 @@ bool IsExecutable(const std::string& path) {
          access(path.c_str(), X_OK) == 0;
 }
 
-std::vector<std::string> MissingBinaries(const std::string& dir) {
+std::vector<std::string> MissingBinaries(const std::string& dir,
+                                         bool with_eval) {
   std::vector<std::string> missing;
-  for (const char* b :
-       {kServerBin, kDataBin, kWorkerBin, kInitBin, kSampleBin, kEvalBin}) {
+  for (const char* b : {kServerBin, kDataBin, kWorkerBin, kInitBin, kSampleBin,
+                        kEvalBin}) {
+    if (b == kEvalBin && !with_eval) continue;
     if (!IsExecutable(dir + "/" + b)) missing.push_back(b);
   }
   return missing;
@@ -294,7 +296,8 @@ void FillSummary(const LauncherOptions& o, const TrainingStart& start,
 
 }  // namespace
 
-absl::StatusOr<std::string> FindBinDir(const std::string& flag) {
+absl::StatusOr<std::string> FindBinDir(const std::string& flag,
+                                       bool with_eval) {
   std::vector<std::string> candidates;
   if (!flag.empty()) {
     candidates.push_back(flag);
@@ -310,7 +313,7 @@ absl::StatusOr<std::string> FindBinDir(const std::string& flag) {
   }
   std::string report;
   for (const std::string& dir : candidates) {
-    const std::vector<std::string> missing = MissingBinaries(dir);
+    const std::vector<std::string> missing = MissingBinaries(dir, with_eval);
     if (missing.empty()) return dir;
     absl::StrAppend(&report, "\n  ", dir, ": missing ",
                     absl::StrJoin(missing, ", "));
@@ -335,7 +338,7 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   summary->num_shards = o.num_shards;
   summary->batch_size = o.batch_size;
   PG_RETURN_IF_ERROR(ValidateOptions(o));
-  PG_ASSIGN_OR_RETURN(const std::string bin, FindBinDir(o.bin_dir));
+  PG_ASSIGN_OR_RETURN(const std::string bin, FindBinDir(o.bin_dir, o.eval_every_s > 0));
   PG_ASSIGN_OR_RETURN(const Job job, DescribeJob(o, bin));
   PG_RETURN_IF_ERROR(Mkdirs(job.log_dir));
   PG_RETURN_IF_ERROR(Mkdirs(o.out_dir + "/ps"));

@@ -32,7 +32,9 @@ namespace local {
 // set, else derived from this executable's path
 // (<bin>/deploy/local/paragan_local), else ./bazel-bin. The error names the
 // missing binaries and the bazel command that builds them.
-absl::StatusOr<std::string> FindBinDir(const std::string& flag);
+// `with_eval`: paragan_eval is needed too (the job has an evaluator).
+absl::StatusOr<std::string> FindBinDir(const std::string& flag,
+                                       bool with_eval = true);
 
 // Runs everything; returns when the run ended and the outputs are written.
 // `stop` becomes true on SIGINT/SIGTERM (the caller's handler). The status is
