@@ -15,7 +15,7 @@ rm -rf "$out/paragan" "$out/pytorch"
 mkdir -p "$out"
 bazel-bin/worker/train/paragan_train --model=dcgan32 --data_dir=$data --threads="$threads" \
   --steps=100000000 --max_seconds="$seconds" --log_every=500 --sample_every=0 \
-  --checkpoint_every=0 --resume=false --out_dir="$out/paragan" | tee "$out/paragan.log"
+  --checkpoint_every=0 --resume=false --eval_every_s=0 --out_dir="$out/paragan" | tee "$out/paragan.log"
 /usr/bin/python3 tests/pytorch/train_reference.py --data $data --seconds "$seconds" \
   --threads "$threads" --log-every 60 --out "$out/pytorch" | tee "$out/pytorch.log"
 echo "grids: $out/paragan/samples.png $out/pytorch/samples_grid.png"

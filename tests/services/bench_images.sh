@@ -22,7 +22,7 @@ if [[ " $RUNS " == *" single "* ]]; then
 "$B/worker/train/paragan_train" --model=dcgan32 --dataset=fashion_mnist \
   --steps=100000 --max_seconds="$SECS" --threads="$THREADS" --log_every=50 \
   --sample_every=100000 --checkpoint_every=100000 --num_samples=10 \
-  --resume=false --out_dir="$OUT/single" > "$OUT/single.log" 2>&1 || true
+  --resume=false --eval_every_s=0 --out_dir="$OUT/single" > "$OUT/single.log" 2>  --resume=false --out_dir="$OUT/single" > "$OUT/single.log" 2>&1 || true1 || true
 SINGLE=$(python3 - "$OUT/single.log" <<'PY'
 import re, sys
 v = [float(m.group(1)) for m in re.finditer(r"\|\s+([0-9.]+) img/s", open(sys.argv[1]).read())]
@@ -52,7 +52,7 @@ for W in $RUNS; do
   TPW=$(( THREADS / W )); [ "$TPW" -ge 1 ] || TPW=1
   "$B/deploy/local/paragan_local" --model=dcgan32 --num_workers=$W --num_shards=2 \
     --threads_per_worker=$TPW --batch_size=64 --steps=0 --minutes=$(awk "BEGIN{print $SECS/60}") \
-    --progress_s=5 --log_every=20 --num_samples=10 --out_dir="$OUT/local$W" ${LAUNCHER_FLAGS:-} \
+    --progress_s=5 --log_every=20 --num_samples=10 --eval_every_s=0 --out_dir="$OUT/local$W" ${LAUNCHER_FLAGS:-} \
     > "$OUT/local$W.log" 2>&1 || true
   R=$(rate "$OUT/local$W.log")
   echo "services, $W worker(s) x $TPW thread(s) + 2 shards + data service: $R img/s (summary: $(grep -m1 '^images/s' "$OUT/local$W/summary.txt" | cut -d' ' -f2) incl. start-up)"
