@@ -247,7 +247,10 @@ ProcessSpec EvalFinalSpec(const LauncherOptions& o, const std::string& bin) {
              absl::StrCat("--data_dir=", o.data_dir),
              absl::StrCat("--csv=", o.out_dir, "/fid.csv"),
              absl::StrCat("--plot=", o.out_dir, "/fid.png"),
-             absl::StrCat("--seed=", o.seed + 1)};
+             absl::StrCat("--seed=", o.seed + 1),
+             // When no live round finished, the row still lands on the
+             // training clock (the launcher fills this in).
+             "--origin_unix_s=${run.train_start_unix_s}"};
   // "": paragan_eval's per-user cache (DefaultReferencePath).
   if (!o.eval_reference.empty())
     p.flags.push_back(absl::StrCat("--reference=", o.eval_reference));

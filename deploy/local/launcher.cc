@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -349,9 +350,18 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   go.probes = {{Readiness::Check::kShardState, ShardAnswers},
                {Readiness::Check::kMetrics, MetricsAnswer}};
   go.on_line = ToolLineHandler(&tools);
+  TrainingStart start;
+  // The final evaluation's row lands on the training clock.
+  go.resolve_other = [&start](const PortRef& ref) -> absl::StatusOr<std::string> {
+    if (ref.process == "run" && ref.port == "train_start_unix_s") {
+      return absl::StrFormat("%.3f", absl::ToDoubleSeconds(
+                                         start.at - absl::UnixEpoch()));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown reference ${", ref.process, ".", ref.port, "}"));
+  };
   ProcessGroup group(job, std::move(go));
   Monitor monitor;
-  TrainingStart start;
 
   // A failure anywhere still stops the processes and writes the summary.
   absl::Status run_status = StartAll(o, job, &group, &monitor, &start);

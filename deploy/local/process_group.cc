@@ -307,6 +307,10 @@ absl::Status ProcessGroup::StartProcess(Proc* p) {
   for (const std::string& flag : p->spec.flags) {
     PG_ASSIGN_OR_RETURN(std::string resolved,
                         ResolveFlag(flag, [this](const PortRef& ref) {
+                          if (Find(ref.process) == nullptr &&
+                              options_.resolve_other) {
+                            return options_.resolve_other(ref);
+                          }
                           return Address(ref.process, ref.port);
                         }));
     argv.push_back(std::move(resolved));

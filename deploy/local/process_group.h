@@ -114,6 +114,9 @@ class ProcessGroup {
     LineFn on_line;
     std::ostream* report = nullptr;  // death reports, notices; null: cerr
     std::string prefix = "paragan_local: ";  // of notices
+    // Resolves a ${name.key} whose name is no process (e.g. the launcher's
+    // own ${run.train_start_unix_s}); null: such a reference is an error.
+    std::function<absl::StatusOr<std::string>(const PortRef&)> resolve_other;
   };
 
   ProcessGroup(const Job& job, Options options);

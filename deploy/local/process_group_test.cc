@@ -118,6 +118,30 @@ TEST_F(ProcessGroupTest, StagesPortsAndReferences) {
   EXPECT_EQ(report_.str(), "");
 }
 
+TEST_F(ProcessGroupTest, ReferencesToNoProcessGoToResolveOther) {
+  ProcessSpec& t = Add("t", "one", "echo got $0");
+  t.flags.push_back("at=${run.start}");
+  t.lifecycle = Lifecycle::kStartTask;
+  t.readiness.check = Readiness::Check::kExitedZero;
+  ProcessSpec& u = Add("u", "two", "echo got $0");
+  u.flags.push_back("${run.unknown}");
+  u.lifecycle = Lifecycle::kStartTask;
+  u.readiness.check = Readiness::Check::kExitedZero;
+  ProcessGroup::Options o = Options();
+  o.resolve_other = [](const PortRef& ref) -> absl::StatusOr<std::string> {
+    if (ref.process == "run" && ref.port == "start") return "1234.5";
+    return absl::InvalidArgumentError("unknown " + ref.port);
+  };
+  ProcessGroup group(job_, o);
+  ASSERT_TRUE(group.StartStage("one").ok());
+  EXPECT_NE(Slurp(dir_ + "/t.log").find("got at=1234.5"), std::string::npos)
+      << Slurp(dir_ + "/t.log");
+  absl::Status st = group.StartStage("two");
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("unknown unknown"), std::string::npos) << st;
+  group.Shutdown({});
+}
+
 TEST_F(ProcessGroupTest, ReadinessTimeout) {
   ProcessSpec& s = Add("silent", "one", "exec sleep 30");
   s.ports = {{"grpc", PortSpec::Source::kPortFile, dir_ + "/never", ""}};

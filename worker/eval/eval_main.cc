@@ -58,6 +58,9 @@ ABSL_FLAG(std::string, plot, "", "--csv: redraw this fid.png after each row");
 ABSL_FLAG(double, row_wall_s, -1,
           "--csv: the row's wall time in seconds, for samples another "
           "trainer saved at a known time (default: now, on the log's clock)");
+ABSL_FLAG(double, origin_unix_s, 0,
+          "--csv: when the log has no rows yet, the unix time its clock "
+          "starts at (0: the row's wall time is 0)");
 ABSL_FLAG(int64_t, row_g_step, -1,
           "--csv: the row's G step (default: the checkpoint's or servers', "
           "else 0)");
@@ -124,6 +127,14 @@ void PrintResultLine(const ev::FidRow& row) {
               static_cast<long long>(row.g_step),
               static_cast<long long>(row.num_samples));
   std::fflush(stdout);
+}
+
+// A one-shot row's time on the curve's clock: the log's (its first row
+// fixes it), else --origin_unix_s's.
+double WallSeconds(const ev::FidLog* log, double now_unix) {
+  if (log && !log->rows().empty()) return log->WallSecondsAt(now_unix);
+  const double origin = absl::GetFlag(FLAGS_origin_unix_s);
+  return origin > 0 ? now_unix - origin : 0;
 }
 
 std::atomic<bool> g_stop{false};
@@ -286,7 +297,7 @@ int main(int argc, char** argv) {
     }
     const double now_unix =
         absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
-    auto row = live.EvaluateOnce(log ? log->WallSecondsAt(now_unix) : 0);
+    auto row = live.EvaluateOnce(WallSeconds(log.get(), now_unix));
     if (!row.ok()) return Fail(row.status());
     PrintResultLine(*row);
     return 0;
@@ -323,7 +334,7 @@ int main(int argc, char** argv) {
   const int64_t row_g_step = absl::GetFlag(FLAGS_row_g_step);
   const ev::FidRow row = ev::FidRowFromResult(
       *r,
-      row_wall_s >= 0 ? row_wall_s : log ? log->WallSecondsAt(now_unix) : 0,
+      row_wall_s >= 0 ? row_wall_s : WallSeconds(log.get(), now_unix),
       now_unix, row_g_step >= 0 ? row_g_step : checkpoint_step,
       r->features_seconds + r->metrics_seconds);
   if (log) {
