@@ -64,6 +64,12 @@ def main():
     ap.add_argument("--no-attention", action="store_true")
     ap.add_argument("--g-samples", action="store_true",
                     help="sample from G itself instead of its EMA (the default, as paragan_train)")
+    ap.add_argument("--snapshot-every", type=float, default=0,
+                    help="seconds of training between EMA sample snapshots "
+                         "(<out>/snapshots/t<seconds>_step<step>.npy, uint8, for "
+                         "paragan_eval); the time taken to write them is not "
+                         "counted as training time; 0: none")
+    ap.add_argument("--snapshot-samples", type=int, default=2000)
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -97,8 +103,27 @@ def main():
                 idx = perm[i:i + B]
                 yield X[idx], Y[idx]
 
+    def ema_samples(n, seed):
+        Gs = G if (ema is None or a.g_samples) else ema.G_ema
+        was_training = Gs.training
+        Gs.eval()
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, 128, generator=g)
+        y = torch.arange(n) % 10
+        with torch.no_grad():
+            if a.model == "dcgan32":
+                out = torch.cat([Gs(z[i:i + 200]) for i in range(0, n, 200)])
+            else:
+                out = torch.cat([Gs(z[i:i + 200], y[i:i + 200], update_u=False)
+                                 for i in range(0, n, 200)])
+        Gs.train(was_training)
+        return pr.to_uint8(out[:, 0])
+
     it = batches()
     step = 0
+    next_snapshot = a.snapshot_every
+    if a.snapshot_every > 0:
+        os.makedirs(os.path.join(a.out, "snapshots"), exist_ok=True)
     t_start = time.perf_counter()
     t_log = t_start
     steps_at_log = 0
@@ -117,6 +142,15 @@ def main():
             d_loss, g_loss = pr.biggan_train_step(G, D, optG, optD, bl, 10, loss=a.loss, ema=ema)
         step += 1
         now = time.perf_counter()
+        if a.snapshot_every > 0 and now - t_start >= next_snapshot:
+            t_train = now - t_start
+            np.save(os.path.join(a.out, "snapshots", f"t{t_train:09.3f}_step{step:08d}.npy"),
+                    ema_samples(a.snapshot_samples, 4321))
+            next_snapshot = t_train + a.snapshot_every
+            paused = time.perf_counter() - now
+            t_start += paused  # snapshots are not training time
+            t_log += paused
+            now = time.perf_counter()
         if now - t_log >= a.log_every:
             ips = (step - steps_at_log) * B / (now - t_log)
             print(f"step {step:6d}  t {now - t_start:7.1f}s  {ips:7.1f} imgs/s  "
