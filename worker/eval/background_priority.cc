@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -48,6 +49,39 @@ absl::Status RunThisThreadAt(BackgroundPriority p) {
     return absl::PermissionDeniedError(
         absl::StrCat("sched_setscheduler(SCHED_IDLE): ", std::strerror(errno)));
   return absl::OkStatus();
+}
+
+RoundPriority::RoundPriority(BackgroundPriority p, double escalate_after_s)
+    : p_(p), tid_(static_cast<int>(syscall(SYS_gettid))) {
+  (void)RunThisThreadAt(p_);  // the caller reported failures at start-up
+  if (p_ == BackgroundPriority::kNormal || escalate_after_s <= 0) return;
+  watchdog_ = std::thread([this, escalate_after_s] {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cv_.wait_for(lock,
+                     std::chrono::duration<double>(escalate_after_s),
+                     [this] { return done_; }))
+      return;
+    // Nice first: raising it is always allowed, and an unprivileged thread
+    // may leave SCHED_IDLE only for a nice value its RLIMIT_NICE permits.
+    setpriority(PRIO_PROCESS, static_cast<id_t>(tid_), 19);
+    sched_param param{};
+    if (p_ == BackgroundPriority::kIdle &&
+        sched_setscheduler(tid_, SCHED_OTHER, &param) != 0)
+      return;  // stays idle: nothing better is allowed
+    escalated_.store(true);
+  });
+}
+
+RoundPriority::~RoundPriority() {
+  if (watchdog_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    watchdog_.join();
+  }
+  if (escalated_.load()) (void)RunThisThreadAt(p_);
 }
 
 }  // namespace paragan::eval

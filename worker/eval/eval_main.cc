@@ -69,6 +69,9 @@ ABSL_FLAG(int, metrics_port, -1,
 ABSL_FLAG(std::string, metrics_bind, "127.0.0.1", "metrics address");
 ABSL_FLAG(std::string, metrics_port_file, "",
           "write the metrics port here once serving");
+ABSL_FLAG(double, escalate_after_s, -1,
+          "--every_s: a round still waiting for idle CPU after this many "
+          "seconds finishes at nice 19 (-1: twice --every_s; 0: never)");
 ABSL_FLAG(std::string, priority, "idle",
           "--every_s: how the rounds yield the CPU to training: idle "
           "(SCHED_IDLE: only cycles nothing else wants), nice (19) or "
@@ -256,6 +259,9 @@ int main(int argc, char** argv) {
     lo.seed = absl::GetFlag(FLAGS_seed);
     lo.threads = threads;
     lo.eval = o;
+    lo.priority = every_s > 0 ? *priority : ev::BackgroundPriority::kNormal;
+    const double escalate = absl::GetFlag(FLAGS_escalate_after_s);
+    lo.escalate_after_s = escalate < 0 ? 2 * every_s : escalate;
     auto registry = std::make_shared<prometheus::Registry>();
     const auto process_metrics = paragan::MakeProcessCollectable();
     std::unique_ptr<ev::LiveEvalMetrics> metrics;
@@ -284,6 +290,7 @@ int main(int argc, char** argv) {
       // Only this thread (Linux scheduling is per thread), after the metrics
       // server's threads started: /metrics answers promptly while the
       // rounds run on the cycles training leaves.
+      // Checked once here; RoundPriority applies it to every round.
       if (absl::Status st = ev::RunThisThreadAt(*priority); !st.ok())
         std::fprintf(stderr, "warning: --priority=%s: %s\n",
                      ev::BackgroundPriorityName(*priority).c_str(),

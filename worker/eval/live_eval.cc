@@ -109,7 +109,17 @@ void LiveEvaluator::Run(const std::atomic<bool>* stop) {
       continue;
     }
     next = now + o_.every_s;
-    absl::StatusOr<FidRow> row = EvaluateOnce(now);
+    absl::StatusOr<FidRow> row;
+    {
+      RoundPriority priority(o_.priority, o_.escalate_after_s);
+      row = EvaluateOnce(now);
+      if (priority.escalated() && out_)
+        *out_ << absl::StrFormat(
+                     "eval %.0fs: the round waited %.0f s for idle CPU and "
+                     "finished at nice 19",
+                     now, o_.escalate_after_s)
+              << std::endl;
+    }
     if (!row.ok()) {
       if (metrics_) metrics_->RecordError();
       if (out_)

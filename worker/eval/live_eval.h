@@ -22,6 +22,7 @@
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
+#include "worker/eval/background_priority.h"
 #include "worker/eval/evaluate.h"
 #include "worker/eval/feature_network.h"
 #include "worker/eval/fid_log.h"
@@ -35,6 +36,10 @@ struct LiveEvalOptions {
   double every_s = 60;  // between the starts of two evaluations
   uint64_t seed = 1;  // the samples' z (the same z every round)
   int threads = 1;
+  // Each round's thread priority, and when a starved round escalates to
+  // nice 19 (RoundPriority; 0: never).
+  BackgroundPriority priority = BackgroundPriority::kNormal;
+  double escalate_after_s = 0;
   EvalOptions eval;
 };
 

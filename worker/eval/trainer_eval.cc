@@ -116,7 +116,11 @@ void TrainerEvaluator::Loop() {
       job_.reset();
       busy_ = true;
     }
-    absl::Status st = Score(job, o_.num_samples);
+    absl::Status st;
+    {
+      RoundPriority priority(o_.priority, o_.escalate_after_s);
+      st = Score(job, o_.num_samples);
+    }
     if (!st.ok())
       std::fprintf(stderr, "eval: G step %lld: failed: %s\n",
                    static_cast<long long>(job.step),

@@ -39,6 +39,8 @@ struct TrainerEvalOptions {
   int threads = 1;                // the evaluator's own CPU threads
   // How its thread yields the CPU to training.
   BackgroundPriority priority = BackgroundPriority::kIdle;
+  // A round starved that long finishes at nice 19 (RoundPriority; 0: never).
+  double escalate_after_s = 120;
   std::string csv, png;  // fid.csv / fid.png ("" : none)
   EvalOptions eval;
 };

@@ -114,7 +114,10 @@ TEST(TrainerEvaluator, ScoresWhileTrainingAndAfterWithoutChangingTraining) {
   ASSERT_TRUE(rows.ok()) << rows.status();
   ASSERT_GE(rows->size(), 2u);
   for (size_t i = 0; i + 1 < rows->size(); ++i) {
-    EXPECT_LT((*rows)[i].g_step, (*rows)[i + 1].g_step) << i;
+    // (A time budget can end training right after a live round's step.)
+    EXPECT_LE((*rows)[i].g_step, (*rows)[i + 1].g_step) << i;
+    if (i + 2 < rows->size())
+      EXPECT_LT((*rows)[i].g_step, (*rows)[i + 1].g_step) << i;
     EXPECT_LE((*rows)[i].wall_s, (*rows)[i + 1].wall_s) << i;
     EXPECT_EQ((*rows)[i].num_samples, 200) << i;
   }

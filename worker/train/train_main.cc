@@ -184,6 +184,7 @@ int main(int argc, char** argv) {
     eo.num_samples = absl::GetFlag(FLAGS_eval_samples);
     eo.final_samples = absl::GetFlag(FLAGS_eval_final_samples);
     eo.seed = o.trainer.seed + 1;
+    eo.escalate_after_s = 2 * eval_every_s;
     eo.csv = o.out_dir + "/fid.csv";
     eo.png = o.out_dir + "/fid.png";
     std::error_code ec;

@@ -267,8 +267,9 @@ absl::Status RunTraining(const TrainingRunOptions& o,
     }
     if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
       PG_RETURN_IF_ERROR(save());
+    // (The last step's state is the final evaluation's.)
     if (o.quality && o.eval_every_s > 0 && elapsed >= next_eval &&
-        o.quality->Ready()) {
+        step < o.steps && o.quality->Ready()) {
       PG_ASSIGN_OR_RETURN(std::vector<NamedArray> state, trainer->SaveState());
       o.quality->Observe(std::move(state), step, elapsed);
       next_eval = elapsed + o.eval_every_s;
