@@ -22,12 +22,16 @@ EVAL_S=${EVAL_S:-60}
 SAMPLES=${SAMPLES:-2000}
 data=/usr/share/datasets/fashion-mnist
 seconds=$(awk "BEGIN{print $minutes*60}")
+# NO_BUILD=1: use the binaries already in bazel-bin (e.g. while holding
+# Bazel's lock so that no build shares the CPU with the runs).
+if [ "${NO_BUILD:-0}" != 1 ]; then
 bash deploy/setup.sh
 bazel build //deploy/local:paragan_local //server:paragan_server \
   //dataloader:paragan_data //worker/distributed:paragan_worker \
   //worker/train:paragan_init //worker/train:paragan_sample \
   //worker/train:paragan_train //worker/eval:paragan_eval \
   //worker/eval:paragan_fid_plot >/dev/null 2>&1
+fi
 mkdir -p "$out"
 eval_flags=(--eval_every_s="$EVAL_S" --eval_samples="$SAMPLES" --eval_final_samples="$SAMPLES")
 local_run() {  # name, extra flags

@@ -158,6 +158,9 @@ def main():
             t_log, steps_at_log = now, step
     elapsed = time.perf_counter() - t_start
     ips_total = step * B / elapsed
+    if a.snapshot_every > 0:  # the state at the end, as ParaGAN's final row
+        np.save(os.path.join(a.out, "snapshots", f"t{elapsed:09.3f}_step{step:08d}.npy"),
+                ema_samples(a.snapshot_samples, 4321))
 
     Gs = G if (ema is None or a.g_samples) else ema.G_ema
     Gs.eval()
