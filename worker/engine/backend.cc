@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 
 namespace paragan {
 
@@ -71,6 +72,48 @@ void Backend::DotAccumulate(const Tensor& a, const Tensor& b, Tensor* out) {
   Download(*out, &g);
   g += Dot(a, b);
   Upload(&g, out);
+}
+
+void CheckPool2d(const PoolGeometry& g, const Tensor& x, const Tensor& y) {
+  PG_CHECK(g.kernel >= 1 && g.stride >= 1 && g.padding >= 0 &&
+           2 * g.padding <= g.kernel)
+      << "Pool2d: kernel " << g.kernel << " stride " << g.stride << " padding "
+      << g.padding
+      << " (needs kernel >= 1, stride >= 1, 0 <= padding <= kernel / 2)";
+  PG_CHECK(g.out_h() >= 1 && g.out_w() >= 1 &&
+           g.in_h + 2 * g.padding >= g.kernel &&
+           g.in_w + 2 * g.padding >= g.kernel)
+      << "Pool2d: window " << g.kernel << " (padding " << g.padding
+      << ") larger than the input " << g.in_h << "x" << g.in_w;
+  const Shape want_x = {g.n, g.channels, g.in_h, g.in_w};
+  const Shape want_y = {g.n, g.channels, g.out_h(), g.out_w()};
+  PG_CHECK(x.shape() == want_x && y.shape() == want_y)
+      << "Pool2d: x " << ShapeToString(x.shape()) << " y "
+      << ShapeToString(y.shape()) << ", geometry says " << ShapeToString(want_x)
+      << " -> " << ShapeToString(want_y);
+}
+
+void CheckResizeBilinear(const Tensor& x, const Tensor& y) {
+  PG_CHECK(x.ndim() == 4 && y.ndim() == 4 && x.dim(0) == y.dim(0) &&
+           x.dim(1) == y.dim(1) && x.dim(2) >= 1 && x.dim(3) >= 1 &&
+           y.dim(2) >= 1 && y.dim(3) >= 1)
+      << "ResizeBilinear: x " << ShapeToString(x.shape()) << " y "
+      << ShapeToString(y.shape()) << " (both [N, C, H, W], same N and C)";
+}
+
+std::vector<BilinearTap> BilinearTaps(int in_size, int out_size) {
+  std::vector<BilinearTap> taps(out_size);
+  const float scale = static_cast<float>(in_size) / out_size;
+  for (int o = 0; o < out_size; ++o) {
+    float src = scale * (o + 0.5f) - 0.5f;
+    if (src < 0) src = 0;
+    BilinearTap& t = taps[o];
+    t.i0 = std::min(static_cast<int>(src), in_size - 1);
+    t.i1 = t.i0 + (t.i0 < in_size - 1 ? 1 : 0);
+    t.w1 = std::min(std::max(src - t.i0, 0.0f), 1.0f);
+    t.w0 = 1.0f - t.w1;
+  }
+  return taps;
 }
 
 absl::StatusOr<GpuConvLayout> ParseGpuConvLayout(const std::string& name) {

@@ -12,17 +12,69 @@
 namespace paragan {
 
 // Geometry of a 2-D convolution in canonical layout: x [N, Cin, H, W],
-// w [Cout, Cin, K, K], y [N, Cout, Ho, Wo].
+// w [Cout, Cin, KH, KW], y [N, Cout, Ho, Wo]. Square kernels and padding set
+// `kernel` and `padding` (the first eight fields, as every square use writes
+// them); rectangular ones (InceptionV3's 1x7, 7x1, 1x3, 3x1) also set
+// kernel_h / kernel_w (> 0 overrides `kernel` along that axis) and pad_h /
+// pad_w (>= 0 overrides `padding`). Use kh(), kw(), ph(), pw(): the effective
+// sizes. The stride is the same along both axes. Every pass (forward and both
+// backward ones) supports rectangular geometry on every backend.
 struct ConvGeometry {
   int n = 0, in_channels = 0, in_h = 0, in_w = 0;
   int out_channels = 0, kernel = 0, stride = 1, padding = 0;
-  int out_h() const { return (in_h + 2 * padding - kernel) / stride + 1; }
-  int out_w() const { return (in_w + 2 * padding - kernel) / stride + 1; }
+  int kernel_h = 0, kernel_w = 0, pad_h = -1, pad_w = -1;
+
+  // A rectangular geometry (PyTorch's kernel_size=(kh, kw),
+  // padding=(ph, pw)).
+  static ConvGeometry Rect(int n, int in_channels, int in_h, int in_w,
+                           int out_channels, int kh, int kw, int stride, int ph,
+                           int pw) {
+    ConvGeometry g;
+    g.n = n;
+    g.in_channels = in_channels;
+    g.in_h = in_h;
+    g.in_w = in_w;
+    g.out_channels = out_channels;
+    g.kernel = kh == kw ? kh : 0;
+    g.stride = stride;
+    g.padding = ph == pw ? ph : 0;
+    g.kernel_h = kh;
+    g.kernel_w = kw;
+    g.pad_h = ph;
+    g.pad_w = pw;
+    return g;
+  }
+  int kh() const { return kernel_h > 0 ? kernel_h : kernel; }
+  int kw() const { return kernel_w > 0 ? kernel_w : kernel; }
+  int ph() const { return pad_h >= 0 ? pad_h : padding; }
+  int pw() const { return pad_w >= 0 ? pad_w : padding; }
+  bool square() const { return kh() == kw() && ph() == pw(); }
+  int out_h() const { return (in_h + 2 * ph() - kh()) / stride + 1; }
+  int out_w() const { return (in_w + 2 * pw() - kw()) / stride + 1; }
+  // Equal when the effective geometry is (however it was written).
   bool operator==(const ConvGeometry& o) const {
     return n == o.n && in_channels == o.in_channels && in_h == o.in_h &&
-           in_w == o.in_w && out_channels == o.out_channels &&
-           kernel == o.kernel && stride == o.stride && padding == o.padding;
+           in_w == o.in_w && out_channels == o.out_channels && kh() == o.kh() &&
+           kw() == o.kw() && stride == o.stride && ph() == o.ph() &&
+           pw() == o.pw();
   }
+};
+
+// A 2-D pooling window over [N, C, H, W] (square kernel, stride and
+// padding), PyTorch's max_pool2d / avg_pool2d with ceil_mode=False: output
+// side floor((H + 2 * padding - kernel) / stride) + 1. Padding must be at
+// most kernel / 2 (PyTorch's rule), so every window holds an input element.
+enum class PoolMode {
+  kMax,         // padded positions never win (as -inf)
+  kAvgInclude,  // sum / (kernel * kernel): count_include_pad=True
+  kAvgExclude,  // sum / in-bounds elements: count_include_pad=False
+};
+struct PoolGeometry {
+  int n = 0, channels = 0, in_h = 0, in_w = 0;
+  int kernel = 0, stride = 1, padding = 0;
+  PoolMode mode = PoolMode::kMax;
+  int out_h() const { return (in_h + 2 * padding - kernel) / stride + 1; }
+  int out_w() const { return (in_w + 2 * padding - kernel) / stride + 1; }
 };
 
 enum class Activation { kIdentity, kRelu, kLeakyRelu, kTanh };
@@ -138,6 +190,17 @@ class Backend {
   // [N, C, H, W] -> [N, C] sum over space, and back (broadcast).
   virtual void SpatialSumForward(const Tensor& x, Tensor* y) = 0;
   virtual void SpatialSumBackward(const Tensor& dy, Tensor* dx) = 0;
+  // General pooling, forward only (inference): y [N, C, out_h, out_w] of
+  // x [N, C, in_h, in_w] as `g` says (shapes checked). Global average
+  // pooling is SpatialSumForward then Scale(1 / (H * W)).
+  virtual void Pool2dForward(const PoolGeometry& g, const Tensor& x,
+                             Tensor* y) = 0;
+  // Bilinear resize of x [N, C, H, W] to y's [N, C, Ho, Wo], forward only:
+  // PyTorch's F.interpolate(mode='bilinear', align_corners=False,
+  // antialias=False) with an output size: source coordinate
+  // (dst + 0.5) * in / out - 0.5, clamped below at 0, and the neighbour
+  // below / right clamped to the last row / column.
+  virtual void ResizeBilinearForward(const Tensor& x, Tensor* y) = 0;
 
   // Concatenate along dim 1 of [N, C_i, ...] tensors, and the inverse split.
   virtual void ConcatChannels(const std::vector<const Tensor*>& parts,
@@ -187,6 +250,20 @@ class Backend {
   // True when every element is finite.
   virtual bool AllFinite(const Tensor& t) = 0;
 };
+
+// Shared by the backends: PG_CHECK that x, y and g agree (4-D shapes, window
+// fits, padding <= kernel / 2) and that the resize shapes are [N, C, H, W]
+// with equal N and C and non-empty sides.
+void CheckPool2d(const PoolGeometry& g, const Tensor& x, const Tensor& y);
+void CheckResizeBilinear(const Tensor& x, const Tensor& y);
+
+// One output row (or column) of a bilinear resize: y = w0 * x[i0] + w1 *
+// x[i1], computed as PyTorch does in float (see ResizeBilinearForward).
+struct BilinearTap {
+  int i0 = 0, i1 = 0;
+  float w0 = 1, w1 = 0;
+};
+std::vector<BilinearTap> BilinearTaps(int in_size, int out_size);
 
 // How the CPU backend lays out convolution operands internally. Tensors at
 // the backend boundary are always canonical (NCHW / OIHW).

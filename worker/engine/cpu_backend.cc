@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <tuple>
 #include <vector>
@@ -46,8 +47,8 @@ struct ConvKey {
   bool operator<(const ConvKey& o) const {
     auto t = [](const ConvKey& k) {
       return std::make_tuple(k.g.n, k.g.in_channels, k.g.in_h, k.g.in_w,
-                             k.g.out_channels, k.g.kernel, k.g.stride,
-                             k.g.padding, k.bias);
+                             k.g.out_channels, k.g.kh(), k.g.kw(), k.g.stride,
+                             k.g.ph(), k.g.pw(), k.bias);
     };
     return t(*this) < t(o);
   }
@@ -70,9 +71,13 @@ struct BoundPrimitive {
   std::vector<BoundArg> args;
 };
 
+enum class ConvPass { kForward, kBackwardData, kBackwardWeights };
+
 // Primitives for one convolution shape, built once and reused every step.
+// Each pass is built (and, with kAuto, timed) at its first use, so inference
+// never builds, times or holds scratch for the backward passes.
 struct ConvPrimitives {
-  BoundPrimitive fwd, bwd_data, bwd_weights;
+  std::unique_ptr<BoundPrimitive> pass[3];
 };
 
 // Size-bucketed free lists of host blocks. Training allocates the same shapes
@@ -231,26 +236,26 @@ class CpuBackend : public Backend {
 
   void ConvForward(const ConvGeometry& g, const Tensor& x, const Tensor& w,
                    const Tensor* bias, Tensor* y) override {
-    ConvPrimitives& p = Conv(g, bias != nullptr);
-    Run(&p.fwd, {{DNNL_ARG_SRC, x.data()},
-                 {DNNL_ARG_WEIGHTS, w.data()},
-                 {DNNL_ARG_BIAS, bias ? bias->data() : nullptr},
-                 {DNNL_ARG_DST, y->data()}});
+    Run(&Conv(g, bias != nullptr, ConvPass::kForward),
+        {{DNNL_ARG_SRC, x.data()},
+         {DNNL_ARG_WEIGHTS, w.data()},
+         {DNNL_ARG_BIAS, bias ? bias->data() : nullptr},
+         {DNNL_ARG_DST, y->data()}});
   }
   void ConvBackwardData(const ConvGeometry& g, const Tensor& dy,
                         const Tensor& w, Tensor* dx) override {
-    ConvPrimitives& p = Conv(g, false);
-    Run(&p.bwd_data, {{DNNL_ARG_DIFF_DST, dy.data()},
-                      {DNNL_ARG_WEIGHTS, w.data()},
-                      {DNNL_ARG_DIFF_SRC, dx->data()}});
+    Run(&Conv(g, false, ConvPass::kBackwardData),
+        {{DNNL_ARG_DIFF_DST, dy.data()},
+         {DNNL_ARG_WEIGHTS, w.data()},
+         {DNNL_ARG_DIFF_SRC, dx->data()}});
   }
   void ConvBackwardWeights(const ConvGeometry& g, const Tensor& x,
                            const Tensor& dy, Tensor* dw, Tensor* db) override {
-    ConvPrimitives& p = Conv(g, db != nullptr);
-    Run(&p.bwd_weights, {{DNNL_ARG_SRC, x.data()},
-                         {DNNL_ARG_DIFF_DST, dy.data()},
-                         {DNNL_ARG_DIFF_WEIGHTS, dw->data()},
-                         {DNNL_ARG_DIFF_BIAS, db ? db->data() : nullptr}});
+    Run(&Conv(g, db != nullptr, ConvPass::kBackwardWeights),
+        {{DNNL_ARG_SRC, x.data()},
+         {DNNL_ARG_DIFF_DST, dy.data()},
+         {DNNL_ARG_DIFF_WEIGHTS, dw->data()},
+         {DNNL_ARG_DIFF_BIAS, db ? db->data() : nullptr}});
   }
 
   void BatchNormStats(const Tensor& x, float eps, Tensor* mean, Tensor* inv_std,
@@ -616,6 +621,69 @@ class CpuBackend : public Backend {
       for (int64_t j = 0; j < hw; ++j) po[p * hw + j] = pd[p];
   }
 
+  void Pool2dForward(const PoolGeometry& g, const Tensor& x,
+                     Tensor* y) override {
+    CheckPool2d(g, x, *y);
+    const int64_t planes = int64_t{g.n} * g.channels;
+    const int h = g.in_h, w = g.in_w, ho = g.out_h(), wo = g.out_w();
+    const int k = g.kernel, s = g.stride, pad = g.padding;
+    const PoolMode mode = g.mode;
+    const float* px = x.data();
+    float* py = y->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; ++p) {
+      const float* in = px + p * h * w;
+      float* out = py + p * ho * wo;
+      for (int i = 0; i < ho; ++i) {
+        const int r0 = std::max(i * s - pad, 0);
+        const int r1 = std::min(i * s - pad + k, h);
+        for (int j = 0; j < wo; ++j) {
+          const int c0 = std::max(j * s - pad, 0);
+          const int c1 = std::min(j * s - pad + k, w);
+          if (mode == PoolMode::kMax) {
+            float m = in[r0 * w + c0];
+            for (int r = r0; r < r1; ++r)
+              for (int c = c0; c < c1; ++c) m = std::max(m, in[r * w + c]);
+            out[i * wo + j] = m;
+          } else {
+            float sum = 0;
+            for (int r = r0; r < r1; ++r)
+              for (int c = c0; c < c1; ++c) sum += in[r * w + c];
+            const int count =
+                mode == PoolMode::kAvgInclude ? k * k : (r1 - r0) * (c1 - c0);
+            out[i * wo + j] = sum / static_cast<float>(count);
+          }
+        }
+      }
+    }
+  }
+
+  void ResizeBilinearForward(const Tensor& x, Tensor* y) override {
+    CheckResizeBilinear(x, *y);
+    const int64_t planes = x.dim(0) * x.dim(1);
+    const int h = static_cast<int>(x.dim(2)), w = static_cast<int>(x.dim(3));
+    const int ho = static_cast<int>(y->dim(2)),
+              wo = static_cast<int>(y->dim(3));
+    // Per output row and column: the two source indices and weights.
+    const std::vector<BilinearTap> rows = BilinearTaps(h, ho);
+    const std::vector<BilinearTap> cols = BilinearTaps(w, wo);
+    const float* px = x.data();
+    float* py = y->data();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t p = 0; p < planes; ++p)
+      for (int i = 0; i < ho; ++i) {
+        const BilinearTap& r = rows[i];
+        const float* in0 = px + (p * h + r.i0) * w;
+        const float* in1 = px + (p * h + r.i1) * w;
+        float* out = py + (p * ho + i) * wo;
+        for (int j = 0; j < wo; ++j) {
+          const BilinearTap& c = cols[j];
+          out[j] = r.w0 * (c.w0 * in0[c.i0] + c.w1 * in0[c.i1]) +
+                   r.w1 * (c.w0 * in1[c.i0] + c.w1 * in1[c.i1]);
+        }
+      }
+  }
+
   void ConcatChannels(const std::vector<const Tensor*>& parts,
                       Tensor* y) override {
     const int64_t n = y->dim(0), row = y->numel() / n;
@@ -765,46 +833,57 @@ class CpuBackend : public Backend {
     return a;
   }
 
-  ConvPrimitives& Conv(const ConvGeometry& g, bool bias) {
+  // The primitive of one pass of one shape, built at first use.
+  BoundPrimitive& Conv(const ConvGeometry& g, bool bias, ConvPass pass) {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = convs_.find({g, bias});
-    if (it != convs_.end()) return it->second;
-    ConvPrimitives p =
-        layout_ == CpuConvLayout::kAuto
-            ? Autotune(g, bias)
-            : BuildConv(g, bias, layout_ == CpuConvLayout::kBlocked);
-    return convs_.emplace(ConvKey{g, bias}, std::move(p)).first->second;
+    std::unique_ptr<BoundPrimitive>& slot =
+        convs_[ConvKey{g, bias}].pass[static_cast<int>(pass)];
+    if (slot == nullptr)
+      slot = std::make_unique<BoundPrimitive>(
+          layout_ == CpuConvLayout::kAuto
+              ? Autotune(g, bias, pass)
+              : BuildConv(g, bias, layout_ == CpuConvLayout::kBlocked, pass));
+    return *slot;
   }
 
-  // Times each convolution pass in both layouts on this shape and keeps the
-  // faster one per pass: which wins depends on channels, spatial size and
-  // batch (blocked formats pay reorders at the edges, which dominate for few
+  // Times one convolution pass in both layouts on this shape and keeps the
+  // faster one: which wins depends on channels, spatial size and batch
+  // (blocked formats pay reorders at the edges, which dominate for few
   // channels).
-  ConvPrimitives Autotune(const ConvGeometry& g, bool bias) {
-    ConvPrimitives canonical = BuildConv(g, bias, false);
-    ConvPrimitives blocked = BuildConv(g, bias, true);
+  BoundPrimitive Autotune(const ConvGeometry& g, bool bias, ConvPass pass) {
+    BoundPrimitive canonical = BuildConv(g, bias, false, pass);
+    BoundPrimitive blocked = BuildConv(g, bias, true, pass);
     const int64_t nx = int64_t{g.n} * g.in_channels * g.in_h * g.in_w;
     const int64_t nw =
-        int64_t{g.out_channels} * g.in_channels * g.kernel * g.kernel;
+        int64_t{g.out_channels} * g.in_channels * g.kh() * g.kw();
     const int64_t ny = int64_t{g.n} * g.out_channels * g.out_h() * g.out_w();
     std::vector<float> x(nx, 0.01f), w(nw, 0.01f), y(ny, 0.01f),
         b(g.out_channels, 0.01f);
-    const std::vector<std::pair<int, float*>> fwd = {
-        {DNNL_ARG_SRC, x.data()},
-        {DNNL_ARG_WEIGHTS, w.data()},
-        {DNNL_ARG_BIAS, bias ? b.data() : nullptr},
-        {DNNL_ARG_DST, y.data()}};
-    const std::vector<std::pair<int, float*>> bwd_data = {
-        {DNNL_ARG_DIFF_DST, y.data()},
-        {DNNL_ARG_WEIGHTS, w.data()},
-        {DNNL_ARG_DIFF_SRC, x.data()}};
-    const std::vector<std::pair<int, float*>> bwd_weights = {
-        {DNNL_ARG_SRC, x.data()},
-        {DNNL_ARG_DIFF_DST, y.data()},
-        {DNNL_ARG_DIFF_WEIGHTS, w.data()},
-        {DNNL_ARG_DIFF_BIAS, bias ? b.data() : nullptr}};
-    auto time_ms = [&](BoundPrimitive* bp,
-                       const std::vector<std::pair<int, float*>>& args) {
+    std::vector<std::pair<int, float*>> args;
+    const char* name = "";
+    switch (pass) {
+      case ConvPass::kForward:
+        name = "fwd";
+        args = {{DNNL_ARG_SRC, x.data()},
+                {DNNL_ARG_WEIGHTS, w.data()},
+                {DNNL_ARG_BIAS, bias ? b.data() : nullptr},
+                {DNNL_ARG_DST, y.data()}};
+        break;
+      case ConvPass::kBackwardData:
+        name = "bwd_data";
+        args = {{DNNL_ARG_DIFF_DST, y.data()},
+                {DNNL_ARG_WEIGHTS, w.data()},
+                {DNNL_ARG_DIFF_SRC, x.data()}};
+        break;
+      case ConvPass::kBackwardWeights:
+        name = "bwd_weights";
+        args = {{DNNL_ARG_SRC, x.data()},
+                {DNNL_ARG_DIFF_DST, y.data()},
+                {DNNL_ARG_DIFF_WEIGHTS, w.data()},
+                {DNNL_ARG_DIFF_BIAS, bias ? b.data() : nullptr}};
+        break;
+    }
+    auto time_ms = [&](BoundPrimitive* bp) {
       Run(bp, args);  // warm-up (first execution allocates and JITs)
       double best = 1e30;
       for (int i = 0; i < 2; ++i) {
@@ -816,36 +895,28 @@ class CpuBackend : public Backend {
       }
       return best;
     };
-    ConvPrimitives chosen;
-    std::string log = absl::StrFormat(
-        "cpu conv autotune n%d c%d->%d %dx%d k%d s%d p%d%s:", g.n,
-        g.in_channels, g.out_channels, g.in_h, g.in_w, g.kernel, g.stride,
-        g.padding, bias ? " +bias" : "");
-    struct Pass {
-      const char* name;
-      BoundPrimitive ConvPrimitives::*member;
-      const std::vector<std::pair<int, float*>>* args;
-    };
-    for (const Pass& pass :
-         {Pass{"fwd", &ConvPrimitives::fwd, &fwd},
-          Pass{"bwd_data", &ConvPrimitives::bwd_data, &bwd_data},
-          Pass{"bwd_weights", &ConvPrimitives::bwd_weights, &bwd_weights}}) {
-      const double tc = time_ms(&(canonical.*pass.member), *pass.args);
-      const double tb = time_ms(&(blocked.*pass.member), *pass.args);
-      const bool use_blocked = tb < tc;
-      chosen.*pass.member = std::move(use_blocked ? blocked.*pass.member
-                                                  : canonical.*pass.member);
-      absl::StrAppendFormat(&log, " %s %s (blocked %.2f ms, nchw %.2f ms)",
-                            pass.name, use_blocked ? "blocked" : "nchw", tb,
-                            tc);
-    }
-    if (log_autotune_) std::fprintf(stderr, "%s\n", log.c_str());
-    return chosen;
+    const double tc = time_ms(&canonical);
+    const double tb = time_ms(&blocked);
+    const bool use_blocked = tb < tc;
+    if (log_autotune_)
+      std::fprintf(stderr,
+                   "cpu conv autotune n%d c%d->%d %dx%d k%dx%d s%d p%dx%d%s: "
+                   "%s %s (blocked %.2f ms, nchw %.2f ms)\n",
+                   g.n, g.in_channels, g.out_channels, g.in_h, g.in_w, g.kh(),
+                   g.kw(), g.stride, g.ph(), g.pw(), bias ? " +bias" : "", name,
+                   use_blocked ? "blocked" : "nchw", tb, tc);
+    return use_blocked ? std::move(blocked) : std::move(canonical);
   }
 
-  ConvPrimitives BuildConv(const ConvGeometry& g, bool bias, bool any) {
+  BoundPrimitive BuildConv(const ConvGeometry& g, bool bias, bool any,
+                           ConvPass pass) {
+    PG_CHECK(g.kh() > 0 && g.kw() > 0 && g.stride > 0 && g.ph() >= 0 &&
+             g.pw() >= 0 && g.out_h() > 0 && g.out_w() > 0)
+        << "bad convolution geometry: kernel " << g.kh() << "x" << g.kw()
+        << " stride " << g.stride << " padding " << g.ph() << "x" << g.pw()
+        << " on " << g.in_h << "x" << g.in_w;
     const memory::dims xd = {g.n, g.in_channels, g.in_h, g.in_w};
-    const memory::dims wd = {g.out_channels, g.in_channels, g.kernel, g.kernel};
+    const memory::dims wd = {g.out_channels, g.in_channels, g.kh(), g.kw()};
     const memory::dims yd = {g.n, g.out_channels, g.out_h(), g.out_w()};
     const memory::desc x_plain(xd, Dt::f32, Tag::nchw);
     const memory::desc w_plain(wd, Dt::f32, Tag::oihw);
@@ -860,8 +931,9 @@ class CpuBackend : public Backend {
     const memory::desc y_md =
         any ? memory::desc(yd, Dt::f32, Tag::any) : y_plain;
     const memory::dims strides = {g.stride, g.stride};
-    const memory::dims pad = {g.padding, g.padding};
+    const memory::dims pad = {g.ph(), g.pw()};
     const auto algo = dnnl::algorithm::convolution_direct;
+    // The forward descriptor is also the backward passes' hint.
     auto fwd_d = bias ? dnnl::convolution_forward::desc(
                             dnnl::prop_kind::forward_training, algo, x_md, w_md,
                             b_md, y_md, strides, pad, pad)
@@ -869,35 +941,43 @@ class CpuBackend : public Backend {
                             dnnl::prop_kind::forward_training, algo, x_md, w_md,
                             y_md, strides, pad, pad);
     dnnl::convolution_forward::primitive_desc fwd_pd(fwd_d, engine_);
-    ConvPrimitives p;
-    p.fwd.prim = dnnl::convolution_forward(fwd_pd);
-    p.fwd.args = {Bind(DNNL_ARG_SRC, true, x_plain, fwd_pd.src_desc()),
+    BoundPrimitive p;
+    switch (pass) {
+      case ConvPass::kForward:
+        p.prim = dnnl::convolution_forward(fwd_pd);
+        p.args = {Bind(DNNL_ARG_SRC, true, x_plain, fwd_pd.src_desc()),
                   Bind(DNNL_ARG_WEIGHTS, true, w_plain, fwd_pd.weights_desc()),
                   Bind(DNNL_ARG_BIAS, true, b_md, b_md),
                   Bind(DNNL_ARG_DST, false, y_plain, fwd_pd.dst_desc())};
-
-    dnnl::convolution_backward_data::desc bd_d(algo, x_md, w_md, y_md, strides,
-                                               pad, pad);
-    dnnl::convolution_backward_data::primitive_desc bd_pd(bd_d, engine_,
-                                                          fwd_pd);
-    p.bwd_data.prim = dnnl::convolution_backward_data(bd_pd);
-    p.bwd_data.args = {
-        Bind(DNNL_ARG_DIFF_DST, true, y_plain, bd_pd.diff_dst_desc()),
-        Bind(DNNL_ARG_WEIGHTS, true, w_plain, bd_pd.weights_desc()),
-        Bind(DNNL_ARG_DIFF_SRC, false, x_plain, bd_pd.diff_src_desc())};
-
-    auto bw_d = bias ? dnnl::convolution_backward_weights::desc(
-                           algo, x_md, w_md, b_md, y_md, strides, pad, pad)
-                     : dnnl::convolution_backward_weights::desc(
-                           algo, x_md, w_md, y_md, strides, pad, pad);
-    dnnl::convolution_backward_weights::primitive_desc bw_pd(bw_d, engine_,
-                                                             fwd_pd);
-    p.bwd_weights.prim = dnnl::convolution_backward_weights(bw_pd);
-    p.bwd_weights.args = {
-        Bind(DNNL_ARG_SRC, true, x_plain, bw_pd.src_desc()),
-        Bind(DNNL_ARG_DIFF_DST, true, y_plain, bw_pd.diff_dst_desc()),
-        Bind(DNNL_ARG_DIFF_WEIGHTS, false, w_plain, bw_pd.diff_weights_desc()),
-        Bind(DNNL_ARG_DIFF_BIAS, false, b_md, b_md)};
+        break;
+      case ConvPass::kBackwardData: {
+        dnnl::convolution_backward_data::desc bd_d(algo, x_md, w_md, y_md,
+                                                   strides, pad, pad);
+        dnnl::convolution_backward_data::primitive_desc bd_pd(bd_d, engine_,
+                                                              fwd_pd);
+        p.prim = dnnl::convolution_backward_data(bd_pd);
+        p.args = {
+            Bind(DNNL_ARG_DIFF_DST, true, y_plain, bd_pd.diff_dst_desc()),
+            Bind(DNNL_ARG_WEIGHTS, true, w_plain, bd_pd.weights_desc()),
+            Bind(DNNL_ARG_DIFF_SRC, false, x_plain, bd_pd.diff_src_desc())};
+        break;
+      }
+      case ConvPass::kBackwardWeights: {
+        auto bw_d = bias ? dnnl::convolution_backward_weights::desc(
+                               algo, x_md, w_md, b_md, y_md, strides, pad, pad)
+                         : dnnl::convolution_backward_weights::desc(
+                               algo, x_md, w_md, y_md, strides, pad, pad);
+        dnnl::convolution_backward_weights::primitive_desc bw_pd(bw_d, engine_,
+                                                                 fwd_pd);
+        p.prim = dnnl::convolution_backward_weights(bw_pd);
+        p.args = {Bind(DNNL_ARG_SRC, true, x_plain, bw_pd.src_desc()),
+                  Bind(DNNL_ARG_DIFF_DST, true, y_plain, bw_pd.diff_dst_desc()),
+                  Bind(DNNL_ARG_DIFF_WEIGHTS, false, w_plain,
+                       bw_pd.diff_weights_desc()),
+                  Bind(DNNL_ARG_DIFF_BIAS, false, b_md, b_md)};
+        break;
+      }
+    }
     return p;
   }
 

@@ -204,17 +204,21 @@ struct ConvPlan {
   }
 };
 
-using ConvKey = std::tuple<int, int, int, int, int, int, int, int, int>;
+using ConvKey =
+    std::tuple<int, int, int, int, int, int, int, int, int, int, int>;
 ConvKey KeyOf(const ConvGeometry& g, ConvPass pass) {
-  return {g.n,      g.in_channels,  g.in_h,
-          g.in_w,   g.out_channels, g.kernel,
-          g.stride, g.padding,      static_cast<int>(pass)};
+  return {g.n,    g.in_channels, g.in_h, g.in_w, g.out_channels,        g.kh(),
+          g.kw(), g.stride,      g.ph(), g.pw(), static_cast<int>(pass)};
 }
 
 std::string GeometryName(const ConvGeometry& g) {
-  return absl::StrFormat("n%d %d->%d k%d s%d p%d %dx%d", g.n, g.in_channels,
-                         g.out_channels, g.kernel, g.stride, g.padding, g.in_h,
-                         g.in_w);
+  if (g.square())
+    return absl::StrFormat("n%d %d->%d k%d s%d p%d %dx%d", g.n, g.in_channels,
+                           g.out_channels, g.kh(), g.stride, g.ph(), g.in_h,
+                           g.in_w);
+  return absl::StrFormat("n%d %d->%d k%dx%d s%d p%dx%d %dx%d", g.n,
+                         g.in_channels, g.out_channels, g.kh(), g.kw(),
+                         g.stride, g.ph(), g.pw(), g.in_h, g.in_w);
 }
 
 class CudaBackend : public Backend {
@@ -529,6 +533,22 @@ class CudaBackend : public Backend {
     CheckLaunch("SpatialSumBackward");
   }
 
+  void Pool2dForward(const PoolGeometry& g, const Tensor& x,
+                     Tensor* y) override {
+    CheckPool2d(g, x, *y);
+    cuda::Pool2dForward(stream_, int64_t{g.n} * g.channels, g.in_h, g.in_w,
+                        g.out_h(), g.out_w(), g.kernel, g.stride, g.padding,
+                        static_cast<int>(g.mode), x.data(), y->data());
+    CheckLaunch("Pool2dForward");
+  }
+  void ResizeBilinearForward(const Tensor& x, Tensor* y) override {
+    CheckResizeBilinear(x, *y);
+    cuda::ResizeBilinearForward(stream_, x.dim(0) * x.dim(1), x.dim(2),
+                                x.dim(3), y->dim(2), y->dim(3), x.data(),
+                                y->data());
+    CheckLaunch("ResizeBilinearForward");
+  }
+
   void ConcatChannels(const std::vector<const Tensor*>& parts,
                       Tensor* y) override {
     const int64_t n = y->dim(0), row = y->numel() / n;
@@ -769,12 +789,12 @@ class CudaBackend : public Backend {
                                    g.out_h(),
                                    g.out_w()) != CUDNN_STATUS_SUCCESS ||
         cudnnSetFilter4dDescriptor(plan->w, dtype, format, plan->cout,
-                                   plan->cin, g.kernel,
-                                   g.kernel) != CUDNN_STATUS_SUCCESS ||
-        cudnnSetConvolution2dDescriptor(
-            plan->conv, g.padding, g.padding, g.stride, g.stride, 1, 1,
-            CUDNN_CROSS_CORRELATION,
-            CUDNN_DATA_FLOAT) != CUDNN_STATUS_SUCCESS ||
+                                   plan->cin, g.kh(),
+                                   g.kw()) != CUDNN_STATUS_SUCCESS ||
+        cudnnSetConvolution2dDescriptor(plan->conv, g.ph(), g.pw(), g.stride,
+                                        g.stride, 1, 1, CUDNN_CROSS_CORRELATION,
+                                        CUDNN_DATA_FLOAT) !=
+            CUDNN_STATUS_SUCCESS ||
         cudnnSetConvolutionMathType(plan->conv, v.math == ConvMath::kFp32
                                                     ? CUDNN_FMA_MATH
                                                     : CUDNN_TENSOR_OP_MATH) !=
@@ -845,7 +865,7 @@ class CudaBackend : public Backend {
     if (plan.workspace > 0) workspace = Scratch(plan.workspace);
     const int64_t hw_in = int64_t{g.in_h} * g.in_w;
     const int64_t hw_out = int64_t{g.out_h()} * g.out_w();
-    const int64_t kk = int64_t{g.kernel} * g.kernel;
+    const int64_t kk = int64_t{g.kh()} * g.kw();
     if (!plan.variant.channels_last) {
       // cuDNN reads and writes the canonical buffers directly.
       switch (pass) {
@@ -883,8 +903,8 @@ class CudaBackend : public Backend {
       case ConvPass::kForward:
         cuda::ToChannelsLast(stream_, g.n, g.n, cin, cin_p, g.in_h, g.in_w, in,
                              type, xs.get());
-        cuda::ToChannelsLast(stream_, cout, cout_p, cin, cin_p, g.kernel,
-                             g.kernel, second, type, ws.get());
+        cuda::ToChannelsLast(stream_, cout, cout_p, cin, cin_p, g.kh(), g.kw(),
+                             second, type, ws.get());
         CheckLaunch("to channels-last");
         st = (cudnnConvolutionForward(
             cudnn_, &one, plan.x, xs.get(), plan.w, ws.get(), plan.conv,
@@ -896,8 +916,8 @@ class CudaBackend : public Backend {
       case ConvPass::kBackwardData:
         cuda::ToChannelsLast(stream_, g.n, g.n, cout, cout_p, g.out_h(),
                              g.out_w(), in, type, ys.get());
-        cuda::ToChannelsLast(stream_, cout, cout_p, cin, cin_p, g.kernel,
-                             g.kernel, second, type, ws.get());
+        cuda::ToChannelsLast(stream_, cout, cout_p, cin, cin_p, g.kh(), g.kw(),
+                             second, type, ws.get());
         CheckLaunch("to channels-last");
         st = (cudnnConvolutionBackwardData(
             cudnn_, &one, plan.w, ws.get(), plan.y, ys.get(), plan.conv,
@@ -916,7 +936,7 @@ class CudaBackend : public Backend {
             cudnn_, &one, plan.x, xs.get(), plan.y, ys.get(), plan.conv,
             static_cast<cudnnConvolutionBwdFilterAlgo_t>(plan.algo),
             workspace.get(), plan.workspace, &zero, plan.w, ws.get()));
-        cuda::FromChannelsLast(stream_, cout, cin, cin_p, g.kernel, g.kernel,
+        cuda::FromChannelsLast(stream_, cout, cin, cin_p, g.kh(), g.kw(),
                                ws.get(), type, out);
         break;
     }

@@ -295,6 +295,60 @@ TEST_F(CudaOps, SpatialSoftmaxEmbeddingOptimizer) {
   Expect(ema_c, ema_g, 1e-6, "EMA");
 }
 
+// General pooling and the bilinear resize (InceptionV3's forward ops).
+TEST_F(CudaOps, Pool2dAndResize) {
+  PARAGAN_SKIP_WITHOUT_GPU();
+  struct Win {
+    int h, w, k, s, p;
+  };
+  for (const Win& v : std::vector<Win>{{35, 35, 3, 1, 1},
+                                       {17, 17, 3, 1, 1},
+                                       {8, 8, 3, 1, 1},
+                                       {147, 147, 3, 2, 0},
+                                       {10, 7, 3, 2, 1},
+                                       {5, 9, 4, 3, 2}})
+    for (PoolMode mode :
+         {PoolMode::kMax, PoolMode::kAvgInclude, PoolMode::kAvgExclude}) {
+      PoolGeometry g;
+      g.n = 3;
+      g.channels = 5;
+      g.in_h = v.h;
+      g.in_w = v.w;
+      g.kernel = v.k;
+      g.stride = v.s;
+      g.padding = v.p;
+      g.mode = mode;
+      auto [x_c, x_g] = Pair({g.n, g.channels, g.in_h, g.in_w});
+      const Shape out = {g.n, g.channels, g.out_h(), g.out_w()};
+      Tensor y_c = cpu_->Alloc(out), y_g = gpu_->Alloc(out);
+      cpu_->Pool2dForward(g, x_c, &y_c);
+      gpu_->Pool2dForward(g, x_g, &y_g);
+      Expect(y_c, y_g, mode == PoolMode::kMax ? 0 : 1e-6,
+             "Pool2d " + std::to_string(v.h) + "x" + std::to_string(v.w) +
+                 " k" + std::to_string(v.k) + " s" + std::to_string(v.s) +
+                 " p" + std::to_string(v.p) + " mode " +
+                 std::to_string(static_cast<int>(mode)));
+    }
+  struct Sizes {
+    int h, w, ho, wo;
+  };
+  for (const Sizes& v : std::vector<Sizes>{{32, 32, 299, 299},
+                                           {64, 48, 299, 299},
+                                           {512, 300, 299, 299},
+                                           {1, 1, 4, 3},
+                                           {9, 9, 9, 9}}) {
+    auto [x_c, x_g] = Pair({2, 3, v.h, v.w});
+    Tensor y_c = cpu_->Alloc({2, 3, v.ho, v.wo}),
+           y_g = gpu_->Alloc({2, 3, v.ho, v.wo});
+    cpu_->ResizeBilinearForward(x_c, &y_c);
+    gpu_->ResizeBilinearForward(x_g, &y_g);
+    // FMA contraction on the GPU rounds differently; same taps.
+    Expect(y_c, y_g, 1e-6,
+           "ResizeBilinear " + std::to_string(v.h) + "x" + std::to_string(v.w) +
+               " -> " + std::to_string(v.ho) + "x" + std::to_string(v.wo));
+  }
+}
+
 TEST_F(CudaOps, DeviceScalarSteps) {
   PARAGAN_SKIP_WITHOUT_GPU();
   const int rows = 24, cols = 70;
@@ -351,19 +405,30 @@ TEST_P(CudaConv, AllPassesMatchCpu) {
   Backend* gpu = gpu_or->get();
   Rng rng(5);
   // DCGAN/BigGAN shapes: a 1-channel input (padding to 8), 4x4 stride 2,
-  // 3x3 same, 1x1 shortcuts, odd channel counts.
+  // 3x3 same, 1x1 shortcuts, odd channel counts; InceptionV3's rectangular
+  // 1x7 / 7x1 / 1x3 / 3x1 and its unpadded 3x3 stride 2.
   const std::vector<ConvGeometry> shapes = {
-      {16, 1, 32, 32, 64, 4, 2, 1}, {16, 64, 16, 16, 128, 4, 2, 1},
-      {8, 96, 16, 16, 96, 3, 1, 1}, {8, 48, 8, 8, 24, 1, 1, 0},
-      {4, 3, 32, 32, 13, 3, 1, 1},  {16, 256, 4, 4, 1, 4, 1, 0},
+      {16, 1, 32, 32, 64, 4, 2, 1},
+      {16, 64, 16, 16, 128, 4, 2, 1},
+      {8, 96, 16, 16, 96, 3, 1, 1},
+      {8, 48, 8, 8, 24, 1, 1, 0},
+      {4, 3, 32, 32, 13, 3, 1, 1},
+      {16, 256, 4, 4, 1, 4, 1, 0},
+      ConvGeometry::Rect(4, 128, 17, 17, 128, 1, 7, 1, 0, 3),
+      ConvGeometry::Rect(4, 160, 17, 17, 192, 7, 1, 1, 3, 0),
+      ConvGeometry::Rect(2, 384, 8, 8, 384, 1, 3, 1, 0, 1),
+      ConvGeometry::Rect(2, 384, 8, 8, 384, 3, 1, 1, 1, 0),
+      {2, 3, 299, 299, 32, 3, 2, 0},
+      {2, 288, 35, 35, 384, 3, 2, 0},
   };
   for (const ConvGeometry& g : shapes) {
     SCOPED_TRACE(testing::Message()
                  << "conv n" << g.n << " " << g.in_channels << "->"
-                 << g.out_channels << " k" << g.kernel << " s" << g.stride);
+                 << g.out_channels << " k" << g.kh() << "x" << g.kw() << " s"
+                 << g.stride << " p" << g.ph() << "x" << g.pw());
     Tensor x = RandomHost({g.n, g.in_channels, g.in_h, g.in_w}, &rng);
-    Tensor w = RandomHost({g.out_channels, g.in_channels, g.kernel, g.kernel},
-                          &rng, 0.1f);
+    Tensor w =
+        RandomHost({g.out_channels, g.in_channels, g.kh(), g.kw()}, &rng, 0.1f);
     Tensor b = RandomHost({g.out_channels}, &rng);
     Tensor dy = RandomHost({g.n, g.out_channels, g.out_h(), g.out_w()}, &rng);
     Tensor y_c = cpu->Alloc(dy.shape()), y_g = gpu->Alloc(dy.shape());

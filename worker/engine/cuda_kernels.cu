@@ -566,6 +566,62 @@ __global__ void Bf16ToFloatKernel(int64_t n, const __nv_bfloat16* src,
   GRID_LOOP(i, n) dst[i] = __bfloat162float(src[i]);
 }
 
+// One thread per output element; the window loop is the CPU backend's.
+__global__ void Pool2dFwdKernel(int64_t planes, int h, int w, int ho, int wo,
+                                int k, int s, int pad, int mode, const float* x,
+                                float* y) {
+  GRID_LOOP(idx, planes * ho * wo) {
+    const int j = static_cast<int>(idx % wo);
+    const int i = static_cast<int>((idx / wo) % ho);
+    const int64_t p = idx / (int64_t{ho} * wo);
+    const float* in = x + p * h * w;
+    const int r0 = max(i * s - pad, 0), r1 = min(i * s - pad + k, h);
+    const int c0 = max(j * s - pad, 0), c1 = min(j * s - pad + k, w);
+    if (mode == 0) {
+      float m = in[r0 * w + c0];
+      for (int r = r0; r < r1; ++r)
+        for (int c = c0; c < c1; ++c) m = fmaxf(m, in[r * w + c]);
+      y[idx] = m;
+    } else {
+      float sum = 0;
+      for (int r = r0; r < r1; ++r)
+        for (int c = c0; c < c1; ++c) sum += in[r * w + c];
+      const int count = mode == 1 ? k * k : (r1 - r0) * (c1 - c0);
+      y[idx] = sum / static_cast<float>(count);
+    }
+  }
+}
+
+// PyTorch's source index and weights (align_corners=False), in float like
+// the CPU backend's BilinearTaps.
+__device__ void BilinearTapAt(int64_t o, int64_t in_size, float scale,
+                              int64_t* i0, int64_t* i1, float* w0, float* w1) {
+  float src = scale * (static_cast<float>(o) + 0.5f) - 0.5f;
+  if (src < 0) src = 0;
+  *i0 = min(static_cast<int64_t>(src), in_size - 1);
+  *i1 = *i0 + (*i0 < in_size - 1 ? 1 : 0);
+  *w1 = fminf(fmaxf(src - static_cast<float>(*i0), 0.0f), 1.0f);
+  *w0 = 1.0f - *w1;
+}
+
+__global__ void ResizeBilinearKernel(int64_t planes, int64_t h, int64_t w,
+                                     int64_t ho, int64_t wo, float scale_h,
+                                     float scale_w, const float* x, float* y) {
+  GRID_LOOP(idx, planes * ho * wo) {
+    const int64_t j = idx % wo;
+    const int64_t i = (idx / wo) % ho;
+    const int64_t p = idx / (ho * wo);
+    int64_t r0, r1, c0, c1;
+    float rw0, rw1, cw0, cw1;
+    BilinearTapAt(i, h, scale_h, &r0, &r1, &rw0, &rw1);
+    BilinearTapAt(j, w, scale_w, &c0, &c1, &cw0, &cw1);
+    const float* in0 = x + (p * h + r0) * w;
+    const float* in1 = x + (p * h + r1) * w;
+    y[idx] = rw0 * (cw0 * in0[c0] + cw1 * in0[c1]) +
+             rw1 * (cw0 * in1[c0] + cw1 * in1[c1]);
+  }
+}
+
 }  // namespace
 
 void Fill(cudaStream_t s, int64_t n, float value, float* p) {
@@ -714,6 +770,22 @@ void SpatialSumBackward(cudaStream_t s, int64_t planes, int64_t hw,
   const int64_t n = planes * hw;
   if (n > 0)
     SpatialSumBwdKernel<<<Blocks(n), kThreads, 0, s>>>(planes, hw, dy, dx);
+}
+void Pool2dForward(cudaStream_t s, int64_t planes, int h, int w, int ho, int wo,
+                   int kernel, int stride, int padding, int mode,
+                   const float* x, float* y) {
+  const int64_t n = planes * ho * wo;
+  if (n > 0)
+    Pool2dFwdKernel<<<Blocks(n), kThreads, 0, s>>>(planes, h, w, ho, wo, kernel,
+                                                   stride, padding, mode, x, y);
+}
+void ResizeBilinearForward(cudaStream_t s, int64_t planes, int64_t h, int64_t w,
+                           int64_t ho, int64_t wo, const float* x, float* y) {
+  const int64_t n = planes * ho * wo;
+  if (n > 0)
+    ResizeBilinearKernel<<<Blocks(n), kThreads, 0, s>>>(
+        planes, h, w, ho, wo, static_cast<float>(h) / ho,
+        static_cast<float>(w) / wo, x, y);
 }
 void SoftmaxForward(cudaStream_t s, int64_t rows, int64_t cols, const float* x,
                     float* y) {

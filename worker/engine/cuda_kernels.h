@@ -75,6 +75,16 @@ void SpatialSumForward(cudaStream_t stream, int64_t planes, int64_t hw,
                        const float* x, float* y);
 void SpatialSumBackward(cudaStream_t stream, int64_t planes, int64_t hw,
                         const float* dy, float* dx);
+// General pooling forward over planes of h x w -> ho x wo; mode is
+// PoolMode's order (0 max, 1 average including padding, 2 average over the
+// in-bounds elements).
+void Pool2dForward(cudaStream_t stream, int64_t planes, int h, int w, int ho,
+                   int wo, int kernel, int stride, int padding, int mode,
+                   const float* x, float* y);
+// Bilinear resize (PyTorch align_corners=False) of planes h x w -> ho x wo.
+void ResizeBilinearForward(cudaStream_t stream, int64_t planes, int64_t h,
+                           int64_t w, int64_t ho, int64_t wo, const float* x,
+                           float* y);
 
 void SoftmaxForward(cudaStream_t stream, int64_t rows, int64_t cols,
                     const float* x, float* y);
