@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "worker/eval/fmnist_cnn.h"
 #include "worker/eval/fmnist_cnn_weights.h"
+#include "worker/eval/inception_v3.h"
 
 namespace paragan::eval {
 namespace {
@@ -22,6 +23,14 @@ absl::StatusOr<std::unique_ptr<FeatureNetwork>> OpenFmnistCnn(
   return std::unique_ptr<FeatureNetwork>(std::move(net));
 }
 
+absl::StatusOr<std::unique_ptr<FeatureNetwork>> OpenInceptionV3(
+    const std::string& weights, Backend* backend) {
+  auto net = std::make_unique<InceptionV3>(backend);
+  absl::Status s = net->Load(weights);
+  if (!s.ok()) return s;
+  return std::unique_ptr<FeatureNetwork>(std::move(net));
+}
+
 }  // namespace
 
 const std::vector<FeatureNetworkEntry>& FeatureNetworkTable() {
@@ -30,6 +39,10 @@ const std::vector<FeatureNetworkEntry>& FeatureNetworkTable() {
        "the project's Fashion-MNIST classifier (128-d features, 1x32x32 "
        "input; paragan_train_fmnist_cnn)",
        kBuiltinWeights, &OpenFmnistCnn},
+      {kInceptionV3Name,
+       "pytorch-fid's FID InceptionV3 (2048-d pool3 features, 1008 logits; "
+       "any image size, resized to 299x299)",
+       "", &OpenInceptionV3, kInceptionV3WeightsHelp},
   };
   return *table;
 }
@@ -47,9 +60,9 @@ absl::StatusOr<std::unique_ptr<FeatureNetwork>> OpenFeatureNetwork(
     if (name != e.name) continue;
     const std::string path = weights.empty() ? e.default_weights : weights;
     if (path.empty())
-      return absl::InvalidArgumentError(
-          absl::StrCat("feature network ", name, " needs --weights (",
-                       e.description, ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "feature network ", name, " needs --weights=<file> (", e.description,
+          ")", e.weights_help[0] != '\0' ? ": " : "", e.weights_help));
     return e.open(path, backend);
   }
   return absl::InvalidArgumentError(absl::StrCat(

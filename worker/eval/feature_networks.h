@@ -25,6 +25,9 @@ struct FeatureNetworkEntry {
   const char* default_weights;
   absl::StatusOr<std::unique_ptr<FeatureNetwork>> (*open)(
       const std::string& weights, Backend* backend);
+  // Where weights come from, for the error when none are given (networks
+  // without default weights).
+  const char* weights_help = "";
 };
 
 const std::vector<FeatureNetworkEntry>& FeatureNetworkTable();
