@@ -202,7 +202,7 @@ ProcessSpec EvalSpec(const LauncherOptions& o, const std::string& bin,
   p.description = "the live evaluator";
   p.binary = bin + "/" + kEvalBin;
   const std::string port_file = absl::StrCat(logs, "/eval.metrics_port");
-  // One thread at idle CPU priority (paragan_eval --priority=idle): it scores
+  // One thread at nice 19 (paragan_eval --priority=nice): it scores
   // on the cycles training leaves, so it never slows the workers down.
   p.flags = {absl::StrCat("--ps=", ShardAddresses(o.num_shards)),
              absl::StrCat("--model=", o.model),

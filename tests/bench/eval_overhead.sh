@@ -10,11 +10,14 @@ minutes=${1:-3}
 pairs=${2:-2}
 out=${3:-runs/eval_overhead}
 shift $(( $# < 3 ? $# : 3 ))
+# NO_BUILD=1: use bazel-bin as it is (see time_to_fid.sh).
+if [ "${NO_BUILD:-0}" != 1 ]; then
 bash deploy/setup.sh
 bazel build //deploy/local:paragan_local //server:paragan_server \
   //dataloader:paragan_data //worker/distributed:paragan_worker \
   //worker/train:paragan_init //worker/train:paragan_sample \
   //worker/eval:paragan_eval >/dev/null 2>&1
+fi
 rm -rf "$out"
 mkdir -p "$out"
 field() { sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p" "$1/summary.json" | head -1; }

@@ -72,10 +72,13 @@ ABSL_FLAG(std::string, metrics_port_file, "",
 ABSL_FLAG(double, escalate_after_s, -1,
           "--every_s: a round still waiting for idle CPU after this many "
           "seconds finishes at nice 19 (-1: twice --every_s; 0: never)");
-ABSL_FLAG(std::string, priority, "idle",
-          "--every_s: how the rounds yield the CPU to training: idle "
-          "(SCHED_IDLE: only cycles nothing else wants), nice (19) or "
-          "normal");
+// Not idle by default: an idle-priority thread pulling over gRPC starves
+// the handshake of the channels it creates on a saturated box, and an
+// unprivileged thread can never leave SCHED_IDLE again.
+ABSL_FLAG(std::string, priority, "nice",
+          "--every_s: how the rounds yield the CPU to training: nice (19), "
+          "idle (SCHED_IDLE: only cycles nothing else wants; can starve "
+          "rounds and their gRPC connections entirely) or normal");
 ABSL_FLAG(int64_t, num_samples, 10000,
           "--checkpoint / --ps: samples to generate");
 ABSL_FLAG(uint64_t, seed, 1, "the generated samples' z seed; KID subsets");
