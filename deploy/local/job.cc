@@ -194,6 +194,25 @@ ProcessSpec EvalReferenceSpec(const LauncherOptions& o, const std::string& bin) 
   return p;
 }
 
+// What the live and the final evaluation share: the shards' EMA generator
+// scored with `num_samples` into the run's fid.csv / fid.png.
+std::vector<std::string> ScoringFlags(const LauncherOptions& o,
+                                      int64_t num_samples) {
+  std::vector<std::string> flags = {
+      absl::StrCat("--ps=", ShardAddresses(o.num_shards)),
+      absl::StrCat("--model=", o.model),
+      absl::StrCat("--num_samples=", num_samples),
+      absl::StrCat("--network=", o.eval_network),
+      absl::StrCat("--data_dir=", o.data_dir),
+      absl::StrCat("--csv=", o.out_dir, "/fid.csv"),
+      absl::StrCat("--plot=", o.out_dir, "/fid.png"),
+      absl::StrCat("--seed=", o.seed + 1)};
+  // "": paragan_eval's per-user cache (DefaultReferencePath).
+  if (!o.eval_reference.empty())
+    flags.push_back(absl::StrCat("--reference=", o.eval_reference));
+  return flags;
+}
+
 ProcessSpec EvalSpec(const LauncherOptions& o, const std::string& bin,
                      const std::string& logs) {
   ProcessSpec p;
@@ -204,22 +223,13 @@ ProcessSpec EvalSpec(const LauncherOptions& o, const std::string& bin,
   const std::string port_file = absl::StrCat(logs, "/eval.metrics_port");
   // One thread at nice 19 (paragan_eval --priority=nice): it scores
   // on the cycles training leaves, so it never slows the workers down.
-  p.flags = {absl::StrCat("--ps=", ShardAddresses(o.num_shards)),
-             absl::StrCat("--model=", o.model),
-             absl::StrCat("--every_s=", o.eval_every_s),
-             absl::StrCat("--num_samples=", o.eval_samples),
-             absl::StrCat("--network=", o.eval_network),
-             absl::StrCat("--data_dir=", o.data_dir),
-             absl::StrCat("--csv=", o.out_dir, "/fid.csv"),
-             absl::StrCat("--plot=", o.out_dir, "/fid.png"),
-             absl::StrCat("--seed=", o.seed + 1),
-             "--threads=1",
-             "--metrics_port=0",
-             "--metrics_bind=127.0.0.1",
-             absl::StrCat("--metrics_port_file=", port_file)};
-  // "": paragan_eval's per-user cache (DefaultReferencePath).
-  if (!o.eval_reference.empty())
-    p.flags.push_back(absl::StrCat("--reference=", o.eval_reference));
+  p.flags = ScoringFlags(o, o.eval_samples);
+  for (std::string f :
+       {absl::StrCat("--every_s=", o.eval_every_s), std::string("--threads=1"),
+        std::string("--metrics_port=0"), std::string("--metrics_bind=127.0.0.1"),
+        absl::StrCat("--metrics_port_file=", port_file)}) {
+    p.flags.push_back(std::move(f));
+  }
   AppendFlags(o.eval_flags, &p.flags);
   p.ports = {{"metrics", PortSpec::Source::kPortFile, port_file, ""}};
   // Not waited for: it scores on the cycles training leaves.
@@ -240,20 +250,10 @@ ProcessSpec EvalFinalSpec(const LauncherOptions& o, const std::string& bin) {
   p.lifecycle = Lifecycle::kFinalTask;
   p.binary = bin + "/" + kEvalBin;
   // Training has stopped: it takes both cores and the full sample count.
-  p.flags = {absl::StrCat("--ps=", ShardAddresses(o.num_shards)),
-             absl::StrCat("--model=", o.model),
-             absl::StrCat("--num_samples=", o.eval_final_samples),
-             absl::StrCat("--network=", o.eval_network),
-             absl::StrCat("--data_dir=", o.data_dir),
-             absl::StrCat("--csv=", o.out_dir, "/fid.csv"),
-             absl::StrCat("--plot=", o.out_dir, "/fid.png"),
-             absl::StrCat("--seed=", o.seed + 1),
-             // When no live round finished, the row still lands on the
-             // training clock (the launcher fills this in).
-             "--origin_unix_s=${run.train_start_unix_s}"};
-  // "": paragan_eval's per-user cache (DefaultReferencePath).
-  if (!o.eval_reference.empty())
-    p.flags.push_back(absl::StrCat("--reference=", o.eval_reference));
+  p.flags = ScoringFlags(o, o.eval_final_samples);
+  // When no live round finished, the row still lands on the training clock
+  // (the launcher fills this in).
+  p.flags.push_back("--origin_unix_s=${run.train_start_unix_s}");
   AppendFlags(o.eval_flags, &p.flags);
   p.readiness = {Readiness::Check::kExitedZero, "", kExportTimeout, true};
   p.depends_on = ShardNames(o.num_shards);
