@@ -155,6 +155,11 @@ absl::Status WriteFidPlot(const std::string& path, const std::string& title,
   by_step.title = "FID against G steps";
   by_step.x_label = "G steps";
   by_step.y_label = "FID";
+  // FID falls over orders of magnitude (1000 at the start, tens later): on
+  // a linear axis the first row flattens the rest of the curve.
+  bool positive = !rows.empty();
+  for (const FidRow& r : rows) positive = positive && r.fid > 0;
+  by_time.log_y = by_step.log_y = positive;
   for (auto& [name, series] : by_network) {
     by_time.series.push_back(series.first);
     by_step.series.push_back(series.second);
