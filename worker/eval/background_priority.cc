@@ -54,7 +54,9 @@ absl::Status RunThisThreadAt(BackgroundPriority p) {
 RoundPriority::RoundPriority(BackgroundPriority p, double escalate_after_s)
     : p_(p), tid_(static_cast<int>(syscall(SYS_gettid))) {
   (void)RunThisThreadAt(p_);  // the caller reported failures at start-up
-  if (p_ == BackgroundPriority::kNormal || escalate_after_s <= 0) return;
+  // Only idle rounds can starve: a nice round already is what escalation
+  // would make it.
+  if (p_ != BackgroundPriority::kIdle || escalate_after_s <= 0) return;
   watchdog_ = std::thread([this, escalate_after_s] {
     std::unique_lock<std::mutex> lock(mu_);
     if (cv_.wait_for(lock,
@@ -65,8 +67,7 @@ RoundPriority::RoundPriority(BackgroundPriority p, double escalate_after_s)
     // may leave SCHED_IDLE only for a nice value its RLIMIT_NICE permits.
     setpriority(PRIO_PROCESS, static_cast<id_t>(tid_), 19);
     sched_param param{};
-    if (p_ == BackgroundPriority::kIdle &&
-        sched_setscheduler(tid_, SCHED_OTHER, &param) != 0)
+    if (sched_setscheduler(tid_, SCHED_OTHER, &param) != 0)
       return;  // stays idle: nothing better is allowed
     escalated_.store(true);
   });

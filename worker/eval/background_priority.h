@@ -31,8 +31,8 @@ std::string BackgroundPriorityName(BackgroundPriority p);
 absl::Status RunThisThreadAt(BackgroundPriority p);
 
 // One evaluation round's priority on the calling thread: `p` at first and,
-// once the round has run `escalate_after_s` (> 0), nice 19 under the normal
-// policy until it ends. On a box whose every core trains (spinning OpenMP
+// for an idle round that has run `escalate_after_s` (> 0), nice 19 under the
+// normal policy until it ends. On a box whose every core trains (spinning OpenMP
 // threads never leave a core idle), SCHED_IDLE can starve a round forever;
 // this bounds the wait for a number at the cost of one nice-19 round now
 // and then. The destructor puts the thread back to `p`.

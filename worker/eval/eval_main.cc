@@ -6,7 +6,6 @@
 // local launcher runs beside the workers.
 // Exit status: 0 ok, 1 bad input / failure, 2 bad flags.
 
-#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
