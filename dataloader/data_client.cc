@@ -47,6 +47,9 @@ absl::StatusOr<std::unique_ptr<DataClient>> DataClient::Connect(
   if (options.credits < 1) {
     return bad(absl::StrCat("credits must be >= 1, got ", options.credits));
   }
+  if (options.max_sample_age >= 0 && !options.want_generated) {
+    return bad("max_sample_age is for want_generated clients");
+  }
   if (options.batch_size < 0) {
     return bad(
         absl::StrCat("batch_size must be >= 0, got ", options.batch_size));
@@ -183,6 +186,9 @@ absl::Status DataClient::OpenStream() {
   first.set_credits(options_.credits);
   first.set_batch_size(options_.batch_size);
   first.set_want_generated(options_.want_generated);
+  if (options_.max_sample_age >= 0) {
+    first.set_max_sample_age(options_.max_sample_age);
+  }
   // Always re-ack the last consumed batch: if the old stream lost the ack,
   // the service removes it from its requeue instead of sending it again.
   if (last_.batch_id >= 0) first.add_acks(last_.batch_id);
@@ -259,6 +265,7 @@ absl::Status DataClient::Decode(const v1::Batch& batch, Tensor* images,
   last_.epoch = batch.epoch();
   last_.generated = batch.generated();
   last_.g_version = batch.g_version();
+  last_.newest_g_version = batch.newest_g_version();
   last_.sent_unix_micros = batch.sent_unix_micros();
   last_.example_indices.assign(batch.example_indices().begin(),
                                batch.example_indices().end());

@@ -46,6 +46,9 @@ class DataClient {
     int batch_size = 0;           // 0: the service's; otherwise must equal it
     int credits = 4;              // batches in flight (>= 1)
     bool want_generated = false;  // D_ONLY: generated samples instead of data
+    // want_generated: the service skips batches more than this many G
+    // versions behind the newest published; < 0: no bound.
+    int64_t max_sample_age = -1;
     double max_retry_seconds = 60;
     int initial_backoff_ms = 100;
     int max_backoff_ms = 2000;
@@ -58,6 +61,7 @@ class DataClient {
     int64_t epoch = 0;
     bool generated = false;
     int64_t g_version = 0;
+    int64_t newest_g_version = 0;  // generated: newest published when dealt
     int64_t sent_unix_micros = 0;
     std::vector<int64_t> example_indices;
   };

@@ -13,6 +13,8 @@
 //   paragan_data_requeued_batches_total          (broken streams' batches)
 //   paragan_data_generated_batches_accepted_total
 //   paragan_data_generated_batches_dropped_total (buffer full: oldest dropped)
+//   paragan_data_generated_batches_stale_total   (older than a D stream's
+//                                                 max_sample_age: skipped)
 //   paragan_data_epoch                           (gauge: of the last real batch
 //                                                 dealt)
 //   paragan_data_streams                         (gauge: open batch streams)
@@ -43,6 +45,9 @@ class DataMetrics {
   void SetEpoch(int64_t epoch) { epoch_.Set(static_cast<double>(epoch)); }
   void AddRequeued(int64_t n) { requeued_.Increment(static_cast<double>(n)); }
   void AddGenerated(int64_t accepted, int64_t dropped);
+  void AddGeneratedStale(int64_t n) {
+    generated_stale_.Increment(static_cast<double>(n));
+  }
 
  private:
   prometheus::Family<prometheus::Counter>& batches_sent_;
@@ -56,6 +61,7 @@ class DataMetrics {
   prometheus::Counter& requeued_;
   prometheus::Counter& generated_accepted_;
   prometheus::Counter& generated_dropped_;
+  prometheus::Counter& generated_stale_;
 };
 
 }  // namespace paragan

@@ -31,6 +31,7 @@ struct DataService::Stream {
   std::string worker_id;
   v1::WorkerRole role = v1::BOTH;
   bool want_generated = false;
+  int64_t max_sample_age = -1;  // want_generated: < 0, no bound
   grpc::ServerContext* context = nullptr;
   std::condition_variable cv;          // outbox or closed changed
   std::deque<absl::Time> credits;      // grant time of each unused credit
@@ -204,6 +205,12 @@ absl::Status DataService::ValidateOpen(const v1::BatchRequest& r) const {
           "samples (--generated_buffer=0)");
     }
   }
+  if (r.has_max_sample_age() &&
+      (!r.want_generated() || r.max_sample_age() < 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_sample_age ", r.max_sample_age(),
+        ": set it >= 0, and on want_generated streams only"));
+  }
   return absl::OkStatus();
 }
 
@@ -263,20 +270,35 @@ void DataService::Ack(Stream* s, int64_t batch_id) {
   // Unknown ids (acked twice, or from before a server restart) are harmless.
 }
 
+bool DataService::Stale(const Stream& s, const Prepared& p) const {
+  return s.max_sample_age >= 0 &&
+         newest_g_version_ - p.batch.g_version() > s.max_sample_age;
+}
+
 bool DataService::HasBatchFor(const Stream& s) const {
-  return s.want_generated ? !generated_.empty()
-                          : !(requeued_.empty() && ready_.empty());
+  if (!s.want_generated) return !(requeued_.empty() && ready_.empty());
+  for (const PreparedPtr& p : generated_) {
+    if (!Stale(s, *p)) return true;
+  }
+  return false;
 }
 
 DataService::PreparedPtr DataService::TakeFor(const Stream& s) {
-  std::deque<PreparedPtr>* from = nullptr;
   if (s.want_generated) {
-    from = &generated_;
-  } else if (!requeued_.empty()) {
-    from = &requeued_;
-  } else {
-    from = &ready_;
+    // Oldest first; those too old for this stream are dropped on the way.
+    while (!generated_.empty()) {
+      PreparedPtr p = std::move(generated_.front());
+      generated_.pop_front();
+      if (!Stale(s, *p)) {
+        p->batch.set_newest_g_version(newest_g_version_);
+        return p;
+      }
+      ++totals_.generated_stale;
+      if (metrics_ != nullptr) metrics_->AddGeneratedStale(1);
+    }
+    return nullptr;
   }
+  std::deque<PreparedPtr>* from = !requeued_.empty() ? &requeued_ : &ready_;
   if (from->empty()) return nullptr;
   PreparedPtr p = std::move(from->front());
   from->pop_front();
@@ -389,6 +411,7 @@ grpc::Status DataService::StreamBatches(
   s.worker_id = first.worker_id();
   s.role = first.role();
   s.want_generated = first.want_generated();
+  if (first.has_max_sample_age()) s.max_sample_age = first.max_sample_age();
   s.context = context;
   std::unique_lock<std::mutex> lock(mu_);
   if (shutting_down_) {
@@ -499,7 +522,7 @@ grpc::Status DataService::PublishSamples(
                         "(--generated_buffer=0)");
   }
   const DatasetInfo& info = dataset_->info();
-  int64_t accepted = 0, dropped = 0;
+  int64_t accepted = 0, dropped = 0, buffered = 0;
   v1::SampleBatch sample;
   for (int64_t k = 0; reader->Read(&sample); ++k) {
     const std::string what = absl::StrCat("SampleBatch ", k);
@@ -540,6 +563,7 @@ grpc::Status DataService::PublishSamples(
     std::lock_guard<std::mutex> lock(mu_);
     p->batch.set_batch_id(next_batch_id_++);
     p->batch.set_epoch(last_epoch_);
+    newest_g_version_ = std::max(newest_g_version_, sample.g_version());
     generated_.push_back(std::move(p));
     ++accepted;
     while (static_cast<int64_t>(generated_.size()) >
@@ -553,9 +577,11 @@ grpc::Status DataService::PublishSamples(
     if (metrics_ != nullptr) metrics_->AddGenerated(1, 0);
     Dispatch();
     UpdateGauges();
+    buffered = static_cast<int64_t>(generated_.size());
   }
   response->set_accepted_batches(accepted);
   response->set_dropped_batches(dropped);
+  response->set_buffered_batches(buffered);
   return grpc::Status::OK;
 }
 
@@ -586,6 +612,7 @@ DataService::Stats DataService::stats() const {
   s.requeued = static_cast<int64_t>(requeued_.size());
   s.in_flight = in_flight_ + generated_in_flight_;
   s.generated_buffered = static_cast<int64_t>(generated_.size());
+  s.newest_g_version = newest_g_version_;
   s.epoch = last_epoch_;
   return s;
 }

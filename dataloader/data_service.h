@@ -34,7 +34,11 @@
 //
 // Generated samples. PublishSamples (G workers) appends batches to a bounded
 // buffer (the oldest is dropped when full, counted); streams opened with
-// want_generated (role D_ONLY) receive those instead of dataset batches.
+// want_generated (role D_ONLY) receive those instead of dataset batches,
+// oldest first. A stream that set max_sample_age never receives a batch whose
+// g_version is more than that behind the newest g_version published: such
+// batches are dropped from the buffer when reached (counted as stale). A D
+// worker opens two streams: one of real batches, one of generated ones.
 
 #include <condition_variable>
 #include <cstdint>
@@ -85,6 +89,8 @@ class DataService final : public v1::DataService::Service {
     int64_t generated_buffered = 0;
     int64_t generated_accepted = 0;
     int64_t generated_dropped = 0;
+    int64_t generated_stale = 0;   // skipped: older than a stream's bound
+    int64_t newest_g_version = 0;  // of the samples published
     int64_t epoch = 0;
   };
 
@@ -144,6 +150,8 @@ class DataService final : public v1::DataService::Service {
   absl::Status ApplyRequest(Stream* s, const v1::BatchRequest& request,
                             bool first);
   void Ack(Stream* s, int64_t batch_id);
+  // A generated batch older than `s`'s max_sample_age allows.
+  bool Stale(const Stream& s, const Prepared& p) const;
   // Whether a batch of the kind `s` wants is waiting.
   bool HasBatchFor(const Stream& s) const;
   PreparedPtr TakeFor(const Stream& s);
@@ -173,6 +181,7 @@ class DataService final : public v1::DataService::Service {
   std::deque<PreparedPtr> ready_;     // sampler order
   std::deque<PreparedPtr> requeued_;  // dealt before ready_
   std::deque<PreparedPtr> generated_;
+  int64_t newest_g_version_ = 0;  // highest g_version published
   int64_t in_flight_ = 0;            // real batches dealt and not acked
   int64_t generated_in_flight_ = 0;  // outside the max_in_flight cap
   StreamId next_stream_id_ = 0;

@@ -445,6 +445,69 @@ TEST(DataServiceTest, GeneratedSamplesReachDOnlyWorkers) {
   EXPECT_FALSE((*r)->last_batch().generated);
 }
 
+TEST(DataServiceTest, GeneratedBatchesOlderThanAStreamsBoundAreSkipped) {
+  DataServiceOptions so = Options(4);
+  so.generated_buffer = 8;
+  TestServer server(so, SyntheticSpec(256));
+  DataClient::Options go = ClientOptions(server, "g0");
+  go.role = v1::G_ONLY;
+  auto g = DataClient::Connect(go);
+  ASSERT_TRUE(g.ok()) << g.status();
+  // G versions as two G workers of unequal speed publish them.
+  for (int64_t v : {3, 4, 9, 5, 10, 6}) {
+    ASSERT_TRUE((*g)->Publish(Tensor::Host({4, 1, 8, 8}), {}, v).ok());
+  }
+  EXPECT_EQ((*g)->last_publish().buffered_batches(), 6);
+  EXPECT_EQ(server.service->stats().newest_g_version, 10);
+
+  DataClient::Options d = ClientOptions(server, "d0");
+  d.role = v1::D_ONLY;
+  d.want_generated = true;
+  d.max_sample_age = 4;  // newest is 10: versions below 6 are too old
+  d.credits = 1;
+  auto dc = DataClient::Connect(d);
+  ASSERT_TRUE(dc.ok()) << dc.status();
+  Tensor images;
+  std::vector<int> labels;
+  std::vector<int64_t> got;
+  for (int k = 0; k < 3; ++k) {
+    ASSERT_TRUE((*dc)->Next(&images, &labels).ok());
+    got.push_back((*dc)->last_batch().g_version);
+    EXPECT_EQ((*dc)->last_batch().newest_g_version, 10);
+  }
+  EXPECT_EQ(got, (std::vector<int64_t>{9, 10, 6}));
+  DataService::Stats st = server.service->stats();
+  EXPECT_EQ(st.generated_stale, 3);  // 3, 4 and 5
+  EXPECT_EQ(st.generated_buffered, 0);
+
+  // A stream with a bound waits while every buffered batch is too old.
+  ASSERT_TRUE((*g)->Publish(Tensor::Host({4, 1, 8, 8}), {}, 2).ok());
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(server.service->stats().generated_buffered, 1);
+  ASSERT_TRUE((*g)->Publish(Tensor::Host({4, 1, 8, 8}), {}, 11).ok());
+  ASSERT_TRUE((*dc)->Next(&images, &labels).ok());
+  EXPECT_EQ((*dc)->last_batch().g_version, 11);
+  EXPECT_EQ(server.service->stats().generated_stale, 4);
+
+  // A bound is for generated streams, and not negative.
+  DataClient::Options bad = ClientOptions(server, "r1");
+  bad.max_sample_age = 2;
+  EXPECT_EQ(DataClient::Connect(bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto stub = StubFor(server);
+  v1::BatchRequest raw = Open("d1", 1);
+  raw.set_role(v1::D_ONLY);
+  raw.set_want_generated(true);
+  raw.set_max_sample_age(-1);
+  RawStream rs(stub.get(), raw);
+  v1::Batch unused;
+  EXPECT_FALSE(rs.stream->Read(&unused));
+  const grpc::Status finish = rs.stream->Finish();
+  EXPECT_EQ(finish.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(finish.error_message(), "max_sample_age"))
+      << finish.error_message();
+}
+
 TEST(DataServiceTest, ShutdownEndsOpenStreamsAtOnce) {
   TestServer server(Options(8), SyntheticSpec(256));
   auto stub = StubFor(server);

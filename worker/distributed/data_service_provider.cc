@@ -7,11 +7,11 @@ namespace paragan {
 absl::StatusOr<std::unique_ptr<DataServiceProvider>>
 DataServiceProvider::Connect(const std::string& address,
                              const std::string& worker_id, int batch_size,
-                             double max_retry_seconds) {
+                             double max_retry_seconds, v1::WorkerRole role) {
   DataClient::Options o;
   o.address = address;
   o.worker_id = worker_id;
-  o.role = v1::BOTH;
+  o.role = role;
   o.batch_size = batch_size;
   o.max_retry_seconds = max_retry_seconds;
   absl::StatusOr<std::unique_ptr<DataClient>> client = DataClient::Connect(o);
@@ -31,6 +31,64 @@ absl::Status DataServiceProvider::Next(Tensor* host_images,
   absl::Status st = client_->Next(host_images, labels);
   if (!st.ok()) return st;
   if (labels->empty()) labels->assign(host_images->dim(0), 0);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<DataServiceSampleSink>>
+DataServiceSampleSink::Connect(const std::string& address,
+                               const std::string& worker_id,
+                               double max_retry_seconds) {
+  DataClient::Options o;
+  o.address = address;
+  o.worker_id = worker_id;
+  o.role = v1::G_ONLY;
+  o.max_retry_seconds = max_retry_seconds;
+  absl::StatusOr<std::unique_ptr<DataClient>> client = DataClient::Connect(o);
+  if (!client.ok()) return client.status();
+  return std::unique_ptr<DataServiceSampleSink>(
+      new DataServiceSampleSink(std::move(client).value()));
+}
+
+absl::Status DataServiceSampleSink::Publish(const Tensor& images,
+                                            const std::vector<int>& labels,
+                                            int64_t g_version) {
+  absl::Status st = client_->Publish(images, labels, g_version);
+  if (!st.ok()) return st;
+  buffered_ = client_->last_publish().buffered_batches();
+  dropped_ += client_->last_publish().dropped_batches();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<DataServiceFakeSource>>
+DataServiceFakeSource::Connect(const std::string& address,
+                               const std::string& worker_id, int batch_size,
+                               int64_t max_sample_age,
+                               double max_retry_seconds) {
+  DataClient::Options o;
+  o.address = address;
+  o.worker_id = absl::StrCat(worker_id, "/fakes");
+  o.role = v1::D_ONLY;
+  o.want_generated = true;
+  o.max_sample_age = max_sample_age;
+  o.batch_size = batch_size;
+  // Generated batches are few and fresh ones matter: take them one or two
+  // at a time rather than hoarding the buffer.
+  o.credits = 2;
+  o.max_retry_seconds = max_retry_seconds;
+  absl::StatusOr<std::unique_ptr<DataClient>> client = DataClient::Connect(o);
+  if (!client.ok()) return client.status();
+  return std::unique_ptr<DataServiceFakeSource>(
+      new DataServiceFakeSource(std::move(client).value()));
+}
+
+absl::Status DataServiceFakeSource::Next(Tensor* host_images,
+                                         std::vector<int>* labels,
+                                         FakeBatchInfo* info) {
+  absl::Status st = client_->Next(host_images, labels);
+  if (!st.ok()) return st;
+  if (labels->empty()) labels->assign(host_images->dim(0), 0);
+  info->g_version = client_->last_batch().g_version;
+  info->newest_g_version = client_->last_batch().newest_g_version;
   return absl::OkStatus();
 }
 

@@ -64,8 +64,18 @@ ABSL_FLAG(int64_t, data_seed, -1,
           "paragan_train).");
 ABSL_FLAG(std::string, model, "dcgan32", paragan::ModelFlagHelp());
 ABSL_FLAG(std::string, role, "both",
-          "both (g_only and d_only: not implemented yet).");
-ABSL_FLAG(int64_t, steps, 0, "G steps this worker runs; 0: until SIGTERM.");
+          "both: D and G steps in one loop (the coupled schedule); g_only / "
+          "d_only: the decoupled schedule's G and D workers, which trade "
+          "samples through the data service (--data required).");
+ABSL_FLAG(int64_t, steps, 0,
+          "Steps of the role this worker runs (G steps; D steps for "
+          "d_only); 0: until SIGTERM.");
+ABSL_FLAG(int64_t, max_sample_age, 4,
+          "d_only: skip generated batches more than this many G versions "
+          "behind the newest one published; < 0: no bound.");
+ABSL_FLAG(int64_t, max_g_lead, 8,
+          "g_only: a G step waits while G is more than this many D updates "
+          "ahead of the D:G ratio; < 0: never waits.");
 ABSL_FLAG(int, batch_size, 64, "Images per D and G step.");
 ABSL_FLAG(int, threads, 2, "CPU threads of the compute backend.");
 ABSL_FLAG(std::string, device, "cpu", "cpu | cuda.");
@@ -125,6 +135,27 @@ void PrintDone(const std::string& id, bool with_timings) {
         t.comm > 0 ? 100.0 * (1.0 - std::min(1.0, t.exposed_comm / t.comm))
                    : 0.0);
   }
+  if (w != nullptr && with_timings) {
+    const Worker::DecoupledStats& d = w->decoupled_stats();
+    if (d.published > 0 || d.gate_waits > 0) {
+      std::printf(
+          "paragan_worker: %s published %lld generated batches; %lld G "
+          "steps waited %.2f s in total for D\n",
+          id.c_str(), static_cast<long long>(d.published),
+          static_cast<long long>(d.gate_waits), w->timings().d_gate_wait);
+    }
+    if (d.fakes_used > 0 || d.fakes_skipped > 0) {
+      std::printf(
+          "paragan_worker: %s trained on %lld generated batches (mean age "
+          "%.2f, oldest %lld G versions), skipped %lld as too old, stalled "
+          "%lld times for %.2f s in total\n",
+          id.c_str(), static_cast<long long>(d.fakes_used),
+          d.fakes_used > 0 ? d.sample_age_sum / d.fakes_used : 0.0,
+          static_cast<long long>(d.max_sample_age),
+          static_cast<long long>(d.fakes_skipped),
+          static_cast<long long>(d.stalls), w->timings().fake_wait);
+    }
+  }
   std::printf("paragan_worker: %s done after %lld steps\n", id.c_str(),
               static_cast<long long>(w != nullptr ? w->steps_done() : 0));
   std::fflush(stdout);
@@ -165,11 +196,16 @@ int Run() {
   const std::string role = absl::GetFlag(FLAGS_role);
   if (role == "both") {
     o.role = v1::BOTH;
-  } else if (role == "g_only" || role == "d_only") {
-    return Fail(absl::StrCat("--role=", role, " is not implemented yet"));
+  } else if (role == "g_only") {
+    o.role = v1::G_ONLY;
+  } else if (role == "d_only") {
+    o.role = v1::D_ONLY;
   } else {
-    return Fail(absl::StrCat("unknown --role=", role));
+    return Fail(
+        absl::StrCat("unknown --role=", role, " (both, g_only or d_only)"));
   }
+  o.max_sample_age = absl::GetFlag(FLAGS_max_sample_age);
+  o.max_g_lead = absl::GetFlag(FLAGS_max_g_lead);
   o.model = absl::GetFlag(FLAGS_model);
   o.steps = absl::GetFlag(FLAGS_steps);
   o.batch_size = absl::GetFlag(FLAGS_batch_size);
@@ -212,12 +248,19 @@ int Run() {
     return Fail("need --steps >= 0, --batch_size >= 1, --log_every >= 0");
   }
 
-  std::unique_ptr<BatchProvider> batches;
+  Worker::Exchange exchange;
+  std::unique_ptr<BatchProvider>& batches = exchange.batches;
   const std::string data_address = absl::GetFlag(FLAGS_data);
+  const double max_retry_s = absl::GetFlag(FLAGS_max_retry_seconds);
+  if (o.role != v1::BOTH && data_address.empty()) {
+    return Fail(absl::StrCat("--role=", role,
+                             " trades samples through the data service: "
+                             "give its address with --data"));
+  }
   if (!data_address.empty()) {
     absl::StatusOr<std::unique_ptr<DataServiceProvider>> data =
         DataServiceProvider::Connect(data_address, o.worker_id, o.batch_size,
-                                     absl::GetFlag(FLAGS_max_retry_seconds));
+                                     max_retry_s, o.role);
     if (!data.ok()) return Fail(data.status().ToString(), 1);
     const v1::DescribeResponse& info = (*data)->info();
     o.image_channels = static_cast<int>(info.image_shape(0));
@@ -225,7 +268,23 @@ int Run() {
     std::cout << "paragan_worker: data from " << data_address << " ("
               << info.dataset() << ", " << info.num_examples() << " examples)"
               << std::endl;
-    batches = std::move(data).value();
+    // A G worker reads no real batches; its stream would hold some idle.
+    if (o.role != v1::G_ONLY) batches = std::move(data).value();
+    if (o.role == v1::G_ONLY) {
+      absl::StatusOr<std::unique_ptr<DataServiceSampleSink>> sink =
+          DataServiceSampleSink::Connect(data_address, o.worker_id,
+                                         max_retry_s);
+      if (!sink.ok()) return Fail(sink.status().ToString(), 1);
+      exchange.samples = std::move(sink).value();
+    }
+    if (o.role == v1::D_ONLY) {
+      absl::StatusOr<std::unique_ptr<DataServiceFakeSource>> fakes =
+          DataServiceFakeSource::Connect(data_address, o.worker_id,
+                                         o.batch_size, o.max_sample_age,
+                                         max_retry_s);
+      if (!fakes.ok()) return Fail(fakes.status().ToString(), 1);
+      exchange.fakes = std::move(fakes).value();
+    }
   } else {
     absl::StatusOr<std::string> data_dir =
         RenamedFlagValue("data_dir", absl::GetFlag(FLAGS_data_dir), "data_path",
@@ -268,8 +327,8 @@ int Run() {
     exposer->RegisterCollectable(process_metrics);
   }
 
-  absl::StatusOr<std::unique_ptr<Worker>> worker =
-      Worker::Create(o, std::move(batches), metrics.get(), &std::cout, &g_stop);
+  absl::StatusOr<std::unique_ptr<Worker>> worker = Worker::Create(
+      o, std::move(exchange), metrics.get(), &std::cout, &g_stop);
   if (!worker.ok()) {
     if (g_stop.load()) {
       PrintDone(o.worker_id, /*with_timings=*/false);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <optional>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -67,15 +68,37 @@ int64_t Worker::d_version() const {
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
     const WorkerOptions& options, std::unique_ptr<BatchProvider> batches,
     WorkerMetrics* metrics, std::ostream* log, const std::atomic<bool>* stop) {
+  Exchange exchange;
+  exchange.batches = std::move(batches);
+  return Create(options, std::move(exchange), metrics, log, stop);
+}
+
+absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
+    const WorkerOptions& options, Exchange exchange, WorkerMetrics* metrics,
+    std::ostream* log, const std::atomic<bool>* stop) {
   if (options.ps.empty()) {
     return absl::InvalidArgumentError("no parameter servers (--ps)");
   }
   if (options.worker_id.empty()) {
     return absl::InvalidArgumentError("empty worker id");
   }
-  if (options.role != v1::BOTH) {
-    return absl::UnimplementedError(
-        "roles g_only and d_only are not implemented yet: use --role=both");
+  if (!v1::WorkerRole_IsValid(options.role)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown worker role ", static_cast<int>(options.role)));
+  }
+  const std::string role = v1::WorkerRole_Name(options.role);
+  if (options.role != v1::G_ONLY && exchange.batches == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("role ", role, " needs real batches"));
+  }
+  if (options.role == v1::G_ONLY && exchange.samples == nullptr) {
+    return absl::InvalidArgumentError(
+        "role G_ONLY needs somewhere to publish its samples (the data "
+        "service, --data)");
+  }
+  if (options.role == v1::D_ONLY && exchange.fakes == nullptr) {
+    return absl::InvalidArgumentError(
+        "role D_ONLY needs generated samples (the data service, --data)");
   }
   if (options.batch_size < 1 || options.steps < 0 || options.log_every < 0 ||
       options.d_steps < 0) {
@@ -84,11 +107,19 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
   }
   auto w = std::unique_ptr<Worker>(new Worker());
   w->options_ = options;
-  w->batches_ = std::move(batches);
+  w->batches_ = std::move(exchange.batches);
+  w->samples_ = std::move(exchange.samples);
+  w->fakes_ = std::move(exchange.fakes);
   w->metrics_ = metrics;
   w->log_ = log;
   PG_RETURN_IF_ERROR(w->MakeTrainer());
   PG_RETURN_IF_ERROR(w->Connect(stop));
+  if (options.role != v1::BOTH && w->synchronous()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "role ", role,
+        " (the decoupled schedule) needs asynchronous servers; these run "
+        "synchronous rounds (--sync_workers > 0): use --role=both"));
+  }
   return w;
 }
 
@@ -224,12 +255,38 @@ void Worker::LogProgress(int64_t done, const StepStats& stats, double secs,
 
 absl::Status Worker::Run(const std::atomic<bool>* stop) {
   if (stop != nullptr) session_->set_stop(stop);
+  timings_ = WorkerTimings();
+  switch (options_.role) {
+    case v1::G_ONLY:
+      return RunGOnly(stop);
+    case v1::D_ONLY:
+      return RunDOnly(stop);
+    default:
+      return RunCoupled(stop);
+  }
+}
+
+absl::Status Worker::Finish(absl::Status result,
+                            const std::atomic<bool>* stop) {
+  const bool stopping = stop != nullptr && stop->load();
+  // Let the last pushes land (their pulls are merged too).
+  for (TableSync* t : {d_.get(), g_.get()}) {
+    absl::Status st = Ensure(*t, true);
+    if (result.ok() && !stopping) result = st;
+  }
+  if (stopping &&
+      (result.code() == absl::StatusCode::kCancelled || result.ok())) {
+    return absl::OkStatus();
+  }
+  return result;
+}
+
+absl::Status Worker::RunCoupled(const std::atomic<bool>* stop) {
   WaitSchedule when;
   when.sync = synchronous();
   when.overlap = options_.overlap;
   auto stopping = [&] { return stop != nullptr && stop->load(); };
   const auto run_start = Clock::now();
-  timings_ = WorkerTimings();
 
   StartCall(*g_, /*push=*/false);
   StartCall(*d_, /*push=*/false);
@@ -265,17 +322,214 @@ absl::Status Worker::Run(const std::atomic<bool>* stop) {
       images_since = 0;
     }
   }
-  // Let the last pushes land (their pulls are merged too).
-  for (TableSync* t : {d_.get(), g_.get()}) {
-    absl::Status st = Ensure(*t, true);
-    if (result.ok() && !stopping()) result = st;
-  }
+  result = Finish(result, stop);
   timings_.wall = Seconds(run_start);
-  if (stopping() &&
-      (result.code() == absl::StatusCode::kCancelled || result.ok())) {
-    return absl::OkStatus();
-  }
   return result;
+}
+
+absl::Status Worker::WaitForD(const std::atomic<bool>* stop) {
+  if (options_.max_g_lead < 0) return absl::OkStatus();
+  // The G version this worker's own last push made (its pull is in flight).
+  PG_RETURN_IF_ERROR(Ensure(*g_, true));
+  auto lead = [&] {
+    return static_cast<int64_t>(d_steps_) * (g_version() - g_base_) -
+           (d_version() - d_base_);
+  };
+  if (lead() <= options_.max_g_lead) return absl::OkStatus();
+  ++decoupled_.gate_waits;
+  const auto start = Clock::now();
+  while (lead() > options_.max_g_lead) {
+    if (stop != nullptr && stop->load()) break;
+    // A fresh D, then look again; the pause keeps an idle G from hammering
+    // the shards.
+    PG_RETURN_IF_ERROR(Ensure(*d_, true));
+    if (lead() <= options_.max_g_lead) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    StartCall(*d_, /*push=*/false);
+  }
+  const double waited = Seconds(start);
+  timings_.d_gate_wait += waited;
+  if (metrics_) metrics_->RecordGateWait(waited);
+  return absl::OkStatus();
+}
+
+absl::Status Worker::GOnlyStep(StepStats* stats) {
+  // G's loss goes through whatever D has arrived (after the first one).
+  PG_RETURN_IF_ERROR(Ensure(*d_, !d_->merged_once));
+  PG_RETURN_IF_ERROR(Ensure(*g_, true));
+  const int64_t version = g_version();
+  const auto c = Clock::now();
+  trainer_->ComputeGGradients(stats, &host_fake_, &fake_labels_);
+  g_->staging.Stage(*g_->store);
+  timings_.compute += Seconds(c);
+  StartCall(*g_, /*push=*/true);
+  // Publishing overlaps the push; d_steps batches feed d_steps D updates.
+  for (int k = 0; k < d_steps_; ++k) {
+    if (k > 0) {
+      const auto f = Clock::now();
+      host_fake_ = trainer_->GenerateFakes(&fake_labels_);
+      timings_.compute += Seconds(f);
+    }
+    const auto p = Clock::now();
+    PG_RETURN_IF_ERROR(samples_->Publish(host_fake_, fake_labels_, version));
+    timings_.batch_wait += Seconds(p);
+    ++decoupled_.published;
+  }
+  if (metrics_) metrics_->RecordPublished(d_steps_, samples_->buffered());
+  // A fresh D for the next step, fetched while it runs.
+  if (!d_->call.has_value()) StartCall(*d_, /*push=*/false);
+  if (!options_.overlap) PG_RETURN_IF_ERROR(Ensure(*g_, true));
+  return absl::OkStatus();
+}
+
+absl::Status Worker::RunGOnly(const std::atomic<bool>* stop) {
+  auto stopping = [&] { return stop != nullptr && stop->load(); };
+  const auto run_start = Clock::now();
+  StartCall(*g_, /*push=*/false);
+  StartCall(*d_, /*push=*/false);
+  absl::Status result = Ensure(*g_, true);
+  if (result.ok()) result = Ensure(*d_, true);
+  g_base_ = g_version();
+  d_base_ = d_version();
+  auto last_line = Clock::now();
+  int64_t images_since = 0;
+  StepStats stats;
+  const int64_t b = options_.batch_size;
+  while (result.ok() && (options_.steps == 0 || steps_done_ < options_.steps)) {
+    if (stopping()) break;
+    result = WaitForD(stop);
+    if (!result.ok() || stopping()) break;
+    result = GOnlyStep(&stats);
+    if (!result.ok()) break;
+    const int64_t done = ++steps_done_;
+    images_since += b;
+    if (metrics_) metrics_->RecordStep(b, stats.d_loss, stats.g_loss);
+    if (options_.log_every > 0 && done % options_.log_every == 0) {
+      LogDecoupledProgress(done, stats, Seconds(last_line), images_since);
+      last_line = Clock::now();
+      images_since = 0;
+    }
+  }
+  result = Finish(result, stop);
+  timings_.wall = Seconds(run_start);
+  return result;
+}
+
+absl::Status Worker::DOnlyStep(StepStats* stats) {
+  PG_RETURN_IF_ERROR(Ensure(*d_, true));
+  const auto bw = Clock::now();
+  absl::Status st = batches_->Next(&host_batch_, &labels_);
+  timings_.batch_wait += Seconds(bw);
+  PG_RETURN_IF_ERROR(st);
+  const int b = options_.batch_size;
+  const int res = trainer_->config().model.resolution;
+  const Shape want{b, options_.image_channels, res, res};
+  if (host_batch_.shape() != want) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "real batch has shape ", ShapeToString(host_batch_.shape()),
+        ", expected ", ShapeToString(want)));
+  }
+  FakeBatchInfo info;
+  for (;;) {
+    const auto fw = Clock::now();
+    PG_RETURN_IF_ERROR(fakes_->Next(&host_fake_, &fake_labels_, &info));
+    const double waited = Seconds(fw);
+    timings_.fake_wait += waited;
+    const bool stalled = waited > 0.002;
+    if (stalled) ++decoupled_.stalls;
+    if (metrics_) metrics_->RecordFakeWait(waited, stalled);
+    if (options_.max_sample_age < 0 || info.age() <= options_.max_sample_age) {
+      break;
+    }
+    ++decoupled_.fakes_skipped;
+    if (metrics_) metrics_->RecordFakeSkipped();
+  }
+  if (host_fake_.shape() != want) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "generated batch (G version ", info.g_version, ") has shape ",
+        ShapeToString(host_fake_.shape()), ", expected ", ShapeToString(want),
+        ": do the G workers run the same model and batch size?"));
+  }
+  ++decoupled_.fakes_used;
+  decoupled_.sample_age_sum += static_cast<double>(info.age());
+  decoupled_.max_sample_age = std::max(decoupled_.max_sample_age, info.age());
+  if (metrics_) metrics_->RecordSampleAge(info.age());
+  const auto c = Clock::now();
+  trainer_->ComputeDGradientsOn(backend_->FromHost(host_batch_), labels_,
+                                backend_->FromHost(host_fake_), fake_labels_,
+                                stats);
+  d_->staging.Stage(*d_->store);
+  timings_.compute += Seconds(c);
+  StartCall(*d_, /*push=*/true);
+  if (!options_.overlap) PG_RETURN_IF_ERROR(Ensure(*d_, true));
+  return absl::OkStatus();
+}
+
+absl::Status Worker::RunDOnly(const std::atomic<bool>* stop) {
+  auto stopping = [&] { return stop != nullptr && stop->load(); };
+  const auto run_start = Clock::now();
+  StartCall(*d_, /*push=*/false);
+  auto last_line = Clock::now();
+  int64_t images_since = 0;
+  StepStats stats;
+  absl::Status result;
+  const int64_t b = options_.batch_size;
+  while (options_.steps == 0 || steps_done_ < options_.steps) {
+    if (stopping()) break;
+    result = DOnlyStep(&stats);
+    if (!result.ok()) break;
+    const int64_t done = ++steps_done_;
+    images_since += b;
+    if (metrics_) {
+      metrics_->RecordStep(b, stats.d_loss, stats.g_loss);
+      metrics_->RecordLogits(stats.d_real, stats.d_fake);
+    }
+    if (options_.log_every > 0 && done % options_.log_every == 0) {
+      LogDecoupledProgress(done, stats, Seconds(last_line), images_since);
+      last_line = Clock::now();
+      images_since = 0;
+    }
+  }
+  result = Finish(result, stop);
+  timings_.wall = Seconds(run_start);
+  return result;
+}
+
+void Worker::LogDecoupledProgress(int64_t done, const StepStats& stats,
+                                  double secs, int64_t images) {
+  const double img_s = secs > 0 ? images / secs : 0.0;
+  const DecoupledStats& now = decoupled_;
+  DecoupledStats& then = decoupled_since_line_;
+  if (options_.role == v1::G_ONLY) {
+    const PushStats g = session_->TakePushStats(kGeneratorTable);
+    *log_ << absl::StrFormat(
+                 "progress worker=%s role=g step=%d d_version=%d "
+                 "g_version=%d img_s=%.1f g_loss=%.4f staleness_g=%.2f "
+                 "rejected=%d published=%d buffered=%d dropped=%d "
+                 "d_gate_waits=%d d_gate_wait_s=%.2f",
+                 options_.worker_id, done, d_version(), g_version(), img_s,
+                 stats.g_loss, g.mean_staleness, g.rejected_total,
+                 now.published, samples_->buffered(), samples_->dropped(),
+                 now.gate_waits - then.gate_waits, timings_.d_gate_wait)
+          << std::endl;
+  } else {
+    const PushStats d = session_->TakePushStats(kDiscriminatorTable);
+    const int64_t used = now.fakes_used - then.fakes_used;
+    const double mean_age =
+        used > 0 ? (now.sample_age_sum - then.sample_age_sum) / used : 0.0;
+    *log_ << absl::StrFormat(
+                 "progress worker=%s role=d step=%d d_version=%d img_s=%.1f "
+                 "d_loss=%.4f d_real=%.4f d_fake=%.4f staleness_d=%.2f "
+                 "rejected=%d sample_age=%.2f max_sample_age=%d stalls=%d "
+                 "stall_s=%.2f skipped=%d",
+                 options_.worker_id, done, d_version(), img_s, stats.d_loss,
+                 stats.d_real, stats.d_fake, d.mean_staleness,
+                 d.rejected_total, mean_age, now.max_sample_age,
+                 now.stalls - then.stalls, timings_.fake_wait,
+                 now.fakes_skipped)
+          << std::endl;
+  }
+  then = now;
 }
 
 }  // namespace paragan

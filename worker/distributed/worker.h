@@ -18,6 +18,21 @@
 // of a table waits for its call: the run is then step for step the
 // single-process trainer's.
 //
+// The decoupled schedule (ParaGAN's asynchronous G/D training) splits the
+// loop between roles that never wait for each other's compute:
+// - G_ONLY: per G step, wait (pulling D) while G is more than max_g_lead D
+//   updates ahead of the ratio d_steps D updates per G update; G gradients
+//   through whatever D has arrived; push G; publish that very fake batch
+//   (and d_steps - 1 more drawn from the same G, forward only) to the
+//   SampleSink with the G version it came from, so that D workers are fed d_steps
+//   batches per G update.
+// - D_ONLY: per D step, a real batch and a published fake batch (FakeSource;
+//   a fake more than max_sample_age G versions behind the newest published
+//   one is skipped and counted; time blocked on the source is a stall),
+//   D gradients, push D. G is never pulled.
+// The ratio is thus held from both sides: D cannot outrun the fakes G
+// publishes, and G waits for D. Both roles need asynchronous servers.
+//
 // Resilience (PsSession): UNAVAILABLE / DEADLINE_EXCEEDED are retried with
 // exponential backoff (RetryPolicy) and fail after policy.max_total naming
 // the shard; a FAILED_PRECONDITION push (shard restarted from an older
@@ -39,6 +54,7 @@
 #include "worker/distributed/batch_provider.h"
 #include "worker/distributed/ps_session.h"
 #include "worker/distributed/retry.h"
+#include "worker/distributed/sample_exchange.h"
 #include "worker/distributed/worker_metrics.h"
 #include "worker/engine/backend.h"
 #include "worker/train/gan_trainer.h"
@@ -52,7 +68,8 @@ struct WorkerOptions {
   std::string model = "dcgan32";
   int image_channels = 1;  // from the batch source
   int num_classes = 10;
-  int64_t steps = 0;  // G steps to run; 0: until *stop
+  // Steps of the role to run (G steps; D steps for D_ONLY); 0: until *stop.
+  int64_t steps = 0;
   int batch_size = 64;
   int threads = 1;
   std::string device = "cpu";
@@ -65,6 +82,12 @@ struct WorkerOptions {
   int64_t log_every = 50;  // 0: no progress lines
   v1::DType push_dtype = v1::FLOAT32;
   int d_steps = 0;  // 0: the servers' d_steps_per_g_step
+  // D_ONLY: skip fakes more than this many G versions behind the newest one
+  // published; < 0: no bound.
+  int64_t max_sample_age = 4;
+  // G_ONLY: a G step waits while d_steps x (G updates) - (D updates), both
+  // counted since this worker's first pull, exceeds this; < 0: never waits.
+  int64_t max_g_lead = 8;
   bool overlap = true;
   // Pull and push tensors through the shards' data planes
   // (server/data_plane.h) where they offer one; false: gRPC only.
@@ -103,6 +126,8 @@ struct WaitSchedule {
 // Where time went, for reporting the overlap of communication and compute.
 struct WorkerTimings {
   double wall = 0;            // Run, seconds
+  double fake_wait = 0;       // D_ONLY: blocked on the FakeSource
+  double d_gate_wait = 0;     // G_ONLY: waiting for D to take its updates
   double compute = 0;         // gradient computation, staging, merging
   double comm = 0;            // push/pull chains, summed (background)
   double push = 0, pull = 0;  // parts of comm (per chain, all shards)
@@ -120,7 +145,29 @@ class Worker {
       const WorkerOptions& options, std::unique_ptr<BatchProvider> batches,
       WorkerMetrics* metrics, std::ostream* log,
       const std::atomic<bool>* stop = nullptr);
+  // The decoupled roles' ends of the sample buffer: G_ONLY needs `samples`
+  // (and no `batches`), D_ONLY `batches` and `fakes`.
+  struct Exchange {
+    std::unique_ptr<BatchProvider> batches;
+    std::unique_ptr<SampleSink> samples;
+    std::unique_ptr<FakeSource> fakes;
+  };
+  static absl::StatusOr<std::unique_ptr<Worker>> Create(
+      const WorkerOptions& options, Exchange exchange, WorkerMetrics* metrics,
+      std::ostream* log, const std::atomic<bool>* stop = nullptr);
   ~Worker();
+
+  // What the decoupled roles counted.
+  struct DecoupledStats {
+    int64_t published = 0;       // G_ONLY: batches handed to the sink
+    int64_t fakes_used = 0;      // D_ONLY
+    int64_t fakes_skipped = 0;   // D_ONLY: older than max_sample_age
+    int64_t stalls = 0;          // D_ONLY: waits for a fake over 2 ms
+    int64_t max_sample_age = 0;  // D_ONLY: oldest fake trained on
+    double sample_age_sum = 0;   // D_ONLY: over fakes_used
+    int64_t gate_waits = 0;      // G_ONLY: G steps that waited for D
+  };
+  const DecoupledStats& decoupled_stats() const { return decoupled_; }
 
   // Trains until options.steps G steps are done or *stop becomes true
   // (checked between D and G steps; retries stop early too). Waits for the
@@ -152,6 +199,17 @@ class Worker {
   // One D step, the G step: compute, stage, push.
   absl::Status DStep(const WaitSchedule& when, StepStats* stats);
   absl::Status GStep(const WaitSchedule& when, StepStats* stats);
+  // The decoupled roles' loops and steps.
+  absl::Status RunCoupled(const std::atomic<bool>* stop);
+  absl::Status RunGOnly(const std::atomic<bool>* stop);
+  absl::Status RunDOnly(const std::atomic<bool>* stop);
+  absl::Status WaitForD(const std::atomic<bool>* stop);
+  absl::Status GOnlyStep(StepStats* stats);
+  absl::Status DOnlyStep(StepStats* stats);
+  // Waits for the last pushes; the result Run returns.
+  absl::Status Finish(absl::Status result, const std::atomic<bool>* stop);
+  void LogDecoupledProgress(int64_t done, const StepStats& stats,
+                            double seconds, int64_t images);
   void LogProgress(int64_t done, const StepStats& stats, double seconds,
                    int64_t images);
 
@@ -159,6 +217,13 @@ class Worker {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<GanTrainer> trainer_;
   std::unique_ptr<BatchProvider> batches_;
+  std::unique_ptr<SampleSink> samples_;
+  std::unique_ptr<FakeSource> fakes_;
+  DecoupledStats decoupled_;
+  DecoupledStats decoupled_since_line_;
+  int64_t g_base_ = -1, d_base_ = -1;  // versions at the first merge
+  Tensor host_fake_;
+  std::vector<int> fake_labels_;
   WorkerMetrics* metrics_ = nullptr;
   std::ostream* log_ = nullptr;
   int d_steps_ = 1;

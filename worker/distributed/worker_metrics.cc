@@ -20,6 +20,12 @@ const prometheus::Histogram::BucketBoundaries& StalenessBuckets() {
   return *b;
 }
 
+prometheus::Counter& WorkerCounter(prometheus::Registry* r, const char* name,
+                                   const char* help, const std::string& id) {
+  return BuildCounter().Name(name).Help(help).Register(*r).Add(
+      {{"worker", id}});
+}
+
 }  // namespace
 
 WorkerMetrics::WorkerMetrics(prometheus::Registry* r,
@@ -32,7 +38,8 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry* r,
                   .Add({{"worker", worker_id}})),
       steps_(BuildCounter()
                  .Name("paragan_worker_steps_total")
-                 .Help("G steps done")
+                 .Help("Steps of the worker's role done: G steps (D steps "
+                       "for role d_only)")
                  .Register(*r)
                  .Add({{"worker", worker_id}})),
       d_loss_(BuildGauge()
@@ -96,7 +103,39 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry* r,
                    .Help("RPC attempts retried after UNAVAILABLE or "
                          "DEADLINE_EXCEEDED")
                    .Register(*r)
-                   .Add({{"worker", worker_id}})) {
+                   .Add({{"worker", worker_id}})),
+      published_(WorkerCounter(r, "paragan_worker_samples_published_total",
+                               "Generated batches handed to the sample "
+                               "buffer (role g_only)",
+                               worker_id)),
+      buffered_(BuildGauge()
+                    .Name("paragan_worker_sample_buffer_batches")
+                    .Help("Batches in the sample buffer after this worker's "
+                          "last publish (role g_only)")
+                    .Register(*r)
+                    .Add({{"worker", worker_id}})),
+      gate_wait_(WorkerCounter(r, "paragan_worker_d_gate_wait_seconds_total",
+                               "Time G steps waited for D to take its "
+                               "updates (role g_only)",
+                               worker_id)),
+      sample_age_(BuildHistogram()
+                      .Name("paragan_worker_sample_age")
+                      .Help("G versions between the fake batch a D step used "
+                            "and the newest one published (role d_only)")
+                      .Register(*r)
+                      .Add({{"worker", worker_id}}, StalenessBuckets())),
+      stalls_(WorkerCounter(r, "paragan_worker_fake_stalls_total",
+                            "D steps that waited over 2 ms for a fake batch "
+                            "(role d_only)",
+                            worker_id)),
+      fake_wait_(WorkerCounter(r, "paragan_worker_fake_wait_seconds_total",
+                               "Time D steps waited for fake batches (role "
+                               "d_only)",
+                               worker_id)),
+      skipped_(WorkerCounter(r, "paragan_worker_fakes_skipped_total",
+                             "Fake batches skipped as older than "
+                             "max_sample_age (role d_only)",
+                             worker_id)) {
   for (const char* t : {"G", "D"}) {
     pushes_.Add(L(t));
     pulls_.Add(L(t));
@@ -143,5 +182,25 @@ void WorkerMetrics::RecordPush(const std::string& table, int64_t bytes,
 }
 
 void WorkerMetrics::RecordRetry() { retries_.Increment(); }
+
+void WorkerMetrics::RecordPublished(int64_t batches, int64_t buffered) {
+  published_.Increment(static_cast<double>(batches));
+  if (buffered >= 0) buffered_.Set(static_cast<double>(buffered));
+}
+
+void WorkerMetrics::RecordGateWait(double seconds) {
+  gate_wait_.Increment(seconds);
+}
+
+void WorkerMetrics::RecordSampleAge(int64_t age) {
+  sample_age_.Observe(static_cast<double>(age));
+}
+
+void WorkerMetrics::RecordFakeWait(double seconds, bool stalled) {
+  fake_wait_.Increment(seconds);
+  if (stalled) stalls_.Increment();
+}
+
+void WorkerMetrics::RecordFakeSkipped() { skipped_.Increment(); }
 
 }  // namespace paragan

@@ -16,6 +16,12 @@
 //   paragan_worker_pull_latency_seconds{table} (histograms, per shard call)
 //   paragan_worker_staleness{table} (histogram of PushResponse.staleness)
 //   paragan_worker_rejected_pushes_total, paragan_worker_retries_total
+// and the decoupled roles' (worker.h):
+//   paragan_worker_samples_published_total, paragan_worker_sample_buffer_batches,
+//   paragan_worker_d_gate_wait_seconds_total (g_only)
+//   paragan_worker_sample_age (histogram), paragan_worker_fake_stalls_total,
+//   paragan_worker_fake_wait_seconds_total,
+//   paragan_worker_fakes_skipped_total (d_only)
 // Process memory comes from common/process_metrics.h.
 
 #include <cstdint>
@@ -40,6 +46,11 @@ class WorkerMetrics {
   void RecordPush(const std::string& table, int64_t bytes, double seconds,
                   bool accepted, int64_t staleness);
   void RecordRetry();
+  void RecordPublished(int64_t batches, int64_t buffered);
+  void RecordGateWait(double seconds);
+  void RecordSampleAge(int64_t age);
+  void RecordFakeWait(double seconds, bool stalled);
+  void RecordFakeSkipped();
 
  private:
   prometheus::Labels L(const std::string& table) const;
@@ -60,6 +71,13 @@ class WorkerMetrics {
   prometheus::Family<prometheus::Histogram>& staleness_;
   prometheus::Counter& rejected_;
   prometheus::Counter& retries_;
+  prometheus::Counter& published_;
+  prometheus::Gauge& buffered_;
+  prometheus::Counter& gate_wait_;
+  prometheus::Histogram& sample_age_;
+  prometheus::Counter& stalls_;
+  prometheus::Counter& fake_wait_;
+  prometheus::Counter& skipped_;
 };
 
 }  // namespace paragan

@@ -59,6 +59,51 @@ class FakeBatches : public BatchProvider {
   std::atomic<int> served_{0};
 };
 
+// The sample buffer's ends, in memory.
+class RecordingSink : public SampleSink {
+ public:
+  struct Published {
+    Shape shape;
+    std::vector<float> images;
+    std::vector<int> labels;
+    int64_t g_version;
+  };
+  absl::Status Publish(const Tensor& images, const std::vector<int>& labels,
+                       int64_t g_version) override {
+    published.push_back(
+        Published{images.shape(), images.ToVector(), labels, g_version});
+    return absl::OkStatus();
+  }
+  std::vector<Published> published;
+};
+
+// Fakes with the ages `ages` (newest_g_version 100); `wait` before each.
+class ScriptedFakes : public FakeSource {
+ public:
+  ScriptedFakes(Shape shape, std::vector<int64_t> ages,
+                absl::Duration wait = absl::ZeroDuration())
+      : shape_(std::move(shape)), ages_(std::move(ages)), wait_(wait) {}
+  absl::Status Next(Tensor* images, std::vector<int>* labels,
+                    FakeBatchInfo* info) override {
+    absl::SleepFor(wait_);
+    const int k = served_++;
+    *images = Tensor::Host(shape_);
+    for (int64_t i = 0; i < images->numel(); ++i)
+      images->data()[i] = std::cos(0.21f * (i + 5 * k));
+    labels->assign(static_cast<size_t>(shape_[0]), 3);
+    info->newest_g_version = 100;
+    info->g_version = 100 - ages_[k % ages_.size()];
+    return absl::OkStatus();
+  }
+  int served() const { return served_; }
+
+ private:
+  Shape shape_;
+  std::vector<int64_t> ages_;
+  absl::Duration wait_;
+  std::atomic<int> served_{0};
+};
+
 struct Rig {
   std::unique_ptr<Backend> backend = MakeCpuBackend(1);
   std::unique_ptr<GanTrainer> reference;  // the model's table layouts
@@ -104,6 +149,30 @@ struct Rig {
     auto b = std::make_unique<FakeBatches>(batch_shape, on_batch);
     batches = b.get();
     return Worker::Create(o, std::move(b), nullptr, &log, stop);
+  }
+  // A decoupled worker: G_ONLY publishes to `sink`; D_ONLY reads `fakes`.
+  absl::StatusOr<std::unique_ptr<Worker>> CreateRole(
+      v1::WorkerRole role, std::unique_ptr<FakeSource> fake_source = nullptr,
+      const std::atomic<bool>* stop = nullptr) {
+    o.role = role;
+    Worker::Exchange e;
+    if (role == v1::G_ONLY) {
+      auto s = std::make_unique<RecordingSink>();
+      sink = s.get();
+      e.samples = std::move(s);
+    } else {
+      auto b = std::make_unique<FakeBatches>(batch_shape, on_batch);
+      batches = b.get();
+      e.batches = std::move(b);
+      e.fakes = std::move(fake_source);
+    }
+    return Worker::Create(o, std::move(e), nullptr, &log, stop);
+  }
+  RecordingSink* sink = nullptr;
+  int Pulls(int s, const std::string& table) {
+    int n = 0;
+    for (const fake::PullRecord& p : shard(s).pulls()) n += p.table == table;
+    return n;
   }
   // Pushes of `table` the shard took (all of them, with their bases).
   std::vector<int64_t> Bases(int s, const std::string& table) {
@@ -163,13 +232,7 @@ TEST(WorkerDecisionTest, WhenTheComputeThreadWaitsForATable) {
 
 // ---- Create ----
 
-TEST(WorkerTest, CreateRefusesBadOptionsAndRolesNotYetImplemented) {
-  Rig x;
-  x.o.role = v1::G_ONLY;
-  EXPECT_EQ(x.Create().status().code(), absl::StatusCode::kUnimplemented);
-  x.o.role = v1::D_ONLY;
-  EXPECT_EQ(x.Create().status().code(), absl::StatusCode::kUnimplemented);
-  x.o.role = v1::BOTH;
+TEST(WorkerTest, CreateRefusesBadOptions) {
   for (auto bad : std::vector<std::function<void(WorkerOptions&)>>{
            [](WorkerOptions& o) { o.ps.clear(); },
            [](WorkerOptions& o) { o.worker_id.clear(); },
@@ -464,6 +527,141 @@ TEST(WorkerTest, StopEndsTheRunQuietly) {
   EXPECT_TRUE(w2->Run(&stop2).ok());
   stopper.join();
   EXPECT_EQ(w2->steps_done(), 0);
+}
+
+}  // namespace
+}  // namespace paragan
+
+namespace paragan {
+namespace {
+
+// ---- The decoupled schedule's roles ----
+
+TEST(DecoupledWorkerTest, RolesNeedTheirEndsOfTheSampleBuffer) {
+  Rig x;
+  x.o.role = v1::G_ONLY;
+  absl::Status st = x.Create().status();  // batches, no sink
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("publish"), std::string::npos) << st;
+  Rig y;
+  st = y.CreateRole(v1::D_ONLY, nullptr).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("generated samples"), std::string::npos) << st;
+}
+
+TEST(DecoupledWorkerTest, RolesRefuseSynchronousServers) {
+  Rig x;
+  for (int s = 0; s < 2; ++s) x.shard(s).sync_workers = 1;
+  absl::Status st = x.CreateRole(v1::G_ONLY).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("asynchronous"), std::string::npos) << st;
+}
+
+TEST(DecoupledWorkerTest, AGWorkerPushesGAndPublishesDStepsBatchesPerStep) {
+  Rig x;
+  x.shard(0).d_steps_per_g_step = 2;
+  x.o.max_g_lead = -1;  // no D worker here: never wait for one
+  auto w = x.CreateRole(v1::G_ONLY).value();
+  ASSERT_TRUE(w->Run(nullptr).ok());
+  EXPECT_EQ(w->steps_done(), 3);
+  ASSERT_EQ(x.sink->published.size(), 6u);
+  for (size_t k = 0; k < x.sink->published.size(); ++k) {
+    const RecordingSink::Published& p = x.sink->published[k];
+    EXPECT_EQ(p.shape, (Shape{kBatch, 1, 32, 32}));
+    EXPECT_EQ(p.labels.size(), static_cast<size_t>(kBatch));
+    // The G version the batch came from: the one its G step was based on.
+    EXPECT_EQ(p.g_version, static_cast<int64_t>(k / 2)) << k;
+    for (float v : p.images) ASSERT_TRUE(v >= -1 && v <= 1) << v;  // tanh
+  }
+  // The batch of a G step and the extra one differ (fresh z).
+  EXPECT_NE(x.sink->published[0].images, x.sink->published[1].images);
+  for (int s = 0; s < 2; ++s) {
+    EXPECT_TRUE(x.Bases(s, kDiscriminatorTable).empty()) << "shard " << s;
+    if (x.shard(s).holds(kGeneratorTable)) {
+      EXPECT_EQ(x.Bases(s, kGeneratorTable), Iota(3));
+    }
+  }
+  EXPECT_EQ(w->decoupled_stats().published, 6);
+  const std::vector<std::string> lines = x.Progress();
+  ASSERT_EQ(lines.size(), 3u) << x.log.str();
+  EXPECT_EQ(Field(lines[2], "role"), "g");
+  EXPECT_EQ(Field(lines[2], "published"), "6");
+}
+
+TEST(DecoupledWorkerTest, AGWorkerWaitsWhileDLagsBehindTheRatio) {
+  Rig x;
+  x.o.max_g_lead = 1;  // d_steps 1: at most one G update ahead of D
+  x.o.steps = 4;
+  auto w = x.CreateRole(v1::G_ONLY).value();
+  std::thread run([&] { ASSERT_TRUE(w->Run(nullptr).ok()); });
+  // Nobody trains D: two G steps (leads 0 and 1) run, the third waits.
+  absl::SleepFor(absl::Milliseconds(800));
+  EXPECT_EQ(w->steps_done(), 2);
+  for (int s = 0; s < 2; ++s) {
+    if (x.shard(s).holds(kDiscriminatorTable)) {
+      x.shard(s).Advance(kDiscriminatorTable, 2);
+    }
+  }
+  run.join();
+  EXPECT_EQ(w->steps_done(), 4);
+  EXPECT_GE(w->decoupled_stats().gate_waits, 1);
+  EXPECT_GT(w->timings().d_gate_wait, 0.2);  // of the 0.8 s it was held
+}
+
+TEST(DecoupledWorkerTest, ADWorkerTrainsOnPublishedFakesAndSkipsOldOnes) {
+  Rig x;
+  x.o.max_sample_age = 4;
+  x.o.steps = 3;
+  auto fakes = std::make_unique<ScriptedFakes>(x.batch_shape,
+                                               std::vector<int64_t>{0, 9, 4});
+  ScriptedFakes* f = fakes.get();
+  auto w = x.CreateRole(v1::D_ONLY, std::move(fakes)).value();
+  ASSERT_TRUE(w->Run(nullptr).ok());
+  EXPECT_EQ(w->steps_done(), 3);
+  EXPECT_EQ(x.batches->served(), 3);
+  // Ages 0 | 9 (skipped), 4 | 0.
+  EXPECT_EQ(f->served(), 4);
+  const Worker::DecoupledStats& d = w->decoupled_stats();
+  EXPECT_EQ(d.fakes_used, 3);
+  EXPECT_EQ(d.fakes_skipped, 1);
+  EXPECT_EQ(d.max_sample_age, 4);
+  for (int s = 0; s < 2; ++s) {
+    EXPECT_TRUE(x.Bases(s, kGeneratorTable).empty()) << "shard " << s;
+    EXPECT_EQ(x.Pulls(s, kGeneratorTable), 0) << "shard " << s;
+    if (x.shard(s).holds(kDiscriminatorTable)) {
+      EXPECT_EQ(x.Bases(s, kDiscriminatorTable), Iota(3));
+    }
+  }
+  const std::vector<std::string> lines = x.Progress();
+  ASSERT_EQ(lines.size(), 3u) << x.log.str();
+  EXPECT_EQ(Field(lines[0], "role"), "d");
+  EXPECT_EQ(Field(lines[2], "skipped"), "1");
+  EXPECT_TRUE(std::isfinite(std::stod(Field(lines[2], "d_loss"))));
+}
+
+TEST(DecoupledWorkerTest, ADWorkerCountsTheTimeItWaitsForFakesAsStalls) {
+  Rig x;
+  x.o.steps = 2;
+  auto w = x.CreateRole(v1::D_ONLY,
+                        std::make_unique<ScriptedFakes>(
+                            x.batch_shape, std::vector<int64_t>{0},
+                            absl::Milliseconds(30)))
+               .value();
+  ASSERT_TRUE(w->Run(nullptr).ok());
+  EXPECT_EQ(w->decoupled_stats().stalls, 2);
+  EXPECT_GE(w->timings().fake_wait, 0.06);
+}
+
+TEST(DecoupledWorkerTest, ADWorkerRefusesFakesOfAnotherShape) {
+  Rig x;
+  auto w = x.CreateRole(v1::D_ONLY,
+                        std::make_unique<ScriptedFakes>(
+                            Shape{kBatch, 3, 32, 32}, std::vector<int64_t>{0}))
+               .value();
+  absl::Status st = w->Run(nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("same model and batch size"), std::string::npos)
+      << st;
 }
 
 }  // namespace

@@ -120,11 +120,20 @@ void GanTrainer::ComputeDGradients(const Tensor& real,
                                    const std::vector<int>& real_labels,
                                    StepStats* stats) {
   const int b = config_.batch_size;
-  ParamStore& d = model_->discriminator();
   Tensor z = noise_source_ ? noise_source_(b) : RandomZ(b, &rng_);
   std::vector<int> fake_labels = RandomLabels(b);
   // The fake batch is a constant for D: no G gradients, no G power iteration.
   Tensor fake = model_->Generate(z, fake_labels, Mode::FakesForDStep());
+  ComputeDGradientsOn(real, real_labels, fake, fake_labels, stats);
+}
+
+void GanTrainer::ComputeDGradientsOn(const Tensor& real,
+                                     const std::vector<int>& real_labels,
+                                     const Tensor& fake,
+                                     const std::vector<int>& fake_labels,
+                                     StepStats* stats) {
+  const int b = config_.batch_size;
+  ParamStore& d = model_->discriminator();
   // Real and fake in one D pass: one power iteration per D step.
   Tensor both = ConcatBatch(backend_, real, fake);
   std::vector<int> labels = real_labels;
@@ -149,7 +158,8 @@ void GanTrainer::ComputeDGradients(const Tensor& real,
 
 void GanTrainer::ApplyDGradients() { d_adam_.Step(); }
 
-void GanTrainer::ComputeGGradients(StepStats* stats) {
+void GanTrainer::ComputeGGradients(StepStats* stats, Tensor* fake_out,
+                                   std::vector<int>* labels_out) {
   const int b = config_.batch_size;
   ParamStore& g = model_->generator();
   // G step with fresh z; D is fixed (no D grads, no D power iteration).
@@ -157,6 +167,7 @@ void GanTrainer::ComputeGGradients(StepStats* stats) {
   std::vector<int> labels = RandomLabels(b);
   g.ZeroGrads();
   Tensor fake = model_->Generate(z, labels, Mode::GStep());
+  if (fake_out != nullptr) *fake_out = backend_->ToHost(fake);
   Tensor logits =
       backend_->ToHost(model_->Discriminate(fake, labels, Mode::DForGStep()));
   std::vector<float> lf(logits.data(), logits.data() + b), df;
@@ -164,6 +175,15 @@ void GanTrainer::ComputeGGradients(StepStats* stats) {
   Tensor dlogits = Tensor::HostFrom({b, 1}, df);
   model_->GenerateBackward(
       model_->DiscriminateBackward(backend_->FromHost(dlogits)));
+  if (labels_out != nullptr) *labels_out = std::move(labels);
+}
+
+Tensor GanTrainer::GenerateFakes(std::vector<int>* labels) {
+  const int b = config_.batch_size;
+  Tensor z = noise_source_ ? noise_source_(b) : RandomZ(b, &rng_);
+  *labels = RandomLabels(b);
+  return backend_->ToHost(
+      model_->Generate(z, *labels, Mode::FakesForDStep()));
 }
 
 void GanTrainer::ApplyGGradients() { g_adam_.Step(); }

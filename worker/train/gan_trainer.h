@@ -63,12 +63,25 @@ class GanTrainer {
   // stats->d_loss, d_real and d_fake.
   void ComputeDGradients(const Tensor& real,
                          const std::vector<int>& real_labels, StepStats* stats);
+  // The D gradient of ComputeDGradients on a given fake batch (D workers of
+  // the decoupled schedule, whose fakes come from G workers).
+  void ComputeDGradientsOn(const Tensor& real,
+                           const std::vector<int>& real_labels,
+                           const Tensor& fake,
+                           const std::vector<int>& fake_labels,
+                           StepStats* stats);
   // Adam on D with the gradients left by ComputeDGradients.
   void ApplyDGradients();
   // One G gradient through the current D: fresh z and labels, G in training
   // mode, D without parameter gradients or power iteration. Leaves G's
-  // gradients in its Params and sets stats->g_loss.
-  void ComputeGGradients(StepStats* stats);
+  // gradients in its Params and sets stats->g_loss. When set, *fake_out
+  // receives that very batch (host) and *labels_out its labels: the G worker
+  // of the decoupled schedule publishes them for D workers.
+  void ComputeGGradients(StepStats* stats, Tensor* fake_out = nullptr,
+                         std::vector<int>* labels_out = nullptr);
+  // A further fake batch (host) as ComputeDGradients draws one (G in
+  // training mode, no gradients) and its labels.
+  Tensor GenerateFakes(std::vector<int>* labels);
   // Adam on G with the gradients left by ComputeGGradients.
   void ApplyGGradients();
   // EMA of G and the step counter.
