@@ -129,12 +129,17 @@ ProcessSpec DataSpec(const LauncherOptions& o, const std::string& bin) {
   return p;
 }
 
+// `kind`: "w" (coupled, role both), "g" (g_only) or "d" (d_only); `i`
+// numbers the workers of that kind, `seed_index` all workers.
 ProcessSpec WorkerSpec(const LauncherOptions& o, const std::string& bin,
-                       const std::string& logs, int i) {
+                       const std::string& logs, const std::string& kind,
+                       int i, int seed_index) {
   ProcessSpec p;
-  p.name = absl::StrCat("w", i);
+  p.name = absl::StrCat(kind, i);
   p.role = Role::kWorker;
-  p.description = absl::StrCat("worker ", p.name);
+  p.description = kind == "w"   ? absl::StrCat("worker ", p.name)
+                  : kind == "g" ? absl::StrCat("G worker ", p.name)
+                                : absl::StrCat("D worker ", p.name);
   p.binary = bin + "/" + kWorkerBin;
   const std::string port_file =
       absl::StrCat(logs, "/", p.name, ".metrics_port");
@@ -144,7 +149,7 @@ ProcessSpec WorkerSpec(const LauncherOptions& o, const std::string& bin,
              "--steps=0",
              absl::StrCat("--batch_size=", o.batch_size),
              absl::StrCat("--threads=", o.threads_per_worker),
-             absl::StrCat("--seed=", o.seed + 1 + i),
+             absl::StrCat("--seed=", o.seed + 1 + seed_index),
              "--metrics_port=0",
              "--metrics_bind=127.0.0.1",
              absl::StrCat("--metrics_port_file=", port_file),
@@ -157,6 +162,11 @@ ProcessSpec WorkerSpec(const LauncherOptions& o, const std::string& bin,
                     absl::StrCat("--data_seed=", o.seed)});
   } else {
     p.flags.push_back("--data=${data.grpc}");
+  }
+  if (kind == "g") p.flags.push_back("--role=g_only");
+  if (kind == "d") {
+    p.flags.push_back("--role=d_only");
+    p.flags.push_back(absl::StrCat("--max_sample_age=", o.max_sample_age));
   }
   AppendFlags(o.worker_flags, &p.flags);
   p.ports = {{"metrics", PortSpec::Source::kPortFile, port_file, ""}};
@@ -289,10 +299,43 @@ ProcessSpec ExportSpec(const LauncherOptions& o, const std::string& bin) {
 
 }  // namespace
 
+RoleCounts DecoupledRoles(const LauncherOptions& o) {
+  if (o.schedule != "decoupled") return {};
+  if (o.g_workers > 0 || o.d_workers > 0) return {o.g_workers, o.d_workers};
+  return {o.num_workers / 2, o.num_workers - o.num_workers / 2};
+}
+
 absl::Status ValidateOptions(const LauncherOptions& o) {
   if (o.num_workers < 1 || o.num_shards < 1) {
     return absl::InvalidArgumentError(
         "need --num_workers >= 1 and --num_shards >= 1");
+  }
+  if (o.schedule != "coupled" && o.schedule != "decoupled") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--schedule must be coupled or decoupled, got ", o.schedule));
+  }
+  if (o.schedule == "coupled" && (o.g_workers != 0 || o.d_workers != 0)) {
+    return absl::InvalidArgumentError(
+        "--g_workers and --d_workers are for --schedule=decoupled");
+  }
+  if (o.schedule == "decoupled") {
+    const RoleCounts roles = DecoupledRoles(o);
+    if (roles.g < 1 || roles.d < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--schedule=decoupled needs at least one G and one D worker; got ",
+          roles.g, " G and ", roles.d,
+          " D (give --g_workers and --d_workers, or --num_workers >= 2)"));
+    }
+    if (o.mode != "async") {
+      return absl::InvalidArgumentError(
+          "--schedule=decoupled is asynchronous: G and D workers never wait "
+          "for each other's rounds; use --mode=async");
+    }
+    if (o.worker_data != "service") {
+      return absl::InvalidArgumentError(
+          "--schedule=decoupled trades samples through the data service: "
+          "use --worker_data=service");
+    }
   }
   if (o.worker_data != "service" && o.worker_data != "local") {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -341,8 +384,20 @@ absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
     job.processes.push_back(ShardSpec(o, bin_dir, job.log_dir, i));
   }
   job.processes.push_back(DataSpec(o, bin_dir));
-  for (int i = 0; i < o.num_workers; ++i) {
-    job.processes.push_back(WorkerSpec(o, bin_dir, job.log_dir, i));
+  const RoleCounts roles = DecoupledRoles(o);
+  if (o.schedule == "decoupled") {
+    for (int i = 0; i < roles.g; ++i) {
+      job.processes.push_back(
+          WorkerSpec(o, bin_dir, job.log_dir, "g", i, i));
+    }
+    for (int i = 0; i < roles.d; ++i) {
+      job.processes.push_back(
+          WorkerSpec(o, bin_dir, job.log_dir, "d", i, roles.g + i));
+    }
+  } else {
+    for (int i = 0; i < o.num_workers; ++i) {
+      job.processes.push_back(WorkerSpec(o, bin_dir, job.log_dir, "w", i, i));
+    }
   }
   if (o.eval_every_s > 0) {
     job.processes.push_back(EvalSpec(o, bin_dir, job.log_dir));

@@ -23,7 +23,16 @@ namespace local {
 
 struct LauncherOptions {
   std::string model = "dcgan32";
+  // "coupled": every worker runs D and G steps in one loop (role both).
+  // "decoupled": ParaGAN's schedule, g_workers G workers ("g0", ...) and
+  // d_workers D workers ("d0", ...) trading samples through the data
+  // service (worker/distributed/worker.h); num_workers is their sum.
+  std::string schedule = "coupled";
   int num_workers = 2;
+  // Decoupled: 0 and 0 split num_workers (G gets the smaller half).
+  int g_workers = 0, d_workers = 0;
+  // Decoupled: D workers skip samples more than this many G versions old.
+  int64_t max_sample_age = 4;
   int num_shards = 2;
   std::string mode = "async";  // async | sync
   // Passed to the shards, which know the policies and refuse a wrong name.
@@ -78,6 +87,13 @@ struct LauncherOptions {
 // Errors in the options that need no binary to detect (counts, modes).
 absl::Status ValidateOptions(const LauncherOptions& o);
 
+// The decoupled schedule's G and D worker counts (o.g_workers and
+// o.d_workers, or num_workers split when both are 0); {0, 0} for coupled.
+struct RoleCounts {
+  int g = 0, d = 0;
+};
+RoleCounts DecoupledRoles(const LauncherOptions& o);
+
 enum class Role { kInit, kShard, kData, kWorker, kEval, kExport };
 
 // How the launcher learns a port a process opens (they all pick free ones).
@@ -120,7 +136,8 @@ enum class Lifecycle {
 };
 
 struct ProcessSpec {
-  // "init", "shard0", "data", "w0", "export": the log file name, the
+  // "init", "shard0", "data", "w0" (coupled) or "g0"/"d0" (decoupled
+  // schedule), "export": the log file name, the
   // progress line's and the summary's name, --kill_process's argument.
   std::string name;
   Role role = Role::kWorker;

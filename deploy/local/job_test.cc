@@ -182,6 +182,68 @@ TEST(DescribeJob, WorkersReadingTheDatasetThemselves) {
   EXPECT_EQ(w.depends_on, (std::vector<std::string>{"shard0", "shard1"}));
 }
 
+TEST(DescribeJob, DecoupledScheduleHasGAndDWorkers) {
+  LauncherOptions o;
+  o.schedule = "decoupled";
+  o.g_workers = 1;
+  o.d_workers = 2;
+  o.num_workers = 3;
+  o.max_sample_age = 6;
+  o.seed = 10;
+  const Job job = Describe(o);
+  std::vector<std::string> workers;
+  for (const ProcessSpec& p : job.processes) {
+    if (p.role == Role::kWorker) workers.push_back(p.name);
+  }
+  EXPECT_EQ(workers, (std::vector<std::string>{"g0", "d0", "d1"}));
+  const ProcessSpec& g = *FindProcess(job, "g0");
+  EXPECT_EQ(FlagValue(g, "role"), "g_only");
+  EXPECT_EQ(FlagValue(g, "max_sample_age"), "<absent>");
+  EXPECT_EQ(FlagValue(g, "data"), "${data.grpc}");
+  for (const char* d : {"d0", "d1"}) {
+    EXPECT_EQ(FlagValue(*FindProcess(job, d), "role"), "d_only") << d;
+    EXPECT_EQ(FlagValue(*FindProcess(job, d), "max_sample_age"), "6") << d;
+  }
+  // Every worker its own z stream.
+  EXPECT_EQ(FlagValue(g, "seed"), "11");
+  EXPECT_EQ(FlagValue(*FindProcess(job, "d0"), "seed"), "12");
+  EXPECT_EQ(FlagValue(*FindProcess(job, "d1"), "seed"), "13");
+  // Asynchronous shards.
+  EXPECT_EQ(FlagValue(*FindProcess(job, "shard0"), "sync_workers"), "0");
+
+  // Without counts, num_workers is split, G taking the smaller half.
+  LauncherOptions split;
+  split.schedule = "decoupled";
+  split.num_workers = 5;
+  EXPECT_EQ(DecoupledRoles(split).g, 2);
+  EXPECT_EQ(DecoupledRoles(split).d, 3);
+  EXPECT_EQ(DecoupledRoles(LauncherOptions()).g, 0);  // coupled
+}
+
+TEST(DescribeJob, DecoupledScheduleRefusesWhatCannotWork) {
+  auto message = [](const LauncherOptions& o) {
+    return std::string(ValidateOptions(o).message());
+  };
+  LauncherOptions o;
+  o.schedule = "lockstep";
+  EXPECT_NE(message(o).find("--schedule"), std::string::npos);
+  o = LauncherOptions();
+  o.g_workers = 1;  // coupled
+  EXPECT_NE(message(o).find("--schedule=decoupled"), std::string::npos);
+  o = LauncherOptions();
+  o.schedule = "decoupled";
+  o.num_workers = 1;  // 0 G + 1 D
+  EXPECT_NE(message(o).find("at least one G and one D"), std::string::npos);
+  o = LauncherOptions();
+  o.schedule = "decoupled";
+  o.mode = "sync";
+  EXPECT_NE(message(o).find("--mode=async"), std::string::npos);
+  o = LauncherOptions();
+  o.schedule = "decoupled";
+  o.worker_data = "local";
+  EXPECT_NE(message(o).find("data service"), std::string::npos);
+}
+
 TEST(DescribeJob, RejectsBadOptions) {
   LauncherOptions o;
   o.num_workers = 0;

@@ -132,7 +132,12 @@ void StageUp(const LauncherOptions& o, const Job& job, const std::string& stage,
     }
     start->workers_started = true;
     start->at = absl::Now();
-    Say(absl::StrCat(o.num_workers, " worker(s) started (", o.mode,
+    const RoleCounts roles = DecoupledRoles(o);
+    Say(absl::StrCat(o.schedule == "decoupled"
+                         ? absl::StrCat(roles.g, " G and ", roles.d,
+                                        " D worker(s) started (decoupled, ")
+                         : absl::StrCat(o.num_workers, " worker(s) started ("),
+                     o.mode,
                      ", staleness policy ", o.staleness_policy,
                      o.momentum_compensation && o.mode == "async"
                          ? ", momentum compensation"
@@ -264,6 +269,12 @@ void FillSummary(const LauncherOptions& o, const TrainingStart& start,
   s.staleness_g = t.staleness_g;
   s.rejected = t.rejected;
   s.worker_img_s = t.worker_img_s;
+  for (const auto& [id, role] : t.worker_role) {
+    if (role == "g_only") s.g_worker_steps_s[id] = t.worker_steps_s.at(id);
+  }
+  s.sample_age = t.sample_age;
+  s.stalls = t.stalls;
+  s.skipped_samples = t.skipped;
   s.g_steps = t.g_version;
   s.d_steps = t.d_version;
   if (const std::optional<ShardTotals>& shards = monitor.last_shards()) {
@@ -336,6 +347,10 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   summary->staleness_policy = o.staleness_policy;
   summary->momentum_compensation = o.momentum_compensation && o.mode == "async";
   summary->num_workers = o.num_workers;
+  summary->schedule = o.schedule;
+  const RoleCounts roles = DecoupledRoles(o);
+  summary->g_workers = roles.g;
+  summary->d_workers = roles.d;
   summary->num_shards = o.num_shards;
   summary->batch_size = o.batch_size;
   PG_RETURN_IF_ERROR(ValidateOptions(o));

@@ -23,7 +23,18 @@
 
 ABSL_FLAG(std::string, model, "dcgan32",
           "a model paragan_init knows (`paragan_init --help` lists them)");
-ABSL_FLAG(int, num_workers, 2, "worker processes");
+ABSL_FLAG(std::string, schedule, "coupled",
+          "coupled: every worker runs D and G steps | decoupled: ParaGAN's "
+          "schedule, G workers and D workers that trade generated samples "
+          "through the data service and never wait for each other's compute");
+ABSL_FLAG(int, num_workers, 2,
+          "worker processes (decoupled: split into G and D workers unless "
+          "--g_workers/--d_workers say)");
+ABSL_FLAG(int, g_workers, 0, "decoupled: G workers (g0, g1, ...)");
+ABSL_FLAG(int, d_workers, 0, "decoupled: D workers (d0, d1, ...)");
+ABSL_FLAG(int64_t, max_sample_age, 4,
+          "decoupled: D workers skip generated batches more than this many "
+          "G versions behind the newest");
 ABSL_FLAG(int, num_shards, 2, "parameter-server shards");
 ABSL_FLAG(std::string, mode, "async",
           "async: every push is an optimizer step | sync: rounds of "
@@ -124,7 +135,14 @@ int main(int argc, char** argv) {
 
   paragan::local::LauncherOptions o;
   o.model = absl::GetFlag(FLAGS_model);
+  o.schedule = absl::GetFlag(FLAGS_schedule);
   o.num_workers = absl::GetFlag(FLAGS_num_workers);
+  o.g_workers = absl::GetFlag(FLAGS_g_workers);
+  o.d_workers = absl::GetFlag(FLAGS_d_workers);
+  if (o.g_workers > 0 || o.d_workers > 0) {
+    o.num_workers = o.g_workers + o.d_workers;
+  }
+  o.max_sample_age = absl::GetFlag(FLAGS_max_sample_age);
   o.num_shards = absl::GetFlag(FLAGS_num_shards);
   o.mode = absl::GetFlag(FLAGS_mode);
   o.staleness_policy = absl::GetFlag(FLAGS_staleness_policy);

@@ -75,31 +75,53 @@ void ProgressAggregator::SetState(const std::string& worker,
 ProgressAggregator::Totals ProgressAggregator::Compute() const {
   Totals t;
   t.worker_state = state_;
-  int n = 0;
+  int n = 0, with_d = 0, with_g = 0, d_only = 0;
   for (const auto& [id, p] : latest_) {
     t.worker_steps += p.step;
     t.g_version = std::max(t.g_version, p.g_version);
     t.d_version = std::max(t.d_version, p.d_version);
     t.rejected += p.rejected;
+    t.worker_role[id] = p.role;
     auto st = state_.find(id);
     const bool running = st == state_.end() || st->second == "running";
     t.worker_img_s[id] = running ? p.img_s : 0.0;
+    t.worker_steps_s[id] = running ? p.steps_s : 0.0;
     if (running) t.img_s += p.img_s;
-    t.d_loss += p.d_loss;
-    t.g_loss += p.g_loss;
-    t.d_real += p.d_real;
-    t.d_fake += p.d_fake;
-    t.staleness_d += p.staleness_d;
-    t.staleness_g += p.staleness_g;
+    // Each loss, logit and staleness from the workers whose role has it.
+    if (p.role != "g_only") {
+      t.d_loss += p.d_loss;
+      t.d_real += p.d_real;
+      t.d_fake += p.d_fake;
+      t.staleness_d += p.staleness_d;
+      ++with_d;
+    }
+    if (p.role != "d_only") {
+      t.g_loss += p.g_loss;
+      t.staleness_g += p.staleness_g;
+      ++with_g;
+    }
+    if (p.role == "g_only") {
+      t.decoupled = true;
+      if (running) t.g_steps_s += p.steps_s;
+      t.buffered = std::max(t.buffered, p.buffered);
+    } else if (p.role == "d_only") {
+      t.decoupled = true;
+      if (running) t.d_steps_s += p.steps_s;
+      t.sample_age += p.sample_age;
+      t.stalls += p.stalls;
+      t.skipped += p.skipped;
+      ++d_only;
+    }
     ++n;
   }
   t.workers_reporting = n;
-  if (n > 0) {
-    for (double* x : {&t.d_loss, &t.g_loss, &t.d_real, &t.d_fake,
-                      &t.staleness_d, &t.staleness_g}) {
-      *x /= n;
-    }
+  for (double* x : {&t.d_loss, &t.d_real, &t.d_fake, &t.staleness_d}) {
+    if (with_d > 0) *x /= with_d;
   }
+  for (double* x : {&t.g_loss, &t.staleness_g}) {
+    if (with_g > 0) *x /= with_g;
+  }
+  if (d_only > 0) t.sample_age /= d_only;
   return t;
 }
 
@@ -116,6 +138,9 @@ std::string ProgressAggregator::FormatLine(
       per.push_back(absl::StrCat(id, " ", state));
     } else if (it == t.worker_img_s.end()) {
       per.push_back(absl::StrCat(id, " starting"));
+    } else if (auto r = t.worker_role.find(id);
+               r != t.worker_role.end() && r->second == "g_only") {
+      per.push_back(absl::StrCat(id, " G"));  // generates, reads no images
     } else {
       per.push_back(absl::StrFormat("%s %.0f", id, it->second));
     }
@@ -132,6 +157,20 @@ std::string ProgressAggregator::FormatLine(
                              " | staleness D %.2f G %.2f | rejected %d",
                              t.img_s, absl::StrJoin(per, ", "), t.d_loss,
                              t.g_loss, t.staleness_d, t.staleness_g, rejected));
+  if (t.decoupled) {
+    absl::StrAppend(
+        &line,
+        absl::StrFormat(" | steps/s G %.2f D %.2f", t.g_steps_s, t.d_steps_s));
+    if (t.g_steps_s > 0) {
+      absl::StrAppend(&line,
+                      absl::StrFormat(" (D:G %.2f)", t.d_steps_s / t.g_steps_s));
+    }
+    if (t.buffered >= 0) absl::StrAppend(&line, " | buffer ", t.buffered);
+    absl::StrAppend(&line,
+                    absl::StrFormat(" | sample age %.1f | stalls %d",
+                                    t.sample_age, t.stalls));
+    if (t.skipped > 0) absl::StrAppend(&line, " | too old ", t.skipped);
+  }
   if (eval) {
     absl::StrAppend(&line, absl::StrFormat(" | FID(%s) %.2f @G %d",
                                            eval->network, eval->fid,
@@ -189,6 +228,21 @@ absl::StatusOr<WorkerCounters> WorkerCountersFromMetrics(
         absl::StrCat("no paragan_worker_steps_total{worker=\"", worker, "\"}"));
   }
   WorkerCounters c;
+  for (const MetricSample& m : *samples) {
+    if (m.name != "paragan_worker_info") continue;
+    auto id = m.labels.find("worker");
+    auto role = m.labels.find("role");
+    if (id != m.labels.end() && id->second == worker &&
+        role != m.labels.end()) {
+      c.role = role->second;
+    }
+  }
+  c.buffered = FindMetric(*samples, "paragan_worker_sample_buffer_batches", w)
+                   .value_or(-1);
+  c.sample_age_sum = get("paragan_worker_sample_age_sum", w);
+  c.sample_age_count = get("paragan_worker_sample_age_count", w);
+  c.stalls = get("paragan_worker_fake_stalls_total", w);
+  c.skipped = get("paragan_worker_fakes_skipped_total", w);
   c.steps = get("paragan_worker_steps_total", w);
   c.images = get("paragan_worker_images_total", w);
   c.d_loss = get("paragan_worker_discriminator_loss", w);
@@ -209,7 +263,11 @@ WorkerProgress ProgressBetween(const std::string& worker,
                                const WorkerProgress* last) {
   WorkerProgress p;
   p.worker = worker;
+  p.role = cur.role;
   p.step = static_cast<int64_t>(cur.steps);
+  p.buffered = static_cast<int64_t>(cur.buffered);
+  p.stalls = static_cast<int64_t>(cur.stalls);
+  p.skipped = static_cast<int64_t>(cur.skipped);
   p.rejected = static_cast<int64_t>(cur.rejected);
   p.d_loss = cur.d_loss;
   p.g_loss = cur.g_loss;
@@ -219,6 +277,9 @@ WorkerProgress ProgressBetween(const std::string& worker,
   p.img_s = rated  ? std::max(0.0, cur.images - prev->images) / dt_s
             : last ? last->img_s
                    : 0;
+  p.steps_s = rated  ? std::max(0.0, cur.steps - prev->steps) / dt_s
+              : last ? last->steps_s
+                     : 0;
   // Mean staleness of the pushes since `prev` (since the start for the
   // first reading); none new: the last mean stays.
   auto mean = [&](double sum, double count, double prev_sum, double prev_count,
@@ -237,6 +298,10 @@ WorkerProgress ProgressBetween(const std::string& worker,
                                base.staleness_sum_g, base.staleness_count_g,
                                last ? last->staleness_g : 0)
                         : (last ? last->staleness_g : 0);
+  p.sample_age = delta ? mean(cur.sample_age_sum, cur.sample_age_count,
+                              base.sample_age_sum, base.sample_age_count,
+                              last ? last->sample_age : 0)
+                       : (last ? last->sample_age : 0);
   return p;
 }
 

@@ -40,12 +40,19 @@ struct ShardTotals {
 // One worker's progress at one time.
 struct WorkerProgress {
   std::string worker;
-  int64_t step = 0;                      // G steps done
+  std::string role = "both";             // both | g_only | d_only
+  int64_t step = 0;                      // steps of its role done
+  double steps_s = 0;                    // since the last reading
   int64_t d_version = 0, g_version = 0;  // its view; 0 when unknown
   double img_s = 0;                      // real images/s since the last reading
   double d_loss = 0, g_loss = 0, d_real = 0, d_fake = 0;
   double staleness_d = 0, staleness_g = 0;  // mean since the last reading
   int64_t rejected = 0;
+  // The decoupled roles: G's view of the sample buffer's fill (-1: none);
+  // D's mean sample age since the last reading, stalls and skips so far.
+  int64_t buffered = -1;
+  double sample_age = 0;
+  int64_t stalls = 0, skipped = 0;
 };
 
 // The live evaluator's latest result (paragan_eval's /metrics page,
@@ -76,6 +83,16 @@ class ProgressAggregator {
     double staleness_d = 0, staleness_g = 0;                // mean
     int64_t rejected = 0;                                   // sum
     int workers_reporting = 0;
+    // The decoupled schedule (any g_only or d_only worker reporting): the
+    // running roles' summed step rates, the buffer's fill (latest G
+    // report's maximum), D's mean sample age, stalls and skips (sums).
+    bool decoupled = false;
+    double g_steps_s = 0, d_steps_s = 0;
+    int64_t buffered = -1;
+    double sample_age = 0;
+    int64_t stalls = 0, skipped = 0;
+    std::map<std::string, std::string> worker_role;
+    std::map<std::string, double> worker_steps_s;  // latest, running ones
     // Per worker: latest img/s and state, by worker id.
     std::map<std::string, double> worker_img_s;
     std::map<std::string, std::string> worker_state;
@@ -100,6 +117,7 @@ class ProgressAggregator {
 // The counters of one worker's /metrics page (worker/distributed/
 // worker_metrics.h), series labelled worker="<id>".
 struct WorkerCounters {
+  std::string role = "both";  // paragan_worker_info's role label
   double images = 0;  // paragan_worker_images_total
   double steps = 0;   // paragan_worker_steps_total
   double d_loss = 0, g_loss = 0;
@@ -108,6 +126,10 @@ struct WorkerCounters {
   double staleness_sum_d = 0, staleness_count_d = 0;
   double staleness_sum_g = 0, staleness_count_g = 0;
   double rejected = 0;  // paragan_worker_rejected_pushes_total
+  double buffered = -1;  // paragan_worker_sample_buffer_batches (g_only)
+  // paragan_worker_sample_age _sum and _count, stalls, skips (d_only).
+  double sample_age_sum = 0, sample_age_count = 0;
+  double stalls = 0, skipped = 0;
 };
 // NotFound when the page has no paragan_worker_steps_total for `worker`.
 absl::StatusOr<WorkerCounters> WorkerCountersFromMetrics(

@@ -140,6 +140,76 @@ TEST(ProgressBetween, RatesAndMeansOverTheInterval) {
   EXPECT_DOUBLE_EQ(q.staleness_d, 3.0);
 }
 
+TEST(WorkerCounters, DecoupledRolesFromTheirPages) {
+  const std::string page =
+      "paragan_worker_info{role=\"d_only\",worker=\"d0\"} 1\n"
+      "paragan_worker_steps_total{worker=\"d0\"} 40\n"
+      "paragan_worker_images_total{worker=\"d0\"} 2560\n"
+      "paragan_worker_sample_age_sum{worker=\"d0\"} 60\n"
+      "paragan_worker_sample_age_count{worker=\"d0\"} 40\n"
+      "paragan_worker_fake_stalls_total{worker=\"d0\"} 3\n"
+      "paragan_worker_fakes_skipped_total{worker=\"d0\"} 2\n";
+  absl::StatusOr<WorkerCounters> c = WorkerCountersFromMetrics(page, "d0");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->role, "d_only");
+  EXPECT_EQ(c->buffered, -1);  // not a G worker
+  EXPECT_EQ(c->stalls, 3);
+  EXPECT_EQ(c->skipped, 2);
+  WorkerProgress p = ProgressBetween("d0", nullptr, *c, 0, nullptr);
+  EXPECT_EQ(p.role, "d_only");
+  EXPECT_DOUBLE_EQ(p.sample_age, 1.5);
+  // A page from before roles existed: both.
+  EXPECT_EQ(WorkerCountersFromMetrics(WorkerPage(), "w1")->role, "both");
+}
+
+TEST(ProgressAggregator, DecoupledLineShowsRolesBufferAndSampleAge) {
+  ProgressAggregator agg;
+  WorkerProgress g;
+  g.worker = "g0";
+  g.role = "g_only";
+  g.step = 100;
+  g.steps_s = 3.0;
+  g.g_loss = -1.0;
+  g.d_loss = 0;  // a G worker has no D loss: it must not dilute D's
+  g.buffered = 4;
+  agg.Update(g);
+  for (const char* id : {"d0", "d1"}) {
+    WorkerProgress d;
+    d.worker = id;
+    d.role = "d_only";
+    d.step = 50;
+    d.steps_s = 1.5;
+    d.img_s = 96;
+    d.d_loss = 1.0;
+    d.sample_age = id == std::string("d0") ? 1.0 : 2.0;
+    d.stalls = 2;
+    agg.Update(d);
+  }
+  const ProgressAggregator::Totals t = agg.Compute();
+  EXPECT_TRUE(t.decoupled);
+  EXPECT_DOUBLE_EQ(t.d_loss, 1.0);
+  EXPECT_DOUBLE_EQ(t.g_loss, -1.0);
+  EXPECT_DOUBLE_EQ(t.g_steps_s, 3.0);
+  EXPECT_DOUBLE_EQ(t.d_steps_s, 3.0);
+  EXPECT_DOUBLE_EQ(t.sample_age, 1.5);
+  EXPECT_EQ(t.stalls, 4);
+  const std::string line =
+      ProgressAggregator::FormatLine(65, t, std::nullopt);
+  EXPECT_NE(line.find("(d0 96, d1 96, g0 G)"), std::string::npos) << line;
+  EXPECT_NE(line.find("| steps/s G 3.00 D 3.00 (D:G 1.00) | buffer 4 | "
+                      "sample age 1.5 | stalls 4"),
+            std::string::npos)
+      << line;
+  // A coupled run's line says nothing of roles.
+  ProgressAggregator coupled;
+  WorkerProgress w;
+  w.worker = "w0";
+  coupled.Update(w);
+  EXPECT_EQ(ProgressAggregator::FormatLine(1, coupled.Compute(), std::nullopt)
+                .find("steps/s"),
+            std::string::npos);
+}
+
 // Serves `answers` to successive connections on a free localhost port.
 class FakeHttp {
  public:

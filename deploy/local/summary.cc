@@ -45,8 +45,13 @@ std::string JsonNumber(double x) {
 
 std::string SummaryText(const RunSummary& s) {
   std::string out;
+  const std::string workers =
+      s.schedule == "decoupled"
+          ? absl::StrCat(s.g_workers, " G + ", s.d_workers,
+                         " D worker(s) (decoupled schedule), ")
+          : absl::StrCat(s.num_workers, " worker(s), ");
   absl::StrAppend(&out, "ParaGAN local run: ", s.model, ", ", s.num_shards,
-                  " parameter-server shard(s), ", s.num_workers, " worker(s), ",
+                  " parameter-server shard(s), ", workers,
                   s.mode, " (staleness policy ", s.staleness_policy,
                   s.momentum_compensation ? ", momentum compensation" : "",
                   "), batch ", s.batch_size, "\n");
@@ -67,7 +72,20 @@ std::string SummaryText(const RunSummary& s) {
                         "%.1f at the workers' last reports\n",
                         s.img_s, s.img_s_last);
   for (const auto& [id, r] : s.worker_img_s) {
-    absl::StrAppendFormat(&out, "  %s: %.1f img/s at its last report\n", id, r);
+    if (auto g = s.g_worker_steps_s.find(id); g != s.g_worker_steps_s.end()) {
+      absl::StrAppendFormat(&out, "  %s: %.2f G steps/s at its last report\n",
+                            id, g->second);
+    } else {
+      absl::StrAppendFormat(&out, "  %s: %.1f img/s at its last report\n", id,
+                            r);
+    }
+  }
+  if (s.schedule == "decoupled") {
+    absl::StrAppendFormat(&out,
+                          "samples: D trained on fakes %.2f G versions old "
+                          "(mean at the last reports), stalled %d times, "
+                          "skipped %d as too old\n",
+                          s.sample_age, s.stalls, s.skipped_samples);
   }
   absl::StrAppendFormat(&out,
                         "final losses D %.4f G %.4f (mean logits real %.3f "
@@ -114,6 +132,9 @@ std::string SummaryJson(const RunSummary& s) {
   };
   str("model", s.model);
   str("mode", s.mode);
+  str("schedule", s.schedule);
+  integer("g_workers", s.g_workers);
+  integer("d_workers", s.d_workers);
   str("staleness_policy", s.staleness_policy);
   absl::StrAppend(&out, "  \"momentum_compensation\": ",
                   s.momentum_compensation ? "true" : "false", ",\n");

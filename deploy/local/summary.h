@@ -17,6 +17,9 @@ namespace local {
 struct RunSummary {
   std::string model;
   std::string mode;  // "async" | "sync"
+  // "coupled" | "decoupled" (then g_workers + d_workers == num_workers)
+  std::string schedule = "coupled";
+  int g_workers = 0, d_workers = 0;
   std::string staleness_policy;
   bool momentum_compensation = false;
   int num_workers = 0, num_shards = 0, batch_size = 0;
@@ -41,6 +44,11 @@ struct RunSummary {
   double final_fid = 0;
   int64_t final_fid_g_step = 0, final_fid_samples = 0;
   std::map<std::string, double> worker_img_s;
+  // Decoupled: the G workers' G steps/s at their last reports (they read
+  // no images), and D's mean sample age, stalls and skipped samples.
+  std::map<std::string, double> g_worker_steps_s;
+  double sample_age = 0;
+  int64_t stalls = 0, skipped_samples = 0;
   std::vector<ProcessReport> processes;
   std::vector<std::string> outputs;  // files written
   std::string error;                 // empty: the run ended normally

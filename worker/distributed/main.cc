@@ -312,7 +312,8 @@ int Run() {
   std::unique_ptr<WorkerMetrics> metrics;
   std::unique_ptr<prometheus::Exposer> exposer;
   if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
-    metrics = std::make_unique<WorkerMetrics>(registry.get(), o.worker_id);
+    metrics =
+        std::make_unique<WorkerMetrics>(registry.get(), o.worker_id, role);
     try {
       exposer = std::make_unique<prometheus::Exposer>(
           absl::StrCat(absl::GetFlag(FLAGS_metrics_bind), ":",

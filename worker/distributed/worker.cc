@@ -403,7 +403,8 @@ absl::Status Worker::RunGOnly(const std::atomic<bool>* stop) {
     if (!result.ok()) break;
     const int64_t done = ++steps_done_;
     images_since += b;
-    if (metrics_) metrics_->RecordStep(b, stats.d_loss, stats.g_loss);
+    // images_total counts real images: a G worker reads none.
+    if (metrics_) metrics_->RecordStep(0, stats.d_loss, stats.g_loss);
     if (options_.log_every > 0 && done % options_.log_every == 0) {
       LogDecoupledProgress(done, stats, Seconds(last_line), images_since);
       last_line = Clock::now();

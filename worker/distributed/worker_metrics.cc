@@ -29,7 +29,8 @@ prometheus::Counter& WorkerCounter(prometheus::Registry* r, const char* name,
 }  // namespace
 
 WorkerMetrics::WorkerMetrics(prometheus::Registry* r,
-                             const std::string& worker_id)
+                             const std::string& worker_id,
+                             const std::string& role)
     : worker_(worker_id),
       images_(BuildCounter()
                   .Name("paragan_worker_images_total")
@@ -136,6 +137,12 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry* r,
                              "Fake batches skipped as older than "
                              "max_sample_age (role d_only)",
                              worker_id)) {
+  BuildGauge()
+      .Name("paragan_worker_info")
+      .Help("1, labelled with the worker's role (both, g_only, d_only)")
+      .Register(*r)
+      .Add({{"worker", worker_id}, {"role", role}})
+      .Set(1);
   for (const char* t : {"G", "D"}) {
     pushes_.Add(L(t));
     pulls_.Add(L(t));

@@ -3,6 +3,7 @@
 
 // Prometheus metrics of one worker (prometheus-cpp), every series labelled
 // worker="<id>":
+//   paragan_worker_info{role} (1; role both, g_only or d_only)
 //   paragan_worker_images_total, paragan_worker_steps_total (G steps)
 //   paragan_worker_discriminator_loss, paragan_worker_generator_loss
 //     (gauges, last step)
@@ -38,7 +39,9 @@ namespace paragan {
 class WorkerMetrics {
  public:
   // Registers the families on `registry`, which must outlive this object.
-  WorkerMetrics(prometheus::Registry* registry, const std::string& worker_id);
+  // `role`: "both", "g_only" or "d_only" (paragan_worker_info).
+  WorkerMetrics(prometheus::Registry* registry, const std::string& worker_id,
+                const std::string& role = "both");
 
   void RecordStep(int64_t images, double d_loss, double g_loss);
   void RecordLogits(double d_real, double d_fake);
