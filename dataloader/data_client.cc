@@ -301,6 +301,21 @@ absl::Status DataClient::Next(Tensor* host_images, std::vector<int>* labels) {
   }
 }
 
+absl::StatusOr<v1::RoleAssignment> DataClient::AssignRole(
+    const v1::RoleReport& report) {
+  Retry retry;
+  for (;;) {
+    grpc::ClientContext context;
+    context.set_deadline(DeadlineIn(absl::Seconds(30)));
+    if (!Track(&context)) return Cancelled();
+    v1::RoleAssignment assignment;
+    const grpc::Status st = stub_->AssignRole(&context, report, &assignment);
+    Untrack(&context);
+    if (st.ok()) return assignment;
+    PG_RETURN_IF_ERROR(Backoff(FromGrpcStatus(st), &retry));
+  }
+}
+
 absl::Status DataClient::Publish(const Tensor& images,
                                  const std::vector<int>& labels,
                                  int64_t g_version) {

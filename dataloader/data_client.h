@@ -89,6 +89,10 @@ class DataClient {
                        int64_t g_version);
   const v1::PublishResponse& last_publish() const { return last_publish_; }
 
+  // Role auto: reports to the service's role coordinator and returns the
+  // role to run. Retries like Publish while the service is unreachable.
+  absl::StatusOr<v1::RoleAssignment> AssignRole(const v1::RoleReport& report);
+
   // Unblocks Next/Publish (they return CANCELLED) and stops retries.
   void Cancel();
   bool cancelled() const { return cancelled_.load(); }

@@ -86,7 +86,8 @@ DataService::DataService(std::unique_ptr<Dataset> dataset,
     : dataset_(std::move(dataset)),
       options_(options),
       metrics_(metrics),
-      policy_(std::move(policy)) {
+      policy_(std::move(policy)),
+      roles_(options.roles) {
   if (metrics_ != nullptr) {
     metrics_->SetEpoch(0);
     UpdateGauges();
@@ -582,6 +583,32 @@ grpc::Status DataService::PublishSamples(
   response->set_accepted_batches(accepted);
   response->set_dropped_batches(dropped);
   response->set_buffered_batches(buffered);
+  return grpc::Status::OK;
+}
+
+grpc::Status DataService::AssignRole(grpc::ServerContext*,
+                                     const v1::RoleReport* request,
+                                     v1::RoleAssignment* response) {
+  const v1::RoleReport& r = *request;
+  if (r.worker_id().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "RoleReport: worker_id must be set");
+  }
+  if (!v1::WorkerRole_IsValid(r.role()) || r.steps() < 0 ||
+      !(r.busy_seconds() >= 0) || !(r.wall_seconds() >= 0) ||
+      r.d_steps_per_g_step() < 0) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("RoleReport of '", r.worker_id(),
+                     "': need a known role, steps >= 0, busy and wall "
+                     "seconds >= 0, d_steps_per_g_step >= 0"));
+  }
+  int64_t buffered = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    buffered = static_cast<int64_t>(generated_.size());
+  }
+  *response = roles_.Report(r, absl::Now(), buffered);
   return grpc::Status::OK;
 }
 

@@ -32,6 +32,9 @@
 // unique among live workers: two live streams with one id supersede each
 // other.
 //
+// Roles. AssignRole is the role coordinator of --role=auto workers
+// (role_coordinator.h), fed with the buffer's fill.
+//
 // Generated samples. PublishSamples (G workers) appends batches to a bounded
 // buffer (the oldest is dropped when full, counted); streams opened with
 // want_generated (role D_ONLY) receive those instead of dataset batches,
@@ -57,6 +60,7 @@
 #include "dataloader/datasets/dataset.h"
 #include "dataloader/datasets/sampler.h"
 #include "dataloader/dispatch_policy.h"
+#include "dataloader/role_coordinator.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/paragan.grpc.pb.h"
 
@@ -74,6 +78,8 @@ struct DataServiceOptions {
   int max_credits = 4096;
   // The registered DispatchPolicy that deals batches to streams.
   std::string dispatch_policy = "round_robin";
+  // Role balancing of --role=auto workers (AssignRole).
+  RoleCoordinatorOptions roles;
 };
 
 class DataService final : public v1::DataService::Service {
@@ -113,6 +119,9 @@ class DataService final : public v1::DataService::Service {
   grpc::Status PublishSamples(grpc::ServerContext* context,
                               grpc::ServerReader<v1::SampleBatch>* reader,
                               v1::PublishResponse* response) override;
+  grpc::Status AssignRole(grpc::ServerContext* context,
+                          const v1::RoleReport* request,
+                          v1::RoleAssignment* response) override;
 
   // Ends every open stream (UNAVAILABLE: workers reconnect to the next
   // service) and refuses new ones, so that grpc::Server::Shutdown need not
@@ -128,6 +137,7 @@ class DataService final : public v1::DataService::Service {
   const DatasetInfo& info() const { return dataset_->info(); }
   // The policy's name (reported at start-up).
   absl::string_view dispatch_policy() const { return policy_->name(); }
+  const RoleCoordinator& roles() const { return roles_; }
 
  private:
   // A batch ready to send: the message minus the send time.
@@ -172,6 +182,7 @@ class DataService final : public v1::DataService::Service {
   DataMetrics* const metrics_;
   // Called with mu_ held only (its contract: dispatch_policy.h).
   const std::unique_ptr<DispatchPolicy> policy_;
+  RoleCoordinator roles_;  // thread-safe on its own
 
   mutable std::mutex mu_;
   std::condition_variable producer_cv_;

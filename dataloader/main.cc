@@ -65,6 +65,14 @@ ABSL_FLAG(int, generated_buffer, 16,
 ABSL_FLAG(int, load_threads, 1, "Threads decoding one batch.");
 ABSL_FLAG(int, max_message_bytes, 256 << 20,
           "Largest gRPC message accepted or sent (one batch is one message).");
+ABSL_FLAG(double, role_report_s, 5,
+          "Role auto workers: seconds between their reports to the role "
+          "coordinator.");
+ABSL_FLAG(double, role_lease_s, 15,
+          "Role auto workers: one silent this long is forgotten and its role "
+          "refilled from the others.");
+ABSL_FLAG(double, role_min_dwell_s, 10,
+          "Role auto workers: the least time a worker keeps a role.");
 ABSL_FLAG(std::string, dispatch_policy, "round_robin",
           "Which stream gets the next batch and how many each may hold "
           "unacked (dataloader/dispatch_policy.h); the known policies are "
@@ -100,6 +108,16 @@ absl::Status CheckFlags() {
   PG_RETURN_IF_ERROR(range("max_message_bytes",
                            absl::GetFlag(FLAGS_max_message_bytes), 1 << 16,
                            std::numeric_limits<int>::max()));
+  for (const auto& [name, v] :
+       {std::make_pair("--role_report_s", absl::GetFlag(FLAGS_role_report_s)),
+        std::make_pair("--role_lease_s", absl::GetFlag(FLAGS_role_lease_s)),
+        std::make_pair("--role_min_dwell_s",
+                       absl::GetFlag(FLAGS_role_min_dwell_s))}) {
+    if (!(v > 0 && v < 1e6)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " must be in (0, 1e6) seconds, got ", v));
+    }
+  }
   // Before the dataset is read: a typo should not cost a load.
   const std::string policy = absl::GetFlag(FLAGS_dispatch_policy);
   if (absl::Status st = CheckDispatchPolicyName(policy); !st.ok()) {
@@ -185,6 +203,15 @@ int Run() {
   options.generated_buffer = absl::GetFlag(FLAGS_generated_buffer);
   options.load_threads = absl::GetFlag(FLAGS_load_threads);
   options.dispatch_policy = absl::GetFlag(FLAGS_dispatch_policy);
+  options.roles.report_interval =
+      absl::Seconds(absl::GetFlag(FLAGS_role_report_s));
+  options.roles.lease = absl::Seconds(absl::GetFlag(FLAGS_role_lease_s));
+  options.roles.min_dwell =
+      absl::Seconds(absl::GetFlag(FLAGS_role_min_dwell_s));
+  options.roles.cooldown = options.roles.report_interval;
+  options.roles.log = [](const std::string& line) {
+    std::cout << kName << ": " << line << std::endl;
+  };
   absl::StatusOr<std::unique_ptr<DataService>> service =
       DataService::Create(*std::move(dataset), options, metrics.get());
   if (!service.ok()) {

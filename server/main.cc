@@ -20,6 +20,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <thread>
 #include <vector>
 
@@ -67,6 +68,8 @@ ABSL_FLAG(double, g_lr, -1, "G Adam learning rate; < 0: the model's default.");
 ABSL_FLAG(double, d_lr, -1, "D Adam learning rate; < 0: the model's default.");
 ABSL_FLAG(std::string, betas, "",
           "Adam betas 'beta1,beta2' for both tables; empty: model default.");
+ABSL_FLAG(std::string, g_betas, "", "G's Adam betas, over --betas.");
+ABSL_FLAG(std::string, d_betas, "", "D's Adam betas, over --betas.");
 ABSL_FLAG(double, adam_eps, -1, "Adam epsilon; < 0: the model's default.");
 ABSL_FLAG(int, d_steps_per_g_step, 0,
           "D updates per G update, advertised to workers at registration "
@@ -81,6 +84,10 @@ ABSL_FLAG(std::string, g_staleness_policy, "", "G's policy override.");
 ABSL_FLAG(std::string, d_staleness_policy, "", "D's policy override.");
 ABSL_FLAG(int64_t, staleness_bound, 0,
           "Largest staleness accepted by reject_above_bound.");
+ABSL_FLAG(int64_t, g_staleness_bound, -1,
+          "G's bound; < 0: --staleness_bound.");
+ABSL_FLAG(int64_t, d_staleness_bound, -1,
+          "D's bound; < 0: --staleness_bound.");
 ABSL_FLAG(int, sync_workers, 0,
           "0: asynchronous. N > 0: synchronous rounds of N workers (average, "
           "then one step).");
@@ -141,26 +148,38 @@ absl::StatusOr<ShardOptions> OptionsFromFlags(int* d_steps) {
   if (absl::GetFlag(FLAGS_adam_eps) >= 0) {
     o.g.adam.eps = o.d.adam.eps = absl::GetFlag(FLAGS_adam_eps);
   }
-  const std::string betas = absl::GetFlag(FLAGS_betas);
-  if (!betas.empty()) {
-    std::vector<std::string> parts = absl::StrSplit(betas, ',');
+  // Both tables' betas, then each table's own (the asymmetric policy).
+  for (auto [flag, value, tables] :
+       {std::make_tuple("--betas", absl::GetFlag(FLAGS_betas),
+                        std::vector<TableConfig*>{&o.g, &o.d}),
+        std::make_tuple("--g_betas", absl::GetFlag(FLAGS_g_betas),
+                        std::vector<TableConfig*>{&o.g}),
+        std::make_tuple("--d_betas", absl::GetFlag(FLAGS_d_betas),
+                        std::vector<TableConfig*>{&o.d})}) {
+    if (value.empty()) continue;
+    std::vector<std::string> parts = absl::StrSplit(value, ',');
     float b1, b2;
     if (parts.size() != 2 || !absl::SimpleAtof(parts[0], &b1) ||
         !absl::SimpleAtof(parts[1], &b2)) {
-      return Fail(absl::StrCat("--betas must be 'beta1,beta2', got ", betas));
+      return Fail(absl::StrCat(flag, " must be 'beta1,beta2', got ", value));
     }
-    o.g.adam.beta1 = o.d.adam.beta1 = b1;
-    o.g.adam.beta2 = o.d.adam.beta2 = b2;
+    for (TableConfig* t : tables) {
+      t->adam.beta1 = b1;
+      t->adam.beta2 = b2;
+    }
   }
   const std::string policy = absl::GetFlag(FLAGS_staleness_policy);
-  for (auto [table, override_flag] :
-       {std::make_pair(&o.g, absl::GetFlag(FLAGS_g_staleness_policy)),
-        std::make_pair(&o.d, absl::GetFlag(FLAGS_d_staleness_policy))}) {
+  for (auto [table, override_flag, bound] :
+       {std::make_tuple(&o.g, absl::GetFlag(FLAGS_g_staleness_policy),
+                        absl::GetFlag(FLAGS_g_staleness_bound)),
+        std::make_tuple(&o.d, absl::GetFlag(FLAGS_d_staleness_policy),
+                        absl::GetFlag(FLAGS_d_staleness_bound))}) {
     table->rule.staleness_policy =
         override_flag.empty() ? policy : override_flag;
     PG_RETURN_IF_ERROR(
         FindStalenessPolicy(table->rule.staleness_policy).status());
-    table->rule.staleness_bound = absl::GetFlag(FLAGS_staleness_bound);
+    table->rule.staleness_bound =
+        bound >= 0 ? bound : absl::GetFlag(FLAGS_staleness_bound);
     table->rule.momentum_compensation =
         absl::GetFlag(FLAGS_momentum_compensation);
     table->rule.sync_workers = absl::GetFlag(FLAGS_sync_workers);

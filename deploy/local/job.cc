@@ -92,6 +92,21 @@ ProcessSpec ShardSpec(const LauncherOptions& o, const std::string& bin,
     p.flags.push_back(absl::StrCat("--worker_lease_s=", o.worker_lease_s));
   }
   p.flags.push_back("--threads=1");
+  for (const auto& [prefix, t] : {std::make_pair("g", &o.g_table),
+                                  std::make_pair("d", &o.d_table)}) {
+    if (t->lr >= 0) p.flags.push_back(absl::StrCat("--", prefix, "_lr=", t->lr));
+    if (!t->betas.empty()) {
+      p.flags.push_back(absl::StrCat("--", prefix, "_betas=", t->betas));
+    }
+    if (!t->staleness_policy.empty()) {
+      p.flags.push_back(absl::StrCat("--", prefix, "_staleness_policy=",
+                                     t->staleness_policy));
+    }
+    if (t->staleness_bound >= 0) {
+      p.flags.push_back(absl::StrCat("--", prefix, "_staleness_bound=",
+                                     t->staleness_bound));
+    }
+  }
   AppendFlags(o.ps_flags, &p.flags);
   p.ports = {{"grpc", PortSpec::Source::kPortFile, port_file, ""}};
   p.readiness = {Readiness::Check::kShardState, "grpc", kServiceStartTimeout,
@@ -163,7 +178,18 @@ ProcessSpec WorkerSpec(const LauncherOptions& o, const std::string& bin,
   } else {
     p.flags.push_back("--data=${data.grpc}");
   }
+  for (const auto& [prefix, t] : {std::make_pair("g", &o.g_table),
+                                  std::make_pair("d", &o.d_table)}) {
+    if (!t->push_dtype.empty()) {
+      p.flags.push_back(
+          absl::StrCat("--", prefix, "_push_dtype=", t->push_dtype));
+    }
+  }
   if (kind == "g") p.flags.push_back("--role=g_only");
+  if (kind == "w" && o.auto_roles) {
+    p.flags.push_back("--role=auto");
+    p.flags.push_back(absl::StrCat("--max_sample_age=", o.max_sample_age));
+  }
   if (kind == "d") {
     p.flags.push_back("--role=d_only");
     p.flags.push_back(absl::StrCat("--max_sample_age=", o.max_sample_age));
@@ -300,7 +326,7 @@ ProcessSpec ExportSpec(const LauncherOptions& o, const std::string& bin) {
 }  // namespace
 
 RoleCounts DecoupledRoles(const LauncherOptions& o) {
-  if (o.schedule != "decoupled") return {};
+  if (o.schedule != "decoupled" || o.auto_roles) return {};
   if (o.g_workers > 0 || o.d_workers > 0) return {o.g_workers, o.d_workers};
   return {o.num_workers / 2, o.num_workers - o.num_workers / 2};
 }
@@ -310,6 +336,19 @@ absl::Status ValidateOptions(const LauncherOptions& o) {
     return absl::InvalidArgumentError(
         "need --num_workers >= 1 and --num_shards >= 1");
   }
+  for (const auto& [name, t] : {std::make_pair("g", &o.g_table),
+                                std::make_pair("d", &o.d_table)}) {
+    if (!t->push_dtype.empty() && t->push_dtype != "float32" &&
+        t->push_dtype != "bfloat16") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, "_push_dtype must be float32 or bfloat16, "
+                       "got ", t->push_dtype));
+    }
+    if (!(t->lr == -1 || t->lr > 0)) {  // -1: unset
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", name, "_lr must be > 0 (or unset), got ", t->lr));
+    }
+  }
   if (o.schedule != "coupled" && o.schedule != "decoupled") {
     return absl::InvalidArgumentError(absl::StrCat(
         "--schedule must be coupled or decoupled, got ", o.schedule));
@@ -318,9 +357,18 @@ absl::Status ValidateOptions(const LauncherOptions& o) {
     return absl::InvalidArgumentError(
         "--g_workers and --d_workers are for --schedule=decoupled");
   }
+  if (o.auto_roles && o.schedule != "decoupled") {
+    return absl::InvalidArgumentError(
+        "--auto_roles balances the roles of --schedule=decoupled");
+  }
+  if (o.auto_roles && (o.g_workers != 0 || o.d_workers != 0)) {
+    return absl::InvalidArgumentError(
+        "--auto_roles assigns the roles itself: give --num_workers, not "
+        "--g_workers/--d_workers");
+  }
   if (o.schedule == "decoupled") {
     const RoleCounts roles = DecoupledRoles(o);
-    if (roles.g < 1 || roles.d < 1) {
+    if (!o.auto_roles && (roles.g < 1 || roles.d < 1)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--schedule=decoupled needs at least one G and one D worker; got ",
           roles.g, " G and ", roles.d,
@@ -385,7 +433,7 @@ absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
   }
   job.processes.push_back(DataSpec(o, bin_dir));
   const RoleCounts roles = DecoupledRoles(o);
-  if (o.schedule == "decoupled") {
+  if (o.schedule == "decoupled" && !o.auto_roles) {
     for (int i = 0; i < roles.g; ++i) {
       job.processes.push_back(
           WorkerSpec(o, bin_dir, job.log_dir, "g", i, i));

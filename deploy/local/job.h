@@ -31,8 +31,23 @@ struct LauncherOptions {
   int num_workers = 2;
   // Decoupled: 0 and 0 split num_workers (G gets the smaller half).
   int g_workers = 0, d_workers = 0;
+  // Decoupled: num_workers workers "w0", ... with --role=auto, whose roles
+  // the data service's coordinator assigns and rebalances from their
+  // measured step rates (dataloader/role_coordinator.h).
+  bool auto_roles = false;
   // Decoupled: D workers skip samples more than this many G versions old.
   int64_t max_sample_age = 4;
+  // The asymmetric policy, per table; unset (empty, < 0) fields leave the
+  // shared setting (staleness_policy, staleness_bound, push_dtype) or the
+  // model's default (learning rate, betas).
+  struct TablePolicy {
+    double lr = -1;
+    std::string betas;             // "beta1,beta2"
+    std::string staleness_policy;
+    int64_t staleness_bound = -1;
+    std::string push_dtype;        // float32 | bfloat16
+  };
+  TablePolicy g_table, d_table;
   int num_shards = 2;
   std::string mode = "async";  // async | sync
   // Passed to the shards, which know the policies and refuse a wrong name.

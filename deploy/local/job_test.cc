@@ -220,6 +220,58 @@ TEST(DescribeJob, DecoupledScheduleHasGAndDWorkers) {
   EXPECT_EQ(DecoupledRoles(LauncherOptions()).g, 0);  // coupled
 }
 
+TEST(DescribeJob, EachTableItsOwnPolicy) {
+  LauncherOptions o;
+  o.d_table.lr = 4e-4;
+  o.g_table.betas = "0,0.9";
+  o.g_table.staleness_policy = "scale_by_inverse_staleness";
+  o.d_table.staleness_bound = 2;
+  o.d_table.push_dtype = "bfloat16";
+  const Job job = Describe(o);
+  const ProcessSpec& shard = *FindProcess(job, "shard1");
+  EXPECT_EQ(FlagValue(shard, "d_lr"), "0.0004");
+  EXPECT_EQ(FlagValue(shard, "g_lr"), "<absent>");  // the model's
+  EXPECT_EQ(FlagValue(shard, "g_betas"), "0,0.9");
+  EXPECT_EQ(FlagValue(shard, "g_staleness_policy"),
+            "scale_by_inverse_staleness");
+  EXPECT_EQ(FlagValue(shard, "staleness_policy"), "reject_above_bound");
+  EXPECT_EQ(FlagValue(shard, "d_staleness_bound"), "2");
+  EXPECT_EQ(FlagValue(shard, "g_staleness_bound"), "<absent>");
+  const ProcessSpec& w = *FindProcess(job, "w0");
+  EXPECT_EQ(FlagValue(w, "d_push_dtype"), "bfloat16");
+  EXPECT_EQ(FlagValue(w, "g_push_dtype"), "<absent>");
+  EXPECT_EQ(FlagValue(w, "push_dtype"), "float32");
+
+  LauncherOptions bad;
+  bad.g_table.push_dtype = "fp8";
+  EXPECT_NE(ValidateOptions(bad).message().find("--g_push_dtype"),
+            std::string::npos);
+  bad = LauncherOptions();
+  bad.d_table.lr = 0;
+  EXPECT_NE(ValidateOptions(bad).message().find("--d_lr"), std::string::npos);
+}
+
+TEST(DescribeJob, AutoRolesLeaveTheSplitToTheDataService) {
+  LauncherOptions o;
+  o.schedule = "decoupled";
+  o.auto_roles = true;
+  o.num_workers = 3;
+  const Job job = Describe(o);
+  for (const char* w : {"w0", "w1", "w2"}) {
+    ASSERT_NE(FindProcess(job, w), nullptr) << w;
+    EXPECT_EQ(FlagValue(*FindProcess(job, w), "role"), "auto") << w;
+    EXPECT_EQ(FlagValue(*FindProcess(job, w), "max_sample_age"), "4") << w;
+  }
+  EXPECT_EQ(FindProcess(job, "g0"), nullptr);
+  o.schedule = "coupled";
+  EXPECT_NE(ValidateOptions(o).message().find("--schedule=decoupled"),
+            std::string::npos);
+  o.schedule = "decoupled";
+  o.g_workers = 1;
+  EXPECT_NE(ValidateOptions(o).message().find("--num_workers"),
+            std::string::npos);
+}
+
 TEST(DescribeJob, DecoupledScheduleRefusesWhatCannotWork) {
   auto message = [](const LauncherOptions& o) {
     return std::string(ValidateOptions(o).message());

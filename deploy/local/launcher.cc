@@ -133,7 +133,11 @@ void StageUp(const LauncherOptions& o, const Job& job, const std::string& stage,
     start->workers_started = true;
     start->at = absl::Now();
     const RoleCounts roles = DecoupledRoles(o);
-    Say(absl::StrCat(o.schedule == "decoupled"
+    Say(absl::StrCat(o.auto_roles
+                         ? absl::StrCat(o.num_workers,
+                                        " worker(s) started (decoupled, roles "
+                                        "assigned by the data service, ")
+                     : o.schedule == "decoupled"
                          ? absl::StrCat(roles.g, " G and ", roles.d,
                                         " D worker(s) started (decoupled, ")
                          : absl::StrCat(o.num_workers, " worker(s) started ("),

@@ -32,6 +32,20 @@ ABSL_FLAG(int, num_workers, 2,
           "--g_workers/--d_workers say)");
 ABSL_FLAG(int, g_workers, 0, "decoupled: G workers (g0, g1, ...)");
 ABSL_FLAG(int, d_workers, 0, "decoupled: D workers (d0, d1, ...)");
+ABSL_FLAG(bool, auto_roles, false,
+          "decoupled: --num_workers workers whose roles the data service "
+          "assigns and rebalances from their measured step rates");
+// The asymmetric policy per table (unset: the shared flag or the model's).
+ABSL_FLAG(double, g_lr, -1, "G's Adam learning rate; unset: the model's");
+ABSL_FLAG(double, d_lr, -1, "D's Adam learning rate; unset: the model's");
+ABSL_FLAG(std::string, g_betas, "", "G's Adam betas 'beta1,beta2'");
+ABSL_FLAG(std::string, d_betas, "", "D's Adam betas 'beta1,beta2'");
+ABSL_FLAG(std::string, g_staleness_policy, "", "G's, over --staleness_policy");
+ABSL_FLAG(std::string, d_staleness_policy, "", "D's, over --staleness_policy");
+ABSL_FLAG(int64_t, g_staleness_bound, -1, "G's, over --staleness_bound");
+ABSL_FLAG(int64_t, d_staleness_bound, -1, "D's, over --staleness_bound");
+ABSL_FLAG(std::string, g_push_dtype, "", "G's pushes, over --push_dtype");
+ABSL_FLAG(std::string, d_push_dtype, "", "D's pushes, over --push_dtype");
 ABSL_FLAG(int64_t, max_sample_age, 4,
           "decoupled: D workers skip generated batches more than this many "
           "G versions behind the newest");
@@ -139,10 +153,21 @@ int main(int argc, char** argv) {
   o.num_workers = absl::GetFlag(FLAGS_num_workers);
   o.g_workers = absl::GetFlag(FLAGS_g_workers);
   o.d_workers = absl::GetFlag(FLAGS_d_workers);
+  o.auto_roles = absl::GetFlag(FLAGS_auto_roles);
   if (o.g_workers > 0 || o.d_workers > 0) {
     o.num_workers = o.g_workers + o.d_workers;
   }
   o.max_sample_age = absl::GetFlag(FLAGS_max_sample_age);
+  o.g_table.lr = absl::GetFlag(FLAGS_g_lr);
+  o.d_table.lr = absl::GetFlag(FLAGS_d_lr);
+  o.g_table.betas = absl::GetFlag(FLAGS_g_betas);
+  o.d_table.betas = absl::GetFlag(FLAGS_d_betas);
+  o.g_table.staleness_policy = absl::GetFlag(FLAGS_g_staleness_policy);
+  o.d_table.staleness_policy = absl::GetFlag(FLAGS_d_staleness_policy);
+  o.g_table.staleness_bound = absl::GetFlag(FLAGS_g_staleness_bound);
+  o.d_table.staleness_bound = absl::GetFlag(FLAGS_d_staleness_bound);
+  o.g_table.push_dtype = absl::GetFlag(FLAGS_g_push_dtype);
+  o.d_table.push_dtype = absl::GetFlag(FLAGS_d_push_dtype);
   o.num_shards = absl::GetFlag(FLAGS_num_shards);
   o.mode = absl::GetFlag(FLAGS_mode);
   o.staleness_policy = absl::GetFlag(FLAGS_staleness_policy);

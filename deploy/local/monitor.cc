@@ -237,6 +237,16 @@ absl::StatusOr<WorkerCounters> WorkerCountersFromMetrics(
       c.role = role->second;
     }
   }
+  // Role auto: the role running now.
+  for (const MetricSample& m : *samples) {
+    if (m.name != "paragan_worker_role" || m.value != 1) continue;
+    auto id = m.labels.find("worker");
+    auto role = m.labels.find("role");
+    if (id != m.labels.end() && id->second == worker &&
+        role != m.labels.end()) {
+      c.role = role->second;
+    }
+  }
   c.buffered = FindMetric(*samples, "paragan_worker_sample_buffer_batches", w)
                    .value_or(-1);
   c.sample_age_sum = get("paragan_worker_sample_age_sum", w);

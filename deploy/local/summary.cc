@@ -46,7 +46,11 @@ std::string JsonNumber(double x) {
 std::string SummaryText(const RunSummary& s) {
   std::string out;
   const std::string workers =
-      s.schedule == "decoupled"
+      s.schedule == "decoupled" && s.g_workers + s.d_workers == 0
+          ? absl::StrCat(s.num_workers,
+                         " worker(s) with roles balanced by the data service "
+                         "(decoupled schedule), ")
+      : s.schedule == "decoupled"
           ? absl::StrCat(s.g_workers, " G + ", s.d_workers,
                          " D worker(s) (decoupled schedule), ")
           : absl::StrCat(s.num_workers, " worker(s), ");

@@ -5,7 +5,8 @@
 # 20 and 30 minutes:
 #   single   paragan_train (its in-process evaluator)
 #   sync     paragan_local --mode=sync (2 shards, 2 workers, live evaluator)
-#   async    paragan_local (the default: async)
+#   async    paragan_local (the default: async, coupled schedule)
+#   decoupled  paragan_local --schedule=decoupled (1 G + 1 D worker)
 #   pytorch  tests/pytorch/train_reference.py, EMA samples saved every
 #            EVAL_S of training and scored afterwards by the same paragan_eval
 # Every curve: EVAL_S between evaluations, 2000 samples per evaluation (the
@@ -52,6 +53,7 @@ for c in "${configs[@]}"; do
         >"$out/single.log" 2>&1 ;;
     sync) local_run sync --mode=sync ;;
     async) local_run async ;;
+    decoupled) local_run decoupled --schedule=decoupled ;;
     pytorch)
       rm -rf "${out:?}/pytorch"
       /usr/bin/python3 tests/pytorch/train_reference.py --data $data --seconds "$seconds" \
@@ -62,12 +64,12 @@ for c in "${configs[@]}"; do
         bazel-bin/worker/eval/paragan_eval --samples="$f" --csv="$out/pytorch/fid.csv" \
           --row_wall_s="$t" --row_g_step="$((10#$s))" >>"$out/pytorch_eval.log" 2>&1
       done ;;
-    *) echo "unknown configuration '$c' (single | sync | async | pytorch)" >&2; exit 2 ;;
+    *) echo "unknown configuration '$c' (single | sync | async | decoupled | pytorch)" >&2; exit 2 ;;
   esac
   tail -1 "$out/$c/fid.csv" || echo "$c: no fid.csv (see $out/$c.log)"
 done
 plot_args=()
-for c in single sync async pytorch; do
+for c in single sync async decoupled pytorch; do
   [ -f "$out/$c/fid.csv" ] && plot_args+=("$c=$out/$c/fid.csv")
 done
 bazel-bin/worker/eval/paragan_fid_plot --out="$out/time_to_fid.png" \

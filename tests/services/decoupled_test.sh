@@ -116,4 +116,43 @@ PY
 ) || fail "training did not go on after $victim died: $python_out"
   echo "ok: $victim killed, training went on ($python_out)"
 done
+# Role auto: 4 workers whose G steps cost several times their D steps
+# (simulated compute: 120 ms vs 20 ms, plus the real pushes, pulls and data)
+# converge to 3 G + 1 D (T(k) = min(k g, (4 - k) d) peaks there unless a D
+# step costs over 40 ms), hold D:G within 10% of its setting (1) once
+# settled, and after w3 is killed the 3 left settle at 2 G + 1 D.
+OUT=$TMP/auto
+"$LOCAL" "${COMMON[@]}" --auto_roles --num_workers=4 --steps=0 --minutes=1.6 \
+  --num_samples=16 --data_flags="--role_report_s=2 --role_lease_s=8 --role_min_dwell_s=4" \
+  --worker_flags="--simulate_g_step_ms=120 --simulate_d_step_ms=20" \
+  --kill_process=w3 --kill_after_s=50 --out_dir="$OUT" > "$OUT.stdout" 2>&1 \
+  || { cat "$OUT.stdout"; fail "auto-roles run failed"; }
+grep "role coordinator" "$OUT/logs/data.log" || fail "the coordinator logged nothing"
+/usr/bin/python3 - "$OUT" <<'PY' || { cat "$OUT.stdout"; fail "auto roles did not balance"; }
+import re, sys
+out = sys.argv[1]
+# Progress lines: time, D and G versions, and each worker's entry ("w0 G":
+# a G worker; "w1 123": a D worker's img/s; "w3 killed by signal 9").
+rows = []
+for line in open(out + ".stdout"):
+    m = re.match(r"\[ *(\d+)m(\d+)s\] G step \d+ \| D/G versions (\d+)/(\d+) \| [0-9]+ img/s total \(([^)]*)\)", line)
+    if m:
+        workers = dict(e.strip().split(" ", 1) for e in m.group(5).split(","))
+        rows.append((60 * int(m.group(1)) + int(m.group(2)), int(m.group(3)), int(m.group(4)), workers))
+def split(workers):
+    g = sum(1 for v in workers.values() if v == "G")
+    d = sum(1 for v in workers.values() if re.fullmatch(r"[0-9]+", v))
+    return g, d
+settled = [r for r in rows if 30 <= r[0] <= 50]
+assert len(settled) >= 2, rows
+print("at %ds: %s" % (settled[-1][0], settled[-1][3]))
+assert split(settled[-1][3]) == (3, 1), "not 3 G + 1 D before the kill"
+a, b = settled[0], settled[-1]
+dd, dg = b[1] - a[1], b[2] - a[2]
+print("%d-%ds: D +%d, G +%d (D:G %.3f)" % (a[0], b[0], dd, dg, dd / max(dg, 1)))
+assert dg > 0 and abs(dd / dg - 1) <= 0.10, "D:G off its setting (1) by more than 10%"
+print("at the end (%ds): %s" % (rows[-1][0], rows[-1][3]))
+assert split(rows[-1][3]) == (2, 1), "not 2 G + 1 D after w3 died"
+PY
+echo "ok: auto roles converged and refilled after a kill"
 echo PASS

@@ -7,8 +7,12 @@
 // schedule's ends of the service's sample buffer live here too: a G
 // worker's SampleSink and a D worker's FakeSource.
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "dataloader/data_client.h"
@@ -54,21 +58,55 @@ class DataServiceSampleSink : public SampleSink {
   int64_t buffered_ = -1, dropped_ = 0;
 };
 
+// Role auto: the data service's role coordinator (DataClient::AssignRole).
+class DataServiceRoleClient : public RoleClient {
+ public:
+  static absl::StatusOr<std::unique_ptr<DataServiceRoleClient>> Connect(
+      const std::string& address, const std::string& worker_id,
+      double max_retry_seconds);
+  absl::StatusOr<v1::RoleAssignment> Report(
+      const v1::RoleReport& report) override {
+    return client_->AssignRole(report);
+  }
+
+ private:
+  explicit DataServiceRoleClient(std::unique_ptr<DataClient> client)
+      : client_(std::move(client)) {}
+  std::unique_ptr<DataClient> client_;
+};
+
 // A D worker's fakes: a want_generated stream of its own (worker id
 // "<id>/fakes"), which the service holds to max_sample_age (< 0: no bound).
+// A reader thread takes the next batch off the stream (one ahead, acked once
+// read: a fake lost with a dying worker costs nothing), so Next can give up
+// at a deadline.
 class DataServiceFakeSource : public FakeSource {
  public:
   static absl::StatusOr<std::unique_ptr<DataServiceFakeSource>> Connect(
       const std::string& address, const std::string& worker_id,
       int batch_size, int64_t max_sample_age, double max_retry_seconds);
+  // Cancels the stream (the service requeues what it had sent ahead).
+  ~DataServiceFakeSource() override;
   absl::Status Next(Tensor* host_images, std::vector<int>* labels,
-                    FakeBatchInfo* info) override;
+                    FakeBatchInfo* info, absl::Time deadline) override;
   void Cancel() override { client_->Cancel(); }
 
  private:
-  explicit DataServiceFakeSource(std::unique_ptr<DataClient> client)
-      : client_(std::move(client)) {}
+  struct Item {
+    absl::Status status;
+    Tensor images;
+    std::vector<int> labels;
+    FakeBatchInfo info;
+  };
+  explicit DataServiceFakeSource(std::unique_ptr<DataClient> client);
+  void ReadLoop();
+
   std::unique_ptr<DataClient> client_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<Item> next_;  // read, not yet taken
+  bool stopping_ = false, failed_ = false;
+  std::thread reader_;  // last
 };
 
 }  // namespace paragan

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -66,7 +67,9 @@ ABSL_FLAG(std::string, model, "dcgan32", paragan::ModelFlagHelp());
 ABSL_FLAG(std::string, role, "both",
           "both: D and G steps in one loop (the coupled schedule); g_only / "
           "d_only: the decoupled schedule's G and D workers, which trade "
-          "samples through the data service (--data required).");
+          "samples through the data service (--data required); auto: the "
+          "data service's role coordinator assigns G or D from the measured "
+          "step rates and moves workers between roles.");
 ABSL_FLAG(int64_t, steps, 0,
           "Steps of the role this worker runs (G steps; D steps for "
           "d_only); 0: until SIGTERM.");
@@ -98,6 +101,10 @@ ABSL_FLAG(std::string, metrics_port_file, "",
           "a launcher waits for and scrapes.");
 ABSL_FLAG(int64_t, log_every, 50, "A progress line every N G steps.");
 ABSL_FLAG(std::string, push_dtype, "float32", "float32 | bfloat16.");
+ABSL_FLAG(std::string, g_push_dtype, "",
+          "G's pushes: float32 | bfloat16; empty: --push_dtype.");
+ABSL_FLAG(std::string, d_push_dtype, "",
+          "D's pushes: float32 | bfloat16; empty: --push_dtype.");
 ABSL_FLAG(int, d_steps, 0,
           "D steps per G step; 0: the servers' d_steps_per_g_step.");
 ABSL_FLAG(double, max_retry_seconds, 60,
@@ -106,6 +113,14 @@ ABSL_FLAG(double, rpc_timeout_s, 20, "Deadline of one RPC.");
 ABSL_FLAG(bool, data_plane, true,
           "Move tensors over each shard's data plane (plain TCP beside gRPC, "
           "server/data_plane.h) when the shard offers one; false: gRPC only.");
+ABSL_FLAG(double, simulate_d_step_ms, 0,
+          "Scaling measurements: every D step waits this long instead of "
+          "computing (with --simulate_g_step_ms; both 0: real compute). "
+          "Pushes, pulls, data and samples stay real; the gradients are "
+          "zero, so the model does not train.");
+ABSL_FLAG(double, simulate_g_step_ms, 0,
+          "Scaling measurements: every G step waits this long instead of "
+          "computing (see --simulate_d_step_ms).");
 ABSL_FLAG(bool, overlap, true,
           "Run pushes and pulls in the background while the other table's "
           "gradients are computed (asynchronous mode).");
@@ -200,9 +215,12 @@ int Run() {
     o.role = v1::G_ONLY;
   } else if (role == "d_only") {
     o.role = v1::D_ONLY;
+  } else if (role == "auto") {
+    o.role = v1::BOTH;  // registers so: it may push either table
+    o.auto_role = true;
   } else {
-    return Fail(
-        absl::StrCat("unknown --role=", role, " (both, g_only or d_only)"));
+    return Fail(absl::StrCat("unknown --role=", role,
+                             " (both, g_only, d_only or auto)"));
   }
   o.max_sample_age = absl::GetFlag(FLAGS_max_sample_age);
   o.max_g_lead = absl::GetFlag(FLAGS_max_g_lead);
@@ -230,16 +248,41 @@ int Run() {
   o.gpu_precision = *precision;
   o.seed = absl::GetFlag(FLAGS_seed);
   o.log_every = absl::GetFlag(FLAGS_log_every);
-  const std::string dtype = absl::GetFlag(FLAGS_push_dtype);
-  if (dtype == "float32") {
-    o.push_dtype = v1::FLOAT32;
-  } else if (dtype == "bfloat16") {
-    o.push_dtype = v1::BFLOAT16;
-  } else {
-    return Fail(
-        absl::StrCat("--push_dtype must be float32 or bfloat16, got ", dtype));
+  auto parse_dtype = [](const char* flag, const std::string& value,
+                        v1::DType* out) -> absl::Status {
+    if (value == "float32") {
+      *out = v1::FLOAT32;
+    } else if (value == "bfloat16") {
+      *out = v1::BFLOAT16;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, " must be float32 or bfloat16, got '", value, "'"));
+    }
+    return absl::OkStatus();
+  };
+  if (absl::Status st = parse_dtype("--push_dtype",
+                                    absl::GetFlag(FLAGS_push_dtype),
+                                    &o.push_dtype);
+      !st.ok()) {
+    return Fail(std::string(st.message()));
+  }
+  for (auto [flag, value, table] :
+       {std::make_tuple("--g_push_dtype", absl::GetFlag(FLAGS_g_push_dtype),
+                        "G"),
+        std::make_tuple("--d_push_dtype", absl::GetFlag(FLAGS_d_push_dtype),
+                        "D")}) {
+    if (value.empty()) continue;
+    if (absl::Status st =
+            parse_dtype(flag, value, &o.push_dtype_by_table[table]);
+        !st.ok()) {
+      return Fail(std::string(st.message()));
+    }
   }
   o.d_steps = absl::GetFlag(FLAGS_d_steps);
+  o.simulated.d_step =
+      absl::Microseconds(1000 * absl::GetFlag(FLAGS_simulate_d_step_ms));
+  o.simulated.g_step =
+      absl::Microseconds(1000 * absl::GetFlag(FLAGS_simulate_g_step_ms));
   o.overlap = absl::GetFlag(FLAGS_overlap);
   o.data_plane = absl::GetFlag(FLAGS_data_plane);
   o.retry.max_total = absl::Seconds(absl::GetFlag(FLAGS_max_retry_seconds));
@@ -252,7 +295,7 @@ int Run() {
   std::unique_ptr<BatchProvider>& batches = exchange.batches;
   const std::string data_address = absl::GetFlag(FLAGS_data);
   const double max_retry_s = absl::GetFlag(FLAGS_max_retry_seconds);
-  if (o.role != v1::BOTH && data_address.empty()) {
+  if ((o.role != v1::BOTH || o.auto_role) && data_address.empty()) {
     return Fail(absl::StrCat("--role=", role,
                              " trades samples through the data service: "
                              "give its address with --data"));
@@ -270,12 +313,29 @@ int Run() {
               << std::endl;
     // A G worker reads no real batches; its stream would hold some idle.
     if (o.role != v1::G_ONLY) batches = std::move(data).value();
-    if (o.role == v1::G_ONLY) {
+    if (o.role == v1::G_ONLY || o.auto_role) {
       absl::StatusOr<std::unique_ptr<DataServiceSampleSink>> sink =
           DataServiceSampleSink::Connect(data_address, o.worker_id,
                                          max_retry_s);
       if (!sink.ok()) return Fail(sink.status().ToString(), 1);
       exchange.samples = std::move(sink).value();
+    }
+    if (o.auto_role) {
+      absl::StatusOr<std::unique_ptr<DataServiceRoleClient>> roles =
+          DataServiceRoleClient::Connect(data_address, o.worker_id,
+                                         max_retry_s);
+      if (!roles.ok()) return Fail(roles.status().ToString(), 1);
+      exchange.roles = std::move(roles).value();
+      exchange.connect_fakes =
+          [data_address, id = o.worker_id, batch = o.batch_size,
+           age = o.max_sample_age,
+           max_retry_s]() -> absl::StatusOr<std::unique_ptr<FakeSource>> {
+        absl::StatusOr<std::unique_ptr<DataServiceFakeSource>> f =
+            DataServiceFakeSource::Connect(data_address, id, batch, age,
+                                           max_retry_s);
+        if (!f.ok()) return f.status();
+        return std::unique_ptr<FakeSource>(std::move(f).value());
+      };
     }
     if (o.role == v1::D_ONLY) {
       absl::StatusOr<std::unique_ptr<DataServiceFakeSource>> fakes =

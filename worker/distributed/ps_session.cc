@@ -48,7 +48,7 @@ class GrpcShardClient : public ShardClient {
                 }()),
         worker_id_(o.worker_id),
         role_(o.role),
-        push_dtype_(o.push_dtype) {}
+        options_(o) {}
 
   absl::StatusOr<v1::RegisterResponse> Register() override {
     return client_.Register(worker_id_, role_);
@@ -63,8 +63,8 @@ class GrpcShardClient : public ShardClient {
                                         int64_t base_version,
                                         const std::vector<PushTensor>& tensors,
                                         uint64_t push_id) override {
-    return client_.Push(table, worker_id_, base_version, tensors, push_dtype_,
-                        push_id);
+    return client_.Push(table, worker_id_, base_version, tensors,
+                        options_.PushDtype(table), push_id);
   }
   absl::StatusOr<v1::StateResponse> GetState() override {
     return client_.GetState();
@@ -75,7 +75,7 @@ class GrpcShardClient : public ShardClient {
   ParameterServerClient client_;
   const std::string worker_id_;
   const v1::WorkerRole role_;
-  const v1::DType push_dtype_;
+  const PsSessionOptions options_;
 };
 
 }  // namespace

@@ -77,6 +77,12 @@ struct PsSessionOptions {
   std::string model;            // every shard must serve it
   std::vector<std::string> ps;  // host:port; index = shard id
   v1::DType push_dtype = v1::FLOAT32;
+  // Per table ("G", "D"), over push_dtype: e.g. bfloat16 for D only.
+  std::map<std::string, v1::DType> push_dtype_by_table;
+  v1::DType PushDtype(const std::string& table) const {
+    auto it = push_dtype_by_table.find(table);
+    return it == push_dtype_by_table.end() ? push_dtype : it->second;
+  }
   // Tensors over the shards' data planes where offered; false: gRPC only.
   // A shard whose data plane cannot be reached while its gRPC port can is
   // used over gRPC, said once on stderr (ParameterServerClient).

@@ -5,13 +5,17 @@
 // batch they generate (SampleSink) and D workers train on those batches
 // (FakeSource) instead of running G themselves. In production both ends are
 // the data service's sample buffer (data_service_provider.h); tests plug in
-// their own.
+// their own. Role auto adds a third seam: RoleClient, a worker's line to
+// the role coordinator.
 
 #include <cstdint>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/tensor.h"
+#include "proto/paragan.pb.h"
 
 namespace paragan {
 
@@ -42,10 +46,21 @@ class FakeSource {
  public:
   virtual ~FakeSource() = default;
   // Blocks until a generated batch is available: host images [B, C, H, W],
-  // B labels (zeros when published without labels).
+  // B labels (zeros when published without labels). DEADLINE_EXCEEDED when
+  // none came by `deadline` (a role auto worker must still report).
   virtual absl::Status Next(Tensor* host_images, std::vector<int>* labels,
-                            FakeBatchInfo* info) = 0;
+                            FakeBatchInfo* info,
+                            absl::Time deadline = absl::InfiniteFuture()) = 0;
   virtual void Cancel() {}
+};
+
+// An auto worker's line to the role coordinator (the data service's
+// AssignRole; tests fake it).
+class RoleClient {
+ public:
+  virtual ~RoleClient() = default;
+  virtual absl::StatusOr<v1::RoleAssignment> Report(
+      const v1::RoleReport& report) = 0;
 };
 
 }  // namespace paragan

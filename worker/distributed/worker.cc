@@ -39,6 +39,22 @@ std::string DefaultWorkerId() {
   return absl::StrCat(host, "-", getpid());
 }
 
+void Worker::Simulate(absl::Duration step) const {
+  std::this_thread::sleep_for(absl::ToChronoNanoseconds(step));
+}
+
+void Worker::SimulatedFakes() {
+  const int res = trainer_->config().model.resolution;
+  const Shape shape{options_.batch_size, options_.image_channels, res, res};
+  if (host_fake_.shape() != shape) {
+    host_fake_ = Tensor::Host(shape);
+    for (int64_t i = 0; i < host_fake_.numel(); ++i) {
+      host_fake_.data()[i] = static_cast<float>((i % 255) / 127.0 - 1.0);
+    }
+  }
+  fake_labels_.assign(options_.batch_size, 0);
+}
+
 int ResolveDSteps(int flag, int servers) {
   return flag > 0 ? flag : std::max(servers, 1);
 }
@@ -87,6 +103,13 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
         absl::StrCat("unknown worker role ", static_cast<int>(options.role)));
   }
   const std::string role = v1::WorkerRole_Name(options.role);
+  if (options.auto_role &&
+      (exchange.samples == nullptr || !exchange.connect_fakes ||
+       exchange.roles == nullptr || options.role != v1::BOTH)) {
+    return absl::InvalidArgumentError(
+        "role auto needs the data service (--data): its role coordinator, "
+        "its sample buffer and real batches");
+  }
   if (options.role != v1::G_ONLY && exchange.batches == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("role ", role, " needs real batches"));
@@ -105,18 +128,27 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
     return absl::InvalidArgumentError(
         "need batch_size >= 1, steps >= 0, log_every >= 0, d_steps >= 0");
   }
+  const SimulatedCompute& sim = options.simulated;
+  if (sim.d_step < absl::ZeroDuration() || sim.g_step < absl::ZeroDuration() ||
+      (sim.on() && (sim.d_step == absl::ZeroDuration() ||
+                    sim.g_step == absl::ZeroDuration()))) {
+    return absl::InvalidArgumentError(
+        "simulated compute needs both a D and a G step time > 0");
+  }
   auto w = std::unique_ptr<Worker>(new Worker());
   w->options_ = options;
   w->batches_ = std::move(exchange.batches);
   w->samples_ = std::move(exchange.samples);
   w->fakes_ = std::move(exchange.fakes);
+  w->connect_fakes_ = std::move(exchange.connect_fakes);
+  w->roles_ = std::move(exchange.roles);
   w->metrics_ = metrics;
   w->log_ = log;
   PG_RETURN_IF_ERROR(w->MakeTrainer());
   PG_RETURN_IF_ERROR(w->Connect(stop));
-  if (options.role != v1::BOTH && w->synchronous()) {
+  if ((options.role != v1::BOTH || options.auto_role) && w->synchronous()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "role ", role,
+        "role ", options.auto_role ? "auto" : role,
         " (the decoupled schedule) needs asynchronous servers; these run "
         "synchronous rounds (--sync_workers > 0): use --role=both"));
   }
@@ -157,6 +189,7 @@ absl::Status Worker::Connect(const std::atomic<bool>* stop) {
   so.model = options_.model;
   so.ps = options_.ps;
   so.push_dtype = options_.push_dtype;
+  so.push_dtype_by_table = options_.push_dtype_by_table;
   so.data_plane = options_.data_plane;
   so.rpc_timeout = options_.rpc_timeout;
   so.retry = options_.retry;
@@ -170,6 +203,17 @@ absl::Status Worker::Connect(const std::atomic<bool>* stop) {
   *log_ << "paragan_worker: " << options_.worker_id << " registered with " << n
         << " shards (tensors over " << TransportLine(agreed.on_data_plane, n)
         << ")" << std::endl;
+  if (Simulated()) {
+    *log_ << "paragan_worker: " << options_.worker_id
+          << " SIMULATED compute: every D step waits "
+          << absl::FormatDuration(options_.simulated.d_step)
+          << " and every G step "
+          << absl::FormatDuration(options_.simulated.g_step)
+          << " instead of computing; the pushes carry the tables' full "
+             "tensors (zero gradients), the pulls, data and samples are "
+             "real. For scaling measurements, not training."
+          << std::endl;
+  }
   return absl::OkStatus();
 }
 
@@ -218,7 +262,12 @@ absl::Status Worker::DStep(const WaitSchedule& when, StepStats* stats) {
         absl::StrCat("batch has shape ", ShapeToString(host_batch_.shape())));
   }
   const auto c = Clock::now();
-  trainer_->ComputeDGradients(backend_->FromHost(host_batch_), labels_, stats);
+  if (Simulated()) {
+    Simulate(options_.simulated.d_step);
+  } else {
+    trainer_->ComputeDGradients(backend_->FromHost(host_batch_), labels_,
+                                stats);
+  }
   d_->staging.Stage(*d_->store);
   timings_.compute += Seconds(c);
   StartCall(*d_, /*push=*/true);
@@ -230,7 +279,11 @@ absl::Status Worker::GStep(const WaitSchedule& when, StepStats* stats) {
   PG_RETURN_IF_ERROR(Ensure(*d_, when.d_before_g_step()));
   PG_RETURN_IF_ERROR(Ensure(*g_, when.g_before_g_step()));
   const auto c = Clock::now();
-  trainer_->ComputeGGradients(stats);
+  if (Simulated()) {
+    Simulate(options_.simulated.g_step);
+  } else {
+    trainer_->ComputeGGradients(stats);
+  }
   g_->staging.Stage(*g_->store);
   timings_.compute += Seconds(c);
   StartCall(*g_, /*push=*/true);
@@ -256,14 +309,21 @@ void Worker::LogProgress(int64_t done, const StepStats& stats, double secs,
 absl::Status Worker::Run(const std::atomic<bool>* stop) {
   if (stop != nullptr) session_->set_stop(stop);
   timings_ = WorkerTimings();
-  switch (options_.role) {
-    case v1::G_ONLY:
-      return RunGOnly(stop);
-    case v1::D_ONLY:
-      return RunDOnly(stop);
-    default:
-      return RunCoupled(stop);
+  const auto run_start = Clock::now();
+  last_line_ = Clock::now();
+  images_since_ = 0;
+  absl::Status result;
+  if (options_.auto_role) {
+    result = RunAuto(stop);
+  } else {
+    result = BeginRole(options_.role);
+    if (result.ok()) {
+      result = RunRole(options_.role, Clock::time_point::max(), stop);
+    }
   }
+  result = Finish(result, stop);
+  timings_.wall = Seconds(run_start);
+  return result;
 }
 
 absl::Status Worker::Finish(absl::Status result,
@@ -281,50 +341,147 @@ absl::Status Worker::Finish(absl::Status result,
   return result;
 }
 
-absl::Status Worker::RunCoupled(const std::atomic<bool>* stop) {
-  WaitSchedule when;
-  when.sync = synchronous();
-  when.overlap = options_.overlap;
+absl::Status Worker::BeginRole(v1::WorkerRole role) {
+  role_ = role;
+  when_.sync = synchronous();
+  when_.overlap = options_.overlap;
+  // A D worker never needs G.
+  if (role != v1::D_ONLY && !g_->call.has_value()) StartCall(*g_, false);
+  if (!d_->call.has_value()) StartCall(*d_, false);
+  if (role == v1::G_ONLY) {
+    PG_RETURN_IF_ERROR(Ensure(*g_, true));
+    PG_RETURN_IF_ERROR(Ensure(*d_, true));
+    g_base_ = g_version();
+    d_base_ = d_version();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Worker::RunRole(v1::WorkerRole role, Clock::time_point until,
+                             const std::atomic<bool>* stop) {
   auto stopping = [&] { return stop != nullptr && stop->load(); };
-  const auto run_start = Clock::now();
-
-  StartCall(*g_, /*push=*/false);
-  StartCall(*d_, /*push=*/false);
-
-  auto last_line = Clock::now();
-  int64_t images_since = 0;
-  StepStats stats;
-  absl::Status result;
   const int64_t b = options_.batch_size;
+  StepStats& stats = stats_;
+  role_until_ = until;
+  // Role auto: a wait for the other role that runs into the report time
+  // ends the period without a step.
+  auto period_over = [&](const absl::Status& st) {
+    return absl::IsDeadlineExceeded(st) && until != Clock::time_point::max();
+  };
   while (options_.steps == 0 || steps_done_ < options_.steps) {
-    if (stopping()) break;
-    bool abandoned = false;
-    for (int k = 0; k < d_steps_; ++k) {
-      if (stopping()) {
-        abandoned = true;
-        break;
+    if (stopping() || Clock::now() >= until) break;
+    if (role == v1::G_ONLY) {
+      absl::Status st = WaitForD(stop);
+      if (period_over(st)) break;
+      PG_RETURN_IF_ERROR(st);
+      if (stopping()) break;
+      PG_RETURN_IF_ERROR(GOnlyStep(&stats));
+      images_since_ += b;  // generated: the progress line's rate
+      // images_total counts real images: a G worker reads none.
+      if (metrics_) metrics_->RecordStep(0, stats.d_loss, stats.g_loss);
+    } else if (role == v1::D_ONLY) {
+      absl::Status st = DOnlyStep(&stats);
+      if (period_over(st)) break;
+      PG_RETURN_IF_ERROR(st);
+      images_since_ += b;
+      if (metrics_) {
+        metrics_->RecordStep(b, stats.d_loss, stats.g_loss);
+        metrics_->RecordLogits(stats.d_real, stats.d_fake);
       }
-      result = DStep(when, &stats);
-      if (!result.ok()) break;
-      images_since += b;
+    } else {
+      for (int k = 0; k < d_steps_; ++k) {
+        if (stopping()) return absl::OkStatus();  // the G step abandoned
+        PG_RETURN_IF_ERROR(DStep(when_, &stats));
+        images_since_ += b;
+      }
+      PG_RETURN_IF_ERROR(GStep(when_, &stats));
+      if (metrics_) {
+        metrics_->RecordStep(b * d_steps_, stats.d_loss, stats.g_loss);
+        metrics_->RecordLogits(stats.d_real, stats.d_fake);
+      }
     }
-    if (!result.ok() || abandoned) break;
-    result = GStep(when, &stats);
-    if (!result.ok()) break;
     const int64_t done = ++steps_done_;
-    if (metrics_) {
-      metrics_->RecordStep(b * d_steps_, stats.d_loss, stats.g_loss);
-      metrics_->RecordLogits(stats.d_real, stats.d_fake);
-    }
     if (options_.log_every > 0 && done % options_.log_every == 0) {
-      LogProgress(done, stats, Seconds(last_line), images_since);
-      last_line = Clock::now();
-      images_since = 0;
+      if (role == v1::BOTH) {
+        LogProgress(done, stats, Seconds(last_line_), images_since_);
+      } else {
+        LogDecoupledProgress(done, stats, Seconds(last_line_), images_since_);
+      }
+      last_line_ = Clock::now();
+      images_since_ = 0;
     }
   }
-  result = Finish(result, stop);
-  timings_.wall = Seconds(run_start);
-  return result;
+  return absl::OkStatus();
+}
+
+namespace {
+const char* RoleName(v1::WorkerRole role) {
+  return role == v1::G_ONLY ? "G" : role == v1::D_ONLY ? "D" : "both";
+}
+}  // namespace
+
+absl::Status Worker::RunAuto(const std::atomic<bool>* stop) {
+  auto stopping = [&] { return stop != nullptr && stop->load(); };
+  v1::RoleReport report;
+  report.set_worker_id(options_.worker_id);
+  report.set_role(v1::BOTH);  // with no steps: nothing run yet
+  report.set_d_steps_per_g_step(d_steps_);
+  bool first = true;
+  v1::WorkerRole role = v1::BOTH;
+  while ((options_.steps == 0 || steps_done_ < options_.steps) && !stopping()) {
+    absl::StatusOr<v1::RoleAssignment> a = roles_->Report(report);
+    if (!a.ok()) return a.status();
+    const v1::WorkerRole next = a->role();
+    if (next != v1::G_ONLY && next != v1::D_ONLY && next != v1::BOTH) {
+      return absl::InternalError(absl::StrCat(
+          "the role coordinator assigned role ", static_cast<int>(next)));
+    }
+    if (first || next != role) {
+      *log_ << "paragan_worker: " << options_.worker_id << " role "
+            << (first ? "" : absl::StrCat(RoleName(role), " -> "))
+            << RoleName(next) << " (coordinator: " << a->reason() << ")"
+            << std::endl;
+      if (!first) {
+        // The last pushes of the old role land before the new one starts.
+        PG_RETURN_IF_ERROR(Ensure(*g_, true));
+        PG_RETURN_IF_ERROR(Ensure(*d_, true));
+        ++decoupled_.role_changes;
+      }
+      // A fakes stream only while D: an idle one would hold fakes back.
+      if (next != v1::D_ONLY) fakes_.reset();
+      if (next == v1::D_ONLY && fakes_ == nullptr) {
+        absl::StatusOr<std::unique_ptr<FakeSource>> f = connect_fakes_();
+        if (!f.ok()) return f.status();
+        fakes_ = std::move(f).value();
+      }
+      PG_RETURN_IF_ERROR(BeginRole(next));
+      if (metrics_) metrics_->SetCurrentRole(RoleLabel(next));
+      role = next;
+      first = false;
+    }
+    const double period =
+        a->report_after_seconds() > 0 ? a->report_after_seconds() : 5.0;
+    const int64_t steps_before = steps_done_;
+    const double waits_before = timings_.d_gate_wait + timings_.fake_wait;
+    const auto start = Clock::now();
+    PG_RETURN_IF_ERROR(RunRole(
+        role,
+        start + std::chrono::duration_cast<Clock::duration>(
+                    std::chrono::duration<double>(period)),
+        stop));
+    const double wall = Seconds(start);
+    const double waited =
+        timings_.d_gate_wait + timings_.fake_wait - waits_before;
+    report.set_role(role);
+    report.set_steps(steps_done_ - steps_before);
+    report.set_wall_seconds(wall);
+    report.set_busy_seconds(std::max(0.0, wall - waited));
+  }
+  return absl::OkStatus();
+}
+
+std::string RoleLabel(v1::WorkerRole role) {
+  return role == v1::G_ONLY ? "g_only" : role == v1::D_ONLY ? "d_only" : "both";
 }
 
 absl::Status Worker::WaitForD(const std::atomic<bool>* stop) {
@@ -338,8 +495,14 @@ absl::Status Worker::WaitForD(const std::atomic<bool>* stop) {
   if (lead() <= options_.max_g_lead) return absl::OkStatus();
   ++decoupled_.gate_waits;
   const auto start = Clock::now();
+  absl::Status result;
   while (lead() > options_.max_g_lead) {
     if (stop != nullptr && stop->load()) break;
+    if (Clock::now() >= role_until_) {
+      // Role auto: time to report, even without D's progress.
+      result = absl::DeadlineExceededError("still waiting for D");
+      break;
+    }
     // A fresh D, then look again; the pause keeps an idle G from hammering
     // the shards.
     PG_RETURN_IF_ERROR(Ensure(*d_, true));
@@ -350,7 +513,7 @@ absl::Status Worker::WaitForD(const std::atomic<bool>* stop) {
   const double waited = Seconds(start);
   timings_.d_gate_wait += waited;
   if (metrics_) metrics_->RecordGateWait(waited);
-  return absl::OkStatus();
+  return result;
 }
 
 absl::Status Worker::GOnlyStep(StepStats* stats) {
@@ -359,7 +522,12 @@ absl::Status Worker::GOnlyStep(StepStats* stats) {
   PG_RETURN_IF_ERROR(Ensure(*g_, true));
   const int64_t version = g_version();
   const auto c = Clock::now();
-  trainer_->ComputeGGradients(stats, &host_fake_, &fake_labels_);
+  if (Simulated()) {
+    Simulate(options_.simulated.g_step);
+    SimulatedFakes();
+  } else {
+    trainer_->ComputeGGradients(stats, &host_fake_, &fake_labels_);
+  }
   g_->staging.Stage(*g_->store);
   timings_.compute += Seconds(c);
   StartCall(*g_, /*push=*/true);
@@ -367,7 +535,11 @@ absl::Status Worker::GOnlyStep(StepStats* stats) {
   for (int k = 0; k < d_steps_; ++k) {
     if (k > 0) {
       const auto f = Clock::now();
-      host_fake_ = trainer_->GenerateFakes(&fake_labels_);
+      if (Simulated()) {
+        SimulatedFakes();
+      } else {
+        host_fake_ = trainer_->GenerateFakes(&fake_labels_);
+      }
       timings_.compute += Seconds(f);
     }
     const auto p = Clock::now();
@@ -382,63 +554,28 @@ absl::Status Worker::GOnlyStep(StepStats* stats) {
   return absl::OkStatus();
 }
 
-absl::Status Worker::RunGOnly(const std::atomic<bool>* stop) {
-  auto stopping = [&] { return stop != nullptr && stop->load(); };
-  const auto run_start = Clock::now();
-  StartCall(*g_, /*push=*/false);
-  StartCall(*d_, /*push=*/false);
-  absl::Status result = Ensure(*g_, true);
-  if (result.ok()) result = Ensure(*d_, true);
-  g_base_ = g_version();
-  d_base_ = d_version();
-  auto last_line = Clock::now();
-  int64_t images_since = 0;
-  StepStats stats;
-  const int64_t b = options_.batch_size;
-  while (result.ok() && (options_.steps == 0 || steps_done_ < options_.steps)) {
-    if (stopping()) break;
-    result = WaitForD(stop);
-    if (!result.ok() || stopping()) break;
-    result = GOnlyStep(&stats);
-    if (!result.ok()) break;
-    const int64_t done = ++steps_done_;
-    images_since += b;
-    // images_total counts real images: a G worker reads none.
-    if (metrics_) metrics_->RecordStep(0, stats.d_loss, stats.g_loss);
-    if (options_.log_every > 0 && done % options_.log_every == 0) {
-      LogDecoupledProgress(done, stats, Seconds(last_line), images_since);
-      last_line = Clock::now();
-      images_since = 0;
-    }
-  }
-  result = Finish(result, stop);
-  timings_.wall = Seconds(run_start);
-  return result;
-}
-
 absl::Status Worker::DOnlyStep(StepStats* stats) {
   PG_RETURN_IF_ERROR(Ensure(*d_, true));
-  const auto bw = Clock::now();
-  absl::Status st = batches_->Next(&host_batch_, &labels_);
-  timings_.batch_wait += Seconds(bw);
-  PG_RETURN_IF_ERROR(st);
   const int b = options_.batch_size;
   const int res = trainer_->config().model.resolution;
   const Shape want{b, options_.image_channels, res, res};
-  if (host_batch_.shape() != want) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "real batch has shape ", ShapeToString(host_batch_.shape()),
-        ", expected ", ShapeToString(want)));
-  }
+  // The fake first: when none comes before the role's deadline, no real
+  // batch has been taken for nothing.
+  const absl::Time deadline =
+      role_until_ == Clock::time_point::max()
+          ? absl::InfiniteFuture()
+          : absl::Now() + absl::FromChrono(role_until_ - Clock::now());
   FakeBatchInfo info;
   for (;;) {
     const auto fw = Clock::now();
-    PG_RETURN_IF_ERROR(fakes_->Next(&host_fake_, &fake_labels_, &info));
+    absl::Status st =
+        fakes_->Next(&host_fake_, &fake_labels_, &info, deadline);
     const double waited = Seconds(fw);
     timings_.fake_wait += waited;
     const bool stalled = waited > 0.002;
     if (stalled) ++decoupled_.stalls;
     if (metrics_) metrics_->RecordFakeWait(waited, stalled);
+    PG_RETURN_IF_ERROR(st);
     if (options_.max_sample_age < 0 || info.age() <= options_.max_sample_age) {
       break;
     }
@@ -451,14 +588,27 @@ absl::Status Worker::DOnlyStep(StepStats* stats) {
         ShapeToString(host_fake_.shape()), ", expected ", ShapeToString(want),
         ": do the G workers run the same model and batch size?"));
   }
+  const auto bw = Clock::now();
+  absl::Status st = batches_->Next(&host_batch_, &labels_);
+  timings_.batch_wait += Seconds(bw);
+  PG_RETURN_IF_ERROR(st);
+  if (host_batch_.shape() != want) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "real batch has shape ", ShapeToString(host_batch_.shape()),
+        ", expected ", ShapeToString(want)));
+  }
   ++decoupled_.fakes_used;
   decoupled_.sample_age_sum += static_cast<double>(info.age());
   decoupled_.max_sample_age = std::max(decoupled_.max_sample_age, info.age());
   if (metrics_) metrics_->RecordSampleAge(info.age());
   const auto c = Clock::now();
-  trainer_->ComputeDGradientsOn(backend_->FromHost(host_batch_), labels_,
-                                backend_->FromHost(host_fake_), fake_labels_,
-                                stats);
+  if (Simulated()) {
+    Simulate(options_.simulated.d_step);
+  } else {
+    trainer_->ComputeDGradientsOn(backend_->FromHost(host_batch_), labels_,
+                                  backend_->FromHost(host_fake_), fake_labels_,
+                                  stats);
+  }
   d_->staging.Stage(*d_->store);
   timings_.compute += Seconds(c);
   StartCall(*d_, /*push=*/true);
@@ -466,42 +616,12 @@ absl::Status Worker::DOnlyStep(StepStats* stats) {
   return absl::OkStatus();
 }
 
-absl::Status Worker::RunDOnly(const std::atomic<bool>* stop) {
-  auto stopping = [&] { return stop != nullptr && stop->load(); };
-  const auto run_start = Clock::now();
-  StartCall(*d_, /*push=*/false);
-  auto last_line = Clock::now();
-  int64_t images_since = 0;
-  StepStats stats;
-  absl::Status result;
-  const int64_t b = options_.batch_size;
-  while (options_.steps == 0 || steps_done_ < options_.steps) {
-    if (stopping()) break;
-    result = DOnlyStep(&stats);
-    if (!result.ok()) break;
-    const int64_t done = ++steps_done_;
-    images_since += b;
-    if (metrics_) {
-      metrics_->RecordStep(b, stats.d_loss, stats.g_loss);
-      metrics_->RecordLogits(stats.d_real, stats.d_fake);
-    }
-    if (options_.log_every > 0 && done % options_.log_every == 0) {
-      LogDecoupledProgress(done, stats, Seconds(last_line), images_since);
-      last_line = Clock::now();
-      images_since = 0;
-    }
-  }
-  result = Finish(result, stop);
-  timings_.wall = Seconds(run_start);
-  return result;
-}
-
 void Worker::LogDecoupledProgress(int64_t done, const StepStats& stats,
                                   double secs, int64_t images) {
   const double img_s = secs > 0 ? images / secs : 0.0;
   const DecoupledStats& now = decoupled_;
   DecoupledStats& then = decoupled_since_line_;
-  if (options_.role == v1::G_ONLY) {
+  if (role_ == v1::G_ONLY) {
     const PushStats g = session_->TakePushStats(kGeneratorTable);
     *log_ << absl::StrFormat(
                  "progress worker=%s role=g step=%d d_version=%d "

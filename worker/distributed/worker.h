@@ -41,7 +41,10 @@
 // (accepted=false) is counted and skipped.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -60,6 +63,18 @@
 #include "worker/train/gan_trainer.h"
 
 namespace paragan {
+
+// Scaling measurements without the compute: each D and G step waits its
+// duration instead of running the gradient math (e.g. a GPU's measured step
+// time). Pushes still carry every tensor of the table (zero gradients, so
+// the weights do not move), pulls, batches and published samples are real.
+struct SimulatedCompute {
+  absl::Duration d_step = absl::ZeroDuration();
+  absl::Duration g_step = absl::ZeroDuration();
+  bool on() const {
+    return d_step > absl::ZeroDuration() || g_step > absl::ZeroDuration();
+  }
+};
 
 struct WorkerOptions {
   std::string worker_id;
@@ -81,6 +96,8 @@ struct WorkerOptions {
   uint64_t seed = 0;
   int64_t log_every = 50;  // 0: no progress lines
   v1::DType push_dtype = v1::FLOAT32;
+  // Per table ("G", "D"), over push_dtype (PsSessionOptions).
+  std::map<std::string, v1::DType> push_dtype_by_table;
   int d_steps = 0;  // 0: the servers' d_steps_per_g_step
   // D_ONLY: skip fakes more than this many G versions behind the newest one
   // published; < 0: no bound.
@@ -89,6 +106,12 @@ struct WorkerOptions {
   // counted since this worker's first pull, exceeds this; < 0: never waits.
   int64_t max_g_lead = 8;
   bool overlap = true;
+  SimulatedCompute simulated;  // off by default
+  // Role auto: the data service's role coordinator says which role to run
+  // (G_ONLY, D_ONLY, or BOTH when this is the only worker) and when to
+  // report again; the worker switches without restarting. `role` must
+  // then be BOTH (what it registers as: it may push either table).
+  bool auto_role = false;
   // Pull and push tensors through the shards' data planes
   // (server/data_plane.h) where they offer one; false: gRPC only.
   bool data_plane = true;
@@ -103,6 +126,9 @@ struct WorkerOptions {
 // D steps per G step: the flag when > 0, else the servers' (shard 0's
 // RegisterResponse.d_steps_per_g_step), at least 1.
 int ResolveDSteps(int flag, int servers);
+
+// "both", "g_only", "d_only": the role's flag and metric label.
+std::string RoleLabel(v1::WorkerRole role);
 
 // When Worker::Run waits for a table's call in flight (and merges what it
 // pulled) before it uses the table.
@@ -147,10 +173,14 @@ class Worker {
       const std::atomic<bool>* stop = nullptr);
   // The decoupled roles' ends of the sample buffer: G_ONLY needs `samples`
   // (and no `batches`), D_ONLY `batches` and `fakes`.
+  // Role auto needs all of it: `batches`, `samples`, `connect_fakes` (a
+  // fresh fakes stream each time it becomes a D worker) and `roles`.
   struct Exchange {
     std::unique_ptr<BatchProvider> batches;
     std::unique_ptr<SampleSink> samples;
     std::unique_ptr<FakeSource> fakes;
+    std::function<absl::StatusOr<std::unique_ptr<FakeSource>>()> connect_fakes;
+    std::unique_ptr<RoleClient> roles;
   };
   static absl::StatusOr<std::unique_ptr<Worker>> Create(
       const WorkerOptions& options, Exchange exchange, WorkerMetrics* metrics,
@@ -166,6 +196,7 @@ class Worker {
     int64_t max_sample_age = 0;  // D_ONLY: oldest fake trained on
     double sample_age_sum = 0;   // D_ONLY: over fakes_used
     int64_t gate_waits = 0;      // G_ONLY: G steps that waited for D
+    int64_t role_changes = 0;    // role auto
   };
   const DecoupledStats& decoupled_stats() const { return decoupled_; }
 
@@ -199,11 +230,21 @@ class Worker {
   // One D step, the G step: compute, stage, push.
   absl::Status DStep(const WaitSchedule& when, StepStats* stats);
   absl::Status GStep(const WaitSchedule& when, StepStats* stats);
-  // The decoupled roles' loops and steps.
-  absl::Status RunCoupled(const std::atomic<bool>* stop);
-  absl::Status RunGOnly(const std::atomic<bool>* stop);
-  absl::Status RunDOnly(const std::atomic<bool>* stop);
+  // Starts a role: pulls what it needs (G_ONLY: waits for them and takes
+  // the versions its wait for D counts from).
+  absl::Status BeginRole(v1::WorkerRole role);
+  // Steps of `role` until options_.steps steps are done, *stop, or `until`.
+  absl::Status RunRole(v1::WorkerRole role,
+                       std::chrono::steady_clock::time_point until,
+                       const std::atomic<bool>* stop);
+  // Role auto: report, take the assigned role, run it until the next
+  // report, again.
+  absl::Status RunAuto(const std::atomic<bool>* stop);
   absl::Status WaitForD(const std::atomic<bool>* stop);
+  bool Simulated() const { return options_.simulated.on(); }
+  void Simulate(absl::Duration step) const;
+  // A G worker's published batch under simulated compute: a fixed pattern.
+  void SimulatedFakes();
   absl::Status GOnlyStep(StepStats* stats);
   absl::Status DOnlyStep(StepStats* stats);
   // Waits for the last pushes; the result Run returns.
@@ -219,6 +260,16 @@ class Worker {
   std::unique_ptr<BatchProvider> batches_;
   std::unique_ptr<SampleSink> samples_;
   std::unique_ptr<FakeSource> fakes_;
+  std::function<absl::StatusOr<std::unique_ptr<FakeSource>>()> connect_fakes_;
+  std::unique_ptr<RoleClient> roles_;
+  v1::WorkerRole role_ = v1::BOTH;  // the role running now
+  // When the running role's period ends (max: never; role auto reports).
+  std::chrono::steady_clock::time_point role_until_ =
+      std::chrono::steady_clock::time_point::max();
+  WaitSchedule when_;
+  StepStats stats_;
+  std::chrono::steady_clock::time_point last_line_;
+  int64_t images_since_ = 0;
   DecoupledStats decoupled_;
   DecoupledStats decoupled_since_line_;
   int64_t g_base_ = -1, d_base_ = -1;  // versions at the first merge

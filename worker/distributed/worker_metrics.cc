@@ -136,7 +136,13 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry* r,
       skipped_(WorkerCounter(r, "paragan_worker_fakes_skipped_total",
                              "Fake batches skipped as older than "
                              "max_sample_age (role d_only)",
-                             worker_id)) {
+                             worker_id)),
+      current_role_(BuildGauge()
+                        .Name("paragan_worker_role")
+                        .Help("1 for the role this worker runs now (role auto "
+                              "switches), 0 for the others")
+                        .Register(*r)) {
+  SetCurrentRole(role == "auto" ? "both" : role);
   BuildGauge()
       .Name("paragan_worker_info")
       .Help("1, labelled with the worker's role (both, g_only, d_only)")
@@ -209,5 +215,12 @@ void WorkerMetrics::RecordFakeWait(double seconds, bool stalled) {
 }
 
 void WorkerMetrics::RecordFakeSkipped() { skipped_.Increment(); }
+
+void WorkerMetrics::SetCurrentRole(const std::string& role) {
+  for (const char* r : {"both", "g_only", "d_only"}) {
+    current_role_.Add({{"worker", worker_}, {"role", r}})
+        .Set(role == r ? 1.0 : 0.0);
+  }
+}
 
 }  // namespace paragan

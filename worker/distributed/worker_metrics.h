@@ -3,7 +3,8 @@
 
 // Prometheus metrics of one worker (prometheus-cpp), every series labelled
 // worker="<id>":
-//   paragan_worker_info{role} (1; role both, g_only or d_only)
+//   paragan_worker_info{role} (1; role both, g_only, d_only or auto)
+//   paragan_worker_role{role} (1 for the role running now, 0 for the others)
 //   paragan_worker_images_total, paragan_worker_steps_total (G steps)
 //   paragan_worker_discriminator_loss, paragan_worker_generator_loss
 //     (gauges, last step)
@@ -54,6 +55,8 @@ class WorkerMetrics {
   void RecordSampleAge(int64_t age);
   void RecordFakeWait(double seconds, bool stalled);
   void RecordFakeSkipped();
+  // "both", "g_only" or "d_only".
+  void SetCurrentRole(const std::string& role);
 
  private:
   prometheus::Labels L(const std::string& table) const;
@@ -81,6 +84,7 @@ class WorkerMetrics {
   prometheus::Counter& stalls_;
   prometheus::Counter& fake_wait_;
   prometheus::Counter& skipped_;
+  prometheus::Family<prometheus::Gauge>& current_role_;
 };
 
 }  // namespace paragan

@@ -84,7 +84,11 @@ class ScriptedFakes : public FakeSource {
                 absl::Duration wait = absl::ZeroDuration())
       : shape_(std::move(shape)), ages_(std::move(ages)), wait_(wait) {}
   absl::Status Next(Tensor* images, std::vector<int>* labels,
-                    FakeBatchInfo* info) override {
+                    FakeBatchInfo* info, absl::Time deadline) override {
+    if (absl::Now() + wait_ > deadline) {
+      absl::SleepFor(deadline - absl::Now());
+      return absl::DeadlineExceededError("scripted: too slow");
+    }
     absl::SleepFor(wait_);
     const int k = served_++;
     *images = Tensor::Host(shape_);
@@ -668,6 +672,138 @@ TEST(DecoupledWorkerTest, ADWorkerRefusesFakesOfAnotherShape) {
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("same model and batch size"), std::string::npos)
       << st;
+}
+
+}  // namespace
+}  // namespace paragan
+
+namespace paragan {
+namespace {
+
+TEST(SimulatedComputeTest, StepsWaitInsteadOfComputingAndStillPushEverything) {
+  Rig x;
+  x.o.simulated.d_step = absl::Milliseconds(40);
+  x.o.simulated.g_step = absl::Milliseconds(60);
+  x.o.steps = 3;
+  auto w = x.Create().value();
+  EXPECT_NE(x.log.str().find("SIMULATED compute"), std::string::npos);
+  ASSERT_TRUE(w->Run(nullptr).ok());
+  EXPECT_EQ(w->steps_done(), 3);
+  EXPECT_GE(w->timings().wall, 0.3);  // 3 x (40 + 60) ms of waiting
+  EXPECT_EQ(x.batches->served(), 3);  // real batches still flow
+  for (int s = 0; s < 2; ++s) {
+    if (x.shard(s).holds(kGeneratorTable)) {
+      EXPECT_EQ(x.Bases(s, kGeneratorTable), Iota(3));
+    }
+    if (x.shard(s).holds(kDiscriminatorTable)) {
+      EXPECT_EQ(x.Bases(s, kDiscriminatorTable), Iota(3));
+    }
+  }
+  // A G worker publishes batches of the real shape under simulation too.
+  Rig g;
+  g.o.simulated = x.o.simulated;
+  g.o.max_g_lead = -1;
+  g.o.steps = 2;
+  auto gw = g.CreateRole(v1::G_ONLY).value();
+  ASSERT_TRUE(gw->Run(nullptr).ok());
+  ASSERT_EQ(g.sink->published.size(), 2u);
+  EXPECT_EQ(g.sink->published[0].shape, (Shape{kBatch, 1, 32, 32}));
+}
+
+TEST(SimulatedComputeTest, NeedsBothStepTimes) {
+  Rig x;
+  x.o.simulated.d_step = absl::Milliseconds(5);
+  EXPECT_EQ(x.Create().status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace paragan
+
+namespace paragan {
+namespace {
+
+// Assigns the roles in `script`, one per report, then the last one.
+class ScriptedRoles : public RoleClient {
+ public:
+  explicit ScriptedRoles(std::vector<v1::WorkerRole> script)
+      : script_(std::move(script)) {}
+  absl::StatusOr<v1::RoleAssignment> Report(
+      const v1::RoleReport& report) override {
+    reports.push_back(report);
+    v1::RoleAssignment a;
+    a.set_role(script_[std::min(reports.size() - 1, script_.size() - 1)]);
+    a.set_reason("scripted");
+    a.set_report_after_seconds(0.4);
+    ++count;
+    return a;
+  }
+  std::vector<v1::RoleReport> reports;  // read once the worker has stopped
+  std::atomic<int> count{0};
+
+ private:
+  std::vector<v1::WorkerRole> script_;
+};
+
+TEST(AutoRoleWorkerTest, SwitchesRolesWithoutRestartingAndReportsCapacity) {
+  Rig x;
+  x.o.auto_role = true;
+  x.o.max_g_lead = -1;
+  x.o.steps = 0;
+  Worker::Exchange e;
+  auto b = std::make_unique<FakeBatches>(x.batch_shape, nullptr);
+  x.batches = b.get();
+  e.batches = std::move(b);
+  auto sink = std::make_unique<RecordingSink>();
+  RecordingSink* published = sink.get();
+  e.samples = std::move(sink);
+  int fake_streams = 0;
+  e.connect_fakes = [&]() -> absl::StatusOr<std::unique_ptr<FakeSource>> {
+    ++fake_streams;
+    return std::unique_ptr<FakeSource>(std::make_unique<ScriptedFakes>(
+        x.batch_shape, std::vector<int64_t>{0}));
+  };
+  auto roles = std::make_unique<ScriptedRoles>(std::vector<v1::WorkerRole>{
+      v1::G_ONLY, v1::D_ONLY, v1::G_ONLY, v1::D_ONLY});
+  ScriptedRoles* r = roles.get();
+  e.roles = std::move(roles);
+  auto w = Worker::Create(x.o, std::move(e), nullptr, &x.log).value();
+  std::atomic<bool> stop{false};
+  std::thread run([&] { ASSERT_TRUE(w->Run(&stop).ok()); });
+  while (r->count < 5) absl::SleepFor(absl::Milliseconds(20));
+  stop = true;
+  run.join();
+  // The first report ran nothing; then each reports the role it ran.
+  EXPECT_EQ(r->reports[0].role(), v1::BOTH);
+  EXPECT_EQ(r->reports[0].steps(), 0);
+  EXPECT_EQ(r->reports[1].role(), v1::G_ONLY);
+  EXPECT_EQ(r->reports[2].role(), v1::D_ONLY);
+  for (int i = 1; i < 4; ++i) {
+    EXPECT_GT(r->reports[i].steps(), 0) << i;
+    EXPECT_GT(r->reports[i].busy_seconds(), 0) << i;
+    EXPECT_LE(r->reports[i].busy_seconds(), r->reports[i].wall_seconds());
+  }
+  EXPECT_FALSE(published->published.empty());
+  EXPECT_EQ(fake_streams, 2);  // a fresh fakes stream per D period
+  EXPECT_EQ(w->decoupled_stats().role_changes, 3);
+  EXPECT_NE(x.log.str().find("role G -> D (coordinator: scripted)"),
+            std::string::npos)
+      << x.log.str();
+  // It pushed both tables, as the roles it ran.
+  int g_pushes = 0, d_pushes = 0;
+  for (int s = 0; s < 2; ++s) {
+    g_pushes += x.Bases(s, kGeneratorTable).size();
+    d_pushes += x.Bases(s, kDiscriminatorTable).size();
+  }
+  EXPECT_GT(g_pushes, 0);
+  EXPECT_GT(d_pushes, 0);
+}
+
+TEST(AutoRoleWorkerTest, NeedsTheCoordinatorAndBothEnds) {
+  Rig x;
+  x.o.auto_role = true;
+  absl::Status st = x.Create().status();  // only batches
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("role auto"), std::string::npos) << st;
 }
 
 }  // namespace
