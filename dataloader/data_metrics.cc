@@ -63,10 +63,10 @@ DataMetrics::DataMetrics(prometheus::Registry* registry)
       generated_dropped_(SingleCounter(
           registry, "paragan_data_generated_batches_dropped_total",
           "Generated batches dropped (buffer full, oldest first)")),
-      generated_stale_(SingleCounter(
-          registry, "paragan_data_generated_batches_stale_total",
-          "Generated batches skipped: older than a D stream's "
-          "max_sample_age")) {}
+      generated_stale_(
+          SingleCounter(registry, "paragan_data_generated_batches_stale_total",
+                        "Generated batches skipped: older than a D stream's "
+                        "max_sample_age")) {}
 
 void DataMetrics::RecordSent(const std::string& worker, int64_t bytes,
                              double credit_wait_seconds) {

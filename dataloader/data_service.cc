@@ -208,9 +208,9 @@ absl::Status DataService::ValidateOpen(const v1::BatchRequest& r) const {
   }
   if (r.has_max_sample_age() &&
       (!r.want_generated() || r.max_sample_age() < 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_sample_age ", r.max_sample_age(),
-        ": set it >= 0, and on want_generated streams only"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_sample_age ", r.max_sample_age(),
+                     ": set it >= 0, and on want_generated streams only"));
   }
   return absl::OkStatus();
 }

@@ -192,7 +192,7 @@ class DataService final : public v1::DataService::Service {
   std::deque<PreparedPtr> ready_;     // sampler order
   std::deque<PreparedPtr> requeued_;  // dealt before ready_
   std::deque<PreparedPtr> generated_;
-  int64_t newest_g_version_ = 0;  // highest g_version published
+  int64_t newest_g_version_ = 0;     // highest g_version published
   int64_t in_flight_ = 0;            // real batches dealt and not acked
   int64_t generated_in_flight_ = 0;  // outside the max_in_flight cap
   StreamId next_stream_id_ = 0;

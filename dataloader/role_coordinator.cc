@@ -59,8 +59,8 @@ double RoleCoordinator::MeanCapacity(v1::WorkerRole role) const {
     return count > 0 ? sum / count : -1.0;
   };
   const v1::WorkerRole other = role == v1::G_ONLY ? v1::D_ONLY : v1::G_ONLY;
-  for (const double m : {mean(role, true), mean(role, false),
-                         mean(other, true), mean(other, false)}) {
+  for (const double m : {mean(role, true), mean(role, false), mean(other, true),
+                         mean(other, false)}) {
     if (m >= 0) return m;
   }
   return 1.0;
@@ -115,8 +115,7 @@ v1::RoleAssignment RoleCoordinator::Report(const v1::RoleReport& report,
   }
   const int n = static_cast<int>(workers_.size());
   v1::RoleAssignment out;
-  out.set_report_after_seconds(
-      absl::ToDoubleSeconds(options_.report_interval));
+  out.set_report_after_seconds(absl::ToDoubleSeconds(options_.report_interval));
   auto assign = [&](v1::WorkerRole role, const std::string& why, bool log) {
     if (role != me.role) {
       me.role_since = now;
@@ -148,12 +147,12 @@ v1::RoleAssignment RoleCoordinator::Report(const v1::RoleReport& report,
   // that brings the others' split toward the best one.
   if (me.role == v1::BOTH) {
     const v1::WorkerRole role = g < best ? v1::G_ONLY : v1::D_ONLY;
-    return assign(role,
-                  absl::StrFormat("joins as %s: best split %d G + %d D for %d "
-                                  "workers (%s)",
-                                  Name(role), best, n - best, n,
-                                  Describe(r, buffered)),
-                  true);
+    return assign(
+        role,
+        absl::StrFormat("joins as %s: best split %d G + %d D for %d "
+                        "workers (%s)",
+                        Name(role), best, n - best, n, Describe(r, buffered)),
+        true);
   }
   const int k = g + (me.role == v1::G_ONLY);
   const double now_t = Throughput(n, k, gc, dc, r);
@@ -165,8 +164,7 @@ v1::RoleAssignment RoleCoordinator::Report(const v1::RoleReport& report,
                        now - last_move_ >= options_.cooldown;
   if (target != k && settled && next_t > now_t * (1 + options_.min_gain)) {
     last_move_ = now;
-    const v1::WorkerRole role =
-        me.role == v1::G_ONLY ? v1::D_ONLY : v1::G_ONLY;
+    const v1::WorkerRole role = me.role == v1::G_ONLY ? v1::D_ONLY : v1::G_ONLY;
     return assign(
         role,
         absl::StrFormat("%s; predicted D updates/s %.2f -> %.2f (best split "

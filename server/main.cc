@@ -20,8 +20,8 @@
 #include <iostream>
 #include <memory>
 #include <string>
-#include <tuple>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -84,10 +84,8 @@ ABSL_FLAG(std::string, g_staleness_policy, "", "G's policy override.");
 ABSL_FLAG(std::string, d_staleness_policy, "", "D's policy override.");
 ABSL_FLAG(int64_t, staleness_bound, 0,
           "Largest staleness accepted by reject_above_bound.");
-ABSL_FLAG(int64_t, g_staleness_bound, -1,
-          "G's bound; < 0: --staleness_bound.");
-ABSL_FLAG(int64_t, d_staleness_bound, -1,
-          "D's bound; < 0: --staleness_bound.");
+ABSL_FLAG(int64_t, g_staleness_bound, -1, "G's bound; < 0: --staleness_bound.");
+ABSL_FLAG(int64_t, d_staleness_bound, -1, "D's bound; < 0: --staleness_bound.");
 ABSL_FLAG(int, sync_workers, 0,
           "0: asynchronous. N > 0: synchronous rounds of N workers (average, "
           "then one step).");

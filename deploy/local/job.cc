@@ -92,19 +92,20 @@ ProcessSpec ShardSpec(const LauncherOptions& o, const std::string& bin,
     p.flags.push_back(absl::StrCat("--worker_lease_s=", o.worker_lease_s));
   }
   p.flags.push_back("--threads=1");
-  for (const auto& [prefix, t] : {std::make_pair("g", &o.g_table),
-                                  std::make_pair("d", &o.d_table)}) {
-    if (t->lr >= 0) p.flags.push_back(absl::StrCat("--", prefix, "_lr=", t->lr));
+  for (const auto& [prefix, t] :
+       {std::make_pair("g", &o.g_table), std::make_pair("d", &o.d_table)}) {
+    if (t->lr >= 0)
+      p.flags.push_back(absl::StrCat("--", prefix, "_lr=", t->lr));
     if (!t->betas.empty()) {
       p.flags.push_back(absl::StrCat("--", prefix, "_betas=", t->betas));
     }
     if (!t->staleness_policy.empty()) {
-      p.flags.push_back(absl::StrCat("--", prefix, "_staleness_policy=",
-                                     t->staleness_policy));
+      p.flags.push_back(absl::StrCat(
+          "--", prefix, "_staleness_policy=", t->staleness_policy));
     }
     if (t->staleness_bound >= 0) {
-      p.flags.push_back(absl::StrCat("--", prefix, "_staleness_bound=",
-                                     t->staleness_bound));
+      p.flags.push_back(
+          absl::StrCat("--", prefix, "_staleness_bound=", t->staleness_bound));
     }
   }
   AppendFlags(o.ps_flags, &p.flags);
@@ -147,8 +148,8 @@ ProcessSpec DataSpec(const LauncherOptions& o, const std::string& bin) {
 // `kind`: "w" (coupled, role both), "g" (g_only) or "d" (d_only); `i`
 // numbers the workers of that kind, `seed_index` all workers.
 ProcessSpec WorkerSpec(const LauncherOptions& o, const std::string& bin,
-                       const std::string& logs, const std::string& kind,
-                       int i, int seed_index) {
+                       const std::string& logs, const std::string& kind, int i,
+                       int seed_index) {
   ProcessSpec p;
   p.name = absl::StrCat(kind, i);
   p.role = Role::kWorker;
@@ -178,8 +179,8 @@ ProcessSpec WorkerSpec(const LauncherOptions& o, const std::string& bin,
   } else {
     p.flags.push_back("--data=${data.grpc}");
   }
-  for (const auto& [prefix, t] : {std::make_pair("g", &o.g_table),
-                                  std::make_pair("d", &o.d_table)}) {
+  for (const auto& [prefix, t] :
+       {std::make_pair("g", &o.g_table), std::make_pair("d", &o.d_table)}) {
     if (!t->push_dtype.empty()) {
       p.flags.push_back(
           absl::StrCat("--", prefix, "_push_dtype=", t->push_dtype));
@@ -211,15 +212,15 @@ ProcessSpec WorkerSpec(const LauncherOptions& o, const std::string& bin,
 // from the train images once) before training starts, at full speed, so a
 // missing or mismatched file fails the run before any training and the
 // evaluator never computes them beside the workers.
-ProcessSpec EvalReferenceSpec(const LauncherOptions& o, const std::string& bin) {
+ProcessSpec EvalReferenceSpec(const LauncherOptions& o,
+                              const std::string& bin) {
   ProcessSpec p;
   p.name = "eval-ref";
   p.role = Role::kInit;
   p.description = "the evaluator's reference statistics";
   p.lifecycle = Lifecycle::kStartTask;
   p.binary = bin + "/" + kEvalBin;
-  p.flags = {"--reference_only",
-             absl::StrCat("--network=", o.eval_network),
+  p.flags = {"--reference_only", absl::StrCat("--network=", o.eval_network),
              absl::StrCat("--data_dir=", o.data_dir)};
   // "": paragan_eval's per-user cache (DefaultReferencePath).
   if (!o.eval_reference.empty())
@@ -262,7 +263,8 @@ ProcessSpec EvalSpec(const LauncherOptions& o, const std::string& bin,
   p.flags = ScoringFlags(o, o.eval_samples);
   for (std::string f :
        {absl::StrCat("--every_s=", o.eval_every_s), std::string("--threads=1"),
-        std::string("--metrics_port=0"), std::string("--metrics_bind=127.0.0.1"),
+        std::string("--metrics_port=0"),
+        std::string("--metrics_bind=127.0.0.1"),
         absl::StrCat("--metrics_port_file=", port_file)}) {
     p.flags.push_back(std::move(f));
   }
@@ -336,17 +338,19 @@ absl::Status ValidateOptions(const LauncherOptions& o) {
     return absl::InvalidArgumentError(
         "need --num_workers >= 1 and --num_shards >= 1");
   }
-  for (const auto& [name, t] : {std::make_pair("g", &o.g_table),
-                                std::make_pair("d", &o.d_table)}) {
+  for (const auto& [name, t] :
+       {std::make_pair("g", &o.g_table), std::make_pair("d", &o.d_table)}) {
     if (!t->push_dtype.empty() && t->push_dtype != "float32" &&
         t->push_dtype != "bfloat16") {
       return absl::InvalidArgumentError(
-          absl::StrCat("--", name, "_push_dtype must be float32 or bfloat16, "
-                       "got ", t->push_dtype));
+          absl::StrCat("--", name,
+                       "_push_dtype must be float32 or bfloat16, "
+                       "got ",
+                       t->push_dtype));
     }
     if (!(t->lr == -1 || t->lr > 0)) {  // -1: unset
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--", name, "_lr must be > 0 (or unset), got ", t->lr));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, "_lr must be > 0 (or unset), got ", t->lr));
     }
   }
   if (o.schedule != "coupled" && o.schedule != "decoupled") {
@@ -405,9 +409,9 @@ absl::Status ValidateOptions(const LauncherOptions& o) {
   }
   if (o.eval_every_s > 0 && o.eval_final_samples != 0 &&
       o.eval_final_samples < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--eval_final_samples must be 0 (none) or >= 2, got ",
-        o.eval_final_samples));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--eval_final_samples must be 0 (none) or >= 2, got ",
+                     o.eval_final_samples));
   }
   if (o.eval_every_s > 0 && o.eval_samples < 2) {
     return absl::InvalidArgumentError(
@@ -435,8 +439,7 @@ absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
   const RoleCounts roles = DecoupledRoles(o);
   if (o.schedule == "decoupled" && !o.auto_roles) {
     for (int i = 0; i < roles.g; ++i) {
-      job.processes.push_back(
-          WorkerSpec(o, bin_dir, job.log_dir, "g", i, i));
+      job.processes.push_back(WorkerSpec(o, bin_dir, job.log_dir, "g", i, i));
     }
     for (int i = 0; i < roles.d; ++i) {
       job.processes.push_back(

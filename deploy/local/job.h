@@ -42,10 +42,10 @@ struct LauncherOptions {
   // model's default (learning rate, betas).
   struct TablePolicy {
     double lr = -1;
-    std::string betas;             // "beta1,beta2"
+    std::string betas;  // "beta1,beta2"
     std::string staleness_policy;
     int64_t staleness_bound = -1;
-    std::string push_dtype;        // float32 | bfloat16
+    std::string push_dtype;  // float32 | bfloat16
   };
   TablePolicy g_table, d_table;
   int num_shards = 2;

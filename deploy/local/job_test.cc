@@ -326,10 +326,9 @@ TEST(DescribeJob, LiveEvaluatorBesideTheWorkers) {
   const Job job = Describe(o);
   std::vector<std::string> names;
   for (const ProcessSpec& p : job.processes) names.push_back(p.name);
-  EXPECT_EQ(names,
-            (std::vector<std::string>{"init", "eval-ref", "shard0", "shard1",
-                                      "data", "w0", "w1", "eval", "export",
-                                      "eval-final"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"init", "eval-ref", "shard0",
+                                             "shard1", "data", "w0", "w1",
+                                             "eval", "export", "eval-final"}));
   // The final evaluation: after the export, from the final tables.
   const ProcessSpec& fin = *FindProcess(job, "eval-final");
   EXPECT_EQ(fin.lifecycle, Lifecycle::kFinalTask);
@@ -367,9 +366,9 @@ TEST(DescribeJob, LiveEvaluatorBesideTheWorkers) {
 
   LauncherOptions default_reference = o;
   default_reference.eval_reference = "";  // paragan_eval's own cache
-  EXPECT_EQ(FlagValue(*FindProcess(Describe(default_reference), "eval"),
-                      "reference"),
-            "<absent>");
+  EXPECT_EQ(
+      FlagValue(*FindProcess(Describe(default_reference), "eval"), "reference"),
+      "<absent>");
 
   LauncherOptions bad = o;
   bad.eval_final_samples = 1;

@@ -36,8 +36,8 @@ bool IsExecutable(const std::string& path) {
 std::vector<std::string> MissingBinaries(const std::string& dir,
                                          bool with_eval) {
   std::vector<std::string> missing;
-  for (const char* b : {kServerBin, kDataBin, kWorkerBin, kInitBin, kSampleBin,
-                        kEvalBin}) {
+  for (const char* b :
+       {kServerBin, kDataBin, kWorkerBin, kInitBin, kSampleBin, kEvalBin}) {
     if (b == kEvalBin && !with_eval) continue;
     if (!IsExecutable(dir + "/" + b)) missing.push_back(b);
   }
@@ -133,25 +133,23 @@ void StageUp(const LauncherOptions& o, const Job& job, const std::string& stage,
     start->workers_started = true;
     start->at = absl::Now();
     const RoleCounts roles = DecoupledRoles(o);
-    Say(absl::StrCat(o.auto_roles
-                         ? absl::StrCat(o.num_workers,
-                                        " worker(s) started (decoupled, roles "
-                                        "assigned by the data service, ")
-                     : o.schedule == "decoupled"
-                         ? absl::StrCat(roles.g, " G and ", roles.d,
-                                        " D worker(s) started (decoupled, ")
-                         : absl::StrCat(o.num_workers, " worker(s) started ("),
-                     o.mode,
-                     ", staleness policy ", o.staleness_policy,
-                     o.momentum_compensation && o.mode == "async"
-                         ? ", momentum compensation"
-                         : "",
-                     "); training until ",
-                     o.steps > 0 ? absl::StrCat("G step ", o.steps) : "",
-                     o.steps > 0 && o.minutes > 0 ? " or " : "",
-                     o.minutes > 0 ? absl::StrCat(o.minutes, " minutes") : "",
-                     o.steps <= 0 && o.minutes <= 0 ? "Ctrl-C" : "",
-                     "; Ctrl-C stops cleanly. Logs: ", job.log_dir));
+    Say(absl::StrCat(
+        o.auto_roles ? absl::StrCat(o.num_workers,
+                                    " worker(s) started (decoupled, roles "
+                                    "assigned by the data service, ")
+        : o.schedule == "decoupled"
+            ? absl::StrCat(roles.g, " G and ", roles.d,
+                           " D worker(s) started (decoupled, ")
+            : absl::StrCat(o.num_workers, " worker(s) started ("),
+        o.mode, ", staleness policy ", o.staleness_policy,
+        o.momentum_compensation && o.mode == "async" ? ", momentum compensation"
+                                                     : "",
+        "); training until ",
+        o.steps > 0 ? absl::StrCat("G step ", o.steps) : "",
+        o.steps > 0 && o.minutes > 0 ? " or " : "",
+        o.minutes > 0 ? absl::StrCat(o.minutes, " minutes") : "",
+        o.steps <= 0 && o.minutes <= 0 ? "Ctrl-C" : "",
+        "; Ctrl-C stops cleanly. Logs: ", job.log_dir));
     if (o.steps > 0 && start->g_version >= o.steps) {
       Say(absl::StrCat("the shards are already at G step ", start->g_version,
                        " (restored from ", o.out_dir,
@@ -358,7 +356,8 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   summary->num_shards = o.num_shards;
   summary->batch_size = o.batch_size;
   PG_RETURN_IF_ERROR(ValidateOptions(o));
-  PG_ASSIGN_OR_RETURN(const std::string bin, FindBinDir(o.bin_dir, o.eval_every_s > 0));
+  PG_ASSIGN_OR_RETURN(const std::string bin,
+                      FindBinDir(o.bin_dir, o.eval_every_s > 0));
   PG_ASSIGN_OR_RETURN(const Job job, DescribeJob(o, bin));
   PG_RETURN_IF_ERROR(Mkdirs(job.log_dir));
   PG_RETURN_IF_ERROR(Mkdirs(o.out_dir + "/ps"));
@@ -371,10 +370,11 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   go.on_line = ToolLineHandler(&tools);
   TrainingStart start;
   // The final evaluation's row lands on the training clock.
-  go.resolve_other = [&start](const PortRef& ref) -> absl::StatusOr<std::string> {
+  go.resolve_other =
+      [&start](const PortRef& ref) -> absl::StatusOr<std::string> {
     if (ref.process == "run" && ref.port == "train_start_unix_s") {
-      return absl::StrFormat("%.3f", absl::ToDoubleSeconds(
-                                         start.at - absl::UnixEpoch()));
+      return absl::StrFormat(
+          "%.3f", absl::ToDoubleSeconds(start.at - absl::UnixEpoch()));
     }
     return absl::InvalidArgumentError(
         absl::StrCat("unknown reference ${", ref.process, ".", ref.port, "}"));
@@ -426,9 +426,9 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   auto final_eval_status = tasks.find("eval-final");
   if (final_eval_status != tasks.end() && !final_eval_status->second.ok()) {
     // Not the run's failure: training and its outputs are fine.
-    Loud(absl::StrCat("the final evaluation failed: ",
-                      final_eval_status->second.message(), " (see ",
-                      job.log_dir, "/eval-final.log)"));
+    Loud(absl::StrCat(
+        "the final evaluation failed: ", final_eval_status->second.message(),
+        " (see ", job.log_dir, "/eval-final.log)"));
   }
   for (const char* f : {"/fid.csv", "/fid.png"}) {
     if (access((o.out_dir + f).c_str(), R_OK) == 0)

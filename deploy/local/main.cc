@@ -12,8 +12,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
-#include <system_error>
 #include <iostream>
+#include <system_error>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -200,7 +200,8 @@ int main(int argc, char** argv) {
   o.data_flags = absl::GetFlag(FLAGS_data_flags);
   o.worker_flags = absl::GetFlag(FLAGS_worker_flags);
   o.eval_every_s = absl::GetFlag(FLAGS_eval_every_s);
-  if (o.eval_every_s < 0) o.eval_every_s = o.dataset == "fashion_mnist" ? 60 : 0;
+  if (o.eval_every_s < 0)
+    o.eval_every_s = o.dataset == "fashion_mnist" ? 60 : 0;
   o.eval_samples = absl::GetFlag(FLAGS_eval_samples);
   o.eval_final_samples = absl::GetFlag(FLAGS_eval_final_samples);
   o.eval_network = absl::GetFlag(FLAGS_eval_network);

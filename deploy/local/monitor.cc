@@ -158,23 +158,21 @@ std::string ProgressAggregator::FormatLine(
                              t.img_s, absl::StrJoin(per, ", "), t.d_loss,
                              t.g_loss, t.staleness_d, t.staleness_g, rejected));
   if (t.decoupled) {
-    absl::StrAppend(
-        &line,
-        absl::StrFormat(" | steps/s G %.2f D %.2f", t.g_steps_s, t.d_steps_s));
+    absl::StrAppend(&line, absl::StrFormat(" | steps/s G %.2f D %.2f",
+                                           t.g_steps_s, t.d_steps_s));
     if (t.g_steps_s > 0) {
-      absl::StrAppend(&line,
-                      absl::StrFormat(" (D:G %.2f)", t.d_steps_s / t.g_steps_s));
+      absl::StrAppend(
+          &line, absl::StrFormat(" (D:G %.2f)", t.d_steps_s / t.g_steps_s));
     }
     if (t.buffered >= 0) absl::StrAppend(&line, " | buffer ", t.buffered);
-    absl::StrAppend(&line,
-                    absl::StrFormat(" | sample age %.1f | stalls %d",
-                                    t.sample_age, t.stalls));
+    absl::StrAppend(&line, absl::StrFormat(" | sample age %.1f | stalls %d",
+                                           t.sample_age, t.stalls));
     if (t.skipped > 0) absl::StrAppend(&line, " | too old ", t.skipped);
   }
   if (eval) {
-    absl::StrAppend(&line, absl::StrFormat(" | FID(%s) %.2f @G %d",
-                                           eval->network, eval->fid,
-                                           eval->g_version));
+    absl::StrAppend(&line,
+                    absl::StrFormat(" | FID(%s) %.2f @G %d", eval->network,
+                                    eval->fid, eval->g_version));
   }
   return line;
 }

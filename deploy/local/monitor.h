@@ -118,14 +118,14 @@ class ProgressAggregator {
 // worker_metrics.h), series labelled worker="<id>".
 struct WorkerCounters {
   std::string role = "both";  // paragan_worker_info's role label
-  double images = 0;  // paragan_worker_images_total
-  double steps = 0;   // paragan_worker_steps_total
+  double images = 0;          // paragan_worker_images_total
+  double steps = 0;           // paragan_worker_steps_total
   double d_loss = 0, g_loss = 0;
   double d_real = 0, d_fake = 0;  // 0 from a worker without the gauges
   // paragan_worker_staleness{table} histograms: _sum and _count.
   double staleness_sum_d = 0, staleness_count_d = 0;
   double staleness_sum_g = 0, staleness_count_g = 0;
-  double rejected = 0;  // paragan_worker_rejected_pushes_total
+  double rejected = 0;   // paragan_worker_rejected_pushes_total
   double buffered = -1;  // paragan_worker_sample_buffer_batches (g_only)
   // paragan_worker_sample_age _sum and _count, stalls, skips (d_only).
   double sample_age_sum = 0, sample_age_count = 0;

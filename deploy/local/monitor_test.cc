@@ -193,8 +193,7 @@ TEST(ProgressAggregator, DecoupledLineShowsRolesBufferAndSampleAge) {
   EXPECT_DOUBLE_EQ(t.d_steps_s, 3.0);
   EXPECT_DOUBLE_EQ(t.sample_age, 1.5);
   EXPECT_EQ(t.stalls, 4);
-  const std::string line =
-      ProgressAggregator::FormatLine(65, t, std::nullopt);
+  const std::string line = ProgressAggregator::FormatLine(65, t, std::nullopt);
   EXPECT_NE(line.find("(d0 96, d1 96, g0 G)"), std::string::npos) << line;
   EXPECT_NE(line.find("| steps/s G 3.00 D 3.00 (D:G 1.00) | buffer 4 | "
                       "sample age 1.5 | stalls 4"),
@@ -284,10 +283,10 @@ TEST(EvalReading, FromTheEvaluatorsPage) {
   EXPECT_NE(line.find("| FID(fmnist-cnn) 45.25 @G 1200"), std::string::npos)
       << line;
   // Before the first round the gauges exist but mean nothing.
-  EXPECT_FALSE(EvalReadingFromMetrics(
-                   "paragan_eval_fid{network=\"fmnist-cnn\"} 0\n"
-                   "paragan_eval_rounds_total 0\n")
-                   .ok());
+  EXPECT_FALSE(
+      EvalReadingFromMetrics("paragan_eval_fid{network=\"fmnist-cnn\"} 0\n"
+                             "paragan_eval_rounds_total 0\n")
+          .ok());
 }
 
 TEST(HttpGet, BodyOfAnOkAnswer) {

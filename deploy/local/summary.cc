@@ -55,8 +55,8 @@ std::string SummaryText(const RunSummary& s) {
                          " D worker(s) (decoupled schedule), ")
           : absl::StrCat(s.num_workers, " worker(s), ");
   absl::StrAppend(&out, "ParaGAN local run: ", s.model, ", ", s.num_shards,
-                  " parameter-server shard(s), ", workers,
-                  s.mode, " (staleness policy ", s.staleness_policy,
+                  " parameter-server shard(s), ", workers, s.mode,
+                  " (staleness policy ", s.staleness_policy,
                   s.momentum_compensation ? ", momentum compensation" : "",
                   "), batch ", s.batch_size, "\n");
   absl::StrAppend(&out, "result: ",
@@ -113,8 +113,8 @@ std::string SummaryText(const RunSummary& s) {
   }
   absl::StrAppend(&out, "processes:\n");
   for (const ProcessReport& p : s.processes) {
-    absl::StrAppendFormat(&out, "  %-10s pid %-7d %s%s\n", p.name, p.pid, p.exit,
-                          p.ok ? "" : "  <-- unexpected");
+    absl::StrAppendFormat(&out, "  %-10s pid %-7d %s%s\n", p.name, p.pid,
+                          p.exit, p.ok ? "" : "  <-- unexpected");
   }
   if (!s.outputs.empty()) {
     absl::StrAppend(&out, "outputs:\n");

@@ -97,8 +97,7 @@ DataServiceFakeSource::Connect(const std::string& address,
       new DataServiceFakeSource(std::move(client).value()));  // reads now
 }
 
-DataServiceFakeSource::DataServiceFakeSource(
-    std::unique_ptr<DataClient> client)
+DataServiceFakeSource::DataServiceFakeSource(std::unique_ptr<DataClient> client)
     : client_(std::move(client)), reader_([this] { ReadLoop(); }) {}
 
 DataServiceFakeSource::~DataServiceFakeSource() {
@@ -138,11 +137,10 @@ absl::Status DataServiceFakeSource::Next(Tensor* host_images,
   const auto ready = [&] { return next_.has_value(); };
   if (deadline == absl::InfiniteFuture()) {
     cv_.wait(lock, ready);
-  } else if (!cv_.wait_for(
-                 lock,
-                 absl::ToChronoNanoseconds(
-                     std::max(absl::ZeroDuration(), deadline - absl::Now())),
-                 ready)) {
+  } else if (!cv_.wait_for(lock,
+                           absl::ToChronoNanoseconds(std::max(
+                               absl::ZeroDuration(), deadline - absl::Now())),
+                           ready)) {
     return absl::DeadlineExceededError("no generated batch in time");
   }
   if (!next_->status.ok()) return next_->status;  // kept for later calls

@@ -83,8 +83,8 @@ class DataServiceRoleClient : public RoleClient {
 class DataServiceFakeSource : public FakeSource {
  public:
   static absl::StatusOr<std::unique_ptr<DataServiceFakeSource>> Connect(
-      const std::string& address, const std::string& worker_id,
-      int batch_size, int64_t max_sample_age, double max_retry_seconds);
+      const std::string& address, const std::string& worker_id, int batch_size,
+      int64_t max_sample_age, double max_retry_seconds);
   // Cancels the stream (the service requeues what it had sent ahead).
   ~DataServiceFakeSource() override;
   absl::Status Next(Tensor* host_images, std::vector<int>* labels,

@@ -260,9 +260,8 @@ int Run() {
     }
     return absl::OkStatus();
   };
-  if (absl::Status st = parse_dtype("--push_dtype",
-                                    absl::GetFlag(FLAGS_push_dtype),
-                                    &o.push_dtype);
+  if (absl::Status st = parse_dtype(
+          "--push_dtype", absl::GetFlag(FLAGS_push_dtype), &o.push_dtype);
       !st.ok()) {
     return Fail(std::string(st.message()));
   }

@@ -464,11 +464,11 @@ absl::Status Worker::RunAuto(const std::atomic<bool>* stop) {
     const int64_t steps_before = steps_done_;
     const double waits_before = timings_.d_gate_wait + timings_.fake_wait;
     const auto start = Clock::now();
-    PG_RETURN_IF_ERROR(RunRole(
-        role,
-        start + std::chrono::duration_cast<Clock::duration>(
-                    std::chrono::duration<double>(period)),
-        stop));
+    PG_RETURN_IF_ERROR(
+        RunRole(role,
+                start + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(period)),
+                stop));
     const double wall = Seconds(start);
     const double waited =
         timings_.d_gate_wait + timings_.fake_wait - waits_before;
@@ -568,8 +568,7 @@ absl::Status Worker::DOnlyStep(StepStats* stats) {
   FakeBatchInfo info;
   for (;;) {
     const auto fw = Clock::now();
-    absl::Status st =
-        fakes_->Next(&host_fake_, &fake_labels_, &info, deadline);
+    absl::Status st = fakes_->Next(&host_fake_, &fake_labels_, &info, deadline);
     const double waited = Seconds(fw);
     timings_.fake_wait += waited;
     const bool stalled = waited > 0.002;
@@ -644,10 +643,9 @@ void Worker::LogDecoupledProgress(int64_t done, const StepStats& stats,
                  "rejected=%d sample_age=%.2f max_sample_age=%d stalls=%d "
                  "stall_s=%.2f skipped=%d",
                  options_.worker_id, done, d_version(), img_s, stats.d_loss,
-                 stats.d_real, stats.d_fake, d.mean_staleness,
-                 d.rejected_total, mean_age, now.max_sample_age,
-                 now.stalls - then.stalls, timings_.fake_wait,
-                 now.fakes_skipped)
+                 stats.d_real, stats.d_fake, d.mean_staleness, d.rejected_total,
+                 mean_age, now.max_sample_age, now.stalls - then.stalls,
+                 timings_.fake_wait, now.fakes_skipped)
           << std::endl;
   }
   then = now;

@@ -24,8 +24,8 @@
 //   updates ahead of the ratio d_steps D updates per G update; G gradients
 //   through whatever D has arrived; push G; publish that very fake batch
 //   (and d_steps - 1 more drawn from the same G, forward only) to the
-//   SampleSink with the G version it came from, so that D workers are fed d_steps
-//   batches per G update.
+//   SampleSink with the G version it came from, so that D workers are fed
+//   d_steps batches per G update.
 // - D_ONLY: per D step, a real batch and a published fake batch (FakeSource;
 //   a fake more than max_sample_age G versions behind the newest published
 //   one is skipped and counted; time blocked on the source is a stall),

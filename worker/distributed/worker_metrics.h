@@ -19,7 +19,8 @@
 //   paragan_worker_staleness{table} (histogram of PushResponse.staleness)
 //   paragan_worker_rejected_pushes_total, paragan_worker_retries_total
 // and the decoupled roles' (worker.h):
-//   paragan_worker_samples_published_total, paragan_worker_sample_buffer_batches,
+//   paragan_worker_samples_published_total,
+//   paragan_worker_sample_buffer_batches,
 //   paragan_worker_d_gate_wait_seconds_total (g_only)
 //   paragan_worker_sample_age (histogram), paragan_worker_fake_stalls_total,
 //   paragan_worker_fake_wait_seconds_total,

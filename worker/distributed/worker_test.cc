@@ -652,10 +652,9 @@ TEST(DecoupledWorkerTest, ADWorkerTrainsOnPublishedFakesAndSkipsOldOnes) {
 TEST(DecoupledWorkerTest, ADWorkerCountsTheTimeItWaitsForFakesAsStalls) {
   Rig x;
   x.o.steps = 2;
-  auto w = x.CreateRole(v1::D_ONLY,
-                        std::make_unique<ScriptedFakes>(
-                            x.batch_shape, std::vector<int64_t>{0},
-                            absl::Milliseconds(30)))
+  auto w = x.CreateRole(v1::D_ONLY, std::make_unique<ScriptedFakes>(
+                                        x.batch_shape, std::vector<int64_t>{0},
+                                        absl::Milliseconds(30)))
                .value();
   ASSERT_TRUE(w->Run(nullptr).ok());
   EXPECT_EQ(w->decoupled_stats().stalls, 2);

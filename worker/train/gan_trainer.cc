@@ -182,8 +182,7 @@ Tensor GanTrainer::GenerateFakes(std::vector<int>* labels) {
   const int b = config_.batch_size;
   Tensor z = noise_source_ ? noise_source_(b) : RandomZ(b, &rng_);
   *labels = RandomLabels(b);
-  return backend_->ToHost(
-      model_->Generate(z, *labels, Mode::FakesForDStep()));
+  return backend_->ToHost(model_->Generate(z, *labels, Mode::FakesForDStep()));
 }
 
 void GanTrainer::ApplyGGradients() { g_adam_.Step(); }
