@@ -115,10 +115,11 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry* r,
                           "last publish (role g_only)")
                     .Register(*r)
                     .Add({{"worker", worker_id}})),
-      gate_wait_(WorkerCounter(r, "paragan_worker_d_gate_wait_seconds_total",
-                               "Time G steps waited for D to take its "
-                               "updates (role g_only)",
-                               worker_id)),
+      gate_wait_(WorkerCounter(
+          r, "paragan_worker_wait_for_discriminator_seconds_total",
+          "Time G steps waited for D to take its "
+          "updates (role g_only)",
+          worker_id)),
       sample_age_(BuildHistogram()
                       .Name("paragan_worker_sample_age")
                       .Help("G versions between the fake batch a D step used "

@@ -21,7 +21,7 @@
 // and the decoupled roles' (worker.h):
 //   paragan_worker_samples_published_total,
 //   paragan_worker_sample_buffer_batches,
-//   paragan_worker_d_gate_wait_seconds_total (g_only)
+//   paragan_worker_wait_for_discriminator_seconds_total (g_only)
 //   paragan_worker_sample_age (histogram), paragan_worker_fake_stalls_total,
 //   paragan_worker_fake_wait_seconds_total,
 //   paragan_worker_fakes_skipped_total (d_only)
