@@ -226,24 +226,21 @@ absl::StatusOr<WorkerCounters> WorkerCountersFromMetrics(
         absl::StrCat("no paragan_worker_steps_total{worker=\"", worker, "\"}"));
   }
   WorkerCounters c;
+  // The role: paragan_worker_info's label, unless paragan_worker_role says
+  // which one runs now (role auto switches).
+  bool current_known = false;
   for (const MetricSample& m : *samples) {
-    if (m.name != "paragan_worker_info") continue;
+    const bool info = m.name == "paragan_worker_info";
+    const bool current = m.name == "paragan_worker_role" && m.value == 1;
+    if (!(info && !current_known) && !current) continue;
     auto id = m.labels.find("worker");
     auto role = m.labels.find("role");
-    if (id != m.labels.end() && id->second == worker &&
-        role != m.labels.end()) {
-      c.role = role->second;
+    if (id == m.labels.end() || id->second != worker ||
+        role == m.labels.end()) {
+      continue;
     }
-  }
-  // Role auto: the role running now.
-  for (const MetricSample& m : *samples) {
-    if (m.name != "paragan_worker_role" || m.value != 1) continue;
-    auto id = m.labels.find("worker");
-    auto role = m.labels.find("role");
-    if (id != m.labels.end() && id->second == worker &&
-        role != m.labels.end()) {
-      c.role = role->second;
-    }
+    c.role = role->second;
+    current_known |= current;
   }
   c.buffered = FindMetric(*samples, "paragan_worker_sample_buffer_batches", w)
                    .value_or(-1);

@@ -158,6 +158,13 @@ TEST(WorkerCounters, DecoupledRolesFromTheirPages) {
   WorkerProgress p = ProgressBetween("d0", nullptr, *c, 0, nullptr);
   EXPECT_EQ(p.role, "d_only");
   EXPECT_DOUBLE_EQ(p.sample_age, 1.5);
+  // Role auto: the role running now wins over the info label.
+  const std::string auto_page =
+      "paragan_worker_role{role=\"g_only\",worker=\"w2\"} 0\n"
+      "paragan_worker_role{role=\"d_only\",worker=\"w2\"} 1\n"
+      "paragan_worker_info{role=\"auto\",worker=\"w2\"} 1\n"
+      "paragan_worker_steps_total{worker=\"w2\"} 4\n";
+  EXPECT_EQ(WorkerCountersFromMetrics(auto_page, "w2")->role, "d_only");
   // A page from before roles existed: both.
   EXPECT_EQ(WorkerCountersFromMetrics(WorkerPage(), "w1")->role, "both");
 }
