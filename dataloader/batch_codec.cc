@@ -5,7 +5,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 #include "common/tensor_codec.h"
+#include "dataloader/datasets/dataset.h"
 
 namespace paragan {
 namespace {
@@ -31,7 +33,73 @@ absl::StatusOr<ReceivedTensor> DecodeOne(const v1::TensorChunk& chunk,
   return std::move(assembler.tensors().begin()->second);
 }
 
+// A UINT8 image chunk, with the checks ChunkAssembler makes of the others.
+absl::StatusOr<Tensor> DecodePixels(const v1::TensorChunk& chunk,
+                                    const std::string& what) {
+  Shape shape(chunk.shape().begin(), chunk.shape().end());
+  int64_t n = 0;
+  PG_RETURN_IF_ERROR(CheckedNumElements(shape, what, &n));
+  if (chunk.total_bytes() != n || chunk.offset() != 0 || !chunk.last() ||
+      static_cast<int64_t>(chunk.data().size()) != n ||
+      chunk.packed_size() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": a UINT8 image chunk must hold all ", n,
+        " pixels of its shape in one chunk (offset 0, last set, total_bytes ",
+        n, "); got ", chunk.data().size(), " bytes, total_bytes ",
+        chunk.total_bytes(), ", offset ", chunk.offset()));
+  }
+  Tensor t = Tensor::Host(shape);
+  const auto* p = reinterpret_cast<const uint8_t*>(chunk.data().data());
+  float* out = t.data();
+  for (int64_t i = 0; i < n; ++i) out[i] = PixelToFloat(p[i]);
+  return t;
+}
+
 }  // namespace
+
+v1::TensorChunk EncodePixelChunk(const std::string& name, const Shape& shape,
+                                 const uint8_t* pixels) {
+  v1::TensorChunk out;
+  out.set_tensor_name(name);
+  for (int64_t d : shape) out.add_shape(d);
+  const int64_t n = NumElements(shape);
+  out.set_dtype(v1::UINT8);
+  out.set_total_bytes(n);
+  out.set_last(true);
+  out.set_data(reinterpret_cast<const char*>(pixels), static_cast<size_t>(n));
+  return out;
+}
+
+absl::StatusOr<v1::TensorChunk> WidenImageChunk(const v1::TensorChunk& chunk,
+                                                const std::string& what) {
+  if (chunk.dtype() == v1::FLOAT32) return chunk;
+  absl::StatusOr<Tensor> t = DecodeImages(chunk, what);
+  if (!t.ok()) return t.status();
+  v1::TensorChunk out =
+      EncodeFloatChunk(chunk.tensor_name(), t->shape(), t->data());
+  return out;
+}
+
+absl::Status CompressImages(const WireEncoding& encoding, v1::Batch* batch) {
+  if (encoding.codec == v1::NO_COMPRESSION) return absl::OkStatus();
+  absl::StatusOr<std::string> packed =
+      Compress(encoding, batch->images().data());
+  if (!packed.ok()) return packed.status();
+  batch->mutable_images()->set_data(std::move(packed).value());
+  batch->set_compression(encoding.codec);
+  return absl::OkStatus();
+}
+
+absl::Status DecompressImages(v1::Batch* batch, const std::string& what) {
+  if (batch->compression() == v1::NO_COMPRESSION) return absl::OkStatus();
+  absl::StatusOr<std::string> raw =
+      Decompress(batch->compression(), batch->images().data(),
+                 batch->images().total_bytes(), what);
+  if (!raw.ok()) return raw.status();
+  batch->mutable_images()->set_data(std::move(raw).value());
+  batch->set_compression(v1::NO_COMPRESSION);
+  return absl::OkStatus();
+}
 
 v1::TensorChunk EncodeFloatChunk(const std::string& name, const Shape& shape,
                                  const float* values) {
@@ -55,6 +123,7 @@ absl::StatusOr<Tensor> DecodeImages(const v1::TensorChunk& chunk,
         what, ": images must have shape [N >= 1, C, H, W], got rank ",
         chunk.shape_size()));
   }
+  if (chunk.dtype() == v1::UINT8) return DecodePixels(chunk, what);
   absl::StatusOr<ReceivedTensor> t = DecodeOne(chunk, what);
   if (!t.ok()) return t.status();
   return Tensor::HostFrom(t->shape, t->values);

@@ -1,15 +1,19 @@
 #ifndef PARAGAN_DATALOADER_BATCH_CODEC_H_
 #define PARAGAN_DATALOADER_BATCH_CODEC_H_
 
-// Batches on the wire: images and labels as single TensorChunks of raw
-// little-endian FLOAT32 bytes (common/tensor_codec.h does the encoding and
-// the validated decoding).
+// Batches on the wire: images and labels as single TensorChunks. Labels
+// and float images are raw little-endian FLOAT32 (or BFLOAT16) bytes
+// (common/tensor_codec.h does the encoding and the validated decoding);
+// images may also travel as UINT8 pixels (p / 127.5 - 1, a quarter of the
+// bytes) and with images.data compressed (Batch.compression).
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/tensor.h"
+#include "dataloader/wire_compression.h"
 #include "proto/paragan.pb.h"
 
 namespace paragan {
@@ -18,8 +22,23 @@ namespace paragan {
 v1::TensorChunk EncodeFloatChunk(const std::string& name, const Shape& shape,
                                  const float* values);
 
-// Images [N, C, H, W] (N >= 1) from one complete chunk (FLOAT32 or
-// BFLOAT16), as a host tensor. `what` names the field in errors.
+// One UINT8 chunk (offset 0, last set) of `shape`'s pixels.
+v1::TensorChunk EncodePixelChunk(const std::string& name, const Shape& shape,
+                                 const uint8_t* pixels);
+// A FLOAT32 chunk (the form every client decodes) of an image chunk of any
+// wire dtype; `what` names it in errors.
+absl::StatusOr<v1::TensorChunk> WidenImageChunk(const v1::TensorChunk& chunk,
+                                                const std::string& what);
+
+// Compresses batch->images().data() with `encoding` and sets
+// batch->compression (NO_COMPRESSION: leaves the batch as it is).
+absl::Status CompressImages(const WireEncoding& encoding, v1::Batch* batch);
+// Decompresses batch->images().data() in place (to images.total_bytes) and
+// clears batch->compression; corrupt data is DataLoss naming `what`.
+absl::Status DecompressImages(v1::Batch* batch, const std::string& what);
+
+// Images [N, C, H, W] (N >= 1) from one complete chunk (FLOAT32, BFLOAT16 or
+// UINT8), as a float32 host tensor. `what` names the field in errors.
 absl::StatusOr<Tensor> DecodeImages(const v1::TensorChunk& chunk,
                                     const std::string& what);
 

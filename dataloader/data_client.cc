@@ -50,6 +50,16 @@ absl::StatusOr<std::unique_ptr<DataClient>> DataClient::Connect(
   if (options.max_sample_age >= 0 && !options.want_generated) {
     return bad("max_sample_age is for want_generated clients");
   }
+  if (options.image_dtype != v1::FLOAT32 && options.image_dtype != v1::UINT8 &&
+      options.image_dtype != v1::BFLOAT16) {
+    return bad("image_dtype must be FLOAT32, BFLOAT16 or UINT8");
+  }
+  for (v1::Compression c : options.accept_compression) {
+    if (!v1::Compression_IsValid(c)) {
+      return bad(absl::StrCat("unknown compression ", static_cast<int>(c),
+                              " in accept_compression"));
+    }
+  }
   if (options.batch_size < 0) {
     return bad(
         absl::StrCat("batch_size must be >= 0, got ", options.batch_size));
@@ -189,88 +199,153 @@ absl::Status DataClient::OpenStream() {
   if (options_.max_sample_age >= 0) {
     first.set_max_sample_age(options_.max_sample_age);
   }
+  first.set_image_dtype(options_.image_dtype);
+  for (v1::Compression c : options_.accept_compression) {
+    first.add_accept_compression(c);
+  }
   // Always re-ack the last consumed batch: if the old stream lost the ack,
   // the service removes it from its requeue instead of sending it again.
   if (last_.batch_id >= 0) first.add_acks(last_.batch_id);
   ack_pending_ = false;
   if (streams_opened_++ > 0) ++reconnects_;
+  // The service keeps stall and decode totals per stream.
+  stream_stall_micros_ = 0;
+  stream_decode_micros_.store(0);
+  reported_stall_micros_ = 0;
+  reported_decode_micros_ = 0;
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    queue_.clear();
+    stream_ended_ = false;
+    stream_status_ = absl::OkStatus();
+  }
+  writes_closed_ = false;
   // A failed write shows up as a failed Read with the call's status.
   stream_->Write(first);
+  receiver_ = std::thread([this] { Receive(); });
   return absl::OkStatus();
+}
+
+void DataClient::WriteRequest(const v1::BatchRequest& request) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (!writes_closed_) stream_->Write(request);
+}
+
+void DataClient::Receive() {
+  v1::Batch batch;
+  while (stream_->Read(&batch)) {
+    const int64_t id = batch.batch_id();
+    // The receipt first: the service times the link by it, not by how long
+    // the batch then waits here to be consumed.
+    v1::BatchRequest receipt;
+    receipt.add_received(id);
+    WriteRequest(receipt);
+    const absl::Time start = absl::Now();
+    Received item = Decode(std::move(batch));
+    const int64_t micros = absl::ToInt64Microseconds(absl::Now() - start);
+    stream_decode_micros_.fetch_add(micros);
+    decode_micros_total_.fetch_add(micros);
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    queue_.push_back(std::move(item));
+    queue_cv_.notify_all();
+    batch = v1::Batch();
+  }
+  grpc::Status st;
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    writes_closed_ = true;
+    st = stream_->Finish();
+  }
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  stream_ended_ = true;
+  stream_status_ = FromGrpcStatus(st);
+  queue_cv_.notify_all();
 }
 
 void DataClient::CloseStream(bool graceful) {
   if (stream_ == nullptr) return;
   if (graceful) {
-    if (ack_pending_) {
-      v1::BatchRequest ack;
-      ack.add_acks(last_.batch_id);
-      stream_->Write(ack);
+    {
+      std::lock_guard<std::mutex> lock(write_mu_);
+      if (!writes_closed_) {
+        if (ack_pending_) {
+          v1::BatchRequest ack;
+          ack.add_acks(last_.batch_id);
+          stream_->Write(ack);
+        }
+        stream_->WritesDone();
+        writes_closed_ = true;
+      }
       ack_pending_ = false;
     }
-    stream_->WritesDone();
-    // Drain what the service sent ahead (it requeues those: they were not
-    // acked) so the call ends cleanly; give up after a short while.
-    std::mutex m;
-    std::condition_variable cv;
-    bool done = false;
-    std::thread watchdog([&] {
-      std::unique_lock<std::mutex> lock(m);
-      if (!cv.wait_for(lock, std::chrono::seconds(2), [&] { return done; })) {
-        stream_context_->TryCancel();
-      }
-    });
-    v1::Batch ignored;
-    while (stream_->Read(&ignored)) {
+    // The receiver drains what the service sent ahead (it requeues those:
+    // they were not acked) so the call ends cleanly; give up after a while.
+    std::unique_lock<std::mutex> lock(queue_mu_);
+    if (!queue_cv_.wait_for(lock, std::chrono::seconds(2),
+                            [this] { return stream_ended_; })) {
+      stream_context_->TryCancel();
     }
-    {
-      std::lock_guard<std::mutex> lock(m);
-      done = true;
-    }
-    cv.notify_all();
-    watchdog.join();
   } else {
     stream_context_->TryCancel();
   }
-  stream_->Finish().IgnoreError();
+  receiver_.join();
   Untrack(stream_context_.get());
   stream_.reset();
   stream_context_.reset();
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  queue_.clear();  // unacked: the service deals them again
 }
 
-absl::Status DataClient::Decode(const v1::Batch& batch, Tensor* images,
-                                std::vector<int>* labels) {
+DataClient::Received DataClient::Decode(v1::Batch batch) const {
+  Received r;
   const std::string what =
       absl::StrCat("batch ", batch.batch_id(), " from ", options_.address);
+  r.wire_bytes = static_cast<int64_t>(batch.images().data().size() +
+                                      batch.labels().data().size());
+  if (absl::Status st = DecompressImages(&batch, what); !st.ok()) {
+    r.status = st;
+    return r;
+  }
   absl::StatusOr<Tensor> decoded = DecodeImages(batch.images(), what);
-  if (!decoded.ok()) return decoded.status();
+  if (!decoded.ok()) {
+    r.status = decoded.status();
+    return r;
+  }
   const Shape& shape = decoded->shape();
   for (int i = 0; i < 3; ++i) {
     if (shape[i + 1] != info_.image_shape(i)) {
-      return absl::FailedPreconditionError(absl::StrCat(
+      r.status = absl::FailedPreconditionError(absl::StrCat(
           what, ": images are ", ShapeToString(shape),
           " but the service described [C, H, W] = [", info_.image_shape(0),
           ", ", info_.image_shape(1), ", ", info_.image_shape(2),
           "] (was the data service restarted with another dataset?)"));
+      return r;
     }
   }
-  PG_RETURN_IF_ERROR(DecodeLabels(batch.labels(), shape[0], info_.num_classes(),
-                                  what, labels));
-  if (!batch.generated() && labels->empty()) {
-    return absl::DataLossError(
+  r.status = DecodeLabels(batch.labels(), shape[0], info_.num_classes(), what,
+                          &r.labels);
+  if (!r.status.ok()) return r;
+  if (!batch.generated() && r.labels.empty()) {
+    r.status = absl::DataLossError(
         absl::StrCat(what, ": dataset batch without labels"));
+    return r;
   }
-  *images = std::move(*decoded);
-  last_.batch_id = batch.batch_id();
-  last_.epoch = batch.epoch();
-  last_.generated = batch.generated();
-  last_.g_version = batch.g_version();
-  last_.newest_g_version = batch.newest_g_version();
-  last_.sent_unix_micros = batch.sent_unix_micros();
-  last_.example_indices.assign(batch.example_indices().begin(),
-                               batch.example_indices().end());
-  ack_pending_ = true;
-  return absl::OkStatus();
+  r.images = std::move(*decoded);
+  r.info.batch_id = batch.batch_id();
+  r.info.epoch = batch.epoch();
+  r.info.generated = batch.generated();
+  r.info.g_version = batch.g_version();
+  r.info.newest_g_version = batch.newest_g_version();
+  r.info.sent_unix_micros = batch.sent_unix_micros();
+  r.info.example_indices.assign(batch.example_indices().begin(),
+                                batch.example_indices().end());
+  return r;
+}
+
+DataClient::Totals DataClient::totals() const {
+  Totals t = totals_;
+  t.decode = absl::Microseconds(decode_micros_total_.load());
+  return t;
 }
 
 absl::Status DataClient::Next(Tensor* host_images, std::vector<int>* labels) {
@@ -278,22 +353,49 @@ absl::Status DataClient::Next(Tensor* host_images, std::vector<int>* labels) {
   for (;;) {
     if (cancelled_.load()) return Cancelled();
     if (stream_ == nullptr) PG_RETURN_IF_ERROR(OpenStream());
-    if (ack_pending_) {
+    const int64_t decode_micros = stream_decode_micros_.load();
+    if (ack_pending_ || stream_stall_micros_ > reported_stall_micros_ ||
+        decode_micros > reported_decode_micros_) {
       // The previous batch is consumed: ack it and return its credit.
       v1::BatchRequest request;
-      request.add_acks(last_.batch_id);
-      request.set_credits(1);
-      stream_->Write(request);  // a failure surfaces in Read below
+      if (ack_pending_) {
+        request.add_acks(last_.batch_id);
+        request.set_credits(1);
+      }
+      request.set_stall_micros(stream_stall_micros_);
+      request.set_decode_micros(decode_micros);
+      reported_stall_micros_ = stream_stall_micros_;
+      reported_decode_micros_ = decode_micros;
+      WriteRequest(request);  // a failure ends the receiver's Read
       ack_pending_ = false;
     }
-    v1::Batch batch;
-    if (stream_->Read(&batch)) {
-      return Decode(batch, host_images, labels);
+    std::unique_lock<std::mutex> lock(queue_mu_);
+    const absl::Time wait_start = absl::Now();
+    queue_cv_.wait(lock, [this] { return !queue_.empty() || stream_ended_; });
+    if (!queue_.empty()) {
+      // Waiting for the very first batch is start-up, not a stall.
+      if (totals_.batches > 0) {
+        const absl::Duration waited = absl::Now() - wait_start;
+        stream_stall_micros_ += absl::ToInt64Microseconds(waited);
+        totals_.stall += waited;
+      }
+      Received item = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      if (!item.status.ok()) return item.status;
+      *host_images = std::move(item.images);
+      *labels = std::move(item.labels);
+      last_ = std::move(item.info);
+      ack_pending_ = true;
+      ++totals_.batches;
+      totals_.wire_bytes += item.wire_bytes;
+      totals_.decoded_bytes +=
+          host_images->numel() * 4 + static_cast<int64_t>(labels->size()) * 4;
+      return absl::OkStatus();
     }
-    const absl::Status st = FromGrpcStatus(stream_->Finish());
-    Untrack(stream_context_.get());
-    stream_.reset();
-    stream_context_.reset();
+    const absl::Status st = stream_status_;
+    lock.unlock();
+    CloseStream(/*graceful=*/false);
     // A stream the service ended normally is also a reason to reconnect.
     PG_RETURN_IF_ERROR(Backoff(
         st.ok() ? absl::UnavailableError("the service closed the stream") : st,

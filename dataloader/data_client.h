@@ -10,7 +10,12 @@
 //
 // Next() keeps one StreamBatches stream open with `credits` batches in
 // flight; each call acks the batch the previous call returned and hands the
-// service one credit back, so batches arrive ahead of need. When the service
+// service one credit back, so batches arrive ahead of need. A receiver
+// thread reads the stream: it reports each batch's arrival at once (the
+// service's congestion-aware policy measures the link's round trip from
+// these receipts) and decompresses and decodes the batch off the training
+// thread; Next pops the oldest decoded batch, and reports how long it waited
+// for one (stall) and the decode time with its acks. When the service
 // is unreachable or the stream breaks, it reconnects (same worker_id, which
 // resumes: the service requeues what was not acked) with exponential backoff
 // for up to max_retry_seconds, then fails with UNAVAILABLE naming the
@@ -23,9 +28,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -53,6 +60,21 @@ class DataClient {
     int initial_backoff_ms = 100;
     int max_backoff_ms = 2000;
     int max_message_bytes = 256 << 20;
+    // What this client decodes (the service sends the dataset's UINT8
+    // pixels, a quarter of the float bytes, to clients that ask for them)
+    // and the compressions it accepts (the service's policy picks one per
+    // batch). FLOAT32 and none: today's wire, for measuring against.
+    v1::DType image_dtype = v1::UINT8;
+    std::vector<v1::Compression> accept_compression = {v1::LZ4, v1::ZSTD};
+  };
+
+  // Totals since Connect (Next's thread, after Next returns).
+  struct Totals {
+    int64_t batches = 0;
+    int64_t wire_bytes = 0;     // image + label bytes received
+    int64_t decoded_bytes = 0;  // what they decoded to (float32)
+    absl::Duration stall;       // Next waited with no batch decoded
+    absl::Duration decode;      // the receiver decompressing and decoding
   };
 
   // What Next returned last (batch_id -1 before the first batch).
@@ -81,6 +103,7 @@ class DataClient {
   // generated batches published without labels).
   absl::Status Next(Tensor* host_images, std::vector<int>* labels);
   const BatchInfo& last_batch() const { return last_; }
+  Totals totals() const;
 
   // Hands generated samples (images [N, C, H, W] of the dataset's C, H, W;
   // labels empty or N classes) to the service for D_ONLY workers. Retries
@@ -109,10 +132,23 @@ class DataClient {
 
   DataClient(Options options, std::shared_ptr<grpc::Channel> channel);
   absl::Status Describe();
+  // A batch the receiver read and decoded (or failed to).
+  struct Received {
+    absl::Status status;
+    Tensor images;
+    std::vector<int> labels;
+    BatchInfo info;
+    int64_t wire_bytes = 0;
+  };
+
   absl::Status OpenStream();
   void CloseStream(bool graceful);
-  absl::Status Decode(const v1::Batch& batch, Tensor* images,
-                      std::vector<int>* labels);
+  // The receiver thread's loop over one stream; ends when Read fails,
+  // after the stream's Finish.
+  void Receive();
+  Received Decode(v1::Batch batch) const;
+  // Writes on the open stream, unless it finished or its writes are done.
+  void WriteRequest(const v1::BatchRequest& request);
   // After a retryable failure: sleeps the backoff (or returns CANCELLED /
   // UNAVAILABLE when cancelled / out of time); other errors come back as is.
   absl::Status Backoff(const absl::Status& error, Retry* retry);
@@ -126,13 +162,32 @@ class DataClient {
   std::unique_ptr<v1::DataService::Stub> stub_;
   v1::DescribeResponse info_;
 
-  // The batch stream (Next's thread only).
+  // The batch stream: opened, closed and read from Next's thread; written
+  // by Next and the receiver under write_mu_.
   std::unique_ptr<grpc::ClientContext> stream_context_;
   std::unique_ptr<BatchStream> stream_;
+  std::thread receiver_;
   bool ack_pending_ = false;  // last_.batch_id consumed, ack not yet written
   int64_t streams_opened_ = 0;
   int64_t reconnects_ = 0;
   BatchInfo last_;
+  // This stream's stall and decode totals (what BatchRequest reports).
+  int64_t stream_stall_micros_ = 0;
+  std::atomic<int64_t> stream_decode_micros_{0};
+  int64_t reported_stall_micros_ = 0;
+  int64_t reported_decode_micros_ = 0;
+  Totals totals_;  // Next's thread; decode from decode_micros_total_
+  std::atomic<int64_t> decode_micros_total_{0};
+
+  std::mutex write_mu_;
+  bool writes_closed_ = false;  // WritesDone or Finish called (write_mu_)
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<Received> queue_;  // decoded, not yet returned by Next
+  bool stream_ended_ = false;   // the receiver saw Read fail
+  absl::Status stream_status_;  // its Finish
+
   v1::PublishResponse last_publish_;
 
   std::atomic<bool> cancelled_{false};

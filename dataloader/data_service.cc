@@ -15,6 +15,43 @@ namespace paragan {
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "the wire format is little-endian float32");
 
+namespace {
+
+// The policy's choice, unless the client cannot decompress it.
+WireEncoding Accepted(const std::vector<v1::Compression>& accepted,
+                      const WireEncoding& wanted) {
+  if (wanted.codec == v1::NO_COMPRESSION ||
+      std::find(accepted.begin(), accepted.end(), wanted.codec) ==
+          accepted.end()) {
+    return WireEncoding{};
+  }
+  return wanted;
+}
+
+// A stored batch as one stream's client takes it: UINT8 images widened to
+// FLOAT32 for clients that decode no UINT8, then compressed. `raw_bytes`:
+// what the worker decodes it to (float32 images, labels).
+absl::StatusOr<v1::Batch> EncodeForStream(const v1::Batch& stored,
+                                          bool decodes_uint8,
+                                          const WireEncoding& encoding,
+                                          int64_t* raw_bytes) {
+  v1::Batch message = stored;
+  if (message.images().dtype() == v1::UINT8 && !decodes_uint8) {
+    absl::StatusOr<v1::TensorChunk> wide =
+        WidenImageChunk(message.images(), "stored batch");
+    if (!wide.ok()) return wide.status();
+    *message.mutable_images() = std::move(wide).value();
+  }
+  int64_t pixels = 1;
+  for (int64_t d : message.images().shape()) pixels *= d;
+  *raw_bytes =
+      pixels * 4 + static_cast<int64_t>(message.labels().data().size());
+  PG_RETURN_IF_ERROR(CompressImages(encoding, &message));
+  return message;
+}
+
+}  // namespace
+
 // One open StreamBatches call. Lives on its handler's stack; the service
 // refers to it (streams_, by_worker_) only while it is open.
 struct DataService::Stream {
@@ -32,6 +69,10 @@ struct DataService::Stream {
   v1::WorkerRole role = v1::BOTH;
   bool want_generated = false;
   int64_t max_sample_age = -1;  // want_generated: < 0, no bound
+  bool decodes_uint8 = false;   // else widen UINT8 images to FLOAT32
+  std::vector<v1::Compression> compressions;  // the client decompresses
+  int64_t stall_micros = 0;  // the client's totals, last reported
+  int64_t decode_micros = 0;
   grpc::ServerContext* context = nullptr;
   std::condition_variable cv;          // outbox or closed changed
   std::deque<absl::Time> credits;      // grant time of each unused credit
@@ -109,17 +150,30 @@ DataService::PreparedPtr DataService::MakeBatch(
   const DatasetInfo& info = dataset_->info();
   const auto n = static_cast<int64_t>(indices.size());
   const Shape shape = {n, info.channels, info.height, info.width};
-  std::vector<float> images(static_cast<size_t>(NumElements(shape)));
   // Exactly the trainer's BatchSource: labels start at 0 and LoadBatch fills
   // them from the dataset.
   std::vector<int> labels(static_cast<size_t>(n), 0);
-  LoadBatch(*dataset_, indices, images.data(), labels.data(),
-            options_.load_threads);
-  std::vector<float> label_values(labels.begin(), labels.end());
-
   auto p = std::make_shared<Prepared>();
   p->batch.set_epoch(epoch);
-  *p->batch.mutable_images() = EncodeFloatChunk("images", shape, images.data());
+  if (dataset_->has_pixels()) {
+    // Kept as the dataset's pixels: a quarter of the float bytes in memory
+    // and on the wire; writers widen them for clients that decode FLOAT32.
+    const int64_t per_image = NumElements(shape) / n;
+    std::vector<uint8_t> pixels(static_cast<size_t>(NumElements(shape)));
+    for (int64_t i = 0; i < n; ++i) {
+      dataset_->GetPixels(indices[i], pixels.data() + i * per_image,
+                          &labels[i]);
+    }
+    *p->batch.mutable_images() =
+        EncodePixelChunk("images", shape, pixels.data());
+  } else {
+    std::vector<float> images(static_cast<size_t>(NumElements(shape)));
+    LoadBatch(*dataset_, indices, images.data(), labels.data(),
+              options_.load_threads);
+    *p->batch.mutable_images() =
+        EncodeFloatChunk("images", shape, images.data());
+  }
+  std::vector<float> label_values(labels.begin(), labels.end());
   *p->batch.mutable_labels() =
       EncodeFloatChunk("labels", {n}, label_values.data());
   for (int64_t i : indices) p->batch.add_example_indices(i);
@@ -167,6 +221,9 @@ grpc::Status DataService::Describe(grpc::ServerContext*,
   response->set_image_dtype(v1::FLOAT32);
   response->set_batch_size(options_.batch_size);
   response->set_seed(options_.seed);
+  response->set_uint8_images(dataset_->has_pixels());
+  response->add_compressions(v1::LZ4);
+  response->add_compressions(v1::ZSTD);
   std::lock_guard<std::mutex> lock(mu_);
   response->set_epoch(last_epoch_);
   return grpc::Status::OK;
@@ -206,6 +263,20 @@ absl::Status DataService::ValidateOpen(const v1::BatchRequest& r) const {
           "samples (--generated_buffer=0)");
     }
   }
+  if (r.image_dtype() != v1::FLOAT32 && r.image_dtype() != v1::BFLOAT16 &&
+      r.image_dtype() != v1::UINT8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown image_dtype ", static_cast<int>(r.image_dtype()),
+                     " (FLOAT32 = 0, BFLOAT16 = 1, UINT8 = 2)"));
+  }
+  for (int c : r.accept_compression()) {
+    if (!v1::Compression_IsValid(c)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown compression ", c,
+                       " in accept_compression (none = 0, "
+                       "LZ4 = 1, ZSTD = 2)"));
+    }
+  }
   if (r.has_max_sample_age() &&
       (!r.want_generated() || r.max_sample_age() < 0)) {
     return absl::InvalidArgumentError(
@@ -226,6 +297,15 @@ absl::Status DataService::ApplyRequest(Stream* s, const v1::BatchRequest& r,
     return absl::InvalidArgumentError(
         absl::StrCat("credits must be >= 0, got ", r.credits()));
   }
+  if (r.stall_micros() < s->stall_micros ||
+      r.decode_micros() < s->decode_micros) {
+    if (r.stall_micros() != 0 || r.decode_micros() != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "stall_micros and decode_micros are totals and cannot fall: got ",
+          r.stall_micros(), " and ", r.decode_micros(), " after ",
+          s->stall_micros, " and ", s->decode_micros));
+    }
+  }
   if (static_cast<int64_t>(s->credits.size()) + r.credits() >
       options_.max_credits) {
     return absl::InvalidArgumentError(
@@ -233,8 +313,33 @@ absl::Status DataService::ApplyRequest(Stream* s, const v1::BatchRequest& r,
                      s->credits.size() + r.credits(), " credits; at most ",
                      options_.max_credits, " are allowed"));
   }
-  for (int64_t id : r.acks()) Ack(s, id);
   const absl::Time now = absl::Now();
+  for (int64_t id : r.received()) {
+    auto u = s->unacked.find(id);
+    if (u == s->unacked.end() ||
+        u->second.delivery.received != absl::InfinitePast()) {
+      continue;  // acked already, or of a stream before this one
+    }
+    u->second.delivery.received = now;
+    policy_->OnReceived(s->id, u->second.delivery, LinkOf(*s));
+    PublishEstimate(*s);
+  }
+  if (r.stall_micros() > s->stall_micros ||
+      r.decode_micros() > s->decode_micros) {
+    ClientReport report;
+    report.at = now;
+    report.stall = absl::Microseconds(r.stall_micros() - s->stall_micros);
+    report.decode = absl::Microseconds(r.decode_micros() - s->decode_micros);
+    s->stall_micros = r.stall_micros();
+    s->decode_micros = r.decode_micros();
+    if (metrics_ != nullptr) {
+      metrics_->RecordClientReport(s->worker_id,
+                                   absl::ToDoubleSeconds(report.stall),
+                                   absl::ToDoubleSeconds(report.decode));
+    }
+    policy_->OnClientReport(s->id, report, LinkOf(*s));
+  }
+  for (int64_t id : r.acks()) Ack(s, id);
   for (int i = 0; i < r.credits(); ++i) s->credits.push_back(now);
   if (r.credits() > 0) policy_->OnCredits(s->id, r.credits(), now, LinkOf(*s));
   Dispatch();
@@ -259,6 +364,7 @@ void DataService::Ack(Stream* s, int64_t batch_id) {
     }
     s->unacked.erase(it);
     policy_->OnAcked(s->id, delivery, LinkOf(*s));
+    PublishEstimate(*s);
     return;
   }
   // A reconnecting worker acks what it consumed before its old stream broke.
@@ -362,6 +468,16 @@ void DataService::Dispatch() {
   }
 }
 
+void DataService::PublishEstimate(const Stream& s) {
+  if (metrics_ == nullptr) return;
+  std::optional<LinkEstimate> estimate = policy_->Estimate(s.id);
+  if (!estimate.has_value()) return;
+  estimate->window = std::min<int64_t>(
+      estimate->window, static_cast<int64_t>(s.credits.size()) +
+                            static_cast<int64_t>(s.unacked.size()));
+  metrics_->SetLink(s.worker_id, *estimate);
+}
+
 void DataService::CloseStream(Stream* s, const absl::Status& why) {
   if (s->closed) return;
   s->closed = true;
@@ -390,6 +506,10 @@ void DataService::CloseStream(Stream* s, const absl::Status& why) {
   totals_.requeued_total += requeued;
   if (metrics_ != nullptr && requeued > 0) metrics_->AddRequeued(requeued);
   policy_->OnStreamClosed(s->id, why, requeued);
+  // Unless the worker already reconnected: its new link's gauges stay.
+  if (metrics_ != nullptr && by_worker_.count(s->worker_id) == 0) {
+    metrics_->RemoveLink(s->worker_id);
+  }
   s->cv.notify_all();
   Dispatch();
   producer_cv_.notify_all();
@@ -413,6 +533,12 @@ grpc::Status DataService::StreamBatches(
   s.role = first.role();
   s.want_generated = first.want_generated();
   if (first.has_max_sample_age()) s.max_sample_age = first.max_sample_age();
+  s.decodes_uint8 = first.image_dtype() == v1::UINT8;
+  for (int c : first.accept_compression()) {
+    if (v1::Compression_IsValid(c) && c != v1::NO_COMPRESSION) {
+      s.compressions.push_back(static_cast<v1::Compression>(c));
+    }
+  }
   s.context = context;
   std::unique_lock<std::mutex> lock(mu_);
   if (shutting_down_) {
@@ -436,8 +562,10 @@ grpc::Status DataService::StreamBatches(
   by_worker_[s.worker_id] = &s;
   streams_[s.id] = &s;
   ++totals_.streams;
-  policy_->OnStreamOpened(
-      StreamInfo{s.id, s.worker_id, s.role, s.want_generated, absl::Now()});
+  StreamInfo info{s.id, s.worker_id, s.role, s.want_generated, absl::Now()};
+  info.decodes_uint8 = s.decodes_uint8;
+  info.compressions = s.compressions;
+  policy_->OnStreamOpened(info);
   if (absl::Status st = ApplyRequest(&s, first, /*first=*/true); !st.ok()) {
     CloseStream(&s, st);
     return ToGrpcStatus(st);
@@ -477,22 +605,45 @@ grpc::Status DataService::StreamBatches(
     if (s.closed) break;
     Stream::Outgoing out = std::move(s.outbox.front());
     s.outbox.pop_front();
-    const absl::Time now = absl::Now();
     const int64_t id = out.batch->batch.batch_id();
+    const WireEncoding encoding =
+        Accepted(s.compressions, policy_->Encoding(s.id));
+    lock.unlock();
+    // Prepared batches are immutable once dealt: encode without the lock.
+    const absl::Time encode_start = absl::Now();
+    int64_t raw_bytes = 0;
+    absl::StatusOr<v1::Batch> message = EncodeForStream(
+        out.batch->batch, s.decodes_uint8, encoding, &raw_bytes);
+    const absl::Time now = absl::Now();
+    lock.lock();
+    if (!message.ok()) {
+      CloseStream(&s, absl::InternalError(absl::StrCat(
+                          "cannot encode batch ", id, " for worker '",
+                          s.worker_id, "': ", message.status().message())));
+      break;
+    }
+    if (s.closed) break;
+    const int64_t wire_bytes = static_cast<int64_t>(
+        message->images().data().size() + message->labels().data().size());
     // find, not []: a client may ack a batch before it is written.
     if (auto u = s.unacked.find(id); u != s.unacked.end()) {
-      u->second.delivery.sent = now;
-      policy_->OnSent(s.id, u->second.delivery, LinkOf(s));
+      Delivery& d = u->second.delivery;
+      d.sent = now;
+      d.wire_bytes = wire_bytes;
+      d.raw_bytes = raw_bytes;
+      d.encoding = encoding;
+      d.encode_time = now - encode_start;
+      policy_->OnSent(s.id, d, LinkOf(s));
+      PublishEstimate(s);
     }
     lock.unlock();
-    // Prepared batches are immutable once dealt: copy without the lock.
-    v1::Batch message = out.batch->batch;
-    message.set_sent_unix_micros(absl::ToUnixMicros(now));
-    const bool ok = stream->Write(message);
+    message->set_sent_unix_micros(absl::ToUnixMicros(now));
+    const bool ok = stream->Write(*message);
     const absl::Time written = absl::Now();
     if (ok && metrics_ != nullptr) {
-      metrics_->RecordSent(s.worker_id, out.batch->payload_bytes,
-                           out.credit_wait_seconds);
+      metrics_->RecordSent(s.worker_id, wire_bytes, raw_bytes,
+                           out.credit_wait_seconds,
+                           absl::ToDoubleSeconds(now - encode_start));
     }
     lock.lock();
     if (!ok) {
@@ -551,9 +702,9 @@ grpc::Status DataService::PublishSamples(
     auto p = std::make_shared<Prepared>();
     p->batch.set_generated(true);
     p->batch.set_g_version(sample.g_version());
-    // Re-encoded as FLOAT32 whatever arrived (bfloat16 included).
-    *p->batch.mutable_images() =
-        EncodeFloatChunk("images", shape, images->data());
+    // Kept as published (FLOAT32, BFLOAT16 or UINT8, the G worker's
+    // --sample_dtype); writers widen UINT8 for clients that decode FLOAT32.
+    *p->batch.mutable_images() = std::move(*sample.mutable_images());
     if (!labels.empty()) {
       std::vector<float> values(labels.begin(), labels.end());
       *p->batch.mutable_labels() =

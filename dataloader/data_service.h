@@ -169,6 +169,8 @@ class DataService final : public v1::DataService::Service {
   // HasBatchFor.
   bool CanDeal(StreamId id) const;
   LinkState LinkOf(const Stream& s) const;
+  // The policy's estimate of the stream's link, to the per-link gauges.
+  void PublishEstimate(const Stream& s);
   // Deals batches to the streams the policy picks until it picks none.
   void Dispatch();
   void CloseStream(Stream* s, const absl::Status& why);

@@ -9,13 +9,13 @@
 //       started writing it, acked it, closed; with batch bytes, times and
 //       queue depths (LinkState);
 //   (b) decisions: which stream that can take a batch gets the next one
-//       (PickStream), and how many batches a stream may hold unacked
-//       (Window). The client's credits stay a hard limit on top: a policy can
-//       hold a stream back, never send it more than it asked for.
-// (c) Encoding per link is not a decision yet: batches are encoded once, on
-// the producer thread, before any stream is chosen. It will be a hook with a
-// FLOAT32 default (so existing policies need no change) once the writer can
-// re-encode per stream.
+//       (PickStream), how many batches a stream may hold unacked (Window),
+//       and how the next batch written to a stream is compressed
+//       (Encoding). The client's credits stay a hard limit on top: a policy
+//       can hold a stream back, never send it more than it asked for; and a
+//       codec the client did not accept is never used.
+// Each stream's writer encodes its batches (dtype the client decodes, then
+// the policy's compression) outside the service's lock.
 //
 // Threads. The service calls every method with its own lock held, one call
 // at a time (from the producer thread, the streams' reader and writer threads
@@ -46,6 +46,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/check.h"
+#include "dataloader/wire_compression.h"
 #include "proto/paragan.pb.h"
 
 namespace paragan {
@@ -67,6 +68,9 @@ struct StreamInfo {
   v1::WorkerRole role = v1::BOTH;
   bool want_generated = false;  // draws from the generated buffer
   absl::Time opened = absl::InfinitePast();
+  // What the client decodes: UINT8 images, and these codecs.
+  bool decodes_uint8 = false;
+  std::vector<v1::Compression> compressions;
 };
 
 // A stream's queues right after an event.
@@ -83,7 +87,14 @@ struct LinkState {
 // yet, or not known).
 struct Delivery {
   int64_t batch_id = -1;
-  int64_t payload_bytes = 0;  // image + label bytes on the wire
+  // Image + label bytes as stored (before the writer encodes them); after
+  // OnSent, wire_bytes are the bytes written (dtype and compression applied)
+  // and raw_bytes what they decode to (the FLOAT32 bytes the worker uses).
+  int64_t payload_bytes = 0;
+  int64_t wire_bytes = 0;
+  int64_t raw_bytes = 0;
+  WireEncoding encoding;       // what the writer used
+  absl::Duration encode_time;  // widening + compressing, CPU
   bool generated = false;
   bool redelivered = false;  // a dataset batch requeued from a broken stream
   absl::Time credit_granted = absl::InfinitePast();  // of the credit it used
@@ -92,7 +103,29 @@ struct Delivery {
   // Write returned: how long the link pushed back. InfinitePast in OnSent,
   // and in OnAcked when the client's ack beat the writer back to the lock.
   absl::Time written = absl::InfinitePast();
+  // The client's receipt arrived (BatchRequest.received): sent -> received
+  // is the link's round trip, without the time the batch waits at the
+  // worker to be consumed. InfinitePast for clients that do not report it.
+  absl::Time received = absl::InfinitePast();
   absl::Time acked = absl::InfinitePast();
+};
+
+// What a client said about itself in a BatchRequest: the increase of its
+// totals since its previous request on this stream.
+struct ClientReport {
+  absl::Time at = absl::InfinitePast();
+  absl::Duration stall;   // the worker waited with no batch ready
+  absl::Duration decode;  // decompressing and decoding
+};
+
+// A policy's picture of one link, for the metrics (data_metrics.h).
+struct LinkEstimate {
+  double bandwidth_bytes_per_second = 0;
+  absl::Duration rtt;             // smoothed send -> receipt
+  absl::Duration min_rtt;         // the link's base round trip, recently
+  absl::Duration queueing_delay;  // rtt - min_rtt: time spent in queues
+  int64_t window = 0;             // Window(), capped at the client's credits
+  int compression_level = 0;      // the policy's rung (its own scale)
 };
 
 class DispatchPolicy {
@@ -122,6 +155,14 @@ class DispatchPolicy {
   // The stream's writer began writing `batch` to the wire.
   virtual void OnSent(StreamId /*id*/, const Delivery& /*batch*/,
                       const LinkState& /*link*/) {}
+  // The client reported `batch` arrived (batch.received set): before the
+  // batch's OnAcked, if at all (clients need not report receipts).
+  virtual void OnReceived(StreamId /*id*/, const Delivery& /*batch*/,
+                          const LinkState& /*link*/) {}
+  // The client reported its stall and decode time (every BatchRequest that
+  // carries them; the first message too).
+  virtual void OnClientReport(StreamId /*id*/, const ClientReport& /*report*/,
+                              const LinkState& /*link*/) {}
   // The client acked `batch`. (Acks of batches requeued from the worker's
   // previous stream are not reported: that link is gone.)
   virtual void OnAcked(StreamId /*id*/, const Delivery& /*batch*/,
@@ -148,6 +189,15 @@ class DispatchPolicy {
   // timer: a window that widens with time alone, or after OnSent, takes
   // effect at the next credit, ack, batch or close.)
   virtual int64_t Window(StreamId id) const = 0;
+  // How the stream's writer compresses the batch it writes next (asked once
+  // per batch, just before encoding). A codec the stream's client did not
+  // accept (StreamInfo.compressions) is replaced by none. Default: none.
+  virtual WireEncoding Encoding(StreamId /*id*/) const { return {}; }
+  // For the per-link gauges, read after OnSent, OnReceived and OnAcked;
+  // nullopt (the default) publishes none.
+  virtual std::optional<LinkEstimate> Estimate(StreamId /*id*/) const {
+    return std::nullopt;
+  }
 };
 
 // The registry. Names are lower case letters, digits and '_'.

@@ -10,10 +10,13 @@ PACKAGES=(
   g++ pkg-config protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libgrpc++-dev libabsl-dev libgtest-dev libgmock-dev prometheus-cpp-dev
   libdnnl-dev libopenblas-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev
+  libzstd-dev liblz4-dev
   # data, and the PyTorch reference used by fixtures and benchmarks
   dataset-fashion-mnist python3-numpy python3-torch
   # tools used by tests and scripts (prometheus: the real-scrape test)
   curl git clang-format prometheus
+  # congestion tests: real links in network namespaces (ip, tc) and a bulk flow
+  iproute2 iperf3
 )
 
 missing=()

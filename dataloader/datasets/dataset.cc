@@ -4,10 +4,15 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 
 namespace paragan {
 
 Dataset::~Dataset() = default;
+
+void Dataset::GetPixels(int64_t, uint8_t*, int*) const {
+  PG_CHECK(false) << "dataset " << info().name << " holds no uint8 pixels";
+}
 
 absl::StatusOr<std::unique_ptr<Dataset>> OpenDataset(const DatasetSpec& spec) {
   if (spec.name == "fashion_mnist") {

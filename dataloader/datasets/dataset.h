@@ -33,7 +33,17 @@ class Dataset {
   // channels*height*width floats in [-1, 1] to `image` and its class in
   // [0, num_classes) to `*label` (`label` may be null). Thread-safe.
   virtual void Get(int64_t index, float* image, int* label) const = 0;
+  // Whether GetPixels works: the dataset holds uint8 pixels, which travel on
+  // the data wire at a quarter of the float32 bytes.
+  virtual bool has_pixels() const { return false; }
+  // has_pixels() datasets: writes image `index` as channels*height*width
+  // bytes, pixel p standing for exactly the float Get writes (p / 127.5f -
+  // 1), and its class to `*label` (may be null). Others abort. Thread-safe.
+  virtual void GetPixels(int64_t index, uint8_t* pixels, int* label) const;
 };
+
+// Pixel p as the float in [-1, 1] every dataset and decoder uses.
+inline float PixelToFloat(uint8_t p) { return p / 127.5f - 1.0f; }
 
 // Fashion-MNIST from the original IDX files (gzip-compressed, as shipped by
 // Debian's dataset-fashion-mnist in /usr/share/datasets/fashion-mnist):

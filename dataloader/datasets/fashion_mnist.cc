@@ -146,9 +146,25 @@ class FashionMnist : public Dataset {
       for (int x = 0; x < kPaddedSide; ++x) {
         const int sx = x - kPad;
         row[x] = (sy >= 0 && sy < kSide && sx >= 0 && sx < kSide)
-                     ? src[sy * kSide + sx] / 127.5f - 1.0f
+                     ? PixelToFloat(src[sy * kSide + sx])
                      : -1.0f;
       }
+    }
+    if (label != nullptr)
+      label[0] = static_cast<unsigned char>(labels_[8 + index]);
+  }
+
+  bool has_pixels() const override { return true; }
+  void GetPixels(int64_t index, uint8_t* pixels, int* label) const override {
+    PG_CHECK(index >= 0 && index < info_.size)
+        << "index " << index << " out of range [0, " << info_.size << ")";
+    const auto* src = reinterpret_cast<const unsigned char*>(images_.data()) +
+                      16 + index * kSide * kSide;
+    // The padding is pixel 0, i.e. -1 as in Get.
+    std::memset(pixels, 0, kPaddedSide * kPaddedSide);
+    for (int sy = 0; sy < kSide; ++sy) {
+      std::memcpy(pixels + (sy + kPad) * kPaddedSide + kPad, src + sy * kSide,
+                  kSide);
     }
     if (label != nullptr)
       label[0] = static_cast<unsigned char>(labels_[8 + index]);

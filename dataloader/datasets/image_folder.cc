@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -100,7 +101,16 @@ class ImageFolder : public Dataset {
         << "index " << index << " out of range [0, " << info_.size << ")";
     const int64_t n = int64_t{info_.channels} * info_.height * info_.width;
     const uint8_t* src = pixels_.data() + index * n;
-    for (int64_t i = 0; i < n; ++i) image[i] = src[i] / 127.5f - 1.0f;
+    for (int64_t i = 0; i < n; ++i) image[i] = PixelToFloat(src[i]);
+    if (label != nullptr) *label = labels_[index];
+  }
+
+  bool has_pixels() const override { return true; }
+  void GetPixels(int64_t index, uint8_t* pixels, int* label) const override {
+    PG_CHECK(index >= 0 && index < info_.size)
+        << "index " << index << " out of range [0, " << info_.size << ")";
+    const int64_t n = int64_t{info_.channels} * info_.height * info_.width;
+    std::memcpy(pixels, pixels_.data() + index * n, static_cast<size_t>(n));
     if (label != nullptr) *label = labels_[index];
   }
 
