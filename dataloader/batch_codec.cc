@@ -92,6 +92,23 @@ absl::Status CompressImages(const WireEncoding& encoding, v1::Batch* batch) {
 
 absl::Status DecompressImages(v1::Batch* batch, const std::string& what) {
   if (batch->compression() == v1::NO_COMPRESSION) return absl::OkStatus();
+  // The size to inflate to must follow from the shape and dtype (a corrupt
+  // or hostile total_bytes must not make us allocate what it says).
+  const v1::TensorChunk& images = batch->images();
+  int64_t expected = images.dtype() == v1::UINT8      ? 1
+                     : images.dtype() == v1::BFLOAT16 ? 2
+                     : images.dtype() == v1::FLOAT32  ? 4
+                                                      : 0;
+  for (int64_t d : images.shape()) {
+    if (d < 0 || (d > 0 && expected > (int64_t{1} << 31) / d)) expected = 0;
+    expected *= d;
+  }
+  if (expected <= 0 || images.total_bytes() != expected) {
+    return absl::DataLossError(
+        absl::StrCat(what, ": compressed images claim ", images.total_bytes(),
+                     " bytes, but their shape and dtype make ", expected,
+                     " (at most 2 GiB)"));
+  }
   absl::StatusOr<std::string> raw =
       Decompress(batch->compression(), batch->images().data(),
                  batch->images().total_bytes(), what);

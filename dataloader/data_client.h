@@ -50,8 +50,10 @@ class DataClient {
     std::string address;    // host:port of paragan_data
     std::string worker_id;  // stable across restarts of the worker: resumes
     v1::WorkerRole role = v1::BOTH;
-    int batch_size = 0;           // 0: the service's; otherwise must equal it
-    int credits = 4;              // batches in flight (>= 1)
+    int batch_size = 0;  // 0: the service's; otherwise must equal it
+    // Batches in flight at most (>= 1): the budget within which the
+    // service's policy sizes the link's window (congestion_aware).
+    int credits = 4;
     bool want_generated = false;  // D_ONLY: generated samples instead of data
     // want_generated: the service skips batches more than this many G
     // versions behind the newest published; < 0: no bound.

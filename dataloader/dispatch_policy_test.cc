@@ -57,9 +57,9 @@ class MisnamedPolicy final : public DispatchPolicy {
     });
 
 TEST(DispatchPolicyRegistryTest, ListsRegisteredPoliciesSorted) {
-  EXPECT_EQ(
-      DispatchPolicyNames(),
-      (std::vector<std::string>{"misnamed", "round_robin", "zz_test_only"}));
+  EXPECT_EQ(DispatchPolicyNames(),
+            (std::vector<std::string>{"congestion_aware", "misnamed",
+                                      "round_robin", "zz_test_only"}));
   EXPECT_TRUE(CheckDispatchPolicyName("round_robin").ok());
 }
 
@@ -86,8 +86,10 @@ TEST(DispatchPolicyRegistryTest, UnknownNameIsRefusedListingTheKnown) {
         absl::StrContains(p.status().message(),
                           absl::StrCat("unknown dispatch policy '", name, "'")))
         << p.status();
-    EXPECT_TRUE(absl::StrContains(p.status().message(),
-                                  "known: misnamed, round_robin, zz_test_only"))
+    EXPECT_TRUE(
+        absl::StrContains(p.status().message(),
+                          "known: congestion_aware, misnamed, round_robin, "
+                          "zz_test_only"))
         << p.status();
     EXPECT_EQ(CheckDispatchPolicyName(name), p.status());
   }

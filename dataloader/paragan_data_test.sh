@@ -88,11 +88,11 @@ grep -q -- "warning: --data_path is deprecated, use --data_dir" "$T/out_bad.txt"
   fail "no deprecation warning: $(cat "$T/out_bad.txt")"
 expect_exit1 "disagree" --dataset=fashion_mnist --data_dir=/a --data_path=/b
 expect_exit1 "channels" --dataset=synthetic --channels=2
-expect_exit1 "--dispatch_policy=nope: unknown dispatch policy 'nope'; known: round_robin" \
+expect_exit1 "--dispatch_policy=nope: unknown dispatch policy 'nope'; known: congestion_aware, round_robin" \
   --dataset=synthetic --dispatch_policy=nope
 # --help lists the flags (they live in main.cc) and the known policies.
 "$BIN" --help >"$T/out_help.txt" 2>&1
 grep -q -- "--dispatch_policy" "$T/out_help.txt" || fail "--help: $(cat "$T/out_help.txt")"
-grep -q "Dispatch policies (--dispatch_policy): round_robin" "$T/out_help.txt" ||
+grep -q "Dispatch policies (--dispatch_policy): congestion_aware, round_robin" "$T/out_help.txt" ||
   fail "--help lists no policies: $(cat "$T/out_help.txt")"
 echo PASS

@@ -1,0 +1,75 @@
+#include "dataloader/batch_codec.h"
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "dataloader/datasets/dataset.h"
+#include "gtest/gtest.h"
+
+namespace paragan {
+namespace {
+
+v1::Batch PixelBatch(std::vector<uint8_t>* pixels) {
+  const Shape shape = {2, 1, 4, 4};
+  pixels->resize(32);
+  for (size_t i = 0; i < pixels->size(); ++i) {
+    (*pixels)[i] = static_cast<uint8_t>(i < 16 ? 0 : i * 7);  // some runs
+  }
+  v1::Batch b;
+  *b.mutable_images() = EncodePixelChunk("images", shape, pixels->data());
+  return b;
+}
+
+TEST(BatchCodecTest, PixelsDecodeToTheDatasetsFloats) {
+  std::vector<uint8_t> pixels;
+  v1::Batch b = PixelBatch(&pixels);
+  EXPECT_EQ(b.images().data().size(), 32u);
+  absl::StatusOr<Tensor> t = DecodeImages(b.images(), "test");
+  ASSERT_TRUE(t.ok()) << t.status();
+  for (int i = 0; i < 32; ++i) {
+    EXPECT_EQ(t->data()[i], PixelToFloat(pixels[i])) << i;
+  }
+  // Widened for a FLOAT32 client: the same floats.
+  absl::StatusOr<v1::TensorChunk> wide = WidenImageChunk(b.images(), "test");
+  ASSERT_TRUE(wide.ok()) << wide.status();
+  EXPECT_EQ(wide->dtype(), v1::FLOAT32);
+  absl::StatusOr<Tensor> w = DecodeImages(*wide, "test");
+  ASSERT_TRUE(w.ok());
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(w->data()[i], t->data()[i]);
+}
+
+TEST(BatchCodecTest, EveryCodecRoundTripsExactly) {
+  for (WireEncoding e : {WireEncoding{v1::LZ4, 1}, WireEncoding{v1::ZSTD, 1},
+                         WireEncoding{v1::ZSTD, 7}}) {
+    std::vector<uint8_t> pixels;
+    v1::Batch b = PixelBatch(&pixels);
+    const std::string raw = b.images().data();
+    ASSERT_TRUE(CompressImages(e, &b).ok()) << WireEncodingName(e);
+    EXPECT_EQ(b.compression(), e.codec);
+    ASSERT_TRUE(DecompressImages(&b, "test").ok()) << WireEncodingName(e);
+    EXPECT_EQ(b.compression(), v1::NO_COMPRESSION);
+    EXPECT_EQ(b.images().data(), raw) << WireEncodingName(e);
+  }
+}
+
+TEST(BatchCodecTest, CorruptCompressedDataIsDataLoss) {
+  std::vector<uint8_t> pixels;
+  v1::Batch b = PixelBatch(&pixels);
+  ASSERT_TRUE(CompressImages({v1::ZSTD, 3}, &b).ok());
+  v1::Batch truncated = b;
+  truncated.mutable_images()->mutable_data()->resize(b.images().data().size() /
+                                                     2);
+  absl::Status st = DecompressImages(&truncated, "batch 7");
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_TRUE(absl::StrContains(st.message(), "batch 7")) << st;
+  // A size that does not follow from the shape is refused before inflating.
+  v1::Batch huge = b;
+  huge.mutable_images()->set_total_bytes(int64_t{1} << 40);
+  st = DecompressImages(&huge, "batch 8");
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_TRUE(absl::StrContains(st.message(), "shape and dtype")) << st;
+}
+
+}  // namespace
+}  // namespace paragan
