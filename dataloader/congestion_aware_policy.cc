@@ -138,10 +138,10 @@ void LinkEstimator::Acked(const Delivery& batch) {
     }
   }
   last_acked_ = now;
-  UpdateWindow(now);
+  UpdateWindow();
 }
 
-void LinkEstimator::UpdateWindow(absl::Time /*now*/) {
+void LinkEstimator::UpdateWindow() {
   double lead = static_cast<double>(params_.initial_window);
   if (have_rtt_ && consume_interval_ > absl::ZeroDuration()) {
     // From the minimum, not srtt: our own batches queued in the bottleneck
@@ -242,7 +242,7 @@ CongestionAwarePolicy::CongestionAwarePolicy(
 
 void CongestionAwarePolicy::OnStreamOpened(const StreamInfo& stream) {
   links_.Opened(stream);
-  by_id_.emplace(stream.id, Link(stream, params_));
+  by_id_.emplace(stream.id, LinkEstimator(stream, params_));
   line_.push_back(stream.id);
 }
 
@@ -250,17 +250,11 @@ void CongestionAwarePolicy::OnCredits(StreamId id, int64_t granted,
                                       absl::Time /*now*/,
                                       const LinkState& link) {
   links_.Credits(id, granted, link);
-  if (auto it = by_id_.find(id); it != by_id_.end()) {
-    it->second.unacked = link.unacked;
-  }
 }
 
 void CongestionAwarePolicy::OnDealt(StreamId id, const Delivery& batch,
                                     const LinkState& link) {
   links_.Dealt(id, batch, link);
-  if (auto it = by_id_.find(id); it != by_id_.end()) {
-    it->second.unacked = link.unacked;
-  }
   // Served: to the back of the line (ties go to the longest unserved).
   auto pos = std::find(line_.begin(), line_.end(), id);
   if (pos != line_.end()) {
@@ -273,14 +267,14 @@ void CongestionAwarePolicy::OnSent(StreamId id, const Delivery& batch,
                                    const LinkState& link) {
   links_.Sent(id, batch, link);
   if (auto it = by_id_.find(id); it != by_id_.end()) {
-    it->second.estimator.Sent(batch);
+    it->second.Sent(batch);
   }
 }
 
 void CongestionAwarePolicy::OnReceived(StreamId id, const Delivery& batch,
                                        const LinkState& /*link*/) {
   if (auto it = by_id_.find(id); it != by_id_.end()) {
-    it->second.estimator.Received(batch);
+    it->second.Received(batch);
   }
 }
 
@@ -288,7 +282,7 @@ void CongestionAwarePolicy::OnClientReport(StreamId id,
                                            const ClientReport& report,
                                            const LinkState& /*link*/) {
   if (auto it = by_id_.find(id); it != by_id_.end()) {
-    it->second.estimator.Report(report);
+    it->second.Report(report);
   }
 }
 
@@ -296,8 +290,7 @@ void CongestionAwarePolicy::OnAcked(StreamId id, const Delivery& batch,
                                     const LinkState& link) {
   links_.Acked(id, batch, link);
   if (auto it = by_id_.find(id); it != by_id_.end()) {
-    it->second.unacked = link.unacked;
-    it->second.estimator.Acked(batch);
+    it->second.Acked(batch);
   }
 }
 
@@ -315,9 +308,10 @@ std::optional<StreamId> CongestionAwarePolicy::PickStream(
   double best_fill = 0;
   for (StreamId id : line_) {
     auto it = by_id_.find(id);
-    if (it == by_id_.end() || !eligible(id)) continue;
-    const double fill = static_cast<double>(it->second.unacked) /
-                        static_cast<double>(it->second.estimator.window());
+    const LinkStats* stats = links_.Find(id);
+    if (it == by_id_.end() || stats == nullptr || !eligible(id)) continue;
+    const double fill = static_cast<double>(stats->state.unacked) /
+                        static_cast<double>(it->second.window());
     if (!best.has_value() || fill < best_fill) {
       best = id;
       best_fill = fill;
@@ -328,23 +322,23 @@ std::optional<StreamId> CongestionAwarePolicy::PickStream(
 
 int64_t CongestionAwarePolicy::Window(StreamId id) const {
   auto it = by_id_.find(id);
-  return it == by_id_.end() ? 0 : it->second.estimator.window();
+  return it == by_id_.end() ? 0 : it->second.window();
 }
 
 WireEncoding CongestionAwarePolicy::Encoding(StreamId id) const {
   auto it = by_id_.find(id);
-  return it == by_id_.end() ? WireEncoding{} : it->second.estimator.encoding();
+  return it == by_id_.end() ? WireEncoding{} : it->second.encoding();
 }
 
 std::optional<LinkEstimate> CongestionAwarePolicy::Estimate(StreamId id) const {
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return std::nullopt;
-  return it->second.estimator.estimate();
+  return it->second.estimate();
 }
 
 const LinkEstimator* CongestionAwarePolicy::estimator(StreamId id) const {
   auto it = by_id_.find(id);
-  return it == by_id_.end() ? nullptr : &it->second.estimator;
+  return it == by_id_.end() ? nullptr : &it->second;
 }
 
 PARAGAN_REGISTER_DISPATCH_POLICY(CongestionAwarePolicy);

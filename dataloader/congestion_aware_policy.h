@@ -96,7 +96,7 @@ class LinkEstimator {
   };
   void Expire(absl::Time now);
   void Decide();
-  void UpdateWindow(absl::Time now);
+  void UpdateWindow();
 
   const Params params_;
   std::vector<v1::Compression> accepted_;
@@ -148,15 +148,9 @@ class CongestionAwarePolicy final : public DispatchPolicy {
   const LinkTable& links() const { return links_; }
 
  private:
-  struct Link {
-    explicit Link(const StreamInfo& stream, LinkEstimator::Params params)
-        : estimator(stream, params) {}
-    LinkEstimator estimator;
-    int64_t unacked = 0;
-  };
-
   LinkEstimator::Params params_;
-  std::map<StreamId, Link> by_id_;
+  std::map<StreamId, LinkEstimator> by_id_;
+  // Each open link's queues (LinkStats::state) come from links_.
   std::deque<StreamId> line_;  // open streams, the longest unserved first
   LinkTable links_;
 };
