@@ -4,7 +4,7 @@
 //
 //   paragan_data_fetch --address=localhost:5000 --batches=10
 //   # a worker whose training step takes 5 ms, for 30 s, on today's wire:
-//   paragan_data_fetch --address=... --consume_ms=5 --seconds=30 \
+//   paragan_data_fetch --address=... --consume_ms=5 --seconds=30
 //       --image_dtype=float32 --compression=none
 
 #include <chrono>

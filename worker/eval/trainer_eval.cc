@@ -69,11 +69,21 @@ TrainerEvaluator::~TrainerEvaluator() {
   if (thread_.joinable()) thread_.join();
 }
 
-absl::Status TrainerEvaluator::SetUp() {
-  scorer_ = std::make_unique<Scorer>();
+absl::Status TrainerEvaluator::OpenNetwork() {
   scorer_->backend = MakeCpuBackend(o_.threads, CpuConvLayout::kAuto);
   PG_ASSIGN_OR_RETURN(scorer_->net, OpenFeatureNetwork(o_.network, o_.weights,
                                                        scorer_->backend.get()));
+  return absl::OkStatus();
+}
+
+void TrainerEvaluator::CloseNetwork() {
+  scorer_->net.reset();  // before the backend it runs on
+  scorer_->backend.reset();
+}
+
+absl::Status TrainerEvaluator::SetUp() {
+  scorer_ = std::make_unique<Scorer>();
+  PG_RETURN_IF_ERROR(OpenNetwork());
   PG_ASSIGN_OR_RETURN(
       scorer_->ref,
       LoadOrComputeReference(o_.reference, o_.data_dir, scorer_->net.get()));
@@ -95,6 +105,7 @@ absl::Status TrainerEvaluator::SetUp() {
 
 void TrainerEvaluator::Loop() {
   absl::Status setup = SetUp();
+  if (!setup.ok() && scorer_) CloseNetwork();
   {
     std::lock_guard<std::mutex> lock(mu_);
     setup_status_ = setup;
@@ -111,7 +122,7 @@ void TrainerEvaluator::Loop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return quit_ || job_.has_value(); });
-      if (quit_) return;
+      if (quit_) break;
       job = std::move(*job_);
       job_.reset();
       busy_ = true;
@@ -131,6 +142,7 @@ void TrainerEvaluator::Loop() {
     }
     cv_.notify_all();
   }
+  CloseNetwork();
 }
 
 absl::Status TrainerEvaluator::Score(const Job& job, int64_t num_samples) {
@@ -187,8 +199,11 @@ absl::Status TrainerEvaluator::Finish(std::vector<NamedArray> state,
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   if (o_.final_samples == 0) return absl::OkStatus();
-  // On the caller's thread: full priority and its CPU threads, as training
-  // is over.
+  // On the caller's thread, at full priority as training is over, with a
+  // backend of its own: oneDNN's shared scratchpad requires every primitive
+  // to run (and be destroyed) on the thread that created it, so the
+  // evaluator thread's backend went with that thread.
+  PG_RETURN_IF_ERROR(OpenNetwork());
   return Score(Job{std::move(state), step, wall_s, true}, o_.final_samples);
 }
 

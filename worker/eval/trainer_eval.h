@@ -73,6 +73,10 @@ class TrainerEvaluator : public QualityObserver {
   struct Scorer;
   explicit TrainerEvaluator(TrainerEvalOptions options);
   absl::Status SetUp();  // in the thread
+  // The backend and feature network, created on (and only ever used and
+  // destroyed by) the calling thread: oneDNN primitives may not migrate.
+  absl::Status OpenNetwork();
+  void CloseNetwork();
   void Loop();
   // Samples, scores and records one state (on whichever thread holds the
   // scorer: the evaluator's while training, the caller's in Finish).
@@ -87,7 +91,8 @@ class TrainerEvaluator : public QualityObserver {
   bool setup_done_ = false;    // guarded by mu_
   absl::Status setup_status_;  // guarded by mu_
   std::vector<FidRow> rows_;   // guarded by mu_
-  // Used by one thread at a time: the evaluator's, then Finish's caller.
+  // Used by one thread at a time: the evaluator's, then Finish's caller
+  // (each with a backend and network of its own).
   std::unique_ptr<Scorer> scorer_;
   std::thread thread_;
 };
