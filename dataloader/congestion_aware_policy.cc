@@ -14,6 +14,8 @@ constexpr double kRungGain = 1.0 / 4;
 // A rung must beat the current one by this much to replace it (measurements
 // are noisy; flapping costs a probe each time).
 constexpr double kHysteresis = 0.9;
+// Receipts one delivery-rate sample spans.
+constexpr size_t kRateSpan = 8;
 
 template <typename T>
 void Smooth(T* average, T sample, double gain) {
@@ -100,14 +102,33 @@ void LinkEstimator::Received(const Delivery& batch) {
   const absl::Time now = batch.received;
   // The link worked on this batch from when it was sent, or from when the
   // previous one arrived if that was later (it waited behind it).
-  const bool app_limited = batch.sent >= last_received_;
-  const absl::Time from = std::max(batch.sent, last_received_);
+  Receipt r;
+  r.at = now;
+  r.from = std::max(batch.sent, last_received_);
+  r.app_limited = batch.sent >= last_received_;
+  r.wire_bytes = batch.wire_bytes;
   last_received_ = std::max(last_received_, now);
-  const absl::Duration busy = now - from;
-  if (busy > absl::ZeroDuration() && batch.wire_bytes > 0) {
-    const double rate =
-        static_cast<double>(batch.wire_bytes) / absl::ToDoubleSeconds(busy);
-    if (!app_limited || rate > bandwidth()) rates_.emplace_back(now, rate);
+  receipts_.push_back(r);
+  if (receipts_.size() > kRateSpan) receipts_.pop_front();
+  // One sample spans the last kRateSpan receipts: a receipt timed late (the
+  // worker's receiver thread busy, two receipts in one message) or a
+  // shaper's burst after an idle spell would make a single batch's rate
+  // many times the link's, and the max filter would keep it for 10 s.
+  if (receipts_.size() == kRateSpan) {
+    int64_t bytes = 0;
+    bool app_limited = false;
+    for (const Receipt& x : receipts_) {
+      bytes += x.wire_bytes;
+      app_limited = app_limited || x.app_limited;
+    }
+    const absl::Duration busy = now - receipts_.front().from;
+    if (busy > absl::ZeroDuration() && bytes > 0) {
+      const double rate =
+          static_cast<double>(bytes) / absl::ToDoubleSeconds(busy);
+      // A span with idle time in it measured the worker, not the link:
+      // it only counts when it shows more than we knew.
+      if (!app_limited || rate > bandwidth()) rates_.emplace_back(now, rate);
+    }
   }
   const absl::Duration rtt = now - batch.sent;
   rtts_.emplace_back(now, rtt);

@@ -6,10 +6,12 @@
 //
 // Per link it measures, from the service's events and the client's receipts
 // (DataClient reports each batch's arrival as soon as it reads it):
-//   - delivery rate: wire bytes of a batch over the time the link spent on
-//     it (receipt - max(send, previous receipt)); the link's bandwidth is
-//     the largest rate of the last 10 s, BBR style (samples taken while the
-//     link was idle, "app limited", only raise it);
+//   - delivery rate: wire bytes of the last 8 batches over the time the
+//     link spent on them (last receipt - max(first's send, the receipt
+//     before it); one batch alone is at the mercy of a late receipt or a
+//     shaper's burst); the link's bandwidth is the largest rate of the last
+//     10 s, BBR style (spans in which the link sat idle, "app limited",
+//     only raise it);
 //   - round trip send -> receipt: smoothed (srtt, rttvar as TCP) and its
 //     10 s minimum; srtt - min is the queueing delay (a competing flow
 //     filling the bottleneck's queue shows up here);
@@ -100,6 +102,13 @@ class LinkEstimator {
 
   const Params params_;
   std::vector<v1::Compression> accepted_;
+  struct Receipt {
+    absl::Time at;             // the client's receipt reached the service
+    absl::Time from;           // the link began on this batch
+    bool app_limited = false;  // the link was idle before it
+    int64_t wire_bytes = 0;
+  };
+  std::deque<Receipt> receipts_;  // the newest, for one rate sample
   std::deque<std::pair<absl::Time, double>> rates_;  // delivery samples
   std::deque<std::pair<absl::Time, absl::Duration>> rtts_;
   absl::Time last_received_ = absl::InfinitePast();

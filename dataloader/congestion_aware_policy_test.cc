@@ -67,6 +67,28 @@ TEST(LinkEstimatorTest, MeasuresBandwidthAndRoundTrip) {
       << "batches sent back to back queue behind each other";
 }
 
+// Receipts reach the service late by 0 or 4 ms in turn (a busy receiver
+// thread, receipts sharing a message): one batch's rate would read 2x the
+// link (50 KB in 4 ms instead of 8); a span of receipts stays near it.
+TEST(LinkEstimatorTest, LateReceiptsDoNotInflateTheBandwidth) {
+  LinkEstimator e(Stream(1, false));
+  const double bytes_per_s = 6.25e6;
+  const int64_t bytes = 50000;  // 8 ms each
+  absl::Time link_free = kT0;
+  for (int i = 0; i < 60; ++i) {
+    Delivery d;
+    d.batch_id = i;
+    d.raw_bytes = d.wire_bytes = bytes;
+    d.sent = kT0 + absl::Microseconds(10 * i);  // all queued at once
+    e.Sent(d);
+    link_free =
+        std::max(link_free, d.sent) + absl::Seconds(bytes / bytes_per_s);
+    d.received = link_free + absl::Milliseconds(i % 2 == 0 ? 4 : 0);
+    e.Received(d);
+  }
+  EXPECT_NEAR(e.bandwidth(), bytes_per_s, 0.1 * bytes_per_s);
+}
+
 TEST(LinkEstimatorTest, CompressesHarderOnASlowLink) {
   LinkEstimator e(Stream(1));
   FakeLink link{6.25e6, absl::Milliseconds(1)};

@@ -562,9 +562,8 @@ grpc::Status DataService::StreamBatches(
   by_worker_[s.worker_id] = &s;
   streams_[s.id] = &s;
   ++totals_.streams;
-  StreamInfo info{s.id, s.worker_id, s.role, s.want_generated, absl::Now()};
-  info.decodes_uint8 = s.decodes_uint8;
-  info.compressions = s.compressions;
+  StreamInfo info{s.id,        s.worker_id,     s.role,        s.want_generated,
+                  absl::Now(), s.decodes_uint8, s.compressions};
   policy_->OnStreamOpened(info);
   if (absl::Status st = ApplyRequest(&s, first, /*first=*/true); !st.ok()) {
     CloseStream(&s, st);

@@ -110,10 +110,17 @@ TEST(DataServiceTest, DescribeReportsTheDataset) {
 // One worker sees exactly the single-process trainer's data: the batches of
 // EpochSampler(size, seed) loaded the way training_run.cc's BatchSource does
 // (labels assigned 0, then LoadBatch), `steps` batches from the start.
-void ExpectTrainerOrder(const DatasetSpec& spec, int batch, uint64_t seed,
-                        int steps) {
-  TestServer server(Options(batch, seed), spec);
-  auto client = DataClient::Connect(ClientOptions(server, "solo"));
+// `policy` (default: round_robin) and `client_options` change how batches
+// travel (dtype, compression), never what arrives.
+void ExpectTrainerOrder(
+    const DatasetSpec& spec, int batch, uint64_t seed, int steps,
+    std::unique_ptr<DispatchPolicy> policy = nullptr,
+    const std::function<void(DataClient::Options*)>& client_options = {},
+    DataClient::Totals* totals = nullptr) {
+  TestServer server(Options(batch, seed), spec, 0, std::move(policy));
+  DataClient::Options o = ClientOptions(server, "solo");
+  if (client_options) client_options(&o);
+  auto client = DataClient::Connect(o);
   ASSERT_TRUE(client.ok()) << client.status();
 
   auto dataset = OpenDataset(spec);
@@ -143,6 +150,7 @@ void ExpectTrainerOrder(const DatasetSpec& spec, int batch, uint64_t seed,
     EXPECT_EQ((*client)->last_batch().epoch, epoch);
     EXPECT_FALSE((*client)->last_batch().generated);
   }
+  if (totals != nullptr) *totals = (*client)->totals();
 }
 
 // Across epoch boundaries: 24 does not divide 256; 30 batches ~ 2.8 epochs.
@@ -150,17 +158,28 @@ TEST(DataServiceTest, SingleWorkerOrderEqualsTrainerSampler) {
   ExpectTrainerOrder(SyntheticSpec(256, 11), 24, 11, 30);
 }
 
-// The trainer's default dataset, when installed.
-TEST(DataServiceTest, SingleWorkerOrderEqualsTrainerSamplerFashionMnist) {
+DatasetSpec FashionMnistSpec() {
   const char* env = std::getenv("PARAGAN_FASHION_MNIST_DIR");
   DatasetSpec spec;
   spec.name = "fashion_mnist";
   spec.path = env != nullptr && *env != '\0'
                   ? env
                   : "/usr/share/datasets/fashion-mnist";
+  return spec;
+}
+
+// The trainer's default dataset, when installed: DataClient's default asks
+// for UINT8 pixels, and they decode to the trainer's floats bit for bit.
+TEST(DataServiceTest, SingleWorkerOrderEqualsTrainerSamplerFashionMnist) {
+  const DatasetSpec spec = FashionMnistSpec();
   if (!OpenDataset(spec).ok())
     GTEST_SKIP() << "no Fashion-MNIST at " << spec.path;
   ExpectTrainerOrder(spec, 64, 0, 20);
+  // Today's wire (a client of before UINT8): the same floats.
+  ExpectTrainerOrder(spec, 64, 0, 5, nullptr, [](DataClient::Options* o) {
+    o->image_dtype = v1::FLOAT32;
+    o->accept_compression.clear();
+  });
 }
 
 TEST(DataServiceTest, TwoWorkersCoverAnEpochExactlyOnce) {
@@ -575,8 +594,11 @@ class RecordingPolicy final : public DispatchPolicy {
   };
 
   explicit RecordingPolicy(int64_t window = kNoWindow,
-                           std::string refused_worker = "")
-      : window_(window), refused_worker_(std::move(refused_worker)) {}
+                           std::string refused_worker = "",
+                           std::vector<WireEncoding> encodings = {})
+      : window_(window),
+        refused_worker_(std::move(refused_worker)),
+        encodings_(std::move(encodings)) {}
 
   absl::string_view name() const override { return "recording"; }
   void OnStreamOpened(const StreamInfo& stream) override {
@@ -622,6 +644,11 @@ class RecordingPolicy final : public DispatchPolicy {
         [&](StreamId id) { return refused_.count(id) == 0 && eligible(id); });
   }
   int64_t Window(StreamId) const override { return window_; }
+  // Cycles through `encodings` (none when empty).
+  WireEncoding Encoding(StreamId) const override {
+    if (encodings_.empty()) return {};
+    return encodings_[encoded_++ % encodings_.size()];
+  }
 
   std::vector<Event> events() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -645,7 +672,9 @@ class RecordingPolicy final : public DispatchPolicy {
 
   const int64_t window_;
   const std::string refused_worker_;
+  const std::vector<WireEncoding> encodings_;
   // Touched under the service's lock only.
+  mutable size_t encoded_ = 0;
   RoundRobinPolicy rr_;
   std::set<StreamId> refused_;
   mutable std::mutex mu_;  // events_ is read by the test
@@ -743,6 +772,34 @@ TEST(DataServiceTest, PolicyObservesEveryDeliveryOfALink) {
   EXPECT_EQ(events.back().n,
             static_cast<int64_t>(dealt_at.size() - acked_at.size()));
   EXPECT_EQ(server.service->stats().requeued_total, events.back().n);
+}
+
+// Every codec the policy picks decompresses to the bytes it started from:
+// the worker gets the trainer's batches whatever the wire did (synthetic
+// floats, and Fashion-MNIST's uint8 pixels when installed).
+TEST(DataServiceTest, CompressedBatchesArriveExactly) {
+  const std::vector<WireEncoding> ladder = {
+      {}, {v1::LZ4, 1}, {v1::ZSTD, 1}, {v1::ZSTD, 7}};
+  ExpectTrainerOrder(SyntheticSpec(256, 11), 24, 11, 12,
+                     std::make_unique<RecordingPolicy>(
+                         RecordingPolicy::kNoWindow, "", ladder));
+  const DatasetSpec spec = FashionMnistSpec();
+  if (!OpenDataset(spec).ok())
+    GTEST_SKIP() << "no Fashion-MNIST at " << spec.path;
+  DataClient::Totals totals;
+  ExpectTrainerOrder(
+      spec, 64, 0, 8,
+      std::make_unique<RecordingPolicy>(RecordingPolicy::kNoWindow, "", ladder),
+      {}, &totals);
+  EXPECT_EQ(totals.batches, 8);
+  EXPECT_EQ(totals.decoded_bytes, 8 * (64 * 1024 + 64) * 4);
+  // 2 of 8 batches uncompressed uint8 (a quarter of the floats), 6 smaller.
+  EXPECT_LT(totals.wire_bytes, totals.decoded_bytes / 4);
+  // A client that accepts no codec gets none, whatever the policy says.
+  ExpectTrainerOrder(
+      spec, 64, 0, 4,
+      std::make_unique<RecordingPolicy>(RecordingPolicy::kNoWindow, "", ladder),
+      [](DataClient::Options* o) { o->accept_compression.clear(); });
 }
 
 TEST(DataServiceTest, PolicyWindowHoldsBackAStreamWithCredit) {

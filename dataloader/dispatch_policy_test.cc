@@ -123,7 +123,7 @@ class ToyService {
   void Open(StreamId id, bool want_generated = false) {
     streams_[id].want_generated = want_generated;
     policy_->OnStreamOpened(
-        StreamInfo{id, "w", v1::BOTH, want_generated, absl::Now()});
+        StreamInfo{id, "w", v1::BOTH, want_generated, absl::Now(), false, {}});
   }
   void Grant(StreamId id, int64_t n) {
     streams_.at(id).credits += n;
@@ -389,7 +389,7 @@ TEST(RoundRobinPolicyTest, SameDealsAsTheDispatchLoopBeforeTheSeam) {
 TEST(RoundRobinPolicyTest, RecordsWhatItObservesOfEachLink) {
   RoundRobinPolicy rr;
   const absl::Time t0 = absl::FromUnixSeconds(1000);
-  rr.OnStreamOpened(StreamInfo{7, "w7", v1::D_ONLY, false, t0});
+  rr.OnStreamOpened(StreamInfo{7, "w7", v1::D_ONLY, false, t0, false, {}});
   rr.OnCredits(7, 4, t0, LinkState{4, 0, 0, 9});
 
   Delivery b;

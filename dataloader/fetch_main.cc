@@ -34,6 +34,10 @@ ABSL_FLAG(double, consume_ms, 0,
 ABSL_FLAG(std::string, image_dtype, "uint8",
           "What to ask the service for: uint8 (the dataset's pixels when it "
           "has them) or float32 (the wire before compact batches).");
+ABSL_FLAG(double, progress_s, 0,
+          "Print images/s and the stall share of every interval this long "
+          "(0: only the summary): how fast a stream settles after a link "
+          "changes.");
 ABSL_FLAG(std::string, compression, "lz4,zstd",
           "Compressions to accept (comma separated: lz4, zstd), or none.");
 
@@ -84,8 +88,10 @@ int main(int argc, char** argv) {
   }
   const double seconds = absl::GetFlag(FLAGS_seconds);
   const double consume_ms = absl::GetFlag(FLAGS_consume_ms);
-  if (seconds < 0 || consume_ms < 0) {
-    std::cerr << "paragan_data_fetch: --seconds and --consume_ms must be >= 0"
+  const double progress_s = absl::GetFlag(FLAGS_progress_s);
+  if (seconds < 0 || consume_ms < 0 || progress_s < 0) {
+    std::cerr << "paragan_data_fetch: --seconds, --consume_ms and "
+                 "--progress_s must be >= 0"
               << std::endl;
     return 2;
   }
@@ -100,6 +106,9 @@ int main(int argc, char** argv) {
   int64_t batches = 0;
   const absl::Time start = absl::Now();
   const absl::Time end = start + absl::Seconds(seconds);
+  absl::Time interval_start = start;
+  int64_t interval_examples = 0;
+  absl::Duration interval_stall;
   for (;;) {
     if (seconds > 0 ? absl::Now() >= end
                     : batches >= absl::GetFlag(FLAGS_batches)) {
@@ -112,6 +121,22 @@ int main(int argc, char** argv) {
     }
     examples += images.dim(0);
     ++batches;
+    if (progress_s > 0) {
+      const absl::Time now = absl::Now();
+      interval_examples += images.dim(0);
+      if (now - interval_start >= absl::Seconds(progress_s)) {
+        const absl::Duration stall = (*client)->totals().stall;
+        const double span = absl::ToDoubleSeconds(now - interval_start);
+        std::printf(
+            "paragan_data_fetch: t=%.1f s %.0f images/s stalled %.1f%%\n",
+            absl::ToDoubleSeconds(now - start), interval_examples / span,
+            100 * absl::ToDoubleSeconds(stall - interval_stall) / span);
+        std::fflush(stdout);
+        interval_start = now;
+        interval_examples = 0;
+        interval_stall = stall;
+      }
+    }
     if (consume_ms > 0) {
       std::this_thread::sleep_for(
           std::chrono::microseconds(static_cast<int64_t>(consume_ms * 1000)));
