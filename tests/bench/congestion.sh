@@ -1,31 +1,30 @@
 #!/bin/bash
 # Congestion-aware data delivery, A/B on shaped links (issue 14).
 #
-# Two network namespaces joined by a veth pair; the data service in one, a
-# simulated worker (paragan_data_fetch --consume_ms) in the other; tc tbf
-# shapes the service -> worker direction, optionally with an iperf3 bulk
-# flow sharing it. Each scenario runs today's wire (round_robin, float32,
-# no compression, 4 credits), the compact wire alone (uint8, round_robin,
-# 4 credits) and the adaptive one (congestion_aware, uint8, lz4/zstd, a
-# budget of 16 credits).
+# Network namespaces: the data service in one, each simulated worker
+# (paragan_data_fetch --consume_ms) in its own, joined to the service's by a
+# veth pair whose service -> worker direction tc tbf shapes, optionally with
+# an iperf3 bulk flow sharing it. Each scenario runs today's wire
+# (round_robin, float32, no compression, 4 credits), the compact wire alone
+# (uint8, round_robin, 4 credits) and the adaptive one (congestion_aware,
+# uint8, lz4/zstd, a budget of 16 credits).
 #
 #   bazel build //dataloader:paragan_data //dataloader:paragan_data_fetch
 #   sudo tests/bench/congestion.sh            # all scenarios
-#   sudo tests/bench/congestion.sh shared     # one: shared | step | plain
-# Known problem: the "step" scenario hung on its first run (2026-12-03);
-# not yet debugged (the rate-change subshell or iperf-less wait).
+#   sudo tests/bench/congestion.sh shared     # one: shared | step | four | plain
 #
 # Needs root, ip netns, tc (tbf) and iperf3 (deploy/setup.sh installs them).
-# Addresses are 10.199.0.1/2 inside the namespaces it creates; nothing else.
+# Addresses are 10.199.<link>.1/2 inside the namespaces it creates; nothing
+# else.
 set -u
 cd "$(dirname "$0")/../.."
-BIN=bazel-bin/dataloader
+BIN=${BIN:-bazel-bin/dataloader}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-20}
 CONSUME_MS=${CONSUME_MS:-5}
 PORT=50970
 SRV=pg_bench_srv
-WRK=pg_bench_wrk
+LINKS=4  # worker namespaces pg_bench_w1..4
 
 skip() { echo "congestion.sh: skipped: $*"; exit 0; }
 [ "$(id -u)" = 0 ] || skip "needs root (ip netns, tc)"
@@ -34,78 +33,120 @@ command -v iperf3 >/dev/null || skip "no iperf3"
 [ -x $BIN/paragan_data ] && [ -x $BIN/paragan_data_fetch ] ||
   skip "build //dataloader:paragan_data and :paragan_data_fetch first"
 
+wrk() { echo pg_bench_w$1; }
 cleanup() {
-  ip netns pids $SRV 2>/dev/null | xargs -r kill 2>/dev/null
-  ip netns pids $WRK 2>/dev/null | xargs -r kill 2>/dev/null
-  ip netns del $SRV 2>/dev/null
-  ip netns del $WRK 2>/dev/null
+  for ns in $SRV $(for i in $(seq $LINKS); do wrk $i; done); do
+    ip netns pids $ns 2>/dev/null | xargs -r kill 2>/dev/null
+    ip netns del $ns 2>/dev/null
+  done
 }
 trap cleanup EXIT
 cleanup
-ip netns add $SRV && ip netns add $WRK || skip "ip netns add failed"
-ip link add pgb0 netns $SRV type veth peer name pgb1 netns $WRK
-ip -n $SRV addr add 10.199.0.1/24 dev pgb0
-ip -n $WRK addr add 10.199.0.2/24 dev pgb1
-for ns in $SRV $WRK; do ip -n $ns link set lo up; done
-ip -n $SRV link set pgb0 up
-ip -n $WRK link set pgb1 up
+ip netns add $SRV || skip "ip netns add failed"
+ip -n $SRV link set lo up
+for i in $(seq $LINKS); do
+  ip netns add "$(wrk $i)"
+  ip link add pgs$i netns $SRV type veth peer name pgw$i netns "$(wrk $i)"
+  ip -n $SRV addr add 10.199.$i.1/24 dev pgs$i
+  ip -n "$(wrk $i)" addr add 10.199.$i.2/24 dev pgw$i
+  ip -n "$(wrk $i)" link set lo up
+  ip -n $SRV link set pgs$i up
+  ip -n "$(wrk $i)" link set pgw$i up
+done
 
-shape() {  # rate, e.g. 50mbit; "" removes the shaper
-  ip netns exec $SRV tc qdisc del dev pgb0 root 2>/dev/null
-  [ -z "$1" ] && return
+shape() {  # LINK RATE, e.g. 1 50mbit; "" removes the shaper
+  ip netns exec $SRV tc qdisc del dev pgs$1 root 2>/dev/null
+  [ -z "$2" ] && return
   # 100 ms of queue at the bottleneck: a switch buffer a bulk flow fills.
-  ip netns exec $SRV tc qdisc add dev pgb0 root tbf rate "$1" burst 64kb \
+  ip netns exec $SRV tc qdisc add dev pgs$1 root tbf rate "$2" burst 64kb \
     latency 100ms
 }
 
-# run LABEL POLICY DTYPE COMPRESSION CREDITS [step] [bulk]
+# fetch LINK DTYPE COMPRESSION CREDITS: one worker on link LINK; its lines
+# go to /tmp/pg_bench_fetch$LINK.log.
+fetch() {
+  ip netns exec "$(wrk $1)" $BIN/paragan_data_fetch \
+    --address=10.199.$1.1:$PORT --worker_id=w$1 \
+    --seconds="$SECONDS_PER_RUN" --consume_ms="$CONSUME_MS" \
+    --progress_s="${PROGRESS_S:-0}" \
+    --image_dtype="$2" --compression="$3" --credits="$4" \
+    >/tmp/pg_bench_fetch$1.log 2>&1
+}
+
+# run LABEL POLICY DTYPE COMPRESSION CREDITS WORKERS [step] [bulk]
 run() {
-  local label=$1 policy=$2 dtype=$3 comp=$4 credits=$5 step=${6:-} bulk=${7:-}
+  local label=$1 policy=$2 dtype=$3 comp=$4 credits=$5 workers=$6
+  local step=${7:-} bulk=${8:-}
   ip netns exec $SRV $BIN/paragan_data --port=$PORT --metrics_port=-1 \
     --data_dir="$DATA" --dispatch_policy="$policy" >/tmp/pg_bench_srv.log 2>&1 &
   local srv=$!
   sleep 1.5
   local iperf=""
   if [ -n "$bulk" ]; then
-    ip netns exec $WRK iperf3 -s -1 -p 50971 >/dev/null 2>&1 &
+    ip netns exec "$(wrk 1)" iperf3 -s -1 -p 50971 >/dev/null 2>&1 &
     sleep 0.3
-    ip netns exec $SRV iperf3 -c 10.199.0.2 -p 50971 \
+    ip netns exec $SRV iperf3 -c 10.199.1.2 -p 50971 \
       -t $((SECONDS_PER_RUN + 3)) >/tmp/pg_bench_iperf.log 2>&1 &
     iperf=$!
     sleep 1
   fi
+  local stepper=""
   if [ -n "$step" ]; then
-    (sleep $((SECONDS_PER_RUN / 3)); shape 20mbit
-     sleep $((SECONDS_PER_RUN / 3)); shape 200mbit) &
+    (sleep $((SECONDS_PER_RUN / 3)); shape 1 20mbit
+     sleep $((SECONDS_PER_RUN / 3)); shape 1 200mbit) &
+    stepper=$!
   fi
-  local out
-  out=$(ip netns exec $WRK $BIN/paragan_data_fetch --address=10.199.0.1:$PORT \
-    --seconds="$SECONDS_PER_RUN" --consume_ms="$CONSUME_MS" \
-    --image_dtype="$dtype" --compression="$comp" --credits="$credits" | tail -1)
-  wait 2>/dev/null $iperf
+  local pids=""
+  for i in $(seq "$workers"); do
+    fetch "$i" "$dtype" "$comp" "$credits" &
+    pids="$pids $!"
+  done
+  # (A bare `wait` would also wait for the data service, which never exits.)
+  wait $pids
+  [ -n "$iperf" ] && wait "$iperf" 2>/dev/null
+  [ -n "$stepper" ] && wait "$stepper" 2>/dev/null
   kill $srv 2>/dev/null; wait $srv 2>/dev/null
   local bulk_rate=""
   [ -n "$bulk" ] && bulk_rate=" | iperf3 $(grep -E 'sender' /tmp/pg_bench_iperf.log |
     awk '{print $7, $8}')"
-  printf '%-34s %s%s\n' "$label" "${out#paragan_data_fetch: }" "$bulk_rate"
+  for i in $(seq "$workers"); do
+    [ -n "${PROGRESS_S:-}" ] && grep ' t=' /tmp/pg_bench_fetch$i.log |
+      sed "s/^paragan_data_fetch: /    w$i /"
+    local out
+    out=$(tail -1 /tmp/pg_bench_fetch$i.log)
+    printf '%-34s w%s %s%s\n' "$label" "$i" "${out#paragan_data_fetch: }" \
+      "$bulk_rate"
+  done
 }
 
+# all SCENARIO WORKERS STEP BULK RATE1 [RATE2..]: the three pipelines.
 all() {
-  local scenario=$1 rate=$2 step=${3:-} bulk=${4:-}
+  local scenario=$1 workers=$2 step=$3 bulk=$4
+  shift 4
+  local rates=("$@")
   echo "== $scenario (consume ${CONSUME_MS} ms/batch of 64, ${SECONDS_PER_RUN} s)"
-  shape "$rate"; run "today: rr float32 none c4" round_robin float32 none 4 "$step" "$bulk"
-  shape "$rate"; run "compact: rr uint8 none c4" round_robin uint8 none 4 "$step" "$bulk"
-  shape "$rate"; run "adaptive: ca uint8 lz4,zstd c16" congestion_aware uint8 lz4,zstd 16 "$step" "$bulk"
+  for pipeline in "today: rr float32 none c4|round_robin float32 none 4" \
+    "compact: rr uint8 none c4|round_robin uint8 none 4" \
+    "adaptive: ca uint8 lz4,zstd c${ADAPTIVE_CREDITS:-16}|congestion_aware uint8 lz4,zstd ${ADAPTIVE_CREDITS:-16}"; do
+    for i in $(seq "$workers"); do shape "$i" "${rates[$((i - 1))]}"; done
+    # shellcheck disable=SC2086
+    run "${pipeline%%|*}" ${pipeline#*|} "$workers" "$step" "$bulk"
+  done
 }
+
+shared() { all "50 Mbit/s shared with an iperf3 bulk flow" 1 "" bulk 50mbit; }
+step() { PROGRESS_S=${PROGRESS_S:-1} all "200 -> 20 -> 200 Mbit/s (thirds)" 1 step "" 200mbit; }
+# Each worker needs 64 x 1024 B x 1000 / CONSUME_MS of pixels: at 20 ms,
+# 26 Mbit/s as uint8, 105 as float32; w1's link is a tenth of the others'.
+four() {
+  CONSUME_MS=${FOUR_CONSUME_MS:-20} all \
+    "4 workers, w1 on 10 Mbit/s, w2-w4 on 100 Mbit/s" 4 "" "" \
+    10mbit 100mbit 100mbit 100mbit
+}
+plain() { all "unshaped veth" 1 "" "" ""; }
 
 case "${1:-all}" in
-  shared) all "50 Mbit/s shared with an iperf3 bulk flow" 50mbit "" bulk ;;
-  step) all "200 -> 20 -> 200 Mbit/s (thirds)" 200mbit step ;;
-  plain) all "unshaped veth" "" ;;
-  all)
-    all "50 Mbit/s shared with an iperf3 bulk flow" 50mbit "" bulk
-    all "200 -> 20 -> 200 Mbit/s (thirds)" 200mbit step
-    all "unshaped veth" ""
-    ;;
-  *) echo "usage: $0 [shared|step|plain|all]" >&2; exit 2 ;;
+  shared | step | four | plain) "$1" ;;
+  all) shared; step; four; plain ;;
+  *) echo "usage: $0 [shared|step|four|plain|all]" >&2; exit 2 ;;
 esac
