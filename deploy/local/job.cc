@@ -135,7 +135,8 @@ ProcessSpec DataSpec(const LauncherOptions& o, const std::string& bin) {
              absl::StrCat("--seed=", o.seed)};
   AppendFlags(o.data_flags, &p.flags);
   // paragan_data prints its port once serving and writes no port file.
-  p.ports = {{"grpc", PortSpec::Source::kStdoutLine, "", "listening on port"}};
+  p.ports = {{"grpc", PortSpec::Source::kStdoutLine, "", "listening on port"},
+             {"metrics", PortSpec::Source::kStdoutLine, "", "metrics on port"}};
   p.readiness = {Readiness::Check::kPortsKnown, "grpc", kServiceStartTimeout,
                  true};
   p.stage = kDataStage;

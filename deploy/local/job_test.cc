@@ -70,9 +70,12 @@ TEST(DescribeJob, ProcessesStagesAndOrder) {
   EXPECT_EQ(FlagValue(shard, "staleness_policy"), "reject_above_bound");
   EXPECT_EQ(FlagValue(shard, "ema_decay"), "0.999");
   const ProcessSpec& data = *FindProcess(job, "data");
-  ASSERT_EQ(data.ports.size(), 1u);
+  ASSERT_EQ(data.ports.size(), 2u);
   EXPECT_EQ(data.ports[0].source, PortSpec::Source::kStdoutLine);
   EXPECT_EQ(data.ports[0].marker, "listening on port");
+  // The launcher reads its links off the metrics page (congested-link lines).
+  EXPECT_EQ(data.ports[1].name, "metrics");
+  EXPECT_EQ(data.ports[1].marker, "metrics on port");
   EXPECT_TRUE(data.critical);
   const ProcessSpec& w1 = *FindProcess(job, "w1");
   EXPECT_FALSE(w1.critical);

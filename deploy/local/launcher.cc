@@ -243,6 +243,13 @@ absl::Status Train(const LauncherOptions& o, const Job& job,
                        monitor->Totals(), st ? st : monitor->last_shards(),
                        monitor->last_eval())
                 << std::endl;
+      // A line per link whose worker waited for data (stall > 5%).
+      if (absl::StatusOr<std::string> a = group->Address("data", "metrics");
+          a.ok()) {
+        for (const std::string& line : monitor->ScrapeDataLinks(*a)) {
+          std::cout << "  " << line << std::endl;
+        }
+      }
       if (st && o.steps > 0 && st->g_version >= o.steps) {
         Say(absl::StrCat("reached G step ", st->g_version));
         break;

@@ -206,6 +206,78 @@ absl::StatusOr<EvalReading> EvalReadingFromMetrics(absl::string_view text) {
 }
 
 // ---------------------------------------------------------------------------
+// Data links
+// ---------------------------------------------------------------------------
+
+absl::StatusOr<std::map<std::string, LinkReading>> LinkReadingsFromMetrics(
+    absl::string_view text) {
+  absl::StatusOr<std::vector<MetricSample>> samples = ParseMetricsText(text);
+  if (!samples.ok()) return samples.status();
+  std::map<std::string, LinkReading> links;
+  for (const MetricSample& m : *samples) {
+    auto w = m.labels.find("worker");
+    if (w == m.labels.end()) continue;
+    LinkReading& l = links[w->second];  // every series labelled by worker
+    if (m.name == "paragan_data_worker_stall_seconds_total") {
+      l.stall_s = m.value;
+    } else if (m.name == "paragan_data_bytes_sent_total") {
+      l.wire_bytes = m.value;
+    } else if (m.name == "paragan_data_decoded_bytes_sent_total") {
+      l.decoded_bytes = m.value;
+    } else if (m.name == "paragan_data_link_bandwidth_bytes_per_second") {
+      l.bandwidth = m.value;
+    } else if (m.name == "paragan_data_link_rtt_seconds") {
+      l.rtt_s = m.value;
+    } else if (m.name == "paragan_data_link_queueing_delay_seconds") {
+      l.queueing_s = m.value;
+    } else if (m.name == "paragan_data_link_window_batches") {
+      l.window = m.value;
+    } else if (m.name == "paragan_data_link_compression_level") {
+      l.compression = m.value;
+    }
+  }
+  return links;
+}
+
+std::vector<std::string> CongestedLinkLines(
+    const std::map<std::string, LinkReading>& prev,
+    const std::map<std::string, LinkReading>& cur, double dt_s,
+    double min_stall) {
+  std::vector<std::string> lines;
+  if (dt_s <= 0) return lines;
+  for (const auto& [worker, now] : cur) {
+    auto was = prev.find(worker);
+    if (was == prev.end()) continue;
+    const double stall = (now.stall_s - was->second.stall_s) / dt_s;
+    if (stall <= min_stall) continue;
+    const double wire = now.wire_bytes - was->second.wire_bytes;
+    const double decoded = now.decoded_bytes - was->second.decoded_bytes;
+    std::string line =
+        absl::StrFormat("data link %s: stalled %.0f%% | %.2f MB/s on the wire",
+                        worker, 100 * std::min(stall, 1.0), wire / dt_s / 1e6);
+    if (wire > 0) absl::StrAppendFormat(&line, " (x%.1f)", decoded / wire);
+    if (now.bandwidth && now.rtt_s) {
+      absl::StrAppendFormat(&line, " | est. %.2f MB/s, rtt %.0f ms",
+                            *now.bandwidth / 1e6, *now.rtt_s * 1e3);
+      if (now.queueing_s) {
+        absl::StrAppendFormat(&line, " (%.0f queued)", *now.queueing_s * 1e3);
+      }
+      if (now.window)
+        absl::StrAppendFormat(&line, ", window %.0f", *now.window);
+      if (now.compression) {
+        const int rung = static_cast<int>(*now.compression);
+        absl::StrAppend(&line, ", ",
+                        rung <= 0   ? "uncompressed"
+                        : rung == 1 ? "lz4"
+                                    : "zstd");
+      }
+    }
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+// ---------------------------------------------------------------------------
 // Worker metrics
 // ---------------------------------------------------------------------------
 
@@ -446,6 +518,24 @@ void Monitor::ScrapeEval(const std::string& address) {
   if (!page.ok()) return;
   absl::StatusOr<EvalReading> r = EvalReadingFromMetrics(*page);
   if (r.ok()) last_eval_ = *r;
+}
+
+std::vector<std::string> Monitor::ScrapeDataLinks(const std::string& address) {
+  absl::StatusOr<std::string> page =
+      HttpGet(address, "/metrics", absl::Seconds(2));
+  if (!page.ok()) return {};
+  absl::StatusOr<std::map<std::string, LinkReading>> links =
+      LinkReadingsFromMetrics(*page);
+  if (!links.ok()) return {};
+  const absl::Time now = absl::Now();
+  std::vector<std::string> lines;
+  if (links_at_ != absl::InfinitePast()) {
+    lines = CongestedLinkLines(links_, *links,
+                               absl::ToDoubleSeconds(now - links_at_));
+  }
+  links_ = *std::move(links);
+  links_at_ = now;
+  return lines;
 }
 
 void Monitor::SetWorkerState(const std::string& worker,

@@ -143,6 +143,30 @@ WorkerProgress ProgressBetween(const std::string& worker,
                                const WorkerCounters& cur, double dt_s,
                                const WorkerProgress* last);
 
+// One data link as the data service's /metrics page shows it
+// (dataloader/data_metrics.h, series labelled worker="<stream's worker>").
+struct LinkReading {
+  double stall_s = 0;        // paragan_data_worker_stall_seconds_total
+  double wire_bytes = 0;     // paragan_data_bytes_sent_total
+  double decoded_bytes = 0;  // paragan_data_decoded_bytes_sent_total
+  // The policy's estimates (congestion_aware publishes them; round_robin
+  // does not).
+  std::optional<double> bandwidth, rtt_s, queueing_s, window, compression;
+};
+// Every link of the page, by worker label.
+absl::StatusOr<std::map<std::string, LinkReading>> LinkReadingsFromMetrics(
+    absl::string_view text);
+
+// A line for each link whose worker waited for data more than `min_stall`
+// (a share) of the `dt_s` between two readings, e.g. "data link w1:
+// stalled 35% | 1.52 MB/s on the wire (x8.9) | est. 2.50 MB/s, rtt 110 ms
+// (95 queued), window 12, zstd". Links in `prev` only are gone; in `cur`
+// only are new (no interval yet): neither gets a line.
+std::vector<std::string> CongestedLinkLines(
+    const std::map<std::string, LinkReading>& prev,
+    const std::map<std::string, LinkReading>& cur, double dt_s,
+    double min_stall = 0.05);
+
 // GET http://<address><path> (HTTP/1.0); the body of a 200 answer.
 absl::StatusOr<std::string> HttpGet(const std::string& address,
                                     const std::string& path,
@@ -183,6 +207,10 @@ class Monitor {
   void ScrapeEval(const std::string& address);
   const std::optional<EvalReading>& last_eval() const { return last_eval_; }
 
+  // Reads the data service's page at `address`; the congested links since
+  // the previous read (CongestedLinkLines), none on a failed read.
+  std::vector<std::string> ScrapeDataLinks(const std::string& address);
+
  private:
   struct Reading {
     WorkerCounters counters;
@@ -191,6 +219,8 @@ class Monitor {
   std::vector<std::unique_ptr<ParameterServerClient>> clients_;
   std::optional<ShardTotals> last_shards_;
   std::optional<EvalReading> last_eval_;
+  std::map<std::string, LinkReading> links_;
+  absl::Time links_at_ = absl::InfinitePast();
   std::map<std::string, Reading> readings_;
   std::map<std::string, WorkerProgress> progress_by_worker_;
   std::set<std::string> reporting_;  // on the progress line

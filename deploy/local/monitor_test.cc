@@ -296,6 +296,50 @@ TEST(EvalReading, FromTheEvaluatorsPage) {
           .ok());
 }
 
+// Two readings of a data service's page 2 s apart: w1 waited 0.7 s for data
+// (35%), w0 0.02 s (1%, no line); w2 appeared in the second (no interval).
+TEST(CongestedLinkLines, LinesForStalledLinksOnly) {
+  const std::string before =
+      "paragan_data_worker_stall_seconds_total{worker=\"w0\"} 1.0\n"
+      "paragan_data_worker_stall_seconds_total{worker=\"w1\"} 3.0\n"
+      "paragan_data_bytes_sent_total{worker=\"w0\"} 1e6\n"
+      "paragan_data_bytes_sent_total{worker=\"w1\"} 2e6\n"
+      "paragan_data_decoded_bytes_sent_total{worker=\"w1\"} 16e6\n"
+      "paragan_data_streams 2\n";
+  const std::string after =
+      "paragan_data_worker_stall_seconds_total{worker=\"w0\"} 1.02\n"
+      "paragan_data_worker_stall_seconds_total{worker=\"w1\"} 3.7\n"
+      "paragan_data_worker_stall_seconds_total{worker=\"w2\"} 5\n"
+      "paragan_data_bytes_sent_total{worker=\"w0\"} 9e6\n"
+      "paragan_data_bytes_sent_total{worker=\"w1\"} 5e6\n"
+      "paragan_data_decoded_bytes_sent_total{worker=\"w1\"} 42.7e6\n"
+      "paragan_data_link_bandwidth_bytes_per_second{worker=\"w1\"} 2.5e6\n"
+      "paragan_data_link_rtt_seconds{worker=\"w1\"} 0.110\n"
+      "paragan_data_link_queueing_delay_seconds{worker=\"w1\"} 0.095\n"
+      "paragan_data_link_window_batches{worker=\"w1\"} 12\n"
+      "paragan_data_link_compression_level{worker=\"w1\"} 3\n";
+  auto prev = LinkReadingsFromMetrics(before);
+  auto cur = LinkReadingsFromMetrics(after);
+  ASSERT_TRUE(prev.ok() && cur.ok());
+  EXPECT_EQ(cur->size(), 3u);
+  EXPECT_FALSE((*prev)["w0"].bandwidth.has_value());
+  const std::vector<std::string> lines = CongestedLinkLines(*prev, *cur, 2.0);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0],
+            "data link w1: stalled 35% | 1.50 MB/s on the wire (x8.9) | est. "
+            "2.50 MB/s, rtt 110 ms (95 queued), window 12, zstd");
+  // round_robin publishes no estimates: the measured part only.
+  auto rr = LinkReadingsFromMetrics(
+      before + "paragan_data_worker_stall_seconds_total{worker=\"w3\"} 0\n");
+  auto rr2 = LinkReadingsFromMetrics(
+      "paragan_data_worker_stall_seconds_total{worker=\"w3\"} 1.9\n");
+  ASSERT_TRUE(rr.ok() && rr2.ok());
+  EXPECT_EQ(CongestedLinkLines(*rr, *rr2, 2.0),
+            std::vector<std::string>{"data link w3: stalled 95% | 0.00 MB/s "
+                                     "on the wire"});
+  EXPECT_TRUE(CongestedLinkLines(*prev, *cur, 0).empty());
+}
+
 TEST(HttpGet, BodyOfAnOkAnswer) {
   FakeHttp server(
       {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
