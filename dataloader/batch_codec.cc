@@ -1,8 +1,10 @@
 #include "dataloader/batch_codec.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -56,6 +58,36 @@ absl::StatusOr<Tensor> DecodePixels(const v1::TensorChunk& chunk,
 }
 
 }  // namespace
+
+absl::StatusOr<v1::TensorChunk> EncodeSampleImages(const Shape& shape,
+                                                   const float* values,
+                                                   v1::DType dtype) {
+  const int64_t n = NumElements(shape);
+  if (dtype == v1::UINT8) {
+    std::vector<uint8_t> pixels(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const float level = std::nearbyint((values[i] + 1.0f) * 127.5f);
+      pixels[i] = static_cast<uint8_t>(std::clamp(level, 0.0f, 255.0f));
+    }
+    return EncodePixelChunk("images", shape, pixels.data());
+  }
+  if (dtype != v1::FLOAT32 && dtype != v1::BFLOAT16) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "generated images travel as FLOAT32, BFLOAT16 or UINT8, not ",
+        v1::DType_Name(dtype)));
+  }
+  v1::TensorChunk header;
+  header.set_tensor_name("images");
+  for (int64_t d : shape) header.add_shape(d);
+  v1::TensorChunk out;
+  EmitTensorChunks(header, values, n, dtype,
+                   std::numeric_limits<int64_t>::max(),
+                   [&out](const v1::TensorChunk& chunk) {
+                     out = chunk;
+                     return true;
+                   });
+  return out;
+}
 
 v1::TensorChunk EncodePixelChunk(const std::string& name, const Shape& shape,
                                  const uint8_t* pixels) {

@@ -25,6 +25,14 @@ v1::TensorChunk EncodeFloatChunk(const std::string& name, const Shape& shape,
 // One UINT8 chunk (offset 0, last set) of `shape`'s pixels.
 v1::TensorChunk EncodePixelChunk(const std::string& name, const Shape& shape,
                                  const uint8_t* pixels);
+// A G worker's generated images [N, C, H, W] as one chunk of `dtype`:
+// FLOAT32 (exact), BFLOAT16 (half the bytes, 8 bits of mantissa) or UINT8
+// (a quarter: values clamped to [-1, 1] and rounded to the nearest pixel
+// level, the real images' own resolution). Another dtype: InvalidArgument.
+absl::StatusOr<v1::TensorChunk> EncodeSampleImages(const Shape& shape,
+                                                   const float* values,
+                                                   v1::DType dtype);
+
 // A FLOAT32 chunk (the form every client decodes) of an image chunk of any
 // wire dtype; `what` names it in errors.
 absl::StatusOr<v1::TensorChunk> WidenImageChunk(const v1::TensorChunk& chunk,

@@ -39,6 +39,43 @@ TEST(BatchCodecTest, PixelsDecodeToTheDatasetsFloats) {
   for (int i = 0; i < 32; ++i) EXPECT_EQ(w->data()[i], t->data()[i]);
 }
 
+TEST(BatchCodecTest, GeneratedImagesInEachDtype) {
+  const std::vector<float> values = {-1.5f,  -1.0f, -0.3f,    0.0f,
+                                     0.004f, 0.5f,  0.99999f, 2.0f};
+  const Shape shape = {1, 1, 2, 4};
+  absl::StatusOr<v1::TensorChunk> f =
+      EncodeSampleImages(shape, values.data(), v1::FLOAT32);
+  ASSERT_TRUE(f.ok());
+  absl::StatusOr<Tensor> t = DecodeImages(*f, "f");
+  ASSERT_TRUE(t.ok());
+  for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(t->data()[i], values[i]);
+
+  absl::StatusOr<v1::TensorChunk> b =
+      EncodeSampleImages(shape, values.data(), v1::BFLOAT16);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->data().size(), 16u);
+  t = DecodeImages(*b, "b");
+  ASSERT_TRUE(t.ok());
+  for (size_t i = 0; i < values.size(); ++i) {
+    EXPECT_NEAR(t->data()[i], values[i], std::fabs(values[i]) / 256) << i;
+  }
+
+  absl::StatusOr<v1::TensorChunk> u =
+      EncodeSampleImages(shape, values.data(), v1::UINT8);
+  ASSERT_TRUE(u.ok());
+  const std::string& p = u->data();
+  ASSERT_EQ(p.size(), 8u);
+  // Clamped to [-1, 1], nearest level: (x + 1) * 127.5 rounded.
+  const std::vector<int> levels = {0, 0, 89, 128, 128, 191, 255, 255};
+  for (size_t i = 0; i < levels.size(); ++i) {
+    EXPECT_EQ(static_cast<uint8_t>(p[i]), levels[i]) << i;
+  }
+  EXPECT_EQ(EncodeSampleImages(shape, values.data(), static_cast<v1::DType>(7))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(BatchCodecTest, EveryCodecRoundTripsExactly) {
   for (WireEncoding e : {WireEncoding{v1::LZ4, 1}, WireEncoding{v1::ZSTD, 1},
                          WireEncoding{v1::ZSTD, 7}}) {

@@ -54,6 +54,11 @@ absl::StatusOr<std::unique_ptr<DataClient>> DataClient::Connect(
       options.image_dtype != v1::BFLOAT16) {
     return bad("image_dtype must be FLOAT32, BFLOAT16 or UINT8");
   }
+  if (options.sample_dtype != v1::FLOAT32 &&
+      options.sample_dtype != v1::UINT8 &&
+      options.sample_dtype != v1::BFLOAT16) {
+    return bad("sample_dtype must be FLOAT32, BFLOAT16 or UINT8");
+  }
   for (v1::Compression c : options.accept_compression) {
     if (!v1::Compression_IsValid(c)) {
       return bad(absl::StrCat("unknown compression ", static_cast<int>(c),
@@ -433,8 +438,10 @@ absl::Status DataClient::Publish(const Tensor& images,
   v1::SampleBatch sample;
   sample.set_worker_id(options_.worker_id);
   sample.set_g_version(g_version);
-  *sample.mutable_images() =
-      EncodeFloatChunk("images", images.shape(), images.data());
+  absl::StatusOr<v1::TensorChunk> encoded =
+      EncodeSampleImages(images.shape(), images.data(), options_.sample_dtype);
+  if (!encoded.ok()) return encoded.status();
+  *sample.mutable_images() = *std::move(encoded);
   if (!labels.empty()) {
     std::vector<float> values(labels.begin(), labels.end());
     *sample.mutable_labels() = EncodeFloatChunk("labels", {n}, values.data());

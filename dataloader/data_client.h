@@ -68,6 +68,10 @@ class DataClient {
     // batch). FLOAT32 and none: today's wire, for measuring against.
     v1::DType image_dtype = v1::UINT8;
     std::vector<v1::Compression> accept_compression = {v1::LZ4, v1::ZSTD};
+    // How Publish sends generated images: FLOAT32 (exact), BFLOAT16 or
+    // UINT8 (EncodeSampleImages); the service keeps them so and widens
+    // UINT8 for D workers that decode FLOAT32 only.
+    v1::DType sample_dtype = v1::FLOAT32;
   };
 
   // Totals since Connect (Next's thread, after Next returns).

@@ -464,6 +464,72 @@ TEST(DataServiceTest, GeneratedSamplesReachDOnlyWorkers) {
   EXPECT_FALSE((*r)->last_batch().generated);
 }
 
+// A G worker's --sample_dtype: BFLOAT16 and UINT8 samples reach a D worker
+// that decodes them and one that decodes FLOAT32 only (widened by the
+// service), at half and a quarter of the float bytes, within their
+// rounding of the published values.
+TEST(DataServiceTest, GeneratedSamplesTravelInTheDtypeTheGWorkerChose) {
+  std::vector<float> values(2 * 64);
+  for (size_t i = 0; i < values.size(); ++i) {
+    values[i] = -1.2f + 2.4f * static_cast<float>(i) / values.size();
+  }
+  for (v1::DType dtype : {v1::BFLOAT16, v1::UINT8}) {
+    SCOPED_TRACE(v1::DType_Name(dtype));
+    DataServiceOptions so = Options(2);
+    so.generated_buffer = 4;
+    TestServer server(so, SyntheticSpec(256));
+    DataClient::Options go = ClientOptions(server, "g0");
+    go.role = v1::G_ONLY;
+    go.sample_dtype = dtype;
+    auto g = DataClient::Connect(go);
+    ASSERT_TRUE(g.ok()) << g.status();
+    for (int k = 0; k < 2; ++k) {
+      ASSERT_TRUE(
+          (*g)->Publish(Tensor::HostFrom({2, 1, 8, 8}, values), {}, 5 + k)
+              .ok());
+    }
+    for (v1::DType decodes : {v1::UINT8, v1::FLOAT32}) {
+      DataClient::Options d =
+          ClientOptions(server, decodes == v1::UINT8 ? "d_uint8" : "d_float32");
+      d.role = v1::D_ONLY;
+      d.want_generated = true;
+      d.credits = 1;
+      d.image_dtype = decodes;
+      auto dc = DataClient::Connect(d);
+      ASSERT_TRUE(dc.ok()) << dc.status();
+      Tensor images;
+      std::vector<int> labels;
+      ASSERT_TRUE((*dc)->Next(&images, &labels).ok());
+      ASSERT_EQ(images.shape(), (Shape{2, 1, 8, 8}));
+      for (size_t i = 0; i < values.size(); ++i) {
+        const float want = std::clamp(values[i], -1.0f, 1.0f);
+        if (dtype == v1::UINT8) {
+          // Clamped to [-1, 1], then the nearest of 256 levels.
+          EXPECT_NEAR(images.data()[i], want, 0.5f / 127.5f + 1e-6f) << i;
+        } else {
+          EXPECT_NEAR(images.data()[i], values[i],
+                      std::fabs(values[i]) / 256 + 1e-6f)
+              << i;
+        }
+      }
+      // (Unlabelled: images only. FLOAT32 clients decode BFLOAT16 too.)
+      const int64_t wire = (*dc)->totals().wire_bytes;
+      EXPECT_EQ(wire, dtype == v1::BFLOAT16  ? 2 * 64 * 2
+                      : decodes == v1::UINT8 ? 2 * 64
+                                             : 2 * 64 * 4);
+    }
+  }
+  // A dtype samples cannot travel as is refused before connecting.
+  TestServer server(Options(2), SyntheticSpec(256));
+  DataClient::Options bad = ClientOptions(server, "g1");
+  bad.role = v1::G_ONLY;
+  bad.sample_dtype = static_cast<v1::DType>(7);
+  auto g = DataClient::Connect(bad);
+  EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(g.status().message(), "sample_dtype"))
+      << g.status();
+}
+
 TEST(DataServiceTest, GeneratedBatchesOlderThanAStreamsBoundAreSkipped) {
   DataServiceOptions so = Options(4);
   so.generated_buffer = 8;

@@ -39,11 +39,13 @@ absl::Status DataServiceProvider::Next(Tensor* host_images,
 absl::StatusOr<std::unique_ptr<DataServiceSampleSink>>
 DataServiceSampleSink::Connect(const std::string& address,
                                const std::string& worker_id,
-                               double max_retry_seconds) {
+                               double max_retry_seconds,
+                               v1::DType sample_dtype) {
   DataClient::Options o;
   o.address = address;
   o.worker_id = worker_id;
   o.role = v1::G_ONLY;
+  o.sample_dtype = sample_dtype;
   o.max_retry_seconds = max_retry_seconds;
   absl::StatusOr<std::unique_ptr<DataClient>> client = DataClient::Connect(o);
   if (!client.ok()) return client.status();

@@ -42,9 +42,10 @@ class DataServiceProvider : public BatchProvider {
 // A G worker's publisher: DataClient::Publish.
 class DataServiceSampleSink : public SampleSink {
  public:
+  // `sample_dtype`: how the images travel (DataClient::Options).
   static absl::StatusOr<std::unique_ptr<DataServiceSampleSink>> Connect(
       const std::string& address, const std::string& worker_id,
-      double max_retry_seconds);
+      double max_retry_seconds, v1::DType sample_dtype = v1::FLOAT32);
   absl::Status Publish(const Tensor& images, const std::vector<int>& labels,
                        int64_t g_version) override;
   int64_t buffered() const override { return buffered_; }

@@ -76,6 +76,10 @@ ABSL_FLAG(int64_t, steps, 0,
 ABSL_FLAG(int64_t, max_sample_age, 4,
           "d_only: skip generated batches more than this many G versions "
           "behind the newest one published; < 0: no bound.");
+ABSL_FLAG(std::string, sample_dtype, "float32",
+          "g_only: how published samples travel to D workers: float32 "
+          "(exact), bfloat16 (half the bytes) or uint8 (a quarter; the real "
+          "images' resolution).");
 ABSL_FLAG(int64_t, max_g_lead, 8,
           "g_only: a G step waits while G is more than this many D updates "
           "ahead of the D:G ratio; < 0: never waits.");
@@ -223,6 +227,18 @@ int Run() {
                              " (both, g_only, d_only or auto)"));
   }
   o.max_sample_age = absl::GetFlag(FLAGS_max_sample_age);
+  const std::string dtype_name = absl::GetFlag(FLAGS_sample_dtype);
+  v1::DType sample_dtype = v1::FLOAT32;
+  if (dtype_name == "bfloat16") {
+    sample_dtype = v1::BFLOAT16;
+  } else if (dtype_name == "uint8") {
+    sample_dtype = v1::UINT8;
+  } else if (dtype_name != "float32") {
+    return Fail(
+        absl::StrCat("--sample_dtype must be float32, bfloat16 or "
+                     "uint8; got '",
+                     dtype_name, "'"));
+  }
   o.max_g_lead = absl::GetFlag(FLAGS_max_g_lead);
   o.model = absl::GetFlag(FLAGS_model);
   o.steps = absl::GetFlag(FLAGS_steps);
@@ -314,8 +330,8 @@ int Run() {
     if (o.role != v1::G_ONLY) batches = std::move(data).value();
     if (o.role == v1::G_ONLY || o.auto_role) {
       absl::StatusOr<std::unique_ptr<DataServiceSampleSink>> sink =
-          DataServiceSampleSink::Connect(data_address, o.worker_id,
-                                         max_retry_s);
+          DataServiceSampleSink::Connect(data_address, o.worker_id, max_retry_s,
+                                         sample_dtype);
       if (!sink.ok()) return Fail(sink.status().ToString(), 1);
       exchange.samples = std::move(sink).value();
     }
