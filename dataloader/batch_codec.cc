@@ -1,6 +1,5 @@
 #include "dataloader/batch_codec.h"
 
-#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <utility>
@@ -8,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/image_io.h"
 #include "common/tensor_codec.h"
 #include "dataloader/datasets/dataset.h"
 
@@ -57,6 +57,23 @@ absl::StatusOr<Tensor> DecodePixels(const v1::TensorChunk& chunk,
   return t;
 }
 
+// All of `values` as one chunk (offset 0, last set) of `dtype` (FLOAT32 or
+// BFLOAT16).
+v1::TensorChunk OneChunk(const std::string& name, const Shape& shape,
+                         const float* values, v1::DType dtype) {
+  v1::TensorChunk header;
+  header.set_tensor_name(name);
+  for (int64_t d : shape) header.add_shape(d);
+  v1::TensorChunk out;
+  EmitTensorChunks(header, values, NumElements(shape), dtype,
+                   std::numeric_limits<int64_t>::max(),
+                   [&out](const v1::TensorChunk& chunk) {
+                     out = chunk;
+                     return true;
+                   });
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<v1::TensorChunk> EncodeSampleImages(const Shape& shape,
@@ -65,10 +82,7 @@ absl::StatusOr<v1::TensorChunk> EncodeSampleImages(const Shape& shape,
   const int64_t n = NumElements(shape);
   if (dtype == v1::UINT8) {
     std::vector<uint8_t> pixels(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      const float level = std::nearbyint((values[i] + 1.0f) * 127.5f);
-      pixels[i] = static_cast<uint8_t>(std::clamp(level, 0.0f, 255.0f));
-    }
+    for (int64_t i = 0; i < n; ++i) pixels[i] = PixelFromUnit(values[i]);
     return EncodePixelChunk("images", shape, pixels.data());
   }
   if (dtype != v1::FLOAT32 && dtype != v1::BFLOAT16) {
@@ -76,17 +90,7 @@ absl::StatusOr<v1::TensorChunk> EncodeSampleImages(const Shape& shape,
         "generated images travel as FLOAT32, BFLOAT16 or UINT8, not ",
         v1::DType_Name(dtype)));
   }
-  v1::TensorChunk header;
-  header.set_tensor_name("images");
-  for (int64_t d : shape) header.add_shape(d);
-  v1::TensorChunk out;
-  EmitTensorChunks(header, values, n, dtype,
-                   std::numeric_limits<int64_t>::max(),
-                   [&out](const v1::TensorChunk& chunk) {
-                     out = chunk;
-                     return true;
-                   });
-  return out;
+  return OneChunk("images", shape, values, dtype);
 }
 
 v1::TensorChunk EncodePixelChunk(const std::string& name, const Shape& shape,
@@ -152,17 +156,7 @@ absl::Status DecompressImages(v1::Batch* batch, const std::string& what) {
 
 v1::TensorChunk EncodeFloatChunk(const std::string& name, const Shape& shape,
                                  const float* values) {
-  v1::TensorChunk header;
-  header.set_tensor_name(name);
-  for (int64_t d : shape) header.add_shape(d);
-  v1::TensorChunk out;
-  EmitTensorChunks(header, values, NumElements(shape), v1::FLOAT32,
-                   std::numeric_limits<int64_t>::max(),
-                   [&out](const v1::TensorChunk& chunk) {
-                     out = chunk;
-                     return true;
-                   });
-  return out;
+  return OneChunk(name, shape, values, v1::FLOAT32);
 }
 
 absl::StatusOr<Tensor> DecodeImages(const v1::TensorChunk& chunk,

@@ -27,8 +27,8 @@ v1::TensorChunk EncodePixelChunk(const std::string& name, const Shape& shape,
                                  const uint8_t* pixels);
 // A G worker's generated images [N, C, H, W] as one chunk of `dtype`:
 // FLOAT32 (exact), BFLOAT16 (half the bytes, 8 bits of mantissa) or UINT8
-// (a quarter: values clamped to [-1, 1] and rounded to the nearest pixel
-// level, the real images' own resolution). Another dtype: InvalidArgument.
+// (a quarter: PixelFromUnit, the nearest of the 256 levels real images
+// have, as sample PNGs are written). Another dtype: InvalidArgument.
 absl::StatusOr<v1::TensorChunk> EncodeSampleImages(const Shape& shape,
                                                    const float* values,
                                                    v1::DType dtype);

@@ -103,7 +103,6 @@ void LinkEstimator::Received(const Delivery& batch) {
   // The link worked on this batch from when it was sent, or from when the
   // previous one arrived if that was later (it waited behind it).
   Receipt r;
-  r.at = now;
   r.from = std::max(batch.sent, last_received_);
   r.app_limited = batch.sent >= last_received_;
   r.wire_bytes = batch.wire_bytes;

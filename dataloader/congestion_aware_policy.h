@@ -103,7 +103,6 @@ class LinkEstimator {
   const Params params_;
   std::vector<v1::Compression> accepted_;
   struct Receipt {
-    absl::Time at;             // the client's receipt reached the service
     absl::Time from;           // the link began on this batch
     bool app_limited = false;  // the link was idle before it
     int64_t wire_bytes = 0;

@@ -50,13 +50,13 @@ absl::StatusOr<std::unique_ptr<DataClient>> DataClient::Connect(
   if (options.max_sample_age >= 0 && !options.want_generated) {
     return bad("max_sample_age is for want_generated clients");
   }
-  if (options.image_dtype != v1::FLOAT32 && options.image_dtype != v1::UINT8 &&
-      options.image_dtype != v1::BFLOAT16) {
+  auto image_dtype = [](v1::DType d) {
+    return d == v1::FLOAT32 || d == v1::BFLOAT16 || d == v1::UINT8;
+  };
+  if (!image_dtype(options.image_dtype)) {
     return bad("image_dtype must be FLOAT32, BFLOAT16 or UINT8");
   }
-  if (options.sample_dtype != v1::FLOAT32 &&
-      options.sample_dtype != v1::UINT8 &&
-      options.sample_dtype != v1::BFLOAT16) {
+  if (!image_dtype(options.sample_dtype)) {
     return bad("sample_dtype must be FLOAT32, BFLOAT16 or UINT8");
   }
   for (v1::Compression c : options.accept_compression) {

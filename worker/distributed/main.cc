@@ -227,18 +227,6 @@ int Run() {
                              " (both, g_only, d_only or auto)"));
   }
   o.max_sample_age = absl::GetFlag(FLAGS_max_sample_age);
-  const std::string dtype_name = absl::GetFlag(FLAGS_sample_dtype);
-  v1::DType sample_dtype = v1::FLOAT32;
-  if (dtype_name == "bfloat16") {
-    sample_dtype = v1::BFLOAT16;
-  } else if (dtype_name == "uint8") {
-    sample_dtype = v1::UINT8;
-  } else if (dtype_name != "float32") {
-    return Fail(
-        absl::StrCat("--sample_dtype must be float32, bfloat16 or "
-                     "uint8; got '",
-                     dtype_name, "'"));
-  }
   o.max_g_lead = absl::GetFlag(FLAGS_max_g_lead);
   o.model = absl::GetFlag(FLAGS_model);
   o.steps = absl::GetFlag(FLAGS_steps);
@@ -264,20 +252,32 @@ int Run() {
   o.gpu_precision = *precision;
   o.seed = absl::GetFlag(FLAGS_seed);
   o.log_every = absl::GetFlag(FLAGS_log_every);
+  // uint8 is for generated images only (gradients never travel as it).
   auto parse_dtype = [](const char* flag, const std::string& value,
-                        v1::DType* out) -> absl::Status {
+                        v1::DType* out, bool uint8 = false) -> absl::Status {
     if (value == "float32") {
       *out = v1::FLOAT32;
     } else if (value == "bfloat16") {
       *out = v1::BFLOAT16;
+    } else if (uint8 && value == "uint8") {
+      *out = v1::UINT8;
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
-          flag, " must be float32 or bfloat16, got '", value, "'"));
+          flag, " must be ",
+          uint8 ? "float32, bfloat16 or uint8" : "float32 or bfloat16",
+          ", got '", value, "'"));
     }
     return absl::OkStatus();
   };
   if (absl::Status st = parse_dtype(
           "--push_dtype", absl::GetFlag(FLAGS_push_dtype), &o.push_dtype);
+      !st.ok()) {
+    return Fail(std::string(st.message()));
+  }
+  v1::DType sample_dtype = v1::FLOAT32;
+  if (absl::Status st =
+          parse_dtype("--sample_dtype", absl::GetFlag(FLAGS_sample_dtype),
+                      &sample_dtype, /*uint8=*/true);
       !st.ok()) {
     return Fail(std::string(st.message()));
   }

@@ -105,7 +105,7 @@ absl::Status TrainerEvaluator::SetUp() {
 
 void TrainerEvaluator::Loop() {
   absl::Status setup = SetUp();
-  if (!setup.ok() && scorer_) CloseNetwork();
+  if (!setup.ok()) CloseNetwork();
   {
     std::lock_guard<std::mutex> lock(mu_);
     setup_status_ = setup;
