@@ -19,7 +19,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "dataloader/datasets/dataset.h"
-#include "dataloader/datasets/sampler.h"
 #include "gtest/gtest.h"
 #include "server/ps_client.h"
 #include "tests/worker_test_util.h"
@@ -78,22 +77,8 @@ TEST(WorkerSyncParityTest, OneSyncWorkerMatchesTheSingleProcessTrainer) {
   spec.synthetic_size = 256;
   spec.seed = kSeed;
   std::unique_ptr<Dataset> data = OpenDataset(spec).value();
-  TrainerConfig config = DefaultTrainerConfig("dcgan32");
-  config.batch_size = kBatch;
-  config.seed = kSeed;
   std::unique_ptr<GanTrainer> trainer =
-      GanTrainer::Create(config, backend.get()).value();
-  EpochSampler sampler(data->info().size, kSeed);
-  Tensor host = Tensor::Host({kBatch, 1, 32, 32});
-  std::vector<int64_t> indices;
-  for (int i = 0; i < kSteps; ++i) {
-    trainer->Step([&](Tensor* images, std::vector<int>* labels) {
-      sampler.NextBatch(kBatch, &indices);
-      labels->assign(kBatch, 0);
-      LoadBatch(*data, indices, host.data(), labels->data(), 1);
-      *images = backend->FromHost(host);
-    });
-  }
+      TrainOneProcess(*data, backend.get(), kBatch, kSteps, kSeed);
 
   // Every tensor of both tables, from the shards.
   int compared = 0, exact = 0;

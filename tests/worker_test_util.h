@@ -12,17 +12,46 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/network_init.h"
+#include "dataloader/datasets/dataset.h"
+#include "dataloader/datasets/sampler.h"
 #include "gtest/gtest.h"
+#include "worker/train/gan_trainer.h"
 #include "worker/train/init_networks.h"
 
 namespace paragan {
 namespace worker_test {
+
+// DCGAN-32 trained in one process for `steps` G steps of `batch` images of
+// `data` (paragan_train's loop and data order, labels 0): the reference the
+// distributed runs are compared with.
+inline std::unique_ptr<GanTrainer> TrainOneProcess(const Dataset& data,
+                                                   Backend* backend, int batch,
+                                                   int steps, uint64_t seed) {
+  TrainerConfig config = DefaultTrainerConfig("dcgan32");
+  config.batch_size = batch;
+  config.seed = seed;
+  std::unique_ptr<GanTrainer> trainer =
+      GanTrainer::Create(config, backend).value();
+  EpochSampler sampler(data.info().size, seed);
+  Tensor host = Tensor::Host({batch, 1, 32, 32});
+  std::vector<int64_t> indices;
+  for (int i = 0; i < steps; ++i) {
+    trainer->Step([&](Tensor* images, std::vector<int>* labels) {
+      sampler.NextBatch(batch, &indices);
+      labels->assign(batch, 0);
+      LoadBatch(data, indices, host.data(), labels->data(), 1);
+      *images = backend->FromHost(host);
+    });
+  }
+  return trainer;
+}
 
 // The binaries, from the test's arguments (gtest_main keeps them).
 inline std::string Arg(int i) {
