@@ -18,6 +18,11 @@ if [ -x "$cuda/bin/nvcc" ]; then
 else
   echo "note: no CUDA toolkit at $cuda: the --config=cuda build was skipped"
 fi
+# The services' and parsers' tests again under AddressSanitizer and
+# LeakSanitizer (their fuzz targets' replays included): the code that reads
+# bytes from the network and from files.
+bazel test --config=asan //server/... //dataloader/... //common/... "$@" 2>&1 |
+  tee -a "$log" || status=$?
 # Last, so bazel-bin points at the default (CPU) build afterwards.
 bazel test //... "$@" 2>&1 | tee -a "$log" || status=$?
 passed=$(grep -cE '^//\S+\s+(\(cached\) )?PASSED' "$log" || true)
