@@ -98,6 +98,13 @@ ABSL_FLAG(std::string, checkpoint_dir, "",
           "no checkpoints.");
 ABSL_FLAG(int, checkpoint_interval_s, 300,
           "Seconds between checkpoints; 0: only on SIGTERM/SIGINT.");
+ABSL_FLAG(int, keep_checkpoints, 3,
+          "Checkpoint files kept (the newest, then .1, .2, ...); on start the "
+          "newest intact one is restored, a corrupt or torn newer one "
+          "skipped. At least 1.");
+ABSL_FLAG(int, checkpoint_retry_s, 30,
+          "After a failed interval checkpoint (a full disk), the next try "
+          "comes this many seconds later instead of a whole interval.");
 ABSL_FLAG(int, max_message_bytes, 16 << 20,
           "Largest gRPC message accepted or sent.");
 ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per pulled chunk.");
@@ -196,6 +203,11 @@ absl::StatusOr<ShardOptions> OptionsFromFlags(int* d_steps) {
   o.g.worker_lease = o.d.worker_lease =
       lease > 0 ? absl::Seconds(lease) : absl::InfiniteDuration();
   o.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
+  o.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
+  if (o.keep_checkpoints < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--keep_checkpoints must be at least 1, got ", o.keep_checkpoints));
+  }
   o.threads = absl::GetFlag(FLAGS_threads);
   *d_steps = absl::GetFlag(FLAGS_d_steps_per_g_step) > 0
                  ? absl::GetFlag(FLAGS_d_steps_per_g_step)
@@ -203,8 +215,10 @@ absl::StatusOr<ShardOptions> OptionsFromFlags(int* d_steps) {
   return o;
 }
 
-void Checkpoint(const ParameterShard& shard, const char* why) {
-  if (shard.checkpoint_path().empty()) return;
+// False when the checkpoint failed; training goes on either way, and the
+// earlier checkpoint files stay as they were.
+bool Checkpoint(const ParameterShard& shard, const char* why) {
+  if (shard.checkpoint_path().empty()) return true;
   const absl::Time start = absl::Now();
   absl::Status st = shard.Checkpoint();
   if (st.ok()) {
@@ -212,9 +226,13 @@ void Checkpoint(const ParameterShard& shard, const char* why) {
               << shard.checkpoint_path() << " in "
               << absl::ToDoubleMilliseconds(absl::Now() - start) << " ms"
               << std::endl;
-  } else {
-    std::cerr << "paragan_server: checkpoint failed: " << st << std::endl;
+    return true;
   }
+  std::cerr << "paragan_server: checkpoint (" << why << ") failed: " << st
+            << "; training goes on from memory, the previous checkpoint "
+               "files are kept"
+            << std::endl;
+  return false;
 }
 
 int Run() {
@@ -234,13 +252,17 @@ int Run() {
     std::cerr << "paragan_server: " << shard.status() << std::endl;
     return 2;
   }
-  absl::StatusOr<bool> restored = (*shard)->RestoreIfPresent();
+  absl::StatusOr<ParameterShard::Restored> restored =
+      (*shard)->RestoreNewestIntact();
   if (!restored.ok()) {
     // Refuse to start rather than silently train from scratch.
     std::cerr << "paragan_server: cannot restore "
               << (*shard)->checkpoint_path() << ": " << restored.status()
               << std::endl;
     return 1;
+  }
+  for (const std::string& why : restored->skipped) {
+    std::cerr << "paragan_server: skipped a checkpoint: " << why << std::endl;
   }
   const ShardOptions& so = (*shard)->options();
   ParameterTable& g = (*shard)->g();
@@ -250,7 +272,11 @@ int Run() {
             << g.num_elements() << " floats, version " << g.version()
             << "; D: " << d.specs().size() << " tensors, " << d.num_elements()
             << " floats, version " << d.version()
-            << (*restored ? " (restored from checkpoint)" : "") << "; EMA of G "
+            << (restored->path.empty()
+                    ? std::string()
+                    : absl::StrCat(" (restored from checkpoint ",
+                                   restored->path, ")"))
+            << "; EMA of G "
             << (g.has_ema() ? absl::StrCat("decay ", g.config().ema_decay)
                             : std::string("off"))
             << "; worker lease "
@@ -358,12 +384,17 @@ int Run() {
   }
 
   const int interval = absl::GetFlag(FLAGS_checkpoint_interval_s);
+  const int retry = std::max(1, absl::GetFlag(FLAGS_checkpoint_retry_s));
   int sig = 0;
+  int wait_s = interval;
   while (sig <= 0) {
     if (interval > 0) {
-      timespec timeout{interval, 0};
+      timespec timeout{wait_s, 0};
       sig = sigtimedwait(&stop_signals, nullptr, &timeout);
-      if (sig < 0 && errno == EAGAIN) Checkpoint(**shard, "interval");
+      if (sig < 0 && errno == EAGAIN) {
+        wait_s = Checkpoint(**shard, "interval") ? interval
+                                                 : std::min(interval, retry);
+      }
     } else {
       sig = sigwaitinfo(&stop_signals, nullptr);
     }

@@ -1,6 +1,7 @@
 #!/bin/bash
 # paragan_server as a process: starts on free ports, serves /metrics,
-# checkpoints on SIGTERM, restores on restart, refuses a corrupt checkpoint,
+# checkpoints on SIGTERM, restores on restart, skips a corrupt newest
+# checkpoint for the previous one, refuses when every one is corrupt,
 # a missing or wrong --init file and bad flags.
 set -u
 BIN="$1"; INIT_BIN="$2"
@@ -44,11 +45,23 @@ wait "$PID" || fail "exit status $? after SIGINT"
 "$BIN" --port=0 --init="$DIR/shard-1-of-2.pgt" >"$T/out7.txt" 2>&1 && fail "took a checkpoint as --init"
 grep -q "not a network file written by paragan_init" "$T/out7.txt" || fail "no network-file error"
 
-# Corrupt checkpoint: refuse to start.
+# Two exits, two checkpoints: a corrupt newest one is skipped for the one
+# before it (SIGKILL: no exit checkpoint rotates the files).
+[ -f "$DIR/shard-1-of-2.pgt.1" ] || fail "the previous checkpoint was not kept"
 printf 'garbage' | dd of="$DIR/shard-1-of-2.pgt" bs=1 seek=200 conv=notrunc 2>/dev/null
+start "$T/out8.txt"
+grep -q "skipped a checkpoint: DATA_LOSS: .*shard-1-of-2.pgt: checksum mismatch" "$T/out8.txt" ||
+  fail "no line about the skipped corrupt checkpoint"
+grep -q "restored from checkpoint $DIR/shard-1-of-2.pgt.1" "$T/out8.txt" ||
+  fail "not restored from the previous checkpoint"
+kill -KILL "$PID"
+wait "$PID" 2>/dev/null
+# Every checkpoint corrupt: refuse to start.
+printf 'garbage' | dd of="$DIR/shard-1-of-2.pgt.1" bs=1 seek=200 conv=notrunc 2>/dev/null
 "$BIN" --port=0 --shard_id=1 --num_shards=2 --init="$INIT" \
-  --checkpoint_dir="$DIR" >"$T/out3.txt" 2>&1 && fail "started on a corrupt checkpoint"
-grep -q "cannot restore" "$T/out3.txt" || fail "no restore error message"
+  --checkpoint_dir="$DIR" >"$T/out3.txt" 2>&1 && fail "started on corrupt checkpoints"
+grep -q "cannot restore.*every checkpoint is corrupt or torn" "$T/out3.txt" ||
+  fail "no restore error message"
 
 # Bad flags.
 "$BIN" --shard_id=2 --num_shards=2 >"$T/out4.txt" 2>&1 && fail "accepted shard_id 2 of 2"

@@ -25,7 +25,10 @@ struct ShardOptions {
   TableConfig g{kGeneratorTable, {}, {}};
   TableConfig d{kDiscriminatorTable, {}, {}};
   std::string checkpoint_dir;  // empty: no checkpoints
-  int threads = 1;             // OpenMP threads of the optimizer kernels
+  // Checkpoint files kept: the newest at checkpoint_path(), the previous
+  // ones at checkpoint_path() + ".1", ".2", ... (at least 1).
+  int keep_checkpoints = 3;
+  int threads = 1;  // OpenMP threads of the optimizer kernels
 };
 
 class ParameterShard {
@@ -42,13 +45,24 @@ class ParameterShard {
 
   // <checkpoint_dir>/shard-<id>-of-<n>.pgt, or "" without a directory.
   std::string checkpoint_path() const;
-  // Both tables in one file, written atomically with a CRC. A no-op
-  // without a checkpoint directory.
+  // The checkpoint `age` checkpoints older than the newest (0: the newest).
+  std::string checkpoint_path(int age) const;
+  // Both tables in one file with a CRC, written in full beside the others
+  // before the older files rotate (.1 -> .2, ...) and it takes the newest's
+  // name: a failed write (a full disk) leaves every earlier file as it
+  // was. A no-op without a checkpoint directory.
   absl::Status Checkpoint() const;
-  // Restores both tables from checkpoint_path() if that file exists (false
-  // if it does not). A corrupt file, or one of another shard, network
-  // signature or layout, is an error and changes nothing.
-  absl::StatusOr<bool> RestoreIfPresent();
+
+  struct Restored {
+    std::string path;  // the file restored from; empty: none existed
+    // Newer files that were skipped as corrupt or torn, with the reason.
+    std::vector<std::string> skipped;
+  };
+  // Restores both tables from the newest intact checkpoint: a file that
+  // fails its checksum or is truncated is skipped for the one before it. A
+  // file of another shard, network signature or layout is an error, as is
+  // finding only corrupt files; an error changes nothing.
+  absl::StatusOr<Restored> RestoreNewestIntact();
 
  private:
   explicit ParameterShard(ShardOptions options)
