@@ -43,7 +43,10 @@ Tensor Tensor::Host(const Shape& shape) {
 Tensor Tensor::HostFrom(const Shape& shape, const std::vector<float>& values) {
   PG_CHECK_EQ(NumElements(shape), static_cast<int64_t>(values.size()));
   Tensor t = Host(shape);
-  std::memcpy(t.data(), values.data(), values.size() * sizeof(float));
+  // memcpy with a null pointer is undefined even for 0 bytes.
+  if (!values.empty()) {
+    std::memcpy(t.data(), values.data(), values.size() * sizeof(float));
+  }
   return t;
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/check.h"
 #include "common/image_io.h"
 #include "common/tensor_codec.h"
@@ -161,10 +162,11 @@ v1::TensorChunk EncodeFloatChunk(const std::string& name, const Shape& shape,
 
 absl::StatusOr<Tensor> DecodeImages(const v1::TensorChunk& chunk,
                                     const std::string& what) {
-  if (chunk.shape_size() != 4 || chunk.shape(0) < 1) {
+  if (chunk.shape_size() != 4 || chunk.shape(0) < 1 || chunk.shape(1) < 1 ||
+      chunk.shape(2) < 1 || chunk.shape(3) < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        what, ": images must have shape [N >= 1, C, H, W], got rank ",
-        chunk.shape_size()));
+        what, ": images must have shape [N, C, H, W], every dim >= 1, got [",
+        absl::StrJoin(chunk.shape(), ", "), "]"));
   }
   if (chunk.dtype() == v1::UINT8) return DecodePixels(chunk, what);
   absl::StatusOr<ReceivedTensor> t = DecodeOne(chunk, what);

@@ -66,7 +66,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<Tensor> images = DecodeImages(batch.images(), "fuzz batch");
   if (!images.ok()) return 0;
   const Shape& shape = images->shape();
-  FuzzCheck(shape.size() == 4 && shape[0] >= 1, "[N, C, H, W], N >= 1");
+  FuzzCheck(shape.size() == 4 && shape[0] >= 1 && shape[1] >= 1 &&
+                shape[2] >= 1 && shape[3] >= 1,
+            "[N, C, H, W], every dim >= 1");
   if (batch.images().dtype() == v1::UINT8) {
     const float* x = images->data();
     for (int64_t i = 0; i < images->numel(); ++i) {

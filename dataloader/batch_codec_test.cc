@@ -39,6 +39,22 @@ TEST(BatchCodecTest, PixelsDecodeToTheDatasetsFloats) {
   for (int i = 0; i < 32; ++i) EXPECT_EQ(w->data()[i], t->data()[i]);
 }
 
+// Found by //dataloader:batch_codec_fuzzer (UBSan: memcpy from a null
+// pointer for an image chunk with no elements).
+TEST(BatchCodecTest, ImagesWithAnEmptyDimAreRefused) {
+  for (v1::DType dtype : {v1::FLOAT32, v1::UINT8}) {
+    const float none = 0;
+    const uint8_t no_pixel = 0;
+    v1::TensorChunk c =
+        dtype == v1::UINT8 ? EncodePixelChunk("images", {2, 1, 0, 4}, &no_pixel)
+                           : EncodeFloatChunk("images", {2, 0, 4, 4}, &none);
+    absl::StatusOr<Tensor> t = DecodeImages(c, "batch 7");
+    EXPECT_TRUE(absl::IsInvalidArgument(t.status())) << t.status();
+    EXPECT_NE(t.status().message().find("every dim >= 1"), std::string::npos)
+        << t.status();
+  }
+}
+
 TEST(BatchCodecTest, GeneratedImagesInEachDtype) {
   const std::vector<float> values = {-1.5f,  -1.0f, -0.3f,    0.0f,
                                      0.004f, 0.5f,  0.99999f, 2.0f};
