@@ -3,8 +3,10 @@
 // 127.0.0.1, over a shard with small G and D tables and a registered worker
 // "w0"), followed by a half-close; the fuzzer then reads the replies until
 // the server hangs up. Frame decoding, metadata parsing, payload reads and
-// the pull and push paths all see the bytes. The server must answer or hang
-// up, never crash, and keep serving the next connection.
+// the pull and push paths all see the bytes, on a shard open to anyone and
+// on one that requires a bearer token (its first-frame check). The server
+// must answer or hang up, never crash, and keep serving the next
+// connection.
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -32,7 +34,9 @@ struct Shard {
   std::unique_ptr<DataPlaneServer> server;
 };
 
-Shard* StartShard() {
+constexpr char kToken[] = "fuzz-token-0123456789";
+
+Shard* StartShard(const std::string& auth_token) {
   auto* s = new Shard;  // lives for the process, as a server does
   TableConfig g{kGeneratorTable, {1e-4f, 0.5f, 0.999f, 1e-6f}, {}};
   g.ema_decay = 0.9f;
@@ -46,6 +50,7 @@ Shard* StartShard() {
   ServiceOptions o;
   o.model = "fuzz";
   o.max_pull_wait = absl::Milliseconds(5);  // a min_version pull must not stall
+  o.auth_token = auth_token;
   s->handler = std::make_unique<ShardHandler>(
       o, std::vector<ParameterTable*>{s->g.get(), s->d.get()}, nullptr);
   v1::RegisterRequest r;
@@ -107,23 +112,28 @@ std::vector<std::string> FuzzSeeds() {
   add("bn.running_var", {2}, v1::VALUE);
   const std::string payload = Floats(
       {0.1f, -0.2f, 0.3f, 0.0f, 1.0f, -1.0f, 0.5f, 0.5f, 0.5f, 2.0f, 3.0f});
+  FrameHeader auth;
+  auth.kind = static_cast<uint16_t>(FrameKind::kAuth);
+  auth.meta_bytes = sizeof(kToken) - 1;
+  const std::string auth_frame =
+      std::string(reinterpret_cast<const char*>(&auth), sizeof(auth)) + kToken;
   return {Frame(FrameKind::kPull, pull, ""),
           Frame(FrameKind::kPull, pull_g, ""),
           Frame(FrameKind::kPush, push, payload),
           Frame(FrameKind::kPush, push, payload) +
-              Frame(FrameKind::kPull, pull, "")};
+              Frame(FrameKind::kPull, pull, ""),
+          auth_frame + Frame(FrameKind::kPull, pull, ""),
+          auth_frame + Frame(FrameKind::kPush, push, payload)};
 }
 
 }  // namespace paragan
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  // Protobuf logs every invalid UTF-8 string it parses: noise here.
-  static const bool quiet = (google::protobuf::SetLogHandler(nullptr), true);
-  (void)quiet;
-  using namespace paragan;
-  static Shard* shard = StartShard();
-  absl::StatusOr<Socket> s =
-      ConnectTcp("127.0.0.1", shard->server->port(), absl::Seconds(10));
+namespace paragan {
+namespace {
+
+// One connection: the input, a half-close, then every reply byte.
+void Converse(int port, const uint8_t* data, size_t size) {
+  absl::StatusOr<Socket> s = ConnectTcp("127.0.0.1", port, absl::Seconds(10));
   FuzzCheck(s.ok(), "the server keeps accepting connections");
   if (size > 0) {
     // The server may hang up before reading everything: not an error.
@@ -134,6 +144,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (;;) {
     const ssize_t n = recv(s->fd(), buf, sizeof(buf), 0);
     if (n > 0) continue;
+    // libFuzzer's timer signals interrupt the wait.
+    if (n < 0 && errno == EINTR) continue;
     FuzzCheck(n == 0 || errno == ECONNRESET || errno == EPIPE,
               "the server answers and hangs up within its io timeout");
     break;
@@ -141,5 +153,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Reset instead of TIME_WAIT: a long run makes millions of connections.
   linger l{1, 0};
   setsockopt(s->fd(), SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+}
+
+}  // namespace
+}  // namespace paragan
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // Protobuf logs every invalid UTF-8 string it parses: noise here.
+  static const bool quiet = (google::protobuf::SetLogHandler(nullptr), true);
+  (void)quiet;
+  using namespace paragan;
+  // One shard open to anyone, one that requires kToken (the seeds with an
+  // auth frame get past its first-frame check).
+  static Shard* open = StartShard("");
+  static Shard* locked = StartShard(kToken);
+  Converse(open->server->port(), data, size);
+  Converse(locked->server->port(), data, size);
   return 0;
 }

@@ -32,12 +32,21 @@ for p in clang-14 libfuzzer-14-dev; do
     break
   fi
 done
+# Its own output base, and no convenience symlinks: bazel-bin and friends
+# keep pointing at the default build (and //... never sees this one).
 bazel_fuzz() { bazel --output_base="${HOME}/.cache/paragan-fuzz-bazel" "$@"; }
 if [ ${#targets[@]} -eq 0 ]; then
-  mapfile -t targets < <(bazel_fuzz query 'attr(tags, "fuzz", tests(//...))' 2>/dev/null |
-    sed 's/_test$//')
+  # The top-level packages, not //...: the default build's convenience
+  # symlinks (bazel-<workspace>) would be loaded as packages here.
+  query=$(bazel_fuzz query 'attr(tags, "fuzz", tests(//common/... + //server/... + //dataloader/... + //worker/... + //deploy/... + //tests/... + //tools/...))') ||
+    { echo "run_fuzzers: bazel query failed" >&2; exit 1; }
+  mapfile -t targets < <(sed 's/_test$//' <<<"$query")
 fi
-bazel_fuzz build --config=fuzz "${targets[@]}"
+if [ ${#targets[@]} -eq 0 ]; then
+  echo "run_fuzzers: no fuzz targets found" >&2
+  exit 1
+fi
+bazel_fuzz build --config=fuzz --symlink_prefix=/ "${targets[@]}"
 bin=$(bazel_fuzz info --config=fuzz bazel-bin 2>/dev/null)
 mkdir -p "$work"
 # Each target in turn, `jobs` at a time (one core each).
