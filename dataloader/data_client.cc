@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/auth.h"
 #include "common/check.h"
 #include "common/grpc_status.h"
 #include "dataloader/batch_codec.h"
@@ -168,6 +169,7 @@ absl::Status DataClient::Describe() {
   Retry retry;
   for (;;) {
     grpc::ClientContext context;
+    AddAuthMetadata(options_.auth_token, &context);
     // Short attempts, so that a slow start of the service is retried.
     context.set_deadline(DeadlineIn(absl::Seconds(5)));
     if (!Track(&context)) return Cancelled();
@@ -190,6 +192,7 @@ absl::Status DataClient::Describe() {
 
 absl::Status DataClient::OpenStream() {
   stream_context_ = std::make_unique<grpc::ClientContext>();
+  AddAuthMetadata(options_.auth_token, stream_context_.get());
   if (!Track(stream_context_.get())) {
     stream_context_.reset();
     return Cancelled();
@@ -413,6 +416,7 @@ absl::StatusOr<v1::RoleAssignment> DataClient::AssignRole(
   Retry retry;
   for (;;) {
     grpc::ClientContext context;
+    AddAuthMetadata(options_.auth_token, &context);
     context.set_deadline(DeadlineIn(absl::Seconds(30)));
     if (!Track(&context)) return Cancelled();
     v1::RoleAssignment assignment;
@@ -449,6 +453,7 @@ absl::Status DataClient::Publish(const Tensor& images,
   Retry retry;
   for (;;) {
     grpc::ClientContext context;
+    AddAuthMetadata(options_.auth_token, &context);
     context.set_deadline(DeadlineIn(absl::Seconds(30)));
     if (!Track(&context)) return Cancelled();
     v1::PublishResponse response;

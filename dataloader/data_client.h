@@ -72,6 +72,8 @@ class DataClient {
     // UINT8 (EncodeSampleImages); the service keeps them so and widens
     // UINT8 for D workers that decode FLOAT32 only.
     v1::DType sample_dtype = v1::FLOAT32;
+    // Sent with every call (common/auth.h); empty: none.
+    std::string auth_token;
   };
 
   // Totals since Connect (Next's thread, after Next returns).

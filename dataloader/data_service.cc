@@ -127,6 +127,7 @@ DataService::DataService(std::unique_ptr<Dataset> dataset,
     : dataset_(std::move(dataset)),
       options_(options),
       metrics_(metrics),
+      auth_(options.auth_token, "paragan_data"),
       policy_(std::move(policy)),
       roles_(options.roles) {
   if (metrics_ != nullptr) {
@@ -207,9 +208,12 @@ void DataService::ProduceLoop() {
   }
 }
 
-grpc::Status DataService::Describe(grpc::ServerContext*,
+grpc::Status DataService::Describe(grpc::ServerContext* context,
                                    const v1::DescribeRequest*,
                                    v1::DescribeResponse* response) {
+  if (grpc::Status auth = auth_.Check(*context, "Describe"); !auth.ok()) {
+    return auth;
+  }
   const DatasetInfo& info = dataset_->info();
   response->set_dataset(options_.dataset_name.empty() ? info.name
                                                       : options_.dataset_name);
@@ -526,6 +530,9 @@ void DataService::UpdateGauges() {
 grpc::Status DataService::StreamBatches(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::Batch, v1::BatchRequest>* stream) {
+  if (grpc::Status auth = auth_.Check(*context, "StreamBatches"); !auth.ok()) {
+    return auth;
+  }
   v1::BatchRequest first;
   if (!stream->Read(&first)) return grpc::Status::OK;  // closed at once
   Stream s;
@@ -665,8 +672,11 @@ grpc::Status DataService::StreamBatches(
 }
 
 grpc::Status DataService::PublishSamples(
-    grpc::ServerContext*, grpc::ServerReader<v1::SampleBatch>* reader,
+    grpc::ServerContext* context, grpc::ServerReader<v1::SampleBatch>* reader,
     v1::PublishResponse* response) {
+  if (grpc::Status auth = auth_.Check(*context, "PublishSamples"); !auth.ok()) {
+    return auth;
+  }
   if (options_.generated_buffer == 0) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "this data service does not buffer generated samples "
@@ -736,9 +746,12 @@ grpc::Status DataService::PublishSamples(
   return grpc::Status::OK;
 }
 
-grpc::Status DataService::AssignRole(grpc::ServerContext*,
+grpc::Status DataService::AssignRole(grpc::ServerContext* context,
                                      const v1::RoleReport* request,
                                      v1::RoleAssignment* response) {
+  if (grpc::Status auth = auth_.Check(*context, "AssignRole"); !auth.ok()) {
+    return auth;
+  }
   const v1::RoleReport& r = *request;
   if (r.worker_id().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,

@@ -56,6 +56,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/auth.h"
 #include "dataloader/data_metrics.h"
 #include "dataloader/datasets/dataset.h"
 #include "dataloader/datasets/sampler.h"
@@ -80,6 +81,9 @@ struct DataServiceOptions {
   std::string dispatch_policy = "round_robin";
   // Role balancing of --role=auto workers (AssignRole).
   RoleCoordinatorOptions roles;
+  // Every call must present this bearer token (common/auth.h); empty: no
+  // authentication.
+  std::string auth_token;
 };
 
 class DataService final : public v1::DataService::Service {
@@ -182,6 +186,7 @@ class DataService final : public v1::DataService::Service {
   std::unique_ptr<Dataset> dataset_;
   const DataServiceOptions options_;
   DataMetrics* const metrics_;
+  const CallAuthenticator auth_;
   // Called with mu_ held only (its contract: dispatch_policy.h).
   const std::unique_ptr<DispatchPolicy> policy_;
   RoleCoordinator roles_;  // thread-safe on its own

@@ -19,6 +19,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
+#include "common/auth.h"
 #include "common/grpc_status.h"
 #include "dataloader/data_client.h"
 #include "dataloader/datasets/sampler.h"
@@ -105,6 +106,63 @@ TEST(DataServiceTest, DescribeReportsTheDataset) {
   EXPECT_EQ(info.batch_size(), 16);
   EXPECT_EQ(info.seed(), 3u);
   EXPECT_EQ(info.image_dtype(), v1::FLOAT32);
+}
+
+TEST(DataServiceTest, WithATokenEveryCallWithoutItIsRefused) {
+  const std::string token = "data-token-0123456789";
+  DataServiceOptions o = Options(16, 3);
+  o.auth_token = token;
+  TestServer server(o, SyntheticSpec(256, 3));
+  ASSERT_NE(server.port, 0);
+  auto stub = StubFor(server);
+  for (const std::string& presented : {std::string(), token + "x"}) {
+    auto context = [&presented] {
+      auto c = std::make_unique<grpc::ClientContext>();
+      AddAuthMetadata(presented, c.get());
+      return c;
+    };
+    v1::DescribeResponse info;
+    grpc::Status st =
+        stub->Describe(context().get(), v1::DescribeRequest(), &info);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+        << st.error_message();
+    v1::RoleReport report;
+    report.set_worker_id("w");
+    v1::RoleAssignment assignment;
+    st = stub->AssignRole(context().get(), report, &assignment);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    {
+      auto c = context();
+      auto stream = stub->StreamBatches(c.get());
+      stream->Write(Open("w", 4));
+      v1::Batch b;
+      EXPECT_FALSE(stream->Read(&b));  // not one batch
+      EXPECT_EQ(stream->Finish().error_code(),
+                grpc::StatusCode::UNAUTHENTICATED);
+    }
+    {
+      auto c = context();
+      v1::PublishResponse response;
+      auto writer = stub->PublishSamples(c.get(), &response);
+      writer->WritesDone();
+      EXPECT_EQ(writer->Finish().error_code(),
+                grpc::StatusCode::UNAUTHENTICATED);
+    }
+    DataClient::Options co = ClientOptions(server, "w");
+    co.auth_token = presented;
+    co.max_retry_seconds = 1;
+    auto client = DataClient::Connect(co);
+    EXPECT_FALSE(client.ok());
+  }
+  // Nothing was dealt to a stranger: the right token gets the first batch.
+  DataClient::Options co = ClientOptions(server, "w");
+  co.auth_token = token;
+  auto client = DataClient::Connect(co);
+  ASSERT_TRUE(client.ok()) << client.status();
+  Tensor images;
+  std::vector<int> labels;
+  ASSERT_TRUE((*client)->Next(&images, &labels).ok());
+  EXPECT_EQ((*client)->last_batch().batch_id, 0);
 }
 
 // One worker sees exactly the single-process trainer's data: the batches of

@@ -25,6 +25,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/auth_flag.h"
 #include "common/check.h"
 #include "common/flags_usage.h"
 #include "common/malloc_tuning.h"
@@ -203,6 +204,12 @@ int Run() {
   options.generated_buffer = absl::GetFlag(FLAGS_generated_buffer);
   options.load_threads = absl::GetFlag(FLAGS_load_threads);
   options.dispatch_policy = absl::GetFlag(FLAGS_dispatch_policy);
+  absl::StatusOr<std::string> token = AuthTokenFromFlag();
+  if (!token.ok()) {
+    std::cerr << kName << ": " << token.status() << std::endl;
+    return 2;
+  }
+  options.auth_token = *std::move(token);
   options.roles.report_interval =
       absl::Seconds(absl::GetFlag(FLAGS_role_report_s));
   options.roles.lease = absl::Seconds(absl::GetFlag(FLAGS_role_lease_s));
@@ -238,6 +245,11 @@ int Run() {
   }
   // A launcher parses these two lines: keep them exact, and flushed.
   std::cout << kName << ": listening on port " << port << std::endl;
+  if (!options.auth_token.empty()) {
+    std::cout << kName
+              << ": every call needs the bearer token in --auth_token_file"
+              << std::endl;
+  }
   if (exposer) {
     std::cout << kName << ": metrics on port "
               << exposer->GetListeningPorts().at(0) << std::endl;

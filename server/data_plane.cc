@@ -224,16 +224,38 @@ absl::Status SendFrame(int fd, FrameKind kind,
                        const std::vector<iovec>& payload) {
   std::string meta_bytes;
   meta.SerializeToString(&meta_bytes);
+  return SendRawFrame(fd, kind, meta_bytes, payload);
+}
+
+absl::Status SendRawFrame(int fd, FrameKind kind, absl::string_view meta,
+                          const std::vector<iovec>& payload) {
   FrameHeader h;
   h.kind = static_cast<uint16_t>(kind);
-  h.meta_bytes = static_cast<uint32_t>(meta_bytes.size());
+  h.meta_bytes = static_cast<uint32_t>(meta.size());
   for (const iovec& v : payload) h.payload_bytes += v.iov_len;
   std::vector<iovec> pieces;
   pieces.reserve(payload.size() + 2);
   pieces.push_back({&h, sizeof(h)});
-  pieces.push_back({meta_bytes.data(), meta_bytes.size()});
+  pieces.push_back({const_cast<char*>(meta.data()), meta.size()});
   pieces.insert(pieces.end(), payload.begin(), payload.end());
   return SendAll(fd, std::move(pieces));
+}
+
+absl::Status AuthenticateDataPlane(int fd, const std::string& token) {
+  absl::Status st = SendRawFrame(fd, FrameKind::kAuth, token, {});
+  if (!st.ok()) return st;
+  FrameHeader header;
+  std::string meta;
+  st = RecvFrameStart(fd, &header, &meta);
+  if (!st.ok()) return st;
+  v1::DataPlaneReply reply;
+  if (header.kind != static_cast<uint16_t>(FrameKind::kReply) ||
+      header.payload_bytes != 0 || !reply.ParseFromString(meta)) {
+    return absl::DataLossError(
+        "data plane: a malformed reply to the auth frame");
+  }
+  return absl::Status(static_cast<absl::StatusCode>(reply.code()),
+                      reply.message());
 }
 
 absl::Status RecvFrameStart(int fd, FrameHeader* header, std::string* meta) {
@@ -246,7 +268,7 @@ absl::Status RecvFrameStart(int fd, FrameHeader* header, std::string* meta) {
                      absl::Hex(kDataPlaneMagic), ")"));
   }
   if (header->kind < static_cast<uint16_t>(FrameKind::kPull) ||
-      header->kind > static_cast<uint16_t>(FrameKind::kReply) ||
+      header->kind > static_cast<uint16_t>(FrameKind::kAuth) ||
       header->flags != 0 || header->reserved != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("data plane: unknown frame kind ", header->kind,

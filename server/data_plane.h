@@ -25,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message_lite.h"
 #include "proto/paragan.pb.h"
@@ -34,7 +35,11 @@ namespace paragan {
 inline constexpr uint32_t kDataPlaneMagic = 0x50444750;  // "PGDP"
 inline constexpr uint32_t kDataPlaneMaxMetaBytes = 16u << 20;
 
-enum class FrameKind : uint16_t { kPull = 1, kPush = 2, kReply = 3 };
+// kAuth: the first frame of every connection to a shard that requires a
+// bearer token (common/auth.h); its metadata is the token itself (at most
+// kDataPlaneMaxAuthBytes), answered by a reply frame.
+enum class FrameKind : uint16_t { kPull = 1, kPush = 2, kReply = 3, kAuth = 4 };
+inline constexpr uint32_t kDataPlaneMaxAuthBytes = 4096;
 
 struct FrameHeader {
   uint32_t magic = kDataPlaneMagic;
@@ -101,6 +106,10 @@ absl::Status SendFrame(int fd, FrameKind kind,
                        const google::protobuf::MessageLite& meta,
                        const std::vector<iovec>& payload);
 
+// The same with raw metadata bytes (the auth frame's token).
+absl::Status SendRawFrame(int fd, FrameKind kind, absl::string_view meta,
+                          const std::vector<iovec>& payload);
+
 // Reads a frame's header and metadata (not its payload). INVALID_ARGUMENT
 // names what is wrong with a header that is not ours (magic, kind, flags,
 // metadata size).
@@ -128,6 +137,10 @@ class TensorPayload {
 absl::Status RecvTensorValues(int fd, v1::DType dtype, size_t count,
                               std::vector<float>* values,
                               std::vector<char>* staging);
+
+// The client side of the auth frame: sends `token` and reads the reply.
+// UNAUTHENTICATED (the server's message) when the server refused it.
+absl::Status AuthenticateDataPlane(int fd, const std::string& token);
 
 // "host:port", "[v6]:port", "dns:///host:port", "ipv4:host:port" -> host;
 // "" when `target` names no host (e.g. "unix:/path").

@@ -1,5 +1,7 @@
 #include "server/data_plane_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -9,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/tensor_codec.h"
 
 namespace paragan {
@@ -98,9 +101,68 @@ void DataPlaneServer::AcceptLoop() {
   }
 }
 
+std::string DataPlaneServer::Peer(int fd) {
+  sockaddr_storage addr;
+  socklen_t len = sizeof(addr);
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    if (addr.ss_family == AF_INET) {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+      inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+      port = ntohs(a->sin_port);
+    } else if (addr.ss_family == AF_INET6) {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+      inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+      port = ntohs(a->sin6_port);
+    }
+  }
+  return absl::StrCat("data-plane client ", host, ":", port);
+}
+
+bool DataPlaneServer::Authenticate(int fd) {
+  // Read by hand, not RecvFrameStart: before the token, a connection gets
+  // at most kDataPlaneMaxAuthBytes of memory, not a frame's 16 MiB.
+  FrameHeader header;
+  if (!RecvAll(fd, &header, sizeof(header)).ok()) return false;
+  const CallAuthenticator& auth = handler_->auth();
+  absl::Status st;
+  if (header.magic != kDataPlaneMagic ||
+      header.kind != static_cast<uint16_t>(FrameKind::kAuth) ||
+      header.flags != 0 || header.reserved != 0 || header.payload_bytes != 0 ||
+      header.meta_bytes > kDataPlaneMaxAuthBytes) {
+    st = auth.Refuse("the first frame is not an auth frame", Peer(fd),
+                     "a data-plane connection");
+  } else {
+    std::string token(header.meta_bytes, '\0');
+    if (!RecvAll(fd, token.data(), token.size()).ok()) return false;
+    st = auth.CheckToken(token, Peer(fd), "a data-plane connection");
+  }
+  // Answered either way, then the connection ends if refused.
+  ReplyError(fd, st, kMaxDiscardBytes + 1);
+  if (!st.ok()) {
+    // Closing with the client's unread bytes queued would reset the
+    // connection and could drop the reply before the client reads it: take
+    // in what it already sent (bounded: 1 MiB, 1 s) first.
+    shutdown(fd, SHUT_WR);
+    char sink[16384];
+    size_t drained = 0;
+    const absl::Time end = absl::Now() + absl::Seconds(1);
+    while (drained < (1u << 20) && absl::Now() < end) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) break;  // nothing more within 100 ms
+      const ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+      if (n <= 0) break;
+      drained += static_cast<size_t>(n);
+    }
+  }
+  return st.ok();
+}
+
 void DataPlaneServer::Serve(int id, int fd) {
   TensorMap scratch;
-  while (!stopping_.load()) {
+  const bool admitted = !handler_->auth().enabled() || Authenticate(fd);
+  while (admitted && !stopping_.load()) {
     FrameHeader header;
     std::string meta;
     absl::Status st = RecvFrameStart(fd, &header, &meta);
@@ -118,6 +180,13 @@ void DataPlaneServer::Serve(int id, int fd) {
       case FrameKind::kPush:
         keep = HandlePush(fd, header, meta, &scratch);
         break;
+      case FrameKind::kAuth: {
+        // Again, or to a shard without authentication (which accepts it).
+        absl::Status st = handler_->auth().CheckToken(
+            meta, Peer(fd), "a data-plane connection");
+        keep = ReplyError(fd, st, header.payload_bytes) && st.ok();
+        break;
+      }
       default:
         ReplyError(fd,
                    absl::InvalidArgumentError(

@@ -47,6 +47,10 @@ class DataPlaneServer {
       : options_(options), handler_(handler) {}
   void AcceptLoop();
   void Serve(int id, int fd);
+  // With authentication on: reads the connection's first frame, which must
+  // be an auth frame with the shard's token, and answers it.
+  bool Authenticate(int fd);
+  static std::string Peer(int fd);
   // Each answers one request frame whose header and metadata were read;
   // false: the connection is no longer usable.
   bool HandlePull(int fd, const FrameHeader& header, const std::string& meta);

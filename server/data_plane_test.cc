@@ -129,7 +129,8 @@ class DataPlaneTest : public ::testing::Test {
     return std::move(ParameterTable::Create(c, DTensors())).value();
   }
 
-  void Start(const UpdateRule& rule = {}, int64_t max_push_bytes = 0) {
+  void Start(const UpdateRule& rule = {}, int64_t max_push_bytes = 0,
+             const std::string& auth_token = "") {
     d_ = MakeD(rule);
     reference_ = MakeD(rule);
     TableConfig g{kGeneratorTable, {1e-4f, 0.5f, 0.999f, 1e-6f}, {}};
@@ -140,6 +141,7 @@ class DataPlaneTest : public ::testing::Test {
     ServiceOptions o;
     o.model = "test";
     o.max_push_bytes = max_push_bytes;
+    o.auth_token = auth_token;
     handler_ = std::make_unique<ShardHandler>(
         o, std::vector<ParameterTable*>{g_.get(), d_.get()}, nullptr);
     service_ = std::make_unique<ParameterServerService>(handler_.get());
@@ -156,6 +158,7 @@ class DataPlaneTest : public ::testing::Test {
     data_plane_ = *std::move(dp);
     ParameterServerClient::Options co;
     co.timeout = absl::Seconds(30);
+    co.auth_token = auth_token;
     client_ = std::make_unique<ParameterServerClient>(target(), co);
     auto r = client_->Register("w0", v1::BOTH);
     ASSERT_TRUE(r.ok()) << r.status();
@@ -256,6 +259,66 @@ TEST_F(DataPlaneTest, PullsWhatGrpcPullsBitForBit) {
   EXPECT_FALSE(bad.ok());
   auto none = client_->Pull("X", "w0");
   EXPECT_TRUE(absl::IsNotFound(none.status())) << none.status();
+}
+
+TEST_F(DataPlaneTest, WithATokenEveryCallWithoutItIsRefusedAndChangesNothing) {
+  const std::string token = "s3cret-token-0123456789";
+  Start({}, 0, token);  // client_ has the token: it registered as w0
+  const auto d_before = TableValues(*d_);
+  const auto g_before = TableValues(*g_);
+  const int64_t refused_before = handler_->auth().refused();
+  Push p = DPush(3);
+
+  // Every gRPC method, without a token and with a wrong one.
+  int refusals = 0;
+  for (const std::string& presented : {std::string(), token + "x"}) {
+    ParameterServerClient::Options co;
+    co.auth_token = presented;
+    ParameterServerClient stranger(target(), co);
+    auto reg = stranger.Register("w9", v1::BOTH);
+    EXPECT_TRUE(absl::IsUnauthenticated(reg.status())) << reg.status();
+    auto pull = stranger.Pull(kDiscriminatorTable, "w0");
+    EXPECT_TRUE(absl::IsUnauthenticated(pull.status())) << pull.status();
+    auto push = stranger.Push(kDiscriminatorTable, "w0", 0, p.tensors);
+    EXPECT_TRUE(absl::IsUnauthenticated(push.status())) << push.status();
+    auto state = stranger.GetState();
+    EXPECT_TRUE(absl::IsUnauthenticated(state.status())) << state.status();
+    EXPECT_NE(state.status().message().find("requires a bearer token"),
+              std::string::npos)
+        << state.status();
+    refusals += 4;
+  }
+
+  // The data plane: a pull or push frame first, or a wrong auth frame.
+  v1::PullRequest pull;
+  pull.set_table(kDiscriminatorTable);
+  pull.set_worker_id("w0");
+  for (FrameKind kind : {FrameKind::kPull, FrameKind::kPush}) {
+    auto r = RawCall(kind, pull.SerializeAsString(), "", 0);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->code(), static_cast<int>(absl::StatusCode::kUnauthenticated));
+    ++refusals;
+  }
+  auto wrong = RawCall(FrameKind::kAuth, token.substr(1), "", 0);
+  ASSERT_TRUE(wrong.ok()) << wrong.status();
+  EXPECT_EQ(wrong->code(),
+            static_cast<int>(absl::StatusCode::kUnauthenticated));
+  ++refusals;
+  EXPECT_EQ(TableValues(*d_), d_before);
+  EXPECT_EQ(TableValues(*g_), g_before);
+  EXPECT_EQ(d_->version(), 0);
+  EXPECT_EQ(handler_->auth().refused() - refused_before, refusals);
+
+  // The right token: pulls and pushes through the data plane work.
+  ASSERT_GT(client_->data_plane_port(), 0);
+  auto r = client_->Push(kDiscriminatorTable, "w0", 0, p.tensors);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->applied());
+  auto pulled = client_->Pull(kDiscriminatorTable, "w0");
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(pulled->version, 1);
+  auto state = client_->GetState();
+  EXPECT_TRUE(state.ok()) << state.status();
 }
 
 TEST_F(DataPlaneTest, PullReusesTheMemoryItIsLent) {

@@ -33,6 +33,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/auth_flag.h"
 #include "common/check.h"
 #include "common/flags_usage.h"
 #include "common/malloc_tuning.h"
@@ -316,6 +317,12 @@ int Run() {
   sopts.d_steps_per_g_step = d_steps;
   sopts.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
   sopts.max_push_bytes = absl::GetFlag(FLAGS_max_push_bytes);
+  absl::StatusOr<std::string> token = AuthTokenFromFlag();
+  if (!token.ok()) {
+    std::cerr << "paragan_server: " << token.status() << std::endl;
+    return 2;
+  }
+  sopts.auth_token = *std::move(token);
   const int max_message = absl::GetFlag(FLAGS_max_message_bytes);
   if (sopts.chunk_bytes < 4 || sopts.chunk_bytes + 65536 > max_message) {
     std::cerr << "paragan_server: need 4 <= --chunk_bytes <= "
@@ -343,6 +350,11 @@ int Run() {
   }
   std::cout << "paragan_server: shard " << so.shard_id << "/" << so.num_shards
             << " listening on port " << port << std::endl;
+  if (!sopts.auth_token.empty()) {
+    std::cout << "paragan_server: every call and data-plane connection "
+                 "needs the bearer token in --auth_token_file"
+              << std::endl;
+  }
   std::unique_ptr<DataPlaneServer> data_plane;
   if (absl::GetFlag(FLAGS_data_plane_port) >= 0) {
     DataPlaneServer::Options dopts;

@@ -15,6 +15,7 @@ ParameterServerService::ParameterServerService(ShardHandler* handler)
     : handler_(handler) {
   // Registered by hand (as generated code does) so that Pull and Push can
   // take raw ByteBuffers while the other methods keep protobuf messages.
+  // Every method checks the caller's token first, before any state.
   using grpc::internal::RpcMethod;
   using grpc::internal::RpcServiceMethod;
   using Self = ParameterServerService;
@@ -24,6 +25,9 @@ ParameterServerService::ParameterServerService(ShardHandler* handler)
                                            v1::RegisterResponse>(
           [](Self* self, grpc::ServerContext* ctx,
              const v1::RegisterRequest* req, v1::RegisterResponse* resp) {
+            grpc::Status auth =
+                self->handler_->auth().Check(*ctx, "RegisterWorker");
+            if (!auth.ok()) return auth;
             return self->RegisterWorker(ctx, req, resp);
           },
           this)));
@@ -33,6 +37,8 @@ ParameterServerService::ParameterServerService(ShardHandler* handler)
                                                  grpc::ByteBuffer>(
           [](Self* self, grpc::ServerContext* ctx, const v1::PullRequest* req,
              grpc::ServerWriter<grpc::ByteBuffer>* writer) {
+            grpc::Status auth = self->handler_->auth().Check(*ctx, "Pull");
+            if (!auth.ok()) return auth;
             return self->Pull(ctx, req, writer);
           },
           this)));
@@ -42,7 +48,11 @@ ParameterServerService::ParameterServerService(ShardHandler* handler)
                                                  v1::PushResponse>(
           [](Self* self, grpc::ServerContext* ctx,
              grpc::ServerReader<grpc::ByteBuffer>* reader,
-             v1::PushResponse* resp) { return self->Push(ctx, reader, resp); },
+             v1::PushResponse* resp) {
+            grpc::Status auth = self->handler_->auth().Check(*ctx, "Push");
+            if (!auth.ok()) return auth;
+            return self->Push(ctx, reader, resp);
+          },
           this)));
   AddMethod(new RpcServiceMethod(
       ParameterServerMethodPath("GetState"), RpcMethod::NORMAL_RPC,
@@ -50,6 +60,8 @@ ParameterServerService::ParameterServerService(ShardHandler* handler)
                                            v1::StateResponse>(
           [](Self* self, grpc::ServerContext* ctx, const v1::StateRequest* req,
              v1::StateResponse* resp) {
+            grpc::Status auth = self->handler_->auth().Check(*ctx, "GetState");
+            if (!auth.ok()) return auth;
             return self->GetState(ctx, req, resp);
           },
           this)));

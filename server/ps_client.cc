@@ -6,6 +6,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/optional.h"
+#include "common/auth.h"
 #include "common/check.h"
 #include "common/grpc_status.h"
 #include "common/tensor_codec.h"
@@ -75,15 +76,16 @@ ParameterServerClient::ParameterServerClient(
       push_method_(ParameterServerMethodPath("Push"),
                    grpc::internal::RpcMethod::CLIENT_STREAMING, channel) {}
 
-void ParameterServerClient::SetDeadline(grpc::ClientContext* ctx) const {
+void ParameterServerClient::PrepareContext(grpc::ClientContext* ctx) const {
   ctx->set_deadline(std::chrono::system_clock::now() +
                     absl::ToChronoMilliseconds(options_.timeout));
+  AddAuthMetadata(options_.auth_token, ctx);
 }
 
 absl::StatusOr<v1::RegisterResponse> ParameterServerClient::Register(
     const std::string& worker_id, v1::WorkerRole role) {
   grpc::ClientContext ctx;
-  SetDeadline(&ctx);
+  PrepareContext(&ctx);
   v1::RegisterRequest req;
   req.set_worker_id(worker_id);
   req.set_role(role);
@@ -128,7 +130,7 @@ absl::StatusOr<PulledTable> ParameterServerClient::Pull(
 absl::StatusOr<PulledTable> ParameterServerClient::GrpcPull(
     const v1::PullRequest& req) {
   grpc::ClientContext ctx;
-  SetDeadline(&ctx);
+  PrepareContext(&ctx);
   std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
       grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(
           channel_.get(), pull_method_, &ctx, req));
@@ -196,7 +198,7 @@ absl::StatusOr<v1::PushResponse> ParameterServerClient::GrpcPush(
     int64_t base_version, const std::vector<PushTensor>& tensors,
     v1::DType dtype, uint64_t push_id) {
   grpc::ClientContext ctx;
-  SetDeadline(&ctx);
+  PrepareContext(&ctx);
   v1::PushResponse resp;
   std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
       grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(
@@ -261,6 +263,13 @@ absl::StatusOr<T> ParameterServerClient::OnDataPlane(
         return Tagged(s.status(), kUnreachable);
       }
       socket = *std::move(s);
+      if (!options_.auth_token.empty()) {
+        absl::Status auth =
+            AuthenticateDataPlane(socket.fd(), options_.auth_token);
+        // A refusal is the server's answer, not an unreachable data plane.
+        if (absl::IsUnauthenticated(auth)) return auth;
+        if (!auth.ok()) return Tagged(auth, kUnreachable);
+      }
     }
     absl::StatusOr<T> result = call(socket.fd());
     if (result.ok() || HasTag(result.status(), kAnswered)) {
@@ -376,7 +385,7 @@ absl::StatusOr<v1::PushResponse> ParameterServerClient::PushOn(
 
 absl::StatusOr<v1::StateResponse> ParameterServerClient::GetState() {
   grpc::ClientContext ctx;
-  SetDeadline(&ctx);
+  PrepareContext(&ctx);
   v1::StateResponse resp;
   absl::Status st =
       FromGrpcStatus(stub_->GetState(&ctx, v1::StateRequest(), &resp));

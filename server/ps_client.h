@@ -63,6 +63,9 @@ class ParameterServerClient {
     // gRPC message limit of the channel the (target, Options) constructor
     // makes (the server's default is 16 MiB).
     int max_message_bytes = 16 << 20;
+    // Sent with every call and on every data-plane connection
+    // (common/auth.h); empty: none.
+    std::string auth_token;
   };
 
   // An insecure channel to "host:port" whose messages may be as large as
@@ -113,7 +116,8 @@ class ParameterServerClient {
   int data_plane_port() const;
 
  private:
-  void SetDeadline(grpc::ClientContext* ctx) const;
+  // The per-call deadline and the bearer token.
+  void PrepareContext(grpc::ClientContext* ctx) const;
   absl::StatusOr<PulledTable> GrpcPull(const v1::PullRequest& request);
   absl::StatusOr<v1::PushResponse> GrpcPush(
       const std::string& table, const std::string& worker_id,

@@ -38,7 +38,10 @@ v1::StalenessPolicy PolicyEnum(const std::string& name) {
 ShardHandler::ShardHandler(const ServiceOptions& options,
                            const std::vector<ParameterTable*>& tables,
                            ServerMetrics* metrics)
-    : options_(options), metrics_(metrics) {
+    : options_(options),
+      metrics_(metrics),
+      auth_(options.auth_token,
+            absl::StrCat("paragan_server shard ", options.shard_id)) {
   for (ParameterTable* t : tables) {
     tables_[t->name()] = t;
     max_push_bytes_ = std::max(max_push_bytes_, 4 * t->num_elements());

@@ -33,6 +33,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/auth.h"
 #include "proto/paragan.pb.h"
 #include "server/metrics.h"
 #include "server/table.h"
@@ -56,6 +57,9 @@ struct ServiceOptions {
   int64_t max_push_bytes = 0;
   // Longest a Pull with min_version waits (also bounded by the deadline).
   absl::Duration max_pull_wait = absl::Seconds(120);
+  // Every gRPC call and data-plane connection must present this bearer
+  // token (common/auth.h); empty: no authentication.
+  std::string auth_token;
 };
 
 class ShardHandler {
@@ -123,6 +127,8 @@ class ShardHandler {
   int64_t max_push_bytes() const { return max_push_bytes_; }
   int64_t chunk_bytes() const { return options_.chunk_bytes; }
   int shard_id() const { return options_.shard_id; }
+  // Checks the callers of both the gRPC service and the data plane.
+  const CallAuthenticator& auth() const { return auth_; }
   ServerMetrics* metrics() const { return metrics_; }  // may be null
   // Advertised in RegisterResponse.data_plane_port; 0: none. Set before
   // the handler takes calls.
@@ -137,6 +143,7 @@ class ShardHandler {
   const ServiceOptions options_;
   std::map<std::string, ParameterTable*> tables_;
   ServerMetrics* const metrics_;
+  const CallAuthenticator auth_;
   int64_t max_push_bytes_ = 0;
   std::atomic<int> data_plane_port_{0};
 };

@@ -423,6 +423,10 @@ absl::Status ValidateOptions(const LauncherOptions& o) {
   return absl::OkStatus();
 }
 
+std::string AuthTokenPath(const LauncherOptions& o) {
+  return o.out_dir + "/secrets/auth_token";
+}
+
 absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
                                 const std::string& bin_dir) {
   if (absl::Status st = ValidateOptions(o); !st.ok()) return st;
@@ -457,6 +461,14 @@ absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
   job.processes.push_back(ExportSpec(o, bin_dir));
   if (o.eval_every_s > 0 && o.eval_final_samples > 0) {
     job.processes.push_back(EvalFinalSpec(o, bin_dir));
+  }
+  if (o.auth) {
+    // Everything that serves or calls a service; the token file is the
+    // launcher's to write before the start (AuthTokenPath).
+    for (ProcessSpec& p : job.processes) {
+      if (p.role == Role::kInit) continue;
+      p.flags.push_back(absl::StrCat("--auth_token_file=", AuthTokenPath(o)));
+    }
   }
   return job;
 }

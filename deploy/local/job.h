@@ -92,12 +92,19 @@ struct LauncherOptions {
   std::string eval_reference;  // "": paragan_eval's per-user cache
   // Extra flags per kind of process, appended last (they win).
   std::string ps_flags, data_flags, worker_flags, eval_flags;
+  // Every service requires a bearer token (common/auth.h): the launcher
+  // writes a fresh one to AuthTokenPath (mode 0600) and gives every
+  // process --auth_token_file.
+  bool auth = false;
   // Test hook: SIGKILL the process named `kill_process` ("w1", "shard0",
   // "data"; empty: none) after `kill_after_s` seconds of training, to
   // exercise the dead-process paths.
   std::string kill_process;
   double kill_after_s = 0;
 };
+
+// <out_dir>/secrets/auth_token: where a run with `auth` keeps its token.
+std::string AuthTokenPath(const LauncherOptions& o);
 
 // Errors in the options that need no binary to detect (counts, modes).
 absl::Status ValidateOptions(const LauncherOptions& o);

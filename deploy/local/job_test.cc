@@ -36,6 +36,30 @@ Job Describe(const LauncherOptions& o) {
   return job.ok() ? *job : Job();
 }
 
+TEST(DescribeJob, AuthGivesEveryServiceAndClientTheTokenFile) {
+  LauncherOptions o;
+  o.out_dir = "/out";
+  o.eval_every_s = 30;
+  for (const ProcessSpec& p : Describe(o).processes) {
+    EXPECT_EQ(FlagValue(p, "auth_token_file"), "<absent>") << p.name;
+  }
+  o.auth = true;
+  EXPECT_EQ(AuthTokenPath(o), "/out/secrets/auth_token");
+  int with_token = 0;
+  for (const ProcessSpec& p : Describe(o).processes) {
+    if (p.role == Role::kInit) {
+      EXPECT_EQ(FlagValue(p, "auth_token_file"), "<absent>") << p.name;
+    } else {
+      EXPECT_EQ(FlagValue(p, "auth_token_file"), "/out/secrets/auth_token")
+          << p.name;
+      ++with_token;
+    }
+  }
+  // Two shards, the data service, two workers, the live and the final
+  // evaluation, the export.
+  EXPECT_EQ(with_token, 8);
+}
+
 TEST(DescribeJob, ProcessesStagesAndOrder) {
   LauncherOptions o;
   o.out_dir = "/out";

@@ -1,10 +1,13 @@
 #include "deploy/local/launcher.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -21,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/auth.h"
 #include "common/check.h"
 
 namespace paragan {
@@ -60,6 +64,28 @@ absl::Status Mkdirs(const std::string& dir) {
         absl::StrCat("cannot create ", dir, ": ", ec.message()));
   }
   return absl::OkStatus();
+}
+
+// A fresh token at `path`, readable by this user only (the directory too).
+absl::StatusOr<std::string> WriteAuthToken(const std::string& path) {
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  PG_RETURN_IF_ERROR(Mkdirs(dir));
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::replace);
+  PG_ASSIGN_OR_RETURN(std::string token, GenerateAuthToken());
+  const int fd =
+      open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+  }
+  const std::string line = token + "\n";
+  const bool ok =
+      write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  fchmod(fd, 0600);  // an existing file keeps its mode otherwise
+  close(fd);
+  if (!ok) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return token;
 }
 
 std::vector<std::string> NamesOf(const Job& job, Role role) {
@@ -113,13 +139,14 @@ struct TrainingStart {
 
 // After a stage is up: what it means to the user, and to the monitor.
 void StageUp(const LauncherOptions& o, const Job& job, const std::string& stage,
-             ProcessGroup* group, Monitor* monitor, TrainingStart* start) {
+             ProcessGroup* group, Monitor* monitor, TrainingStart* start,
+             const std::string& auth_token) {
   if (stage == kShardStage) {
     std::vector<std::string> ps;
     for (const std::string& n : NamesOf(job, Role::kShard)) {
       ps.push_back(group->Address(n, "grpc").value_or("?"));
     }
-    monitor->ConnectShards(ps, absl::Seconds(60));
+    monitor->ConnectShards(ps, absl::Seconds(60), auth_token);
     Say(absl::StrCat(
         ps.size(), " parameter-server shard(s) up: ", absl::StrJoin(ps, ", ")));
   } else if (stage == kDataStage) {
@@ -161,7 +188,7 @@ void StageUp(const LauncherOptions& o, const Job& job, const std::string& stage,
 // Every stage of the job, in order.
 absl::Status StartAll(const LauncherOptions& o, const Job& job,
                       ProcessGroup* group, Monitor* monitor,
-                      TrainingStart* start) {
+                      TrainingStart* start, const std::string& auth_token) {
   for (const std::string& stage : job.stages) {
     if (stage == kWorkerStage) {
       const std::optional<ShardTotals> at_start = monitor->QueryShards();
@@ -169,7 +196,7 @@ absl::Status StartAll(const LauncherOptions& o, const Job& job,
       start->d_version = at_start ? at_start->d_version : 0;
     }
     PG_RETURN_IF_ERROR(group->StartStage(stage));
-    StageUp(o, job, stage, group, monitor, start);
+    StageUp(o, job, stage, group, monitor, start, auth_token);
   }
   return absl::OkStatus();
 }
@@ -368,11 +395,19 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   PG_ASSIGN_OR_RETURN(const Job job, DescribeJob(o, bin));
   PG_RETURN_IF_ERROR(Mkdirs(job.log_dir));
   PG_RETURN_IF_ERROR(Mkdirs(o.out_dir + "/ps"));
+  std::string auth_token;
+  if (o.auth) {
+    PG_ASSIGN_OR_RETURN(auth_token, WriteAuthToken(AuthTokenPath(o)));
+    Say(absl::StrCat("bearer token on every service: ", AuthTokenPath(o)));
+  }
 
   ToolLines tools;
   ProcessGroup::Options go;
   go.stop = stop;
-  go.probes = {{Readiness::Check::kShardState, ShardAnswers},
+  go.probes = {{Readiness::Check::kShardState,
+                [auth_token](const std::string& address) {
+                  return ShardAnswers(address, auth_token);
+                }},
                {Readiness::Check::kMetrics, MetricsAnswer}};
   go.on_line = ToolLineHandler(&tools);
   TrainingStart start;
@@ -390,7 +425,8 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   Monitor monitor;
 
   // A failure anywhere still stops the processes and writes the summary.
-  absl::Status run_status = StartAll(o, job, &group, &monitor, &start);
+  absl::Status run_status =
+      StartAll(o, job, &group, &monitor, &start, auth_token);
   if (run_status.ok()) {
     run_status = Train(o, job, stop, run_start, start, &group, &monitor);
   }

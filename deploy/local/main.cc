@@ -122,6 +122,10 @@ ABSL_FLAG(std::string, eval_reference, "",
           "$XDG_CACHE_HOME or ~/.cache/paragan/reference/"
           "<network>.fashion_mnist-train.pgt");
 ABSL_FLAG(std::string, eval_flags, "", "extra flags for the live evaluator");
+ABSL_FLAG(bool, auth, false,
+          "Every service requires a bearer token: the launcher writes a fresh "
+          "one to <out_dir>/secrets/auth_token (mode 0600) and passes it to "
+          "every process with --auth_token_file.");
 ABSL_FLAG(std::string, kill_process, "",
           "test hook: SIGKILL this child (w1, shard0, data) after "
           "--kill_after_s seconds of training");
@@ -207,6 +211,7 @@ int main(int argc, char** argv) {
   o.eval_network = absl::GetFlag(FLAGS_eval_network);
   o.eval_reference = absl::GetFlag(FLAGS_eval_reference);
   o.eval_flags = absl::GetFlag(FLAGS_eval_flags);
+  o.auth = absl::GetFlag(FLAGS_auth);
   o.kill_process = absl::GetFlag(FLAGS_kill_process);
   o.kill_after_s = absl::GetFlag(FLAGS_kill_after_s);
 

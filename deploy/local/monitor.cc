@@ -461,9 +461,10 @@ absl::StatusOr<std::string> HttpGet(const std::string& address,
   return response.substr(body + 4, length.value_or(std::string::npos));
 }
 
-bool ShardAnswers(const std::string& address) {
+bool ShardAnswers(const std::string& address, const std::string& auth_token) {
   ParameterServerClient::Options o;
   o.timeout = absl::Seconds(2);
+  o.auth_token = auth_token;
   ParameterServerClient client(ParameterServerClient::Connect(address), o);
   return client.GetState().ok();
 }
@@ -480,11 +481,13 @@ Monitor::Monitor() = default;
 Monitor::~Monitor() = default;
 
 void Monitor::ConnectShards(const std::vector<std::string>& targets,
-                            absl::Duration rpc_timeout) {
+                            absl::Duration rpc_timeout,
+                            const std::string& auth_token) {
   clients_.clear();
   for (const std::string& target : targets) {
     ParameterServerClient::Options o;
     o.timeout = rpc_timeout;
+    o.auth_token = auth_token;
     clients_.push_back(std::make_unique<ParameterServerClient>(
         ParameterServerClient::Connect(target), o));
   }

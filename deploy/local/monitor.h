@@ -174,7 +174,8 @@ absl::StatusOr<std::string> HttpGet(const std::string& address,
 
 // Readiness probes (ProcessGroup::Probe): the shard at `address` answers
 // GetState; the /metrics page at `address` answers.
-bool ShardAnswers(const std::string& address);
+bool ShardAnswers(const std::string& address,
+                  const std::string& auth_token = "");
 bool MetricsAnswer(const std::string& address);
 
 class Monitor {
@@ -184,7 +185,8 @@ class Monitor {
 
   // Clients of the shards (host:port, index = shard id), for GetState.
   void ConnectShards(const std::vector<std::string>& targets,
-                     absl::Duration rpc_timeout);
+                     absl::Duration rpc_timeout,
+                     const std::string& auth_token = "");
   // Every shard's GetState folded; nullopt when one does not answer. The
   // last good answer stays in last_shards().
   std::optional<ShardTotals> QueryShards();

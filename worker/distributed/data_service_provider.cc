@@ -7,11 +7,12 @@
 namespace paragan {
 
 absl::StatusOr<std::unique_ptr<DataServiceProvider>>
-DataServiceProvider::Connect(const std::string& address,
+DataServiceProvider::Connect(const DataServiceEndpoint& service,
                              const std::string& worker_id, int batch_size,
                              double max_retry_seconds, v1::WorkerRole role) {
   DataClient::Options o;
-  o.address = address;
+  o.address = service.address;
+  o.auth_token = service.auth_token;
   o.worker_id = worker_id;
   o.role = role;
   o.batch_size = batch_size;
@@ -20,9 +21,9 @@ DataServiceProvider::Connect(const std::string& address,
   if (!client.ok()) return client.status();
   const v1::DescribeResponse& info = (*client)->info();
   if (info.image_shape_size() != 3) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("data service ", address, " describes images of rank ",
-                     info.image_shape_size(), ", expected [C, H, W]"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data service ", service.address, " describes images of rank ",
+        info.image_shape_size(), ", expected [C, H, W]"));
   }
   return std::unique_ptr<DataServiceProvider>(
       new DataServiceProvider(std::move(client).value()));
@@ -37,12 +38,13 @@ absl::Status DataServiceProvider::Next(Tensor* host_images,
 }
 
 absl::StatusOr<std::unique_ptr<DataServiceSampleSink>>
-DataServiceSampleSink::Connect(const std::string& address,
+DataServiceSampleSink::Connect(const DataServiceEndpoint& service,
                                const std::string& worker_id,
                                double max_retry_seconds,
                                v1::DType sample_dtype) {
   DataClient::Options o;
-  o.address = address;
+  o.address = service.address;
+  o.auth_token = service.auth_token;
   o.worker_id = worker_id;
   o.role = v1::G_ONLY;
   o.sample_dtype = sample_dtype;
@@ -64,11 +66,12 @@ absl::Status DataServiceSampleSink::Publish(const Tensor& images,
 }
 
 absl::StatusOr<std::unique_ptr<DataServiceRoleClient>>
-DataServiceRoleClient::Connect(const std::string& address,
+DataServiceRoleClient::Connect(const DataServiceEndpoint& service,
                                const std::string& worker_id,
                                double max_retry_seconds) {
   DataClient::Options o;
-  o.address = address;
+  o.address = service.address;
+  o.auth_token = service.auth_token;
   o.worker_id = worker_id;
   o.max_retry_seconds = max_retry_seconds;
   absl::StatusOr<std::unique_ptr<DataClient>> client = DataClient::Connect(o);
@@ -78,12 +81,13 @@ DataServiceRoleClient::Connect(const std::string& address,
 }
 
 absl::StatusOr<std::unique_ptr<DataServiceFakeSource>>
-DataServiceFakeSource::Connect(const std::string& address,
+DataServiceFakeSource::Connect(const DataServiceEndpoint& service,
                                const std::string& worker_id, int batch_size,
                                int64_t max_sample_age,
                                double max_retry_seconds) {
   DataClient::Options o;
-  o.address = address;
+  o.address = service.address;
+  o.auth_token = service.auth_token;
   o.worker_id = absl::StrCat(worker_id, "/fakes");
   o.role = v1::D_ONLY;
   o.want_generated = true;

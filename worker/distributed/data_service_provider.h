@@ -21,13 +21,19 @@
 
 namespace paragan {
 
+// Where the data service is and how to authenticate to it.
+struct DataServiceEndpoint {
+  std::string address;     // host:port
+  std::string auth_token;  // common/auth.h; empty: none
+};
+
 class DataServiceProvider : public BatchProvider {
  public:
   // Connects (retrying for up to max_retry_seconds) and checks the service's
   // batch size against `batch_size`.
   static absl::StatusOr<std::unique_ptr<DataServiceProvider>> Connect(
-      const std::string& address, const std::string& worker_id, int batch_size,
-      double max_retry_seconds, v1::WorkerRole role = v1::BOTH);
+      const DataServiceEndpoint& service, const std::string& worker_id,
+      int batch_size, double max_retry_seconds, v1::WorkerRole role = v1::BOTH);
 
   absl::Status Next(Tensor* host_images, std::vector<int>* labels) override;
   void Cancel() override { client_->Cancel(); }
@@ -44,7 +50,7 @@ class DataServiceSampleSink : public SampleSink {
  public:
   // `sample_dtype`: how the images travel (DataClient::Options).
   static absl::StatusOr<std::unique_ptr<DataServiceSampleSink>> Connect(
-      const std::string& address, const std::string& worker_id,
+      const DataServiceEndpoint& service, const std::string& worker_id,
       double max_retry_seconds, v1::DType sample_dtype = v1::FLOAT32);
   absl::Status Publish(const Tensor& images, const std::vector<int>& labels,
                        int64_t g_version) override;
@@ -63,7 +69,7 @@ class DataServiceSampleSink : public SampleSink {
 class DataServiceRoleClient : public RoleClient {
  public:
   static absl::StatusOr<std::unique_ptr<DataServiceRoleClient>> Connect(
-      const std::string& address, const std::string& worker_id,
+      const DataServiceEndpoint& service, const std::string& worker_id,
       double max_retry_seconds);
   absl::StatusOr<v1::RoleAssignment> Report(
       const v1::RoleReport& report) override {
@@ -84,8 +90,8 @@ class DataServiceRoleClient : public RoleClient {
 class DataServiceFakeSource : public FakeSource {
  public:
   static absl::StatusOr<std::unique_ptr<DataServiceFakeSource>> Connect(
-      const std::string& address, const std::string& worker_id, int batch_size,
-      int64_t max_sample_age, double max_retry_seconds);
+      const DataServiceEndpoint& service, const std::string& worker_id,
+      int batch_size, int64_t max_sample_age, double max_retry_seconds);
   // Cancels the stream (the service requeues what it had sent ahead).
   ~DataServiceFakeSource() override;
   absl::Status Next(Tensor* host_images, std::vector<int>* labels,

@@ -33,6 +33,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/auth_flag.h"
 #include "common/flags_usage.h"
 #include "common/malloc_tuning.h"
 #include "common/process_metrics.h"
@@ -310,6 +311,10 @@ int Run() {
   std::unique_ptr<BatchProvider>& batches = exchange.batches;
   const std::string data_address = absl::GetFlag(FLAGS_data);
   const double max_retry_s = absl::GetFlag(FLAGS_max_retry_seconds);
+  absl::StatusOr<std::string> auth_token = AuthTokenFromFlag();
+  if (!auth_token.ok()) return Fail(auth_token.status().ToString());
+  o.auth_token = *auth_token;
+  const DataServiceEndpoint data_service{data_address, *auth_token};
   if ((o.role != v1::BOTH || o.auto_role) && data_address.empty()) {
     return Fail(absl::StrCat("--role=", role,
                              " trades samples through the data service: "
@@ -317,7 +322,7 @@ int Run() {
   }
   if (!data_address.empty()) {
     absl::StatusOr<std::unique_ptr<DataServiceProvider>> data =
-        DataServiceProvider::Connect(data_address, o.worker_id, o.batch_size,
+        DataServiceProvider::Connect(data_service, o.worker_id, o.batch_size,
                                      max_retry_s, o.role);
     if (!data.ok()) return Fail(data.status().ToString(), 1);
     const v1::DescribeResponse& info = (*data)->info();
@@ -330,23 +335,23 @@ int Run() {
     if (o.role != v1::G_ONLY) batches = std::move(data).value();
     if (o.role == v1::G_ONLY || o.auto_role) {
       absl::StatusOr<std::unique_ptr<DataServiceSampleSink>> sink =
-          DataServiceSampleSink::Connect(data_address, o.worker_id, max_retry_s,
+          DataServiceSampleSink::Connect(data_service, o.worker_id, max_retry_s,
                                          sample_dtype);
       if (!sink.ok()) return Fail(sink.status().ToString(), 1);
       exchange.samples = std::move(sink).value();
     }
     if (o.auto_role) {
       absl::StatusOr<std::unique_ptr<DataServiceRoleClient>> roles =
-          DataServiceRoleClient::Connect(data_address, o.worker_id,
+          DataServiceRoleClient::Connect(data_service, o.worker_id,
                                          max_retry_s);
       if (!roles.ok()) return Fail(roles.status().ToString(), 1);
       exchange.roles = std::move(roles).value();
       exchange.connect_fakes =
-          [data_address, id = o.worker_id, batch = o.batch_size,
+          [data_service, id = o.worker_id, batch = o.batch_size,
            age = o.max_sample_age,
            max_retry_s]() -> absl::StatusOr<std::unique_ptr<FakeSource>> {
         absl::StatusOr<std::unique_ptr<DataServiceFakeSource>> f =
-            DataServiceFakeSource::Connect(data_address, id, batch, age,
+            DataServiceFakeSource::Connect(data_service, id, batch, age,
                                            max_retry_s);
         if (!f.ok()) return f.status();
         return std::unique_ptr<FakeSource>(std::move(f).value());
@@ -354,7 +359,7 @@ int Run() {
     }
     if (o.role == v1::D_ONLY) {
       absl::StatusOr<std::unique_ptr<DataServiceFakeSource>> fakes =
-          DataServiceFakeSource::Connect(data_address, o.worker_id,
+          DataServiceFakeSource::Connect(data_service, o.worker_id,
                                          o.batch_size, o.max_sample_age,
                                          max_retry_s);
       if (!fakes.ok()) return Fail(fakes.status().ToString(), 1);

@@ -88,6 +88,7 @@ struct PsSessionOptions {
   // used over gRPC, said once on stderr (ParameterServerClient).
   bool data_plane = true;
   absl::Duration rpc_timeout = absl::Seconds(20);
+  std::string auth_token;  // common/auth.h; empty: none
   RetryPolicy retry;
   RetryEnv retry_env;  // clock and sleep of the retries (tests)
   int io_threads = 0;  // 0: 2 per shard (both tables at every shard at once)

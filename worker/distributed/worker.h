@@ -117,6 +117,8 @@ struct WorkerOptions {
   bool data_plane = true;
   RetryPolicy retry;
   absl::Duration rpc_timeout = absl::Seconds(20);
+  // Bearer token for the shards and the data service (common/auth.h).
+  std::string auth_token;
   // The session's I/O threads (0: 2 per shard) and shard clients (null:
   // ParameterServerClient; tests pass fakes).
   int io_threads = 0;

@@ -6,7 +6,6 @@
 // local launcher runs beside the workers.
 // Exit status: 0 ok, 1 bad input / failure, 2 bad flags.
 
-
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -22,6 +21,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/auth_flag.h"
 #include "common/flags_usage.h"
 #include "common/optim_kernels.h"
 #include "common/process_metrics.h"
@@ -128,8 +128,7 @@ int Usage(const std::string& msg) {
 // evaluation reads it into the run summary).
 void PrintResultLine(const ev::FidRow& row) {
   std::printf("result network=%s fid=%.6g g_step=%lld samples=%lld\n",
-              row.network.c_str(), row.fid,
-              static_cast<long long>(row.g_step),
+              row.network.c_str(), row.fid, static_cast<long long>(row.g_step),
               static_cast<long long>(row.num_samples));
   std::fflush(stdout);
 }
@@ -246,8 +245,9 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<ev::FidLog> log;
   if (!absl::GetFlag(FLAGS_csv).empty()) {
-    auto l = ev::FidLog::Open(absl::GetFlag(FLAGS_csv), absl::GetFlag(FLAGS_plot),
-                              absl::StrCat("FID(", network, ") against time"));
+    auto l =
+        ev::FidLog::Open(absl::GetFlag(FLAGS_csv), absl::GetFlag(FLAGS_plot),
+                         absl::StrCat("FID(", network, ") against time"));
     if (!l.ok()) return Fail(l.status());
     log = std::make_unique<ev::FidLog>(std::move(*l));
   }
@@ -255,6 +255,9 @@ int main(int argc, char** argv) {
   if (!ps.empty()) {
     ev::LiveEvalOptions lo;
     lo.ps = SplitList(ps);
+    absl::StatusOr<std::string> token = paragan::AuthTokenFromFlag();
+    if (!token.ok()) return Fail(token.status());
+    lo.auth_token = *std::move(token);
     lo.model = absl::GetFlag(FLAGS_model);
     lo.num_samples = absl::GetFlag(FLAGS_num_samples);
     lo.every_s = every_s;
@@ -269,8 +272,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<ev::LiveEvalMetrics> metrics;
     std::unique_ptr<prometheus::Exposer> exposer;
     if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
-      metrics =
-          std::make_unique<ev::LiveEvalMetrics>(registry.get(), network);
+      metrics = std::make_unique<ev::LiveEvalMetrics>(registry.get(), network);
       const std::string addr =
           absl::StrCat(absl::GetFlag(FLAGS_metrics_bind), ":",
                        absl::GetFlag(FLAGS_metrics_port));
@@ -315,18 +317,17 @@ int main(int argc, char** argv) {
   auto t0 = Clock::now();
   int64_t checkpoint_step = 0;
   absl::StatusOr<paragan::Tensor> images =
-      !samples.empty()
-          ? ev::LoadSamplesNpy(samples)
-          : !images_dir.empty()
-                ? ev::SamplesFromImageFolder(images_dir)
-                : ev::SamplesFromCheckpoint(
-                      checkpoint, absl::GetFlag(FLAGS_num_samples),
-                      absl::GetFlag(FLAGS_seed), absl::GetFlag(FLAGS_device),
-                      threads, &checkpoint_step);
+      !samples.empty() ? ev::LoadSamplesNpy(samples)
+      : !images_dir.empty()
+          ? ev::SamplesFromImageFolder(images_dir)
+          : ev::SamplesFromCheckpoint(
+                checkpoint, absl::GetFlag(FLAGS_num_samples),
+                absl::GetFlag(FLAGS_seed), absl::GetFlag(FLAGS_device), threads,
+                &checkpoint_step);
   if (!images.ok()) return Fail(images.status());
-  const std::string source =
-      !samples.empty() ? samples : !images_dir.empty() ? images_dir
-                                                       : checkpoint;
+  const std::string source = !samples.empty()      ? samples
+                             : !images_dir.empty() ? images_dir
+                                                   : checkpoint;
   std::printf("%s %lld samples from %s in %.2f s\n",
               checkpoint.empty() ? "loaded" : "generated",
               static_cast<long long>(images->dim(0)), source.c_str(),
@@ -342,8 +343,7 @@ int main(int argc, char** argv) {
   const double row_wall_s = absl::GetFlag(FLAGS_row_wall_s);
   const int64_t row_g_step = absl::GetFlag(FLAGS_row_g_step);
   const ev::FidRow row = ev::FidRowFromResult(
-      *r,
-      row_wall_s >= 0 ? row_wall_s : WallSeconds(log.get(), now_unix),
+      *r, row_wall_s >= 0 ? row_wall_s : WallSeconds(log.get(), now_unix),
       now_unix, row_g_step >= 0 ? row_g_step : checkpoint_step,
       r->features_seconds + r->metrics_seconds);
   if (log) {

@@ -67,23 +67,25 @@ absl::StatusOr<Tensor> SamplesFromCheckpoint(const std::string& checkpoint,
 
 absl::StatusOr<ServerSamples> SamplesFromServers(
     const std::vector<std::string>& ps, const std::string& model, int64_t n,
-    uint64_t seed, int threads, absl::Duration timeout) {
+    uint64_t seed, int threads, absl::Duration timeout,
+    const std::string& auth_token) {
   if (n < 1)
     return absl::InvalidArgumentError(
         absl::StrCat("--num_samples must be >= 1, got ", n));
   ServerSamples out;
   const auto t0 = Clock::now();
-  PG_ASSIGN_OR_RETURN(ServerTables tables,
-                      PullServerTables(ps, timeout, "paragan_eval",
-                                       /*with_discriminator=*/false));
+  PG_ASSIGN_OR_RETURN(
+      ServerTables tables,
+      PullServerTables(ps, timeout, "paragan_eval",
+                       /*with_discriminator=*/false, auth_token));
   out.pull_seconds = Since(t0);
   out.g_version = tables.g_version;
   out.from_ema = tables.have_ema;
   std::unique_ptr<Backend> backend = MakeCpuBackend(std::max(1, threads));
-  PG_ASSIGN_OR_RETURN(std::unique_ptr<GanTrainer> trainer,
-                      TrainerFromServerTables(model, /*batch_size=*/64,
-                                              /*seed=*/0, tables,
-                                              backend.get()));
+  PG_ASSIGN_OR_RETURN(
+      std::unique_ptr<GanTrainer> trainer,
+      TrainerFromServerTables(model, /*batch_size=*/64,
+                              /*seed=*/0, tables, backend.get()));
   PG_ASSIGN_OR_RETURN(out.images, SamplesFromTrainer(trainer.get(), n, seed));
   return out;
 }

@@ -43,7 +43,8 @@ struct ServerSamples {
 };
 absl::StatusOr<ServerSamples> SamplesFromServers(
     const std::vector<std::string>& ps, const std::string& model, int64_t n,
-    uint64_t seed, int threads, absl::Duration timeout = absl::Seconds(60));
+    uint64_t seed, int threads, absl::Duration timeout = absl::Seconds(60),
+    const std::string& auth_token = "");
 
 }  // namespace paragan::eval
 

@@ -74,8 +74,9 @@ LiveEvaluator::LiveEvaluator(LiveEvalOptions options, FeatureNetwork* net,
 absl::StatusOr<FidRow> LiveEvaluator::EvaluateOnce(double wall_s) {
   const auto t0 = Clock::now();
   const double unix_s = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
-  absl::StatusOr<ServerSamples> s = SamplesFromServers(
-      o_.ps, o_.model, o_.num_samples, o_.seed, o_.threads);
+  absl::StatusOr<ServerSamples> s =
+      SamplesFromServers(o_.ps, o_.model, o_.num_samples, o_.seed, o_.threads,
+                         absl::Seconds(60), o_.auth_token);
   if (!s.ok()) return s.status();
   EvalOptions eo = o_.eval;
   eo.dataset = absl::StrFormat("%s@G%d", o_.model, s->g_version);
@@ -124,8 +125,8 @@ void LiveEvaluator::Run(const std::atomic<bool>* stop) {
       if (metrics_) metrics_->RecordError();
       if (out_)
         *out_ << "eval " << absl::StrFormat("%.0fs", now)
-              << ": failed: " << row.status().message()
-              << " (retrying in " << o_.every_s << " s)" << std::endl;
+              << ": failed: " << row.status().message() << " (retrying in "
+              << o_.every_s << " s)" << std::endl;
     }
   }
 }

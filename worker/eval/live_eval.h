@@ -31,10 +31,11 @@ namespace paragan::eval {
 
 struct LiveEvalOptions {
   std::vector<std::string> ps;  // every shard's "host:port"
+  std::string auth_token;       // the shards' (common/auth.h); empty: none
   std::string model = "dcgan32";
   int64_t num_samples = 10000;
   double every_s = 60;  // between the starts of two evaluations
-  uint64_t seed = 1;  // the samples' z (the same z every round)
+  uint64_t seed = 1;    // the samples' z (the same z every round)
   int threads = 1;
   // Each round's thread priority, and when a starved round escalates to
   // nice 19 (RoundPriority; 0: never).

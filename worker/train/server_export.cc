@@ -74,7 +74,8 @@ absl::Status Load(const std::map<std::string, PulledTensor>& params,
 
 absl::StatusOr<ServerTables> PullServerTables(
     const std::vector<std::string>& ps, absl::Duration timeout,
-    const std::string& worker_id, bool with_discriminator) {
+    const std::string& worker_id, bool with_discriminator,
+    const std::string& auth_token) {
   if (ps.empty()) {
     return absl::InvalidArgumentError("no parameter-server addresses");
   }
@@ -86,6 +87,7 @@ absl::StatusOr<ServerTables> PullServerTables(
     }
     ParameterServerClient::Options co;
     co.timeout = timeout;
+    co.auth_token = auth_token;
     // gRPC only, as the launcher pulled: a one-off read needs no data plane
     // (that would need a Register first).
     clients.push_back(std::make_unique<ParameterServerClient>(
@@ -133,9 +135,10 @@ absl::StatusOr<std::vector<std::string>> WriteServerOutputs(
     const ServerExportOptions& o, const ServerTables& f) {
   std::vector<std::string> written;
   std::unique_ptr<Backend> backend = MakeCpuBackend(std::max(1, o.threads));
-  PG_ASSIGN_OR_RETURN(std::unique_ptr<GanTrainer> trainer,
-                      TrainerFromServerTables(o.model, o.batch_size,
-                                              o.trainer_seed, f, backend.get()));
+  PG_ASSIGN_OR_RETURN(
+      std::unique_ptr<GanTrainer> trainer,
+      TrainerFromServerTables(o.model, o.batch_size, o.trainer_seed, f,
+                              backend.get()));
   GanModel& model = trainer->model();
   const std::string grid =
       absl::StrFormat("%s/grid_%06d.png", o.out_dir, f.g_version);
@@ -167,7 +170,10 @@ absl::StatusOr<std::vector<std::string>> ExportFromServers(
     return absl::InvalidArgumentError(
         absl::StrCat("num_samples must be >= 1, got ", o.num_samples));
   }
-  PG_ASSIGN_OR_RETURN(ServerTables tables, PullServerTables(o.ps, o.timeout));
+  PG_ASSIGN_OR_RETURN(
+      ServerTables tables,
+      PullServerTables(o.ps, o.timeout, "paragan_sample",
+                       /*with_discriminator=*/true, o.auth_token));
   if (!tables.have_ema) {
     std::cerr << "warning: no EMA of G on the shards (" << tables.no_ema_reason
               << "): samples come from G itself" << std::endl;

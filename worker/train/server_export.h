@@ -39,7 +39,7 @@ struct ServerTables {
 absl::StatusOr<ServerTables> PullServerTables(
     const std::vector<std::string>& ps, absl::Duration timeout,
     const std::string& worker_id = "paragan_sample",
-    bool with_discriminator = true);
+    bool with_discriminator = true, const std::string& auth_token = "");
 
 // A trainer built from DefaultTrainerConfig(model) (batch size and seed as
 // given) with G, D (when pulled; otherwise D keeps its initialization) and the
@@ -62,6 +62,7 @@ struct ServerExportOptions {
   int batch_size = 64;
   int threads = 1;                             // CPU threads (< 1: 1)
   absl::Duration timeout = absl::Seconds(60);  // per pull
+  std::string auth_token;  // the shards' (common/auth.h); empty: none
 };
 
 // Loads `tables` into a trainer built from DefaultTrainerConfig(o.model) and
