@@ -144,7 +144,6 @@ bool DataPlaneServer::Authenticate(int fd) {
     // Closing with the client's unread bytes queued would reset the
     // connection and could drop the reply before the client reads it: take
     // in what it already sent (bounded: 1 MiB, 1 s) first.
-    shutdown(fd, SHUT_WR);
     char sink[16384];
     size_t drained = 0;
     const absl::Time end = absl::Now() + absl::Seconds(1);
@@ -160,6 +159,26 @@ bool DataPlaneServer::Authenticate(int fd) {
 }
 
 void DataPlaneServer::Serve(int id, int fd) {
+  // Everything the connection allocated is gone before it counts as done.
+  ServeFrames(fd);
+  std::lock_guard<std::mutex> lock(mu_);
+  close(fd);
+  auto it = connections_.find(id);
+  if (it != connections_.end()) {
+    it->second.fd = -1;
+    it->second.done = true;
+  }
+  UpdateConnectionGaugeLocked();
+}
+
+int DataPlaneServer::open_connections() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int open = 0;
+  for (const auto& [id, c] : connections_) open += c.done ? 0 : 1;
+  return open;
+}
+
+void DataPlaneServer::ServeFrames(int fd) {
   TensorMap scratch;
   const bool admitted = !handler_->auth().enabled() || Authenticate(fd);
   while (admitted && !stopping_.load()) {
@@ -196,14 +215,6 @@ void DataPlaneServer::Serve(int id, int fd) {
     }
     if (!keep) break;
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  close(fd);
-  auto it = connections_.find(id);
-  if (it != connections_.end()) {
-    it->second.fd = -1;
-    it->second.done = true;
-  }
-  UpdateConnectionGaugeLocked();
 }
 
 void DataPlaneServer::UpdateConnectionGaugeLocked() {

@@ -38,6 +38,8 @@ class DataPlaneServer {
   ~DataPlaneServer();
 
   int port() const { return port_; }
+  // Connections being served now (a test waits for 0).
+  int open_connections() const;
   // Stops accepting, ends every connection (a call in progress fails on the
   // client's side) and joins the threads. Idempotent.
   void Shutdown();
@@ -47,6 +49,7 @@ class DataPlaneServer {
       : options_(options), handler_(handler) {}
   void AcceptLoop();
   void Serve(int id, int fd);
+  void ServeFrames(int fd);
   // With authentication on: reads the connection's first frame, which must
   // be an auth frame with the shard's token, and answers it.
   bool Authenticate(int fd);
@@ -76,7 +79,7 @@ class DataPlaneServer {
     std::thread thread;
     bool done = false;
   };
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::map<int, Connection> connections_;  // by id
   int next_id_ = 0;
 };
