@@ -39,16 +39,18 @@ float BFloat16ToFloat(uint16_t value) {
 }
 
 void FloatsToBFloat16(const float* values, int64_t count, char* out) {
-  uint16_t* dst = reinterpret_cast<uint16_t*>(out);
-  const uint32_t* bits = reinterpret_cast<const uint32_t*>(values);
-  // Branch-free FloatToBFloat16, so that the loop vectorizes.
+  // Branch-free FloatToBFloat16, so that the loop vectorizes. memcpy in and
+  // out: `out` may be odd (a wire buffer), and a float is no uint32_t; both
+  // compile to plain loads and stores (UBSan found the misaligned store).
 #pragma omp simd
   for (int64_t i = 0; i < count; ++i) {
-    const uint32_t b = bits[i];
+    uint32_t b;
+    std::memcpy(&b, values + i, 4);
     const uint32_t rounded = (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
     const uint32_t quiet_nan = (b >> 16) | 0x0040u;
     const bool nan = (b & 0x7fffffffu) > 0x7f800000u;
-    dst[i] = static_cast<uint16_t>(nan ? quiet_nan : rounded);
+    const uint16_t v = static_cast<uint16_t>(nan ? quiet_nan : rounded);
+    std::memcpy(out + 2 * i, &v, 2);
   }
 }
 
