@@ -6,13 +6,12 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/tensor_io.h"
 
 namespace paragan {
 namespace {
@@ -22,17 +21,13 @@ constexpr absl::string_view kBearer = "Bearer ";
 }  // namespace
 
 absl::StatusOr<std::string> ReadAuthToken(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    const std::string why = absl::StrCat("cannot read the auth token file ",
-                                         path, ": ", std::strerror(err));
-    return err == EACCES ? absl::PermissionDeniedError(why)
-                         : absl::NotFoundError(why);
+  absl::StatusOr<std::string> contents = ReadFileToString(path);
+  if (!contents.ok()) {
+    return absl::Status(
+        contents.status().code(),
+        absl::StrCat("the auth token file: ", contents.status().message()));
   }
-  std::stringstream contents;
-  contents << in.rdbuf();
-  std::string token = contents.str();
+  std::string token = *std::move(contents);
   while (!token.empty() &&
          std::isspace(static_cast<unsigned char>(token.back()))) {
     token.pop_back();

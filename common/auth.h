@@ -27,7 +27,7 @@ inline constexpr size_t kMinAuthTokenBytes = 16;
 // The token in `path`: the file's contents without trailing whitespace (a
 // newline from `echo`). InvalidArgument naming the file when that is shorter
 // than kMinAuthTokenBytes or holds whitespace or control characters;
-// NotFound / PermissionDenied when it cannot be read.
+// ReadFileToString's error (NotFound, ...) when it cannot be read.
 absl::StatusOr<std::string> ReadAuthToken(const std::string& path);
 
 // 32 random bytes from the kernel, as 64 hex digits.

@@ -374,21 +374,27 @@ absl::Status WriteFileAtomically(const std::string& path,
     return absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " to ",
                                                path, ": ", ErrnoText(err)));
   }
-  const std::string dir = DirName(path);
+  absl::Status synced = SyncDirectory(DirName(path));
+  if (!synced.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("wrote ", path, " but ", synced.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SyncDirectory(const std::string& dir) {
   const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) {
     const int err = errno;
-    return absl::UnavailableError(
-        absl::StrCat("wrote ", path, " but cannot open directory ", dir,
-                     " to sync it: ", ErrnoText(err)));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot open directory ", dir, " to sync it: ", ErrnoText(err)));
   }
   const int rc = fsync(dfd);
   const int err = errno;
   close(dfd);
   if (rc != 0) {
-    return absl::UnavailableError(absl::StrCat("wrote ", path,
-                                               " but cannot fsync directory ",
-                                               dir, ": ", ErrnoText(err)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot fsync directory ", dir, ": ", ErrnoText(err)));
   }
   return absl::OkStatus();
 }

@@ -87,6 +87,8 @@ absl::StatusOr<std::vector<NamedArray>> ReadTensorFile(const std::string& path);
 absl::Status WriteFileAtomically(const std::string& path,
                                  absl::string_view contents);
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+// fsync of a directory: makes the renames in it durable.
+absl::Status SyncDirectory(const std::string& dir);
 
 }  // namespace paragan
 

@@ -258,7 +258,8 @@ absl::Status AuthenticateDataPlane(int fd, const std::string& token) {
                       reply.message());
 }
 
-absl::Status RecvFrameStart(int fd, FrameHeader* header, std::string* meta) {
+absl::Status RecvFrameStart(int fd, FrameHeader* header, std::string* meta,
+                            uint32_t max_meta_bytes) {
   absl::Status st = RecvAll(fd, header, sizeof(*header));
   if (!st.ok()) return st;
   if (header->magic != kDataPlaneMagic) {
@@ -274,10 +275,10 @@ absl::Status RecvFrameStart(int fd, FrameHeader* header, std::string* meta) {
         absl::StrCat("data plane: unknown frame kind ", header->kind,
                      " or flags ", header->flags, "/", header->reserved));
   }
-  if (header->meta_bytes > kDataPlaneMaxMetaBytes) {
+  if (header->meta_bytes > max_meta_bytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("data plane: frame metadata of ", header->meta_bytes,
-                     " bytes (at most ", kDataPlaneMaxMetaBytes, ")"));
+                     " bytes (at most ", max_meta_bytes, ")"));
   }
   meta->resize(header->meta_bytes);
   return RecvAll(fd, meta->data(), meta->size());

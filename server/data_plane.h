@@ -113,7 +113,10 @@ absl::Status SendRawFrame(int fd, FrameKind kind, absl::string_view meta,
 // Reads a frame's header and metadata (not its payload). INVALID_ARGUMENT
 // names what is wrong with a header that is not ours (magic, kind, flags,
 // metadata size).
-absl::Status RecvFrameStart(int fd, FrameHeader* header, std::string* meta);
+// `max_meta_bytes` bounds what is read into memory (the auth frame's is
+// kDataPlaneMaxAuthBytes).
+absl::Status RecvFrameStart(int fd, FrameHeader* header, std::string* meta,
+                            uint32_t max_meta_bytes = kDataPlaneMaxMetaBytes);
 
 // The payload of a frame: tensors' values back to back, float32 ones
 // referenced where they are (they must outlive the send), bfloat16 ones

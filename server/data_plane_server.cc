@@ -121,23 +121,20 @@ std::string DataPlaneServer::Peer(int fd) {
 }
 
 bool DataPlaneServer::Authenticate(int fd) {
-  // Read by hand, not RecvFrameStart: before the token, a connection gets
-  // at most kDataPlaneMaxAuthBytes of memory, not a frame's 16 MiB.
+  // Before the token, a connection gets at most kDataPlaneMaxAuthBytes of
+  // memory, not a frame's 16 MiB.
   FrameHeader header;
-  if (!RecvAll(fd, &header, sizeof(header)).ok()) return false;
+  std::string token;
+  absl::Status read =
+      RecvFrameStart(fd, &header, &token, kDataPlaneMaxAuthBytes);
+  if (!read.ok() && !absl::IsInvalidArgument(read)) return false;  // gone
   const CallAuthenticator& auth = handler_->auth();
-  absl::Status st;
-  if (header.magic != kDataPlaneMagic ||
-      header.kind != static_cast<uint16_t>(FrameKind::kAuth) ||
-      header.flags != 0 || header.reserved != 0 || header.payload_bytes != 0 ||
-      header.meta_bytes > kDataPlaneMaxAuthBytes) {
-    st = auth.Refuse("the first frame is not an auth frame", Peer(fd),
-                     "a data-plane connection");
-  } else {
-    std::string token(header.meta_bytes, '\0');
-    if (!RecvAll(fd, token.data(), token.size()).ok()) return false;
-    st = auth.CheckToken(token, Peer(fd), "a data-plane connection");
-  }
+  const absl::Status st =
+      read.ok() && header.kind == static_cast<uint16_t>(FrameKind::kAuth) &&
+              header.payload_bytes == 0
+          ? auth.CheckToken(token, Peer(fd), "a data-plane connection")
+          : auth.Refuse("the first frame is not an auth frame", Peer(fd),
+                        "a data-plane connection");
   // Answered either way, then the connection ends if refused.
   ReplyError(fd, st, kMaxDiscardBytes + 1);
   if (!st.ok()) {

@@ -1,8 +1,6 @@
 #include "server/shard.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -105,12 +103,7 @@ absl::Status ParameterShard::Checkpoint() const {
   }
   PG_RETURN_IF_ERROR(Rename(fresh, path));
   // The renames are durable once the directory is.
-  const int dir = open(options_.checkpoint_dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dir >= 0) {
-    fsync(dir);
-    close(dir);
-  }
-  return absl::OkStatus();
+  return SyncDirectory(options_.checkpoint_dir);
 }
 
 absl::StatusOr<ParameterShard::Restored> ParameterShard::RestoreNewestIntact() {
