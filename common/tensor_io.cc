@@ -342,7 +342,7 @@ absl::StatusOr<std::vector<NamedArray>> ParseTensors(absl::string_view data,
 }
 
 absl::Status WriteFileAtomically(const std::string& path,
-                                 absl::string_view contents) {
+                                 absl::string_view contents, bool owner_only) {
   const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (f == nullptr) {
@@ -356,6 +356,9 @@ absl::Status WriteFileAtomically(const std::string& path,
     return absl::UnavailableError(absl::StrCat(what, " ", tmp, " (writing ",
                                                path, "): ", ErrnoText(err)));
   };
+  if (owner_only && fchmod(fileno(f), 0600) != 0) {
+    return fail("cannot chmod", errno);
+  }
   if (!contents.empty() &&
       std::fwrite(contents.data(), 1, contents.size(), f) != contents.size()) {
     return fail("cannot write", errno);

@@ -83,9 +83,11 @@ absl::Status WriteTensorFile(const std::string& path,
 // Reads and verifies magic, bounds and checksum.
 absl::StatusOr<std::vector<NamedArray>> ReadTensorFile(const std::string& path);
 
-// Generic helpers used by the writers in common/.
+// Generic helpers used by the writers in common/. `owner_only`: the file is
+// readable by its owner alone (mode 0600) from its creation, for secrets.
 absl::Status WriteFileAtomically(const std::string& path,
-                                 absl::string_view contents);
+                                 absl::string_view contents,
+                                 bool owner_only = false);
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 // fsync of a directory: makes the renames in it durable.
 absl::Status SyncDirectory(const std::string& dir);

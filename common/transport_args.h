@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "common/tls.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -52,12 +53,15 @@ inline grpc::ChannelArguments TensorChannelArguments(int max_message_bytes) {
   return args;
 }
 
-// The one factory of tensor-streaming client channels (insecure, like the
-// servers' ports).
+// The one factory of tensor-streaming client channels, plaintext or TLS as
+// `security` says (common/tls.h).
 inline std::shared_ptr<grpc::Channel> ConnectTensorChannel(
-    const std::string& target, int max_message_bytes) {
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
-                                   TensorChannelArguments(max_message_bytes));
+    const std::string& target, int max_message_bytes,
+    const ClientSecurity& security = {}) {
+  grpc::ChannelArguments args = TensorChannelArguments(max_message_bytes);
+  security.ApplyTo(&args);
+  return grpc::CreateCustomChannel(target, security.ChannelCredentials(),
+                                   args);
 }
 
 }  // namespace paragan

@@ -90,8 +90,9 @@ absl::StatusOr<std::unique_ptr<DataClient>> DataClient::Connect(
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  options.security.ApplyTo(&args);
   auto channel = grpc::CreateCustomChannel(
-      options.address, grpc::InsecureChannelCredentials(), args);
+      options.address, options.security.ChannelCredentials(), args);
   std::unique_ptr<DataClient> client(
       new DataClient(std::move(options), std::move(channel)));
   if (absl::Status st = client->Describe(); !st.ok()) return st;
@@ -169,7 +170,7 @@ absl::Status DataClient::Describe() {
   Retry retry;
   for (;;) {
     grpc::ClientContext context;
-    AddAuthMetadata(options_.auth_token, &context);
+    AddAuthMetadata(options_.security.auth_token, &context);
     // Short attempts, so that a slow start of the service is retried.
     context.set_deadline(DeadlineIn(absl::Seconds(5)));
     if (!Track(&context)) return Cancelled();
@@ -192,7 +193,7 @@ absl::Status DataClient::Describe() {
 
 absl::Status DataClient::OpenStream() {
   stream_context_ = std::make_unique<grpc::ClientContext>();
-  AddAuthMetadata(options_.auth_token, stream_context_.get());
+  AddAuthMetadata(options_.security.auth_token, stream_context_.get());
   if (!Track(stream_context_.get())) {
     stream_context_.reset();
     return Cancelled();
@@ -416,7 +417,7 @@ absl::StatusOr<v1::RoleAssignment> DataClient::AssignRole(
   Retry retry;
   for (;;) {
     grpc::ClientContext context;
-    AddAuthMetadata(options_.auth_token, &context);
+    AddAuthMetadata(options_.security.auth_token, &context);
     context.set_deadline(DeadlineIn(absl::Seconds(30)));
     if (!Track(&context)) return Cancelled();
     v1::RoleAssignment assignment;
@@ -453,7 +454,7 @@ absl::Status DataClient::Publish(const Tensor& images,
   Retry retry;
   for (;;) {
     grpc::ClientContext context;
-    AddAuthMetadata(options_.auth_token, &context);
+    AddAuthMetadata(options_.security.auth_token, &context);
     context.set_deadline(DeadlineIn(absl::Seconds(30)));
     if (!Track(&context)) return Cancelled();
     v1::PublishResponse response;

@@ -39,6 +39,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/tensor.h"
+#include "common/tls.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/paragan.grpc.pb.h"
 
@@ -72,8 +73,9 @@ class DataClient {
     // UINT8 (EncodeSampleImages); the service keeps them so and widens
     // UINT8 for D workers that decode FLOAT32 only.
     v1::DType sample_dtype = v1::FLOAT32;
-    // Sent with every call (common/auth.h); empty: none.
-    std::string auth_token;
+    // The bearer token sent with every call and the channel's TLS
+    // (common/tls.h).
+    ClientSecurity security;
   };
 
   // Totals since Connect (Next's thread, after Next returns).

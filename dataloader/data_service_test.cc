@@ -149,14 +149,14 @@ TEST(DataServiceTest, WithATokenEveryCallWithoutItIsRefused) {
                 grpc::StatusCode::UNAUTHENTICATED);
     }
     DataClient::Options co = ClientOptions(server, "w");
-    co.auth_token = presented;
+    co.security.auth_token = presented;
     co.max_retry_seconds = 1;
     auto client = DataClient::Connect(co);
     EXPECT_FALSE(client.ok());
   }
   // Nothing was dealt to a stranger: the right token gets the first batch.
   DataClient::Options co = ClientOptions(server, "w");
-  co.auth_token = token;
+  co.security.auth_token = token;
   auto client = DataClient::Connect(co);
   ASSERT_TRUE(client.ok()) << client.status();
   Tensor images;

@@ -19,7 +19,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "common/auth_flag.h"
+#include "common/security_flags.h"
 #include "dataloader/data_client.h"
 
 ABSL_FLAG(std::string, address, "", "host:port of paragan_data.");
@@ -83,12 +83,13 @@ int main(int argc, char** argv) {
   o.worker_id = absl::GetFlag(FLAGS_worker_id);
   o.credits = absl::GetFlag(FLAGS_credits);
   o.max_retry_seconds = absl::GetFlag(FLAGS_max_retry_seconds);
-  absl::StatusOr<std::string> token = paragan::AuthTokenFromFlag();
-  if (!token.ok()) {
-    std::cerr << "paragan_data_fetch: " << token.status() << std::endl;
+  absl::StatusOr<paragan::ClientSecurity> security =
+      paragan::ClientSecurityFromFlags();
+  if (!security.ok()) {
+    std::cerr << "paragan_data_fetch: " << security.status() << std::endl;
     return 2;
   }
-  o.auth_token = *std::move(token);
+  o.security = *std::move(security);
   if (absl::Status st = ParseWire(&o); !st.ok()) {
     std::cerr << "paragan_data_fetch: " << st.message() << std::endl;
     return 2;

@@ -25,7 +25,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/auth_flag.h"
+#include "common/security_flags.h"
 #include "common/check.h"
 #include "common/flags_usage.h"
 #include "common/malloc_tuning.h"
@@ -228,11 +228,17 @@ int Run() {
   std::cout << kName << ": dispatch policy " << (*service)->dispatch_policy()
             << std::endl;
 
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ServerCredentialsFromFlags();
+  if (!credentials.ok()) {
+    std::cerr << kName << ": " << credentials.status() << std::endl;
+    return 2;
+  }
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":",
                                         absl::GetFlag(FLAGS_port)),
-                           grpc::InsecureServerCredentials(), &port);
+                           *credentials, &port);
   DataService::ConfigureServer(&builder,
                                absl::GetFlag(FLAGS_max_message_bytes));
   builder.RegisterService(service->get());
@@ -249,6 +255,11 @@ int Run() {
     std::cout << kName
               << ": every call needs the bearer token in --auth_token_file"
               << std::endl;
+  }
+  if (const TlsFiles tls = TlsFilesFromFlags(); !tls.cert_file.empty()) {
+    std::cout << kName << ": TLS"
+              << (tls.ca_file.empty() ? "" : " with client certificates")
+              << " on" << std::endl;
   }
   if (exposer) {
     std::cout << kName << ": metrics on port "

@@ -158,7 +158,7 @@ class DataPlaneTest : public ::testing::Test {
     data_plane_ = *std::move(dp);
     ParameterServerClient::Options co;
     co.timeout = absl::Seconds(30);
-    co.auth_token = auth_token;
+    co.security.auth_token = auth_token;
     client_ = std::make_unique<ParameterServerClient>(target(), co);
     auto r = client_->Register("w0", v1::BOTH);
     ASSERT_TRUE(r.ok()) << r.status();
@@ -273,7 +273,7 @@ TEST_F(DataPlaneTest, WithATokenEveryCallWithoutItIsRefusedAndChangesNothing) {
   int refusals = 0;
   for (const std::string& presented : {std::string(), token + "x"}) {
     ParameterServerClient::Options co;
-    co.auth_token = presented;
+    co.security.auth_token = presented;
     ParameterServerClient stranger(target(), co);
     auto reg = stranger.Register("w9", v1::BOTH);
     EXPECT_TRUE(absl::IsUnauthenticated(reg.status())) << reg.status();

@@ -33,7 +33,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "common/auth_flag.h"
+#include "common/security_flags.h"
 #include "common/check.h"
 #include "common/flags_usage.h"
 #include "common/malloc_tuning.h"
@@ -56,7 +56,7 @@ ABSL_FLAG(int, data_plane_port, 0,
           "TCP port of the tensor data plane (Pull and Push beside gRPC, "
           "server/data_plane.h), advertised to workers when they register; "
           "0 picks a free port (printed), -1 turns it off (tensors go "
-          "through gRPC).");
+          "through gRPC). It has no TLS: with --tls_cert_file it is off.");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the chosen gRPC port is written to this file once serving.");
 ABSL_FLAG(int, shard_id, 0, "This shard's id in [0, num_shards).");
@@ -330,6 +330,21 @@ int Run() {
               << std::endl;
     return 2;
   }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ServerCredentialsFromFlags();
+  if (!credentials.ok()) {
+    std::cerr << "paragan_server: " << credentials.status() << std::endl;
+    return 2;
+  }
+  const TlsFiles tls = TlsFilesFromFlags();
+  const bool tls_on = !tls.cert_file.empty();
+  if (tls_on && absl::GetFlag(FLAGS_data_plane_port) > 0) {
+    std::cerr << "paragan_server: --data_plane_port has no TLS: with "
+                 "--tls_cert_file tensors go over gRPC/TLS only (drop "
+                 "--data_plane_port)"
+              << std::endl;
+    return 2;
+  }
   ShardHandler handler(sopts, (*shard)->tables(), metrics.get());
   ParameterServerService service(&handler);
 
@@ -337,7 +352,7 @@ int Run() {
   int port = 0;
   builder.AddListeningPort(absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":",
                                         absl::GetFlag(FLAGS_port)),
-                           grpc::InsecureServerCredentials(), &port);
+                           *credentials, &port);
   builder.SetMaxReceiveMessageSize(max_message);
   builder.SetMaxSendMessageSize(max_message);
   SetTensorTransportArgs(&builder);
@@ -351,12 +366,17 @@ int Run() {
   std::cout << "paragan_server: shard " << so.shard_id << "/" << so.num_shards
             << " listening on port " << port << std::endl;
   if (!sopts.auth_token.empty()) {
-    std::cout << "paragan_server: every call and data-plane connection "
-                 "needs the bearer token in --auth_token_file"
-              << std::endl;
+    std::cout << "paragan_server: every call"
+              << (tls_on ? "" : " and data-plane connection")
+              << " needs the bearer token in --auth_token_file" << std::endl;
+  }
+  if (tls_on) {
+    std::cout << "paragan_server: TLS"
+              << (tls.ca_file.empty() ? "" : " with client certificates")
+              << " on; no data plane (tensors over gRPC/TLS)" << std::endl;
   }
   std::unique_ptr<DataPlaneServer> data_plane;
-  if (absl::GetFlag(FLAGS_data_plane_port) >= 0) {
+  if (!tls_on && absl::GetFlag(FLAGS_data_plane_port) >= 0) {
     DataPlaneServer::Options dopts;
     dopts.bind_address = absl::GetFlag(FLAGS_bind_address);
     dopts.port = absl::GetFlag(FLAGS_data_plane_port);

@@ -48,13 +48,16 @@ bool IsDataPlaneUnreachable(const absl::Status& st) {
 }  // namespace
 
 std::shared_ptr<grpc::Channel> ParameterServerClient::Connect(
-    const std::string& target, int max_message_bytes) {
-  return ConnectTensorChannel(target, max_message_bytes);
+    const std::string& target, int max_message_bytes,
+    const ClientSecurity& security) {
+  return ConnectTensorChannel(target, max_message_bytes, security);
 }
 
 ParameterServerClient::ParameterServerClient(const std::string& target,
                                              Options options)
-    : ParameterServerClient(Connect(target, options.max_message_bytes), [&] {
+    : ParameterServerClient(Connect(target, options.max_message_bytes,
+                                    options.security),
+                            [&] {
         if (options.data_plane_host.empty()) {
           options.data_plane_host = HostOfTarget(target);
         }
@@ -79,7 +82,7 @@ ParameterServerClient::ParameterServerClient(
 void ParameterServerClient::PrepareContext(grpc::ClientContext* ctx) const {
   ctx->set_deadline(std::chrono::system_clock::now() +
                     absl::ToChronoMilliseconds(options_.timeout));
-  AddAuthMetadata(options_.auth_token, ctx);
+  AddAuthMetadata(options_.security.auth_token, ctx);
 }
 
 absl::StatusOr<v1::RegisterResponse> ParameterServerClient::Register(
@@ -92,7 +95,8 @@ absl::StatusOr<v1::RegisterResponse> ParameterServerClient::Register(
   v1::RegisterResponse resp;
   absl::Status st = FromGrpcStatus(stub_->RegisterWorker(&ctx, req, &resp));
   if (!st.ok()) return st;
-  if (options_.data_plane && !options_.data_plane_host.empty()) {
+  if (options_.data_plane && !options_.security.tls_on() &&
+      !options_.data_plane_host.empty()) {
     std::lock_guard<std::mutex> lock(dp_mu_);
     const int port = resp.data_plane_port() == dp_unreachable_port_
                          ? 0
@@ -263,9 +267,9 @@ absl::StatusOr<T> ParameterServerClient::OnDataPlane(
         return Tagged(s.status(), kUnreachable);
       }
       socket = *std::move(s);
-      if (!options_.auth_token.empty()) {
+      if (!options_.security.auth_token.empty()) {
         absl::Status auth =
-            AuthenticateDataPlane(socket.fd(), options_.auth_token);
+            AuthenticateDataPlane(socket.fd(), options_.security.auth_token);
         // A refusal is the server's answer, not an unreachable data plane.
         if (absl::IsUnauthenticated(auth)) return auth;
         if (!auth.ok()) return Tagged(auth, kUnreachable);

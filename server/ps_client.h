@@ -20,6 +20,7 @@
 #include "grpcpp/channel.h"
 #include "grpcpp/impl/rpc_method.h"
 #include "proto/paragan.grpc.pb.h"
+#include "common/tls.h"
 #include "server/data_plane.h"
 
 namespace paragan {
@@ -63,20 +64,21 @@ class ParameterServerClient {
     // gRPC message limit of the channel the (target, Options) constructor
     // makes (the server's default is 16 MiB).
     int max_message_bytes = 16 << 20;
-    // Sent with every call and on every data-plane connection
-    // (common/auth.h); empty: none.
-    std::string auth_token;
+    // The bearer token, sent with every call and on every data-plane
+    // connection, and the channel's TLS (common/tls.h). With TLS on the data
+    // plane (which has none) is never used.
+    ClientSecurity security;
   };
 
-  // An insecure channel to "host:port" whose messages may be as large as
-  // the server's (default 16 MiB): ConnectTensorChannel
+  // A channel to "host:port" whose messages may be as large as the
+  // server's (default 16 MiB), secured by `security`: ConnectTensorChannel
   // (common/transport_args.h), the one factory of tensor channels.
-  static std::shared_ptr<grpc::Channel> Connect(const std::string& target,
-                                                int max_message_bytes = 16
-                                                                        << 20);
+  static std::shared_ptr<grpc::Channel> Connect(
+      const std::string& target, int max_message_bytes = 16 << 20,
+      const ClientSecurity& security = {});
 
   // A client of the shard at "host:port" (Connect with
-  // options.max_message_bytes), whose data plane, once Register learns its
+  // options.max_message_bytes and options.security), whose data plane, once Register learns its
   // port, is reached on the same host.
   ParameterServerClient(const std::string& target, Options options);
   explicit ParameterServerClient(std::shared_ptr<grpc::Channel> channel)

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/local_ca.h"
 
 namespace paragan {
 namespace local {
@@ -427,6 +428,10 @@ std::string AuthTokenPath(const LauncherOptions& o) {
   return o.out_dir + "/secrets/auth_token";
 }
 
+std::string TlsDir(const LauncherOptions& o) {
+  return o.out_dir + "/secrets/tls";
+}
+
 absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
                                 const std::string& bin_dir) {
   if (absl::Status st = ValidateOptions(o); !st.ok()) return st;
@@ -468,6 +473,17 @@ absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
     for (ProcessSpec& p : job.processes) {
       if (p.role == Role::kInit) continue;
       p.flags.push_back(absl::StrCat("--auth_token_file=", AuthTokenPath(o)));
+    }
+  }
+  if (o.tls) {
+    const LocalCertificates certs = LocalCertificatesIn(TlsDir(o));
+    for (ProcessSpec& p : job.processes) {
+      if (p.role == Role::kInit) continue;
+      const bool server = p.role == Role::kShard || p.role == Role::kData;
+      const TlsFiles f = server ? certs.ServerFiles() : certs.ClientFiles();
+      p.flags.push_back(absl::StrCat("--tls_cert_file=", f.cert_file));
+      p.flags.push_back(absl::StrCat("--tls_key_file=", f.key_file));
+      p.flags.push_back(absl::StrCat("--tls_ca_file=", f.ca_file));
     }
   }
   return job;

@@ -96,6 +96,10 @@ struct LauncherOptions {
   // writes a fresh one to AuthTokenPath (mode 0600) and gives every
   // process --auth_token_file.
   bool auth = false;
+  // gRPC over mutual TLS everywhere, no shard data planes: the launcher
+  // makes a throwaway CA and certificates in TlsDir (common/local_ca.h)
+  // and gives servers and clients their --tls_* flags.
+  bool tls = false;
   // Test hook: SIGKILL the process named `kill_process` ("w1", "shard0",
   // "data"; empty: none) after `kill_after_s` seconds of training, to
   // exercise the dead-process paths.
@@ -105,6 +109,8 @@ struct LauncherOptions {
 
 // <out_dir>/secrets/auth_token: where a run with `auth` keeps its token.
 std::string AuthTokenPath(const LauncherOptions& o);
+// <out_dir>/secrets/tls: where a run with `tls` keeps its certificates.
+std::string TlsDir(const LauncherOptions& o);
 
 // Errors in the options that need no binary to detect (counts, modes).
 absl::Status ValidateOptions(const LauncherOptions& o);

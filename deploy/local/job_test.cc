@@ -60,6 +60,42 @@ TEST(DescribeJob, AuthGivesEveryServiceAndClientTheTokenFile) {
   EXPECT_EQ(with_token, 8);
 }
 
+TEST(DescribeJob, TlsGivesServersTheServerCertificateAndClientsTheClients) {
+  LauncherOptions o;
+  o.out_dir = "/out";
+  o.eval_every_s = 30;
+  for (const ProcessSpec& p : Describe(o).processes) {
+    EXPECT_EQ(FlagValue(p, "tls_cert_file"), "<absent>") << p.name;
+  }
+  o.tls = true;
+  EXPECT_EQ(TlsDir(o), "/out/secrets/tls");
+  int servers = 0, clients = 0;
+  for (const ProcessSpec& p : Describe(o).processes) {
+    if (p.role == Role::kInit) {
+      EXPECT_EQ(FlagValue(p, "tls_ca_file"), "<absent>") << p.name;
+      continue;
+    }
+    // Every process verifies its peers against the run's CA (mutual TLS).
+    EXPECT_EQ(FlagValue(p, "tls_ca_file"), "/out/secrets/tls/ca.pem")
+        << p.name;
+    if (p.role == Role::kShard || p.role == Role::kData) {
+      EXPECT_EQ(FlagValue(p, "tls_cert_file"), "/out/secrets/tls/server.pem")
+          << p.name;
+      EXPECT_EQ(FlagValue(p, "tls_key_file"), "/out/secrets/tls/server.key")
+          << p.name;
+      ++servers;
+    } else {
+      EXPECT_EQ(FlagValue(p, "tls_cert_file"), "/out/secrets/tls/client.pem")
+          << p.name;
+      EXPECT_EQ(FlagValue(p, "tls_key_file"), "/out/secrets/tls/client.key")
+          << p.name;
+      ++clients;
+    }
+  }
+  EXPECT_EQ(servers, 3);  // two shards, the data service
+  EXPECT_EQ(clients, 5);  // two workers, two evaluations, the export
+}
+
 TEST(DescribeJob, ProcessesStagesAndOrder) {
   LauncherOptions o;
   o.out_dir = "/out";

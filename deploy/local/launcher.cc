@@ -1,6 +1,5 @@
 #include "deploy/local/launcher.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,6 +25,9 @@
 #include "absl/time/clock.h"
 #include "common/auth.h"
 #include "common/check.h"
+#include "common/local_ca.h"
+#include "common/tensor_io.h"
+#include "common/tls.h"
 
 namespace paragan {
 namespace local {
@@ -73,18 +75,8 @@ absl::StatusOr<std::string> WriteAuthToken(const std::string& path) {
   std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
                                std::filesystem::perm_options::replace);
   PG_ASSIGN_OR_RETURN(std::string token, GenerateAuthToken());
-  const int fd =
-      open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
-  }
-  const std::string line = token + "\n";
-  const bool ok =
-      write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-  fchmod(fd, 0600);  // an existing file keeps its mode otherwise
-  close(fd);
-  if (!ok) return absl::InternalError(absl::StrCat("cannot write ", path));
+  PG_RETURN_IF_ERROR(
+      WriteFileAtomically(path, token + "\n", /*owner_only=*/true));
   return token;
 }
 
@@ -140,13 +132,13 @@ struct TrainingStart {
 // After a stage is up: what it means to the user, and to the monitor.
 void StageUp(const LauncherOptions& o, const Job& job, const std::string& stage,
              ProcessGroup* group, Monitor* monitor, TrainingStart* start,
-             const std::string& auth_token) {
+             const ClientSecurity& security) {
   if (stage == kShardStage) {
     std::vector<std::string> ps;
     for (const std::string& n : NamesOf(job, Role::kShard)) {
       ps.push_back(group->Address(n, "grpc").value_or("?"));
     }
-    monitor->ConnectShards(ps, absl::Seconds(60), auth_token);
+    monitor->ConnectShards(ps, absl::Seconds(60), security);
     Say(absl::StrCat(
         ps.size(), " parameter-server shard(s) up: ", absl::StrJoin(ps, ", ")));
   } else if (stage == kDataStage) {
@@ -188,7 +180,7 @@ void StageUp(const LauncherOptions& o, const Job& job, const std::string& stage,
 // Every stage of the job, in order.
 absl::Status StartAll(const LauncherOptions& o, const Job& job,
                       ProcessGroup* group, Monitor* monitor,
-                      TrainingStart* start, const std::string& auth_token) {
+                      TrainingStart* start, const ClientSecurity& security) {
   for (const std::string& stage : job.stages) {
     if (stage == kWorkerStage) {
       const std::optional<ShardTotals> at_start = monitor->QueryShards();
@@ -196,7 +188,7 @@ absl::Status StartAll(const LauncherOptions& o, const Job& job,
       start->d_version = at_start ? at_start->d_version : 0;
     }
     PG_RETURN_IF_ERROR(group->StartStage(stage));
-    StageUp(o, job, stage, group, monitor, start, auth_token);
+    StageUp(o, job, stage, group, monitor, start, security);
   }
   return absl::OkStatus();
 }
@@ -400,13 +392,24 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
     PG_ASSIGN_OR_RETURN(auth_token, WriteAuthToken(AuthTokenPath(o)));
     Say(absl::StrCat("bearer token on every service: ", AuthTokenPath(o)));
   }
+  TlsFiles tls;
+  if (o.tls) {
+    PG_ASSIGN_OR_RETURN(const LocalCertificates certs,
+                        WriteLocalCertificates(TlsDir(o)));
+    tls = certs.ClientFiles();
+    Say(absl::StrCat("mutual TLS on every service, no data planes (a fresh "
+                     "CA and certificates in ",
+                     TlsDir(o), ")"));
+  }
+  PG_ASSIGN_OR_RETURN(const ClientSecurity security,
+                      ClientSecurityFromFiles(tls, auth_token));
 
   ToolLines tools;
   ProcessGroup::Options go;
   go.stop = stop;
   go.probes = {{Readiness::Check::kShardState,
-                [auth_token](const std::string& address) {
-                  return ShardAnswers(address, auth_token);
+                [security](const std::string& address) {
+                  return ShardAnswers(address, security);
                 }},
                {Readiness::Check::kMetrics, MetricsAnswer}};
   go.on_line = ToolLineHandler(&tools);
@@ -426,7 +429,7 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
 
   // A failure anywhere still stops the processes and writes the summary.
   absl::Status run_status =
-      StartAll(o, job, &group, &monitor, &start, auth_token);
+      StartAll(o, job, &group, &monitor, &start, security);
   if (run_status.ok()) {
     run_status = Train(o, job, stop, run_start, start, &group, &monitor);
   }

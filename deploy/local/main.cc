@@ -126,6 +126,11 @@ ABSL_FLAG(bool, auth, false,
           "Every service requires a bearer token: the launcher writes a fresh "
           "one to <out_dir>/secrets/auth_token (mode 0600) and passes it to "
           "every process with --auth_token_file.");
+ABSL_FLAG(bool, tls, false,
+          "Every service serves gRPC over mutual TLS only, with no shard data "
+          "planes (tensors over gRPC/TLS): the launcher makes a throwaway CA "
+          "and certificates in <out_dir>/secrets/tls and passes them to every "
+          "process with --tls_cert_file, --tls_key_file and --tls_ca_file.");
 ABSL_FLAG(std::string, kill_process, "",
           "test hook: SIGKILL this child (w1, shard0, data) after "
           "--kill_after_s seconds of training");
@@ -212,6 +217,7 @@ int main(int argc, char** argv) {
   o.eval_reference = absl::GetFlag(FLAGS_eval_reference);
   o.eval_flags = absl::GetFlag(FLAGS_eval_flags);
   o.auth = absl::GetFlag(FLAGS_auth);
+  o.tls = absl::GetFlag(FLAGS_tls);
   o.kill_process = absl::GetFlag(FLAGS_kill_process);
   o.kill_after_s = absl::GetFlag(FLAGS_kill_after_s);
 

@@ -461,11 +461,11 @@ absl::StatusOr<std::string> HttpGet(const std::string& address,
   return response.substr(body + 4, length.value_or(std::string::npos));
 }
 
-bool ShardAnswers(const std::string& address, const std::string& auth_token) {
+bool ShardAnswers(const std::string& address, const ClientSecurity& security) {
   ParameterServerClient::Options o;
   o.timeout = absl::Seconds(2);
-  o.auth_token = auth_token;
-  ParameterServerClient client(ParameterServerClient::Connect(address), o);
+  o.security = security;
+  ParameterServerClient client(address, o);
   return client.GetState().ok();
 }
 
@@ -482,14 +482,13 @@ Monitor::~Monitor() = default;
 
 void Monitor::ConnectShards(const std::vector<std::string>& targets,
                             absl::Duration rpc_timeout,
-                            const std::string& auth_token) {
+                            const ClientSecurity& security) {
   clients_.clear();
   for (const std::string& target : targets) {
     ParameterServerClient::Options o;
     o.timeout = rpc_timeout;
-    o.auth_token = auth_token;
-    clients_.push_back(std::make_unique<ParameterServerClient>(
-        ParameterServerClient::Connect(target), o));
+    o.security = security;
+    clients_.push_back(std::make_unique<ParameterServerClient>(target, o));
   }
 }
 

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/tls.h"
 
 namespace paragan {
 
@@ -175,7 +176,7 @@ absl::StatusOr<std::string> HttpGet(const std::string& address,
 // Readiness probes (ProcessGroup::Probe): the shard at `address` answers
 // GetState; the /metrics page at `address` answers.
 bool ShardAnswers(const std::string& address,
-                  const std::string& auth_token = "");
+                  const ClientSecurity& security = {});
 bool MetricsAnswer(const std::string& address);
 
 class Monitor {
@@ -186,7 +187,7 @@ class Monitor {
   // Clients of the shards (host:port, index = shard id), for GetState.
   void ConnectShards(const std::vector<std::string>& targets,
                      absl::Duration rpc_timeout,
-                     const std::string& auth_token = "");
+                     const ClientSecurity& security = {});
   // Every shard's GetState folded; nullopt when one does not answer. The
   // last good answer stays in last_shards().
   std::optional<ShardTotals> QueryShards();

@@ -12,7 +12,7 @@ DataServiceProvider::Connect(const DataServiceEndpoint& service,
                              double max_retry_seconds, v1::WorkerRole role) {
   DataClient::Options o;
   o.address = service.address;
-  o.auth_token = service.auth_token;
+  o.security = service.security;
   o.worker_id = worker_id;
   o.role = role;
   o.batch_size = batch_size;
@@ -44,7 +44,7 @@ DataServiceSampleSink::Connect(const DataServiceEndpoint& service,
                                v1::DType sample_dtype) {
   DataClient::Options o;
   o.address = service.address;
-  o.auth_token = service.auth_token;
+  o.security = service.security;
   o.worker_id = worker_id;
   o.role = v1::G_ONLY;
   o.sample_dtype = sample_dtype;
@@ -71,7 +71,7 @@ DataServiceRoleClient::Connect(const DataServiceEndpoint& service,
                                double max_retry_seconds) {
   DataClient::Options o;
   o.address = service.address;
-  o.auth_token = service.auth_token;
+  o.security = service.security;
   o.worker_id = worker_id;
   o.max_retry_seconds = max_retry_seconds;
   absl::StatusOr<std::unique_ptr<DataClient>> client = DataClient::Connect(o);
@@ -87,7 +87,7 @@ DataServiceFakeSource::Connect(const DataServiceEndpoint& service,
                                double max_retry_seconds) {
   DataClient::Options o;
   o.address = service.address;
-  o.auth_token = service.auth_token;
+  o.security = service.security;
   o.worker_id = absl::StrCat(worker_id, "/fakes");
   o.role = v1::D_ONLY;
   o.want_generated = true;

@@ -24,7 +24,7 @@ namespace paragan {
 // Where the data service is and how to authenticate to it.
 struct DataServiceEndpoint {
   std::string address;     // host:port
-  std::string auth_token;  // common/auth.h; empty: none
+  ClientSecurity security;  // token and TLS (common/tls.h)
 };
 
 class DataServiceProvider : public BatchProvider {

@@ -33,7 +33,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/auth_flag.h"
+#include "common/security_flags.h"
 #include "common/flags_usage.h"
 #include "common/malloc_tuning.h"
 #include "common/process_metrics.h"
@@ -311,10 +311,15 @@ int Run() {
   std::unique_ptr<BatchProvider>& batches = exchange.batches;
   const std::string data_address = absl::GetFlag(FLAGS_data);
   const double max_retry_s = absl::GetFlag(FLAGS_max_retry_seconds);
-  absl::StatusOr<std::string> auth_token = AuthTokenFromFlag();
-  if (!auth_token.ok()) return Fail(auth_token.status().ToString());
-  o.auth_token = *auth_token;
-  const DataServiceEndpoint data_service{data_address, *auth_token};
+  absl::StatusOr<ClientSecurity> security = ClientSecurityFromFlags();
+  if (!security.ok()) return Fail(security.status().ToString());
+  o.security = *security;
+  if (security->tls_on() && o.data_plane) {
+    std::cout << "paragan_worker: TLS on: tensors over gRPC/TLS (the shards' "
+                 "data planes have no TLS)"
+              << std::endl;
+  }
+  const DataServiceEndpoint data_service{data_address, *security};
   if ((o.role != v1::BOTH || o.auto_role) && data_address.empty()) {
     return Fail(absl::StrCat("--role=", role,
                              " trades samples through the data service: "

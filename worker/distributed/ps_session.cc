@@ -44,7 +44,7 @@ class GrpcShardClient : public ShardClient {
                   co.timeout = o.rpc_timeout;
                   co.data_plane = o.data_plane;
                   co.max_message_bytes = 64 << 20;
-                  co.auth_token = o.auth_token;
+                  co.security = o.security;
                   return co;  // data_plane_host: the host of `address`
                 }()),
         worker_id_(o.worker_id),

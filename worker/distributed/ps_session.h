@@ -36,6 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/tls.h"
 #include "proto/paragan.pb.h"
 #include "server/ps_client.h"
 #include "worker/distributed/io_pool.h"
@@ -88,7 +89,7 @@ struct PsSessionOptions {
   // used over gRPC, said once on stderr (ParameterServerClient).
   bool data_plane = true;
   absl::Duration rpc_timeout = absl::Seconds(20);
-  std::string auth_token;  // common/auth.h; empty: none
+  ClientSecurity security;  // token and TLS (common/tls.h)
   RetryPolicy retry;
   RetryEnv retry_env;  // clock and sleep of the retries (tests)
   int io_threads = 0;  // 0: 2 per shard (both tables at every shard at once)

@@ -192,7 +192,7 @@ absl::Status Worker::Connect(const std::atomic<bool>* stop) {
   so.push_dtype_by_table = options_.push_dtype_by_table;
   so.data_plane = options_.data_plane;
   so.rpc_timeout = options_.rpc_timeout;
-  so.auth_token = options_.auth_token;
+  so.security = options_.security;
   so.retry = options_.retry;
   so.io_threads = options_.io_threads;
   so.connect = options_.connect;

@@ -53,6 +53,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/tls.h"
 #include "proto/paragan.pb.h"
 #include "worker/distributed/batch_provider.h"
 #include "worker/distributed/ps_session.h"
@@ -117,8 +118,9 @@ struct WorkerOptions {
   bool data_plane = true;
   RetryPolicy retry;
   absl::Duration rpc_timeout = absl::Seconds(20);
-  // Bearer token for the shards and the data service (common/auth.h).
-  std::string auth_token;
+  // Bearer token and TLS for the shards (common/tls.h); with TLS on the
+  // shards' data planes are not used.
+  ClientSecurity security;
   // The session's I/O threads (0: 2 per shard) and shard clients (null:
   // ParameterServerClient; tests pass fakes).
   int io_threads = 0;

@@ -21,7 +21,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/auth_flag.h"
+#include "common/security_flags.h"
 #include "common/flags_usage.h"
 #include "common/optim_kernels.h"
 #include "common/process_metrics.h"
@@ -255,9 +255,10 @@ int main(int argc, char** argv) {
   if (!ps.empty()) {
     ev::LiveEvalOptions lo;
     lo.ps = SplitList(ps);
-    absl::StatusOr<std::string> token = paragan::AuthTokenFromFlag();
-    if (!token.ok()) return Fail(token.status());
-    lo.auth_token = *std::move(token);
+    absl::StatusOr<paragan::ClientSecurity> security =
+        paragan::ClientSecurityFromFlags();
+    if (!security.ok()) return Fail(security.status());
+    lo.security = *std::move(security);
     lo.model = absl::GetFlag(FLAGS_model);
     lo.num_samples = absl::GetFlag(FLAGS_num_samples);
     lo.every_s = every_s;

@@ -68,7 +68,7 @@ absl::StatusOr<Tensor> SamplesFromCheckpoint(const std::string& checkpoint,
 absl::StatusOr<ServerSamples> SamplesFromServers(
     const std::vector<std::string>& ps, const std::string& model, int64_t n,
     uint64_t seed, int threads, absl::Duration timeout,
-    const std::string& auth_token) {
+    const ClientSecurity& security) {
   if (n < 1)
     return absl::InvalidArgumentError(
         absl::StrCat("--num_samples must be >= 1, got ", n));
@@ -77,7 +77,7 @@ absl::StatusOr<ServerSamples> SamplesFromServers(
   PG_ASSIGN_OR_RETURN(
       ServerTables tables,
       PullServerTables(ps, timeout, "paragan_eval",
-                       /*with_discriminator=*/false, auth_token));
+                       /*with_discriminator=*/false, security));
   out.pull_seconds = Since(t0);
   out.g_version = tables.g_version;
   out.from_ema = tables.have_ema;

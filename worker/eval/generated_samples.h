@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/tensor.h"
+#include "common/tls.h"
 #include "worker/train/gan_trainer.h"
 
 namespace paragan::eval {
@@ -44,7 +45,7 @@ struct ServerSamples {
 absl::StatusOr<ServerSamples> SamplesFromServers(
     const std::vector<std::string>& ps, const std::string& model, int64_t n,
     uint64_t seed, int threads, absl::Duration timeout = absl::Seconds(60),
-    const std::string& auth_token = "");
+    const ClientSecurity& security = {});
 
 }  // namespace paragan::eval
 

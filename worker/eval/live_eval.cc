@@ -76,7 +76,7 @@ absl::StatusOr<FidRow> LiveEvaluator::EvaluateOnce(double wall_s) {
   const double unix_s = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
   absl::StatusOr<ServerSamples> s =
       SamplesFromServers(o_.ps, o_.model, o_.num_samples, o_.seed, o_.threads,
-                         absl::Seconds(60), o_.auth_token);
+                         absl::Seconds(60), o_.security);
   if (!s.ok()) return s.status();
   EvalOptions eo = o_.eval;
   eo.dataset = absl::StrFormat("%s@G%d", o_.model, s->g_version);

@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/tls.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -31,7 +32,7 @@ namespace paragan::eval {
 
 struct LiveEvalOptions {
   std::vector<std::string> ps;  // every shard's "host:port"
-  std::string auth_token;       // the shards' (common/auth.h); empty: none
+  ClientSecurity security;       // the shards' token and TLS (common/tls.h)
   std::string model = "dcgan32";
   int64_t num_samples = 10000;
   double every_s = 60;  // between the starts of two evaluations

@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "common/auth_flag.h"
+#include "common/security_flags.h"
 #include "common/check.h"
 #include "common/flags_usage.h"
 #include "common/tensor_io.h"
@@ -80,12 +80,13 @@ absl::StatusOr<paragan::GeneratorSnapshot> FromShards(
   PG_RETURN_IF_ERROR(paragan::CheckPytorchReferenceSupports(model));
   const std::vector<std::string> shards =
       absl::StrSplit(ps, ',', absl::SkipWhitespace());
-  PG_ASSIGN_OR_RETURN(const std::string token, paragan::AuthTokenFromFlag());
+  PG_ASSIGN_OR_RETURN(const paragan::ClientSecurity security,
+                      paragan::ClientSecurityFromFlags());
   PG_ASSIGN_OR_RETURN(
       paragan::ServerTables tables,
       paragan::PullServerTables(
           shards, absl::Seconds(absl::GetFlag(FLAGS_timeout_s)),
-          "paragan_export", /*with_discriminator=*/true, token));
+          "paragan_export", /*with_discriminator=*/true, security));
   return paragan::SnapshotFromServerTables(model, tables, which);
 }
 

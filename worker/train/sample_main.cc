@@ -15,7 +15,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/auth_flag.h"
+#include "common/security_flags.h"
 #include "common/flags_usage.h"
 #include "common/image_io.h"
 #include "common/tensor_io.h"
@@ -77,9 +77,10 @@ int ExportFromShards() {
   paragan::ServerExportOptions o;
   o.ps = absl::StrSplit(absl::GetFlag(FLAGS_ps), ',', absl::SkipWhitespace());
   o.model = absl::GetFlag(FLAGS_model);
-  absl::StatusOr<std::string> token = paragan::AuthTokenFromFlag();
-  if (!token.ok()) return Fail(token.status());
-  o.auth_token = *std::move(token);
+  absl::StatusOr<paragan::ClientSecurity> security =
+      paragan::ClientSecurityFromFlags();
+  if (!security.ok()) return Fail(security.status());
+  o.security = *std::move(security);
   if (absl::Status st = paragan::GetModelSpec(o.model).status(); !st.ok()) {
     return Fail(
         absl::InvalidArgumentError(absl::StrCat("--model: ", st.message())));

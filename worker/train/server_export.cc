@@ -75,7 +75,7 @@ absl::Status Load(const std::map<std::string, PulledTensor>& params,
 absl::StatusOr<ServerTables> PullServerTables(
     const std::vector<std::string>& ps, absl::Duration timeout,
     const std::string& worker_id, bool with_discriminator,
-    const std::string& auth_token) {
+    const ClientSecurity& security) {
   if (ps.empty()) {
     return absl::InvalidArgumentError("no parameter-server addresses");
   }
@@ -87,11 +87,13 @@ absl::StatusOr<ServerTables> PullServerTables(
     }
     ParameterServerClient::Options co;
     co.timeout = timeout;
-    co.auth_token = auth_token;
+    co.security = security;
     // gRPC only, as the launcher pulled: a one-off read needs no data plane
     // (that would need a Register first).
     clients.push_back(std::make_unique<ParameterServerClient>(
-        ParameterServerClient::Connect(target), co));
+        ParameterServerClient::Connect(target, co.max_message_bytes,
+                                       security),
+        co));
   }
   ServerTables t;
   PG_ASSIGN_OR_RETURN(
@@ -173,7 +175,7 @@ absl::StatusOr<std::vector<std::string>> ExportFromServers(
   PG_ASSIGN_OR_RETURN(
       ServerTables tables,
       PullServerTables(o.ps, o.timeout, "paragan_sample",
-                       /*with_discriminator=*/true, o.auth_token));
+                       /*with_discriminator=*/true, o.security));
   if (!tables.have_ema) {
     std::cerr << "warning: no EMA of G on the shards (" << tables.no_ema_reason
               << "): samples come from G itself" << std::endl;

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/tls.h"
 #include "server/ps_client.h"
 #include "worker/engine/backend.h"
 #include "worker/train/gan_trainer.h"
@@ -39,7 +40,7 @@ struct ServerTables {
 absl::StatusOr<ServerTables> PullServerTables(
     const std::vector<std::string>& ps, absl::Duration timeout,
     const std::string& worker_id = "paragan_sample",
-    bool with_discriminator = true, const std::string& auth_token = "");
+    bool with_discriminator = true, const ClientSecurity& security = {});
 
 // A trainer built from DefaultTrainerConfig(model) (batch size and seed as
 // given) with G, D (when pulled; otherwise D keeps its initialization) and the
@@ -62,7 +63,7 @@ struct ServerExportOptions {
   int batch_size = 64;
   int threads = 1;                             // CPU threads (< 1: 1)
   absl::Duration timeout = absl::Seconds(60);  // per pull
-  std::string auth_token;  // the shards' (common/auth.h); empty: none
+  ClientSecurity security;  // the shards' token and TLS (common/tls.h)
 };
 
 // Loads `tables` into a trainer built from DefaultTrainerConfig(o.model) and

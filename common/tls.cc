@@ -1,0 +1,198 @@
+#include "common/tls.h"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/tensor_io.h"
+#include "grpc/grpc_security_constants.h"
+
+namespace paragan {
+namespace {
+
+struct BioFree {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+struct X509Free {
+  void operator()(X509* x) const { X509_free(x); }
+};
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+using X509Ptr = std::unique_ptr<X509, X509Free>;
+using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
+
+// OpenSSL's most recent error, for a message (and the queue cleared, so a
+// later failure does not report this one).
+std::string OpenSslError() {
+  const unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return "no PEM block found";
+  char buf[256];
+  ERR_error_string_n(code, buf, sizeof(buf));
+  return buf;
+}
+
+std::unique_ptr<BIO, BioFree> MemoryBio(const std::string& pem) {
+  return std::unique_ptr<BIO, BioFree>(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+}
+
+absl::StatusOr<std::string> ReadPem(const std::string& field,
+                                    const std::string& path) {
+  absl::StatusOr<std::string> pem = ReadFileToString(path);
+  if (!pem.ok()) {
+    return absl::Status(pem.status().code(),
+                        absl::StrCat(field, ": ", pem.status().message()));
+  }
+  return pem;
+}
+
+// The first certificate of a PEM chain.
+absl::StatusOr<X509Ptr> ParseCertificate(const std::string& field,
+                                         const std::string& path,
+                                         const std::string& pem) {
+  auto bio = MemoryBio(pem);
+  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (cert == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " ", path, " holds no PEM certificate (", OpenSslError(), ")"));
+  }
+  return cert;
+}
+
+// A certificate chain and its private key, checked to belong together.
+absl::Status CheckKeyPair(const TlsFiles& files, const std::string& cert_pem,
+                          const std::string& key_pem) {
+  absl::StatusOr<X509Ptr> cert =
+      ParseCertificate("tls_cert_file", files.cert_file, cert_pem);
+  if (!cert.ok()) return cert.status();
+  auto bio = MemoryBio(key_pem);
+  PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  if (key == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls_key_file ", files.key_file,
+                     " holds no unencrypted PEM private key (", OpenSslError(),
+                     ")"));
+  }
+  if (X509_check_private_key(cert->get(), key.get()) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls_key_file ", files.key_file,
+                     " is not the key of the certificate in tls_cert_file ",
+                     files.cert_file));
+  }
+  return absl::OkStatus();
+}
+
+struct KeyPair {
+  std::string cert_pem;
+  std::string key_pem;
+};
+
+// The pair in `files`, read and checked; empty when neither file is named.
+absl::StatusOr<KeyPair> ReadKeyPair(const TlsFiles& files) {
+  if (files.cert_file.empty() != files.key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "tls_cert_file and tls_key_file go together: set both or neither");
+  }
+  KeyPair pair;
+  if (files.cert_file.empty()) return pair;
+  absl::StatusOr<std::string> cert = ReadPem("tls_cert_file", files.cert_file);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadPem("tls_key_file", files.key_file);
+  if (!key.ok()) return key.status();
+  if (absl::Status st = CheckKeyPair(files, *cert, *key); !st.ok()) return st;
+  pair.cert_pem = *std::move(cert);
+  pair.key_pem = *std::move(key);
+  return pair;
+}
+
+absl::StatusOr<std::string> ReadCa(const TlsFiles& files) {
+  if (files.ca_file.empty()) return std::string();
+  absl::StatusOr<std::string> ca = ReadPem("tls_ca_file", files.ca_file);
+  if (!ca.ok()) return ca.status();
+  if (absl::StatusOr<X509Ptr> c =
+          ParseCertificate("tls_ca_file", files.ca_file, *ca);
+      !c.ok()) {
+    return c.status();
+  }
+  return ca;
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::ChannelCredentials> ClientSecurity::ChannelCredentials()
+    const {
+  return tls != nullptr ? tls : grpc::InsecureChannelCredentials();
+}
+
+void ClientSecurity::ApplyTo(grpc::ChannelArguments* args) const {
+  if (tls != nullptr && !tls_server_name.empty()) {
+    args->SetSslTargetNameOverride(tls_server_name);
+  }
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>>
+ServerCredentialsFromFiles(const TlsFiles& files) {
+  if (!files.server_name.empty()) {
+    return absl::InvalidArgumentError(
+        "tls_server_name is for clients: a server's name is in its "
+        "certificate");
+  }
+  absl::StatusOr<KeyPair> pair = ReadKeyPair(files);
+  if (!pair.ok()) return pair.status();
+  absl::StatusOr<std::string> ca = ReadCa(files);
+  if (!ca.ok()) return ca.status();
+  if (pair->cert_pem.empty()) {
+    if (!ca->empty()) {
+      return absl::InvalidArgumentError(
+          "tls_ca_file on a server verifies client certificates (mutual "
+          "TLS) and needs the server's own tls_cert_file and tls_key_file");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions options(
+      ca->empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                  : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_root_certs = *std::move(ca);
+  options.pem_key_cert_pairs.push_back(
+      {std::move(pair->key_pem), std::move(pair->cert_pem)});
+  return grpc::SslServerCredentials(options);
+}
+
+absl::StatusOr<ClientSecurity> ClientSecurityFromFiles(const TlsFiles& files,
+                                                       std::string auth_token) {
+  ClientSecurity security;
+  security.auth_token = std::move(auth_token);
+  absl::StatusOr<KeyPair> pair = ReadKeyPair(files);
+  if (!pair.ok()) return pair.status();
+  absl::StatusOr<std::string> ca = ReadCa(files);
+  if (!ca.ok()) return ca.status();
+  if (ca->empty()) {
+    if (!pair->cert_pem.empty() || !files.server_name.empty()) {
+      return absl::InvalidArgumentError(
+          "a client uses TLS only with tls_ca_file (the roots its servers' "
+          "certificates chain to); tls_cert_file, tls_key_file and "
+          "tls_server_name need it");
+    }
+    return security;
+  }
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = *std::move(ca);
+  options.pem_private_key = std::move(pair->key_pem);
+  options.pem_cert_chain = std::move(pair->cert_pem);
+  security.tls = grpc::SslCredentials(options);
+  security.tls_server_name = files.server_name;
+  return security;
+}
+
+}  // namespace paragan
