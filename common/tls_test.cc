@@ -43,9 +43,11 @@ struct Listener {
 };
 
 // Whether a channel made the way every ParaGAN client makes one gets through
-// the handshake.
+// the handshake. An IP address, not "localhost": gRPC's c-ares resolver
+// leaks the name it resolves (LeakSanitizer), and the DNS name in the
+// certificate is checked through the server-name override instead.
 bool Connects(const Listener& listener, const ClientSecurity& security,
-              const std::string& host = "localhost") {
+              const std::string& host = "127.0.0.1") {
   grpc::ChannelArguments args;
   security.ApplyTo(&args);
   auto channel = grpc::CreateCustomChannel(
@@ -97,7 +99,7 @@ TEST_F(TlsTest, ServerTlsAcceptsClientsTrustingItsCaOnly) {
   ASSERT_NE(listener.port, 0);
   EXPECT_TRUE(Connects(listener, Client({"", "", certs_.ca_cert, ""})));
   EXPECT_TRUE(
-      Connects(listener, Client({"", "", certs_.ca_cert, ""}), "127.0.0.1"));
+      Connects(listener, Client({"", "", certs_.ca_cert, "localhost"})));
   EXPECT_FALSE(Connects(listener, ClientSecurity()))
       << "a plaintext client got through";
 
@@ -115,8 +117,7 @@ TEST_F(TlsTest, ServerNameMustMatchTheCertificate) {
   EXPECT_FALSE(Connects(listener,
                         Client({"", "", certs_.ca_cert, "shard-0.example"})));
   EXPECT_TRUE(
-      Connects(listener, Client({"", "", certs_.ca_cert, "localhost"}),
-               "127.0.0.1"));
+      Connects(listener, Client({"", "", certs_.ca_cert, "localhost"})));
 }
 
 TEST_F(TlsTest, MutualTlsRefusesClientsWithoutACertificateOfItsCa) {
