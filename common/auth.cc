@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/log_limit.h"
 #include "common/tensor_io.h"
 
 namespace paragan {
@@ -124,8 +125,7 @@ absl::Status CallAuthenticator::Refuse(absl::string_view why,
                                        absl::string_view peer,
                                        absl::string_view what) const {
   const int64_t n = refused_.fetch_add(1) + 1;
-  // The first ten, then every thousandth: enough to see who, not a flood.
-  if (n <= 10 || n % 1000 == 0) {
+  if (ShouldLogOccurrence(n)) {
     std::cerr << service_ << ": refused " << what << " from " << peer << ": "
               << why << " (" << n << " refused so far)" << std::endl;
   }

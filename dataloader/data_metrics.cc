@@ -107,7 +107,16 @@ DataMetrics::DataMetrics(prometheus::Registry* registry)
       generated_stale_(
           SingleCounter(registry, "paragan_data_generated_batches_stale_total",
                         "Generated batches skipped: older than a D stream's "
-                        "max_sample_age")) {}
+                        "max_sample_age")),
+      limit_hits_(prometheus::BuildCounter()
+                      .Name("paragan_data_limit_refusals_total")
+                      .Help("Clients refused for breaking a bound "
+                            "(--max_streams), by limit")
+                      .Register(*registry)) {}
+
+void DataMetrics::RecordLimitHit(const std::string& limit) {
+  limit_hits_.Add({{"limit", limit}}).Increment();
+}
 
 void DataMetrics::RecordSent(const std::string& worker, int64_t wire_bytes,
                              int64_t decoded_bytes, double credit_wait_seconds,

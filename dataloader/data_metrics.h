@@ -70,6 +70,8 @@ class DataMetrics {
   void SetInFlight(int64_t n) { in_flight_.Set(static_cast<double>(n)); }
   void SetPrepared(int64_t n) { prepared_.Set(static_cast<double>(n)); }
   void SetStreams(int64_t n) { streams_.Set(static_cast<double>(n)); }
+  // A client refused for breaking `limit` ("streams").
+  void RecordLimitHit(const std::string& limit);
   void SetEpoch(int64_t epoch) { epoch_.Set(static_cast<double>(epoch)); }
   void AddRequeued(int64_t n) { requeued_.Increment(static_cast<double>(n)); }
   void AddGenerated(int64_t accepted, int64_t dropped);
@@ -100,6 +102,7 @@ class DataMetrics {
   prometheus::Counter& generated_accepted_;
   prometheus::Counter& generated_dropped_;
   prometheus::Counter& generated_stale_;
+  prometheus::Family<prometheus::Counter>& limit_hits_;
 };
 
 }  // namespace paragan

@@ -1,6 +1,7 @@
 #include "dataloader/data_service.h"
 
 #include <algorithm>
+#include <iostream>
 #include <optional>
 #include <utility>
 
@@ -8,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "common/check.h"
 #include "common/grpc_status.h"
+#include "common/log_limit.h"
 #include "dataloader/batch_codec.h"
 
 namespace paragan {
@@ -564,6 +566,22 @@ grpc::Status DataService::StreamBatches(
         o, absl::AbortedError(absl::StrCat(
                "superseded by a new stream of worker '", s.worker_id, "'")));
     o->context->TryCancel();
+  }
+  if (by_worker_.count(s.worker_id) == 0 &&
+      static_cast<int>(streams_.size()) >= options_.max_streams) {
+    const int64_t n = ++stream_limit_hits_;
+    lock.unlock();
+    if (metrics_ != nullptr) metrics_->RecordLimitHit("streams");
+    if (ShouldLogOccurrence(n)) {
+      std::cerr << "paragan_data: refused a stream of worker '" << s.worker_id
+                << "' from " << context->peer() << ": " << options_.max_streams
+                << " streams open, the limit (--max_streams) [" << n
+                << " refused so far]" << std::endl;
+    }
+    return grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("the data service has ", options_.max_streams,
+                     " streams open, the limit (--max_streams)"));
   }
   s.id = next_stream_id_++;
   by_worker_[s.worker_id] = &s;

@@ -77,6 +77,10 @@ struct DataServiceOptions {
   int load_threads = 1;       // LoadBatch threads of the producer
   // Largest credit balance a stream may hold (a guard against bad clients).
   int max_credits = 4096;
+  // StreamBatches streams open at once (a D worker holds two); one beyond is
+  // refused with RESOURCE_EXHAUSTED, counted and logged. A worker's new
+  // stream replacing its old one always fits.
+  int max_streams = 512;
   // The registered DispatchPolicy that deals batches to streams.
   std::string dispatch_policy = "round_robin";
   // Role balancing of --role=auto workers (AssignRole).
@@ -203,6 +207,7 @@ class DataService final : public v1::DataService::Service {
   int64_t in_flight_ = 0;            // real batches dealt and not acked
   int64_t generated_in_flight_ = 0;  // outside the max_in_flight cap
   StreamId next_stream_id_ = 0;
+  int64_t stream_limit_hits_ = 0;  // streams refused by max_streams
   std::map<StreamId, Stream*> streams_;  // open streams
   std::map<std::string, Stream*> by_worker_;
   int64_t last_epoch_ = 0;

@@ -165,6 +165,52 @@ TEST(DataServiceTest, WithATokenEveryCallWithoutItIsRefused) {
   EXPECT_EQ((*client)->last_batch().batch_id, 0);
 }
 
+TEST(DataServiceTest, StreamsBeyondMaxStreamsAreRefusedButAReconnectFits) {
+  DataServiceOptions o = Options(16, 3);
+  o.max_streams = 2;
+  TestServer server(o, SyntheticSpec(256, 3));
+  ASSERT_NE(server.port, 0);
+  auto stub = StubFor(server);
+  struct Open_ {
+    std::unique_ptr<grpc::ClientContext> context =
+        std::make_unique<grpc::ClientContext>();
+    std::unique_ptr<grpc::ClientReaderWriter<v1::BatchRequest, v1::Batch>>
+        stream;
+  };
+  // Opens a stream for `worker`; whether it got a batch.
+  auto open = [&](Open_* s, const std::string& worker) {
+    s->stream = stub->StreamBatches(s->context.get());
+    s->stream->Write(Open(worker, 1));
+    v1::Batch b;
+    return s->stream->Read(&b);
+  };
+  Open_ a, b, c;
+  ASSERT_TRUE(open(&a, "a"));
+  ASSERT_TRUE(open(&b, "b"));
+  EXPECT_FALSE(open(&c, "c"));
+  const grpc::Status refused = c.stream->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(refused.error_message().find("--max_streams"), std::string::npos)
+      << refused.error_message();
+  // Worker a reconnects: its new stream replaces the old one.
+  Open_ a2;
+  EXPECT_TRUE(open(&a2, "a"));
+  // b leaves: c fits.
+  b.stream->WritesDone();
+  EXPECT_TRUE(b.stream->Finish().ok());
+  for (int i = 0; i < 200 && server.service->stats().streams >= 2; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  Open_ c2;
+  EXPECT_TRUE(open(&c2, "c"));
+  for (Open_* s : {&a2, &c2}) {
+    s->context->TryCancel();
+    s->stream->Finish();
+  }
+  a.context->TryCancel();
+  a.stream->Finish();
+}
+
 // One worker sees exactly the single-process trainer's data: the batches of
 // EpochSampler(size, seed) loaded the way training_run.cc's BatchSource does
 // (labels assigned 0, then LoadBatch), `steps` batches from the start.

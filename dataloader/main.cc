@@ -64,6 +64,10 @@ ABSL_FLAG(int, generated_buffer, 16,
           "Generated batches kept for D-only workers (oldest dropped when "
           "full); 0: publishing off.");
 ABSL_FLAG(int, load_threads, 1, "Threads decoding one batch.");
+ABSL_FLAG(int, max_streams, 512,
+          "StreamBatches streams open at once (a D worker holds two); one "
+          "beyond is refused (RESOURCE_EXHAUSTED, counted in "
+          "paragan_data_limit_refusals_total).");
 ABSL_FLAG(int, max_message_bytes, 256 << 20,
           "Largest gRPC message accepted or sent (one batch is one message).");
 ABSL_FLAG(double, role_report_s, 5,
@@ -103,6 +107,8 @@ absl::Status CheckFlags() {
                            absl::GetFlag(FLAGS_generated_buffer), 0, 1 << 20));
   PG_RETURN_IF_ERROR(
       range("load_threads", absl::GetFlag(FLAGS_load_threads), 1, 256));
+  PG_RETURN_IF_ERROR(
+      range("max_streams", absl::GetFlag(FLAGS_max_streams), 1, 1 << 20));
   PG_RETURN_IF_ERROR(range("synthetic_size",
                            absl::GetFlag(FLAGS_synthetic_size), 1,
                            int64_t{1} << 40));
@@ -202,6 +208,7 @@ int Run() {
   options.prefetch = absl::GetFlag(FLAGS_prefetch);
   options.max_in_flight = absl::GetFlag(FLAGS_max_in_flight);
   options.generated_buffer = absl::GetFlag(FLAGS_generated_buffer);
+  options.max_streams = absl::GetFlag(FLAGS_max_streams);
   options.load_threads = absl::GetFlag(FLAGS_load_threads);
   options.dispatch_policy = absl::GetFlag(FLAGS_dispatch_policy);
   absl::StatusOr<std::string> token = AuthTokenFromFlag();

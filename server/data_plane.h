@@ -40,6 +40,11 @@ inline constexpr uint32_t kDataPlaneMaxMetaBytes = 16u << 20;
 // kDataPlaneMaxAuthBytes), answered by a reply frame.
 enum class FrameKind : uint16_t { kPull = 1, kPush = 2, kReply = 3, kAuth = 4 };
 inline constexpr uint32_t kDataPlaneMaxAuthBytes = 4096;
+// A server over its connection limits answers a new connection with one
+// RESOURCE_EXHAUSTED reply whose message starts so, before reading anything,
+// and closes it: the client's call was not served and goes over gRPC.
+inline constexpr char kDataPlaneRefusedPrefix[] =
+    "data plane connection refused: ";
 
 struct FrameHeader {
   uint32_t magic = kDataPlaneMagic;

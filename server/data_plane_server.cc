@@ -6,12 +6,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <iostream>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/log_limit.h"
 #include "common/tensor_codec.h"
 
 namespace paragan {
@@ -34,10 +38,32 @@ bool PeerGone(int fd) {
   return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
+// Waits up to `timeout` for a byte (or the end) to arrive; false when none
+// did (an idle connection, dropped as SO_RCVTIMEO would).
+bool WaitReadable(int fd, absl::Duration timeout) {
+  const int ms = static_cast<int>(
+      std::min<int64_t>(absl::ToInt64Milliseconds(timeout), 1 << 30));
+  pollfd p{fd, POLLIN, 0};
+  int n;
+  do {
+    n = poll(&p, 1, ms);
+  } while (n < 0 && errno == EINTR);
+  return n > 0;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DataPlaneServer>> DataPlaneServer::Start(
     const Options& options, ShardHandler* handler) {
+  if (options.max_connections < 1 || options.max_connections_per_peer < 1 ||
+      options.frame_timeout <= absl::ZeroDuration() ||
+      !(options.min_bytes_per_s > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data plane limits: need max_connections (",
+        options.max_connections, ") and max_connections_per_peer (",
+        options.max_connections_per_peer,
+        ") >= 1, frame_timeout > 0 and min_bytes_per_s > 0"));
+  }
   auto server =
       std::unique_ptr<DataPlaneServer>(new DataPlaneServer(options, handler));
   absl::StatusOr<Socket> listener =
@@ -46,6 +72,8 @@ absl::StatusOr<std::unique_ptr<DataPlaneServer>> DataPlaneServer::Start(
   server->listener_ = *std::move(listener);
   handler->set_data_plane_port(server->port_);
   server->accept_thread_ = std::thread([s = server.get()] { s->AcceptLoop(); });
+  server->watchdog_thread_ =
+      std::thread([s = server.get()] { s->WatchdogLoop(); });
   return server;
 }
 
@@ -57,6 +85,16 @@ void DataPlaneServer::Shutdown() {
   // Wakes accept() and every blocked recv()/send().
   shutdown(listener_.fd(), SHUT_RDWR);
   if (accept_thread_.joinable()) accept_thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    watchdog_wake_.notify_all();
+  }
+  if (watchdog_thread_.joinable()) watchdog_thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Refused& r : refused_) close(r.fd);
+    refused_.clear();
+  }
   std::map<int, Connection> connections;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -79,7 +117,8 @@ void DataPlaneServer::AcceptLoop() {
       continue;
     }
     ConfigureStream(fd, options_.io_timeout);
-    std::lock_guard<std::mutex> lock(mu_);
+    const std::string host = PeerHost(fd);
+    std::unique_lock<std::mutex> lock(mu_);
     // Joins the threads of connections that ended.
     for (auto it = connections_.begin(); it != connections_.end();) {
       if (it->second.done) {
@@ -93,15 +132,145 @@ void DataPlaneServer::AcceptLoop() {
       close(fd);
       return;
     }
+    if (const char* limit = OverLimitLocked(host); limit != nullptr) {
+      const int64_t n = ++limit_hits_[limit];
+      const std::string why =
+          limit == kLimitConnections
+              ? absl::StrCat(options_.max_connections,
+                             " connections open (the limit)")
+              : absl::StrCat(options_.max_connections_per_peer,
+                             " connections open from this address (the "
+                             "limit per client)");
+      // The refusal, then the connection closes from the watchdog once the
+      // client's request has been taken in (closing on unread bytes would
+      // reset the connection and could lose the reply); the client's call
+      // goes over gRPC.
+      ConfigureStream(fd, absl::Milliseconds(100));
+      (void)SendFrame(fd, FrameKind::kReply,
+                      ErrorReply(absl::ResourceExhaustedError(
+                          absl::StrCat(kDataPlaneRefusedPrefix, why))),
+                      {});
+      if (refused_.size() < kMaxLingering) {
+        refused_.push_back({fd, absl::Now() + absl::Seconds(1)});
+      } else {
+        close(fd);
+      }
+      lock.unlock();
+      ReportLimitHit(limit, n, absl::StrCat("data-plane client ", host),
+                     absl::StrCat("refused: ", why));
+      continue;
+    }
     const int id = next_id_++;
     Connection& c = connections_[id];
     c.fd = fd;
+    c.host = host;
+    // The first frame (auth or request) is due frame_timeout after connect.
+    c.deadline = absl::Now() + options_.frame_timeout;
     c.thread = std::thread([this, id, fd] { Serve(id, fd); });
     UpdateConnectionGaugeLocked();
   }
 }
 
-std::string DataPlaneServer::Peer(int fd) {
+const char* DataPlaneServer::OverLimitLocked(const std::string& host) const {
+  int open = 0, from_host = 0;
+  for (const auto& [id, c] : connections_) {
+    if (c.done) continue;
+    ++open;
+    if (c.host == host) ++from_host;
+  }
+  if (open >= options_.max_connections) return kLimitConnections;
+  if (from_host >= options_.max_connections_per_peer) {
+    return kLimitPeerConnections;
+  }
+  return nullptr;
+}
+
+void DataPlaneServer::ReportLimitHit(const char* limit, int64_t n,
+                                     const std::string& peer,
+                                     const std::string& detail) {
+  if (handler_->metrics() != nullptr) {
+    handler_->metrics()->RecordLimitHit(limit);
+  }
+  if (ShouldLogOccurrence(n)) {
+    std::cerr << "paragan_server: data plane: " << peer << " " << detail
+              << " [" << limit << ", " << n << " so far]" << std::endl;
+  }
+}
+
+int64_t DataPlaneServer::limit_hits(const std::string& limit) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = limit_hits_.find(limit);
+  return it == limit_hits_.end() ? 0 : it->second;
+}
+
+void DataPlaneServer::WatchdogLoop() {
+  // Deadlines are seconds long; a tenth of the frame timeout (at most a
+  // quarter second) keeps the overshoot small.
+  const absl::Duration period =
+      std::min(absl::Milliseconds(250), options_.frame_timeout / 10);
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_.load()) {
+    watchdog_wake_.wait_for(lock, absl::ToChronoMilliseconds(period));
+    const absl::Time now = absl::Now();
+    DrainRefusedLocked(now);
+    std::vector<std::pair<std::string, int64_t>> cut;  // host, count
+    for (auto& [id, c] : connections_) {
+      if (c.done || c.cut || c.deadline > now) continue;
+      const int64_t n = ++limit_hits_[kLimitSlowFrame];
+      // Wakes the connection's thread from its recv or send; it ends.
+      shutdown(c.fd, SHUT_RDWR);
+      c.cut = true;
+      cut.emplace_back(c.host, n);
+    }
+    if (cut.empty()) continue;
+    lock.unlock();
+    for (const auto& [host, n] : cut) {
+      ReportLimitHit(
+          kLimitSlowFrame, n, absl::StrCat("data-plane client ", host),
+          absl::StrCat("cut: a frame not sent (or a reply not taken) within ",
+                       absl::FormatDuration(options_.frame_timeout), " + ",
+                       options_.min_bytes_per_s, " bytes/s"));
+    }
+    lock.lock();
+  }
+}
+
+void DataPlaneServer::DrainRefusedLocked(absl::Time now) {
+  char sink[16384];
+  for (auto it = refused_.begin(); it != refused_.end();) {
+    ssize_t n;
+    do {
+      n = recv(it->fd, sink, sizeof(sink), MSG_DONTWAIT);
+    } while (n > 0);
+    const bool ended = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+    if (ended || now >= it->close_at || stopping_.load()) {
+      close(it->fd);
+      it = refused_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void DataPlaneServer::ExpectBytes(int id, uint64_t bytes) {
+  const absl::Time deadline =
+      absl::Now() + options_.frame_timeout +
+      absl::Seconds(static_cast<double>(bytes) / options_.min_bytes_per_s);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = connections_.find(id);
+  if (it != connections_.end()) it->second.deadline = deadline;
+}
+
+void DataPlaneServer::NoDeadline(int id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = connections_.find(id);
+  if (it != connections_.end()) it->second.deadline = absl::InfiniteFuture();
+}
+
+namespace {
+
+// The peer's address and port ("?" and 0 when unknown).
+std::pair<std::string, int> PeerAddress(int fd) {
   sockaddr_storage addr;
   socklen_t len = sizeof(addr);
   char host[INET6_ADDRSTRLEN] = "?";
@@ -117,10 +286,19 @@ std::string DataPlaneServer::Peer(int fd) {
       port = ntohs(a->sin6_port);
     }
   }
+  return {host, port};
+}
+
+}  // namespace
+
+std::string DataPlaneServer::PeerHost(int fd) { return PeerAddress(fd).first; }
+
+std::string DataPlaneServer::Peer(int fd) {
+  const auto [host, port] = PeerAddress(fd);
   return absl::StrCat("data-plane client ", host, ":", port);
 }
 
-bool DataPlaneServer::Authenticate(int fd) {
+bool DataPlaneServer::Authenticate(int id, int fd) {
   // Before the token, a connection gets at most kDataPlaneMaxAuthBytes of
   // memory, not a frame's 16 MiB.
   FrameHeader header;
@@ -136,6 +314,7 @@ bool DataPlaneServer::Authenticate(int fd) {
           : auth.Refuse("the first frame is not an auth frame", Peer(fd),
                         "a data-plane connection");
   // Answered either way, then the connection ends if refused.
+  ExpectBytes(id, 0);
   ReplyError(fd, st, kMaxDiscardBytes + 1);
   if (!st.ok()) {
     // Closing with the client's unread bytes queued would reset the
@@ -157,7 +336,7 @@ bool DataPlaneServer::Authenticate(int fd) {
 
 void DataPlaneServer::Serve(int id, int fd) {
   // Everything the connection allocated is gone before it counts as done.
-  ServeFrames(fd);
+  ServeFrames(id, fd);
   std::lock_guard<std::mutex> lock(mu_);
   close(fd);
   auto it = connections_.find(id);
@@ -175,13 +354,24 @@ int DataPlaneServer::open_connections() const {
   return open;
 }
 
-void DataPlaneServer::ServeFrames(int fd) {
+void DataPlaneServer::ServeFrames(int id, int fd) {
   TensorMap scratch;
-  const bool admitted = !handler_->auth().enabled() || Authenticate(fd);
+  // The first frame is due by the deadline set at accept; after an auth
+  // frame the connection may idle until its first call.
+  const bool admitted = !handler_->auth().enabled() || Authenticate(id, fd);
+  bool first = !handler_->auth().enabled();
   while (admitted && !stopping_.load()) {
+    if (!first) {
+      NoDeadline(id);
+      if (!WaitReadable(fd, options_.io_timeout)) break;  // idle: dropped
+      ExpectBytes(id, 0);  // the header and metadata
+    }
+    first = false;
     FrameHeader header;
     std::string meta;
     absl::Status st = RecvFrameStart(fd, &header, &meta);
+    // The payload, read or discarded, under the same clock.
+    if (st.ok()) ExpectBytes(id, header.payload_bytes);
     if (!st.ok()) {
       // Not our protocol: say so once, then hang up. A closed or idle
       // connection just ends.
@@ -191,10 +381,10 @@ void DataPlaneServer::ServeFrames(int fd) {
     bool keep = false;
     switch (static_cast<FrameKind>(header.kind)) {
       case FrameKind::kPull:
-        keep = HandlePull(fd, header, meta);
+        keep = HandlePull(id, fd, header, meta);
         break;
       case FrameKind::kPush:
-        keep = HandlePush(fd, header, meta, &scratch);
+        keep = HandlePush(id, fd, header, meta, &scratch);
         break;
       case FrameKind::kAuth: {
         // Again, or to a shard without authentication (which accepts it).
@@ -233,7 +423,7 @@ bool DataPlaneServer::ReplyError(int fd, const absl::Status& status,
   return keep;
 }
 
-bool DataPlaneServer::HandlePull(int fd, const FrameHeader& header,
+bool DataPlaneServer::HandlePull(int id, int fd, const FrameHeader& header,
                                  const std::string& meta) {
   v1::PullRequest request;
   if (!request.ParseFromString(meta)) {
@@ -248,10 +438,14 @@ bool DataPlaneServer::HandlePull(int fd, const FrameHeader& header,
         absl::InvalidArgumentError("data plane: a pull frame has a payload"),
         header.payload_bytes);
   }
+  NoDeadline(id);  // a pull with min_version waits for the shard
   absl::StatusOr<ShardHandler::PullPlan> plan = handler_->PreparePull(
       request, absl::Now() + options_.io_timeout,
       [this, fd] { return stopping_.load() || PeerGone(fd); });
-  if (!plan.ok()) return ReplyError(fd, plan.status(), 0);
+  if (!plan.ok()) {
+    ExpectBytes(id, 0);
+    return ReplyError(fd, plan.status(), 0);
+  }
   v1::DataPlaneReply reply;
   reply.set_version(plan->snapshot.version);
   reply.set_dtype(request.dtype());
@@ -264,6 +458,7 @@ bool DataPlaneServer::HandlePull(int fd, const FrameHeader& header,
     out->set_kind(t.spec.trainable ? v1::PARAMETER : v1::VALUE);
     payload.Add(t.values.get(), NumElements(t.spec.shape));
   }
+  ExpectBytes(id, payload.bytes());  // a client not reading stalls the send
   if (!SendFrame(fd, FrameKind::kReply, reply, payload.pieces()).ok()) {
     return false;
   }
@@ -271,7 +466,7 @@ bool DataPlaneServer::HandlePull(int fd, const FrameHeader& header,
   return true;
 }
 
-bool DataPlaneServer::HandlePush(int fd, const FrameHeader& header,
+bool DataPlaneServer::HandlePush(int id, int fd, const FrameHeader& header,
                                  const std::string& meta, TensorMap* scratch) {
   v1::DataPlanePush push;
   if (!push.ParseFromString(meta)) {
@@ -345,6 +540,7 @@ bool DataPlaneServer::HandlePush(int fd, const FrameHeader& header,
       return false;  // the client is gone or stalled; nothing was applied
     }
   }
+  NoDeadline(id);  // the shard's own time
   absl::StatusOr<v1::PushResponse> r =
       handler_->ApplyPush(*target, push.base_version(), push.push_id(),
                           gradients, buffers, wire_bytes);
@@ -352,6 +548,7 @@ bool DataPlaneServer::HandlePush(int fd, const FrameHeader& header,
   for (TensorMap* m : {&gradients, &buffers}) {
     for (auto& [name, values] : *m) (*scratch)[name] = std::move(values);
   }
+  ExpectBytes(id, 0);
   if (!r.ok()) return ReplyError(fd, r.status(), 0);
   v1::DataPlaneReply reply;
   *reply.mutable_push() = *std::move(r);

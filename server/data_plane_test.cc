@@ -5,10 +5,12 @@
 #include "server/data_plane.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <random>
 #include <thread>
@@ -151,7 +153,7 @@ class DataPlaneTest : public ::testing::Test {
     b.RegisterService(service_.get());
     server_ = b.BuildAndStart();
     ASSERT_NE(server_, nullptr);
-    DataPlaneServer::Options dopts;
+    DataPlaneServer::Options dopts = dp_options_;
     dopts.bind_address = "127.0.0.1";
     auto dp = DataPlaneServer::Start(dopts, handler_.get());
     ASSERT_TRUE(dp.ok()) << dp.status();
@@ -230,7 +232,157 @@ class DataPlaneTest : public ::testing::Test {
   std::unique_ptr<DataPlaneServer> data_plane_;
   std::unique_ptr<ParameterServerClient> client_;
   int port_ = 0;
+  DataPlaneServer::Options dp_options_;  // tests set limits before Start
 };
+
+// Waits up to `timeout` for `done`.
+bool Eventually(const std::function<bool()>& done,
+                absl::Duration timeout = absl::Seconds(5)) {
+  const absl::Time end = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() > end) return false;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return true;
+}
+
+// Whether the server closed `fd` within `timeout` (recv sees the end).
+bool ClosedByServer(int fd, absl::Duration timeout) {
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) <= 0) {
+    return false;
+  }
+  char c;
+  return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+// Whether `fd` got the server's over-the-limit refusal (one reply frame,
+// before anything was sent) and then its end.
+bool Refused(int fd) {
+  FrameHeader h;
+  std::string meta;
+  if (!RecvFrameStart(fd, &h, &meta).ok()) return false;
+  v1::DataPlaneReply reply;
+  if (h.kind != static_cast<uint16_t>(FrameKind::kReply) ||
+      !reply.ParseFromString(meta) ||
+      reply.code() != static_cast<int>(absl::StatusCode::kResourceExhausted) ||
+      reply.message().rfind(kDataPlaneRefusedPrefix, 0) != 0) {
+    return false;
+  }
+  return ClosedByServer(fd, absl::Seconds(3));
+}
+
+TEST_F(DataPlaneTest, ConnectionsOverThePerClientLimitAreClosedAndCounted) {
+  dp_options_.max_connections_per_peer = 2;
+  Start();
+  std::vector<Socket> held;
+  for (int i = 0; i < 2; ++i) {
+    auto s = ConnectTcp("127.0.0.1", data_plane_->port(), absl::Seconds(5));
+    ASSERT_TRUE(s.ok()) << s.status();
+    held.push_back(*std::move(s));
+  }
+  ASSERT_TRUE(Eventually([&] { return data_plane_->open_connections() == 2; }));
+  auto third = ConnectTcp("127.0.0.1", data_plane_->port(), absl::Seconds(5));
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_TRUE(Refused(third->fd())) << "a connection over the limit was kept";
+  EXPECT_EQ(data_plane_->limit_hits(DataPlaneServer::kLimitPeerConnections), 1);
+  EXPECT_EQ(data_plane_->open_connections(), 2);
+  // The worker's client cannot get a data-plane connection either: its pull
+  // still succeeds, over gRPC.
+  auto pulled = client_->Pull(kDiscriminatorTable, "w0");
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(client_->data_plane_port(), 0);
+  // A place frees up once a connection ends.
+  held.clear();
+  EXPECT_TRUE(Eventually([&] { return data_plane_->open_connections() == 0; }));
+}
+
+TEST_F(DataPlaneTest, ConnectionsOverTheTotalLimitAreClosedAndCounted) {
+  dp_options_.max_connections = 1;
+  Start();
+  auto first = ConnectTcp("127.0.0.1", data_plane_->port(), absl::Seconds(5));
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(Eventually([&] { return data_plane_->open_connections() == 1; }));
+  auto second = ConnectTcp("127.0.0.1", data_plane_->port(), absl::Seconds(5));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(Refused(second->fd()));
+  EXPECT_EQ(data_plane_->limit_hits(DataPlaneServer::kLimitConnections), 1);
+  EXPECT_EQ(data_plane_->limit_hits(DataPlaneServer::kLimitPeerConnections), 0);
+}
+
+TEST_F(DataPlaneTest, AClientTricklingBytesIsCutAndFreesItsThread) {
+  dp_options_.frame_timeout = absl::Milliseconds(500);
+  dp_options_.min_bytes_per_s = 1000;
+  Start();
+  // Half a header, then nothing: cut 0.5 s after the connect.
+  auto header_only =
+      ConnectTcp("127.0.0.1", data_plane_->port(), absl::Seconds(5));
+  ASSERT_TRUE(header_only.ok()) << header_only.status();
+  FrameHeader h;
+  h.kind = static_cast<uint16_t>(FrameKind::kPull);
+  ASSERT_EQ(send(header_only->fd(), &h, sizeof(h) / 2, MSG_NOSIGNAL),
+            static_cast<ssize_t>(sizeof(h) / 2));
+  const absl::Time t0 = absl::Now();
+  EXPECT_TRUE(ClosedByServer(header_only->fd(), absl::Seconds(5)));
+  const absl::Duration took = absl::Now() - t0;
+  EXPECT_GE(took, absl::Milliseconds(400));
+  EXPECT_LT(took, absl::Seconds(2));
+  EXPECT_EQ(data_plane_->limit_hits(DataPlaneServer::kLimitSlowFrame), 1);
+
+  // A whole header announcing 2000 payload bytes, then 20 bytes/s: the
+  // frame has 0.5 s + 2000 / 1000 s, then the connection is cut.
+  auto trickler = ConnectTcp("127.0.0.1", data_plane_->port(), absl::Seconds(5));
+  ASSERT_TRUE(trickler.ok()) << trickler.status();
+  v1::PullRequest pull;
+  pull.set_table(kDiscriminatorTable);
+  pull.set_worker_id("w0");
+  const std::string meta = pull.SerializeAsString();
+  h.meta_bytes = static_cast<uint32_t>(meta.size());
+  h.payload_bytes = 2000;
+  std::string m = meta;
+  ASSERT_TRUE(SendAll(trickler->fd(), {{&h, sizeof(h)}, {m.data(), m.size()}})
+                  .ok());
+  const absl::Time t1 = absl::Now();
+  bool cut = false;
+  while (absl::Now() - t1 < absl::Seconds(6)) {
+    const char byte = 0;
+    if (send(trickler->fd(), &byte, 1, MSG_NOSIGNAL) != 1) {
+      cut = true;
+      break;
+    }
+    if (ClosedByServer(trickler->fd(), absl::Milliseconds(50))) {
+      cut = true;
+      break;
+    }
+  }
+  const absl::Duration trickled = absl::Now() - t1;
+  EXPECT_TRUE(cut) << "a trickling client held its connection for "
+                   << trickled;
+  EXPECT_GE(trickled, absl::Seconds(2));
+  EXPECT_LT(trickled, absl::Seconds(4));
+  EXPECT_EQ(data_plane_->limit_hits(DataPlaneServer::kLimitSlowFrame), 2);
+  EXPECT_TRUE(Eventually([&] { return data_plane_->open_connections() == 0; }));
+
+  // A client that speaks at speed is served as before, after idling longer
+  // than the frame timeout between calls.
+  auto a = client_->Pull(kDiscriminatorTable, "w0");
+  ASSERT_TRUE(a.ok()) << a.status();
+  absl::SleepFor(absl::Seconds(1));
+  auto b = client_->Pull(kDiscriminatorTable, "w0");
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_GT(client_->data_plane_port(), 0) << "the data plane was given up";
+  EXPECT_EQ(data_plane_->limit_hits(DataPlaneServer::kLimitSlowFrame), 2);
+}
+
+TEST_F(DataPlaneTest, BadLimitsAreRefused) {
+  ServiceOptions o;
+  ShardHandler handler(o, {}, nullptr);
+  DataPlaneServer::Options dopts;
+  dopts.bind_address = "127.0.0.1";
+  dopts.max_connections_per_peer = 0;
+  auto dp = DataPlaneServer::Start(dopts, &handler);
+  EXPECT_TRUE(absl::IsInvalidArgument(dp.status())) << dp.status();
+}
 
 TEST_F(DataPlaneTest, PullsWhatGrpcPullsBitForBit) {
   Start();

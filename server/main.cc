@@ -111,6 +111,22 @@ ABSL_FLAG(int, max_message_bytes, 16 << 20,
 ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per pulled chunk.");
 ABSL_FLAG(int64_t, max_push_bytes, 0,
           "Largest push in float32 bytes; 0: the pushed table's size.");
+ABSL_FLAG(int, max_workers, 1024,
+          "Workers registered at once; a new one beyond is refused "
+          "(RESOURCE_EXHAUSTED, counted in paragan_ps_limit_refusals_total) "
+          "until one leaves or its lease expires. 0: no limit.");
+ABSL_FLAG(int, data_plane_max_connections, 512,
+          "Data-plane connections open at once; one beyond is closed at once "
+          "(its client goes over gRPC) and counted.");
+ABSL_FLAG(int, data_plane_max_connections_per_peer, 64,
+          "Data-plane connections open at once from one client address.");
+ABSL_FLAG(double, data_plane_frame_timeout_s, 30,
+          "A data-plane frame (or a reply being taken) must complete within "
+          "this + its bytes / --data_plane_min_bytes_per_s of its first byte, "
+          "or the connection is cut and counted: a client trickling bytes "
+          "cannot hold a thread.");
+ABSL_FLAG(double, data_plane_min_bytes_per_s, 1 << 20,
+          "See --data_plane_frame_timeout_s.");
 ABSL_FLAG(int, metrics_port, -1,
           "Prometheus /metrics port; 0 picks a free port (printed); < 0: off.");
 ABSL_FLAG(int, threads, 1, "CPU threads of the optimizer kernels.");
@@ -317,6 +333,11 @@ int Run() {
   sopts.d_steps_per_g_step = d_steps;
   sopts.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
   sopts.max_push_bytes = absl::GetFlag(FLAGS_max_push_bytes);
+  sopts.max_workers = absl::GetFlag(FLAGS_max_workers);
+  if (sopts.max_workers < 0) {
+    std::cerr << "paragan_server: --max_workers must be >= 0" << std::endl;
+    return 2;
+  }
   absl::StatusOr<std::string> token = AuthTokenFromFlag();
   if (!token.ok()) {
     std::cerr << "paragan_server: " << token.status() << std::endl;
@@ -380,6 +401,12 @@ int Run() {
     DataPlaneServer::Options dopts;
     dopts.bind_address = absl::GetFlag(FLAGS_bind_address);
     dopts.port = absl::GetFlag(FLAGS_data_plane_port);
+    dopts.max_connections = absl::GetFlag(FLAGS_data_plane_max_connections);
+    dopts.max_connections_per_peer =
+        absl::GetFlag(FLAGS_data_plane_max_connections_per_peer);
+    dopts.frame_timeout =
+        absl::Seconds(absl::GetFlag(FLAGS_data_plane_frame_timeout_s));
+    dopts.min_bytes_per_s = absl::GetFlag(FLAGS_data_plane_min_bytes_per_s);
     absl::StatusOr<std::unique_ptr<DataPlaneServer>> dp =
         DataPlaneServer::Start(dopts, &handler);
     if (!dp.ok()) {

@@ -63,7 +63,17 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry, int shard_id)
               .Name("paragan_ps_data_plane_connections")
               .Help("Open connections of the tensor data plane")
               .Register(*registry)
-              .Add({{"shard", std::to_string(shard_id)}})) {}
+              .Add({{"shard", std::to_string(shard_id)}})),
+      limit_hits_(prometheus::BuildCounter()
+                      .Name("paragan_ps_limit_refusals_total")
+                      .Help("Clients refused or connections cut for breaking "
+                            "a bound (--max_workers, the data plane's "
+                            "connection and frame-time limits), by limit")
+                      .Register(*registry)) {}
+
+void ServerMetrics::RecordLimitHit(const std::string& limit) {
+  limit_hits_.Add({{"shard", shard_}, {"limit", limit}}).Increment();
+}
 
 prometheus::Labels ServerMetrics::Labels(const std::string& table) const {
   return {{"shard", shard_}, {"table", table}};

@@ -46,6 +46,9 @@ class ServerMetrics {
                            bool round_completed);
   void SetRegisteredWorkers(const std::string& table, int64_t workers);
   void SetDataPlaneConnections(int64_t connections);
+  // A client refused, or its connection cut, for breaking `limit` (e.g.
+  // "workers", "data_plane_connections").
+  void RecordLimitHit(const std::string& limit);
 
  private:
   prometheus::Labels Labels(const std::string& table) const;
@@ -62,6 +65,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>& registered_workers_;
   prometheus::Family<prometheus::Counter>& lease_rounds_;
   prometheus::Gauge& data_plane_connections_;
+  prometheus::Family<prometheus::Counter>& limit_hits_;
 };
 
 }  // namespace paragan

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/optional.h"
 #include "common/auth.h"
@@ -43,6 +44,18 @@ absl::Status Untagged(const absl::Status& st) {
 
 bool IsDataPlaneUnreachable(const absl::Status& st) {
   return HasTag(st, kUnreachable);
+}
+
+// The server's error reply: its answer, or (a refusal over its connection
+// limits, before it read anything) an unreachable data plane, so that the
+// call goes over gRPC.
+absl::Status ReplyError(const v1::DataPlaneReply& reply) {
+  const absl::Status st(static_cast<absl::StatusCode>(reply.code()),
+                        reply.message());
+  const bool refused = absl::IsResourceExhausted(st) &&
+                       absl::StartsWith(reply.message(),
+                                        kDataPlaneRefusedPrefix);
+  return Tagged(st, refused ? kUnreachable : kAnswered);
 }
 
 }  // namespace
@@ -276,6 +289,10 @@ absl::StatusOr<T> ParameterServerClient::OnDataPlane(
       }
     }
     absl::StatusOr<T> result = call(socket.fd());
+    // Refused over the server's connection limits: nothing was served.
+    if (!result.ok() && IsDataPlaneUnreachable(result.status())) {
+      return result.status();
+    }
     if (result.ok() || HasTag(result.status(), kAnswered)) {
       std::lock_guard<std::mutex> lock(dp_mu_);
       // A connection to a server process since replaced is dropped.
@@ -322,9 +339,7 @@ absl::StatusOr<PulledTable> ParameterServerClient::PullOn(
   }
   if (reply.code() != 0) {
     PG_RETURN_IF_ERROR(Discard(fd, header.payload_bytes));
-    return Tagged(absl::Status(static_cast<absl::StatusCode>(reply.code()),
-                               reply.message()),
-                  kAnswered);
+    return ReplyError(reply);
   }
   const int64_t elem = WireDTypeSize(reply.dtype());
   if (elem == 0) return absl::DataLossError("reply of an unknown dtype");
@@ -379,11 +394,7 @@ absl::StatusOr<v1::PushResponse> ParameterServerClient::PushOn(
       header.payload_bytes != 0 || !reply.ParseFromString(reply_bytes)) {
     return absl::DataLossError("the server's answer is not a push reply");
   }
-  if (reply.code() != 0) {
-    return Tagged(absl::Status(static_cast<absl::StatusCode>(reply.code()),
-                               reply.message()),
-                  kAnswered);
-  }
+  if (reply.code() != 0) return ReplyError(reply);
   return reply.push();
 }
 

@@ -113,6 +113,24 @@ absl::StatusOr<v1::RegisterResponse> ShardHandler::Register(
   response->set_model(options_.model);
   response->set_d_steps_per_g_step(options_.d_steps_per_g_step);
   response->set_data_plane_port(data_plane_port_.load());
+  std::lock_guard<std::mutex> registering(register_mu_);
+  if (options_.max_workers > 0) {
+    for (const auto& [name, table] : tables_) {
+      if (!RolePushes(request.role(), name) ||
+          table->IsRegistered(request.worker_id())) {
+        continue;
+      }
+      const size_t registered = table->Stats().registered_workers.size();
+      if (registered >= static_cast<size_t>(options_.max_workers)) {
+        if (metrics_ != nullptr) metrics_->RecordLimitHit("workers");
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "shard ", options_.shard_id, ": table ", name, " has ",
+            registered, " registered workers, the limit (--max_workers); ",
+            "worker '", request.worker_id(),
+            "' may register once one leaves or its lease expires"));
+      }
+    }
+  }
   for (const auto& [name, table] : tables_) {
     if (RolePushes(request.role(), name)) {
       table->RegisterWorker(request.worker_id());

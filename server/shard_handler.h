@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,10 @@ struct ServiceOptions {
   // Every gRPC call and data-plane connection must present this bearer
   // token (common/auth.h); empty: no authentication.
   std::string auth_token;
+  // Workers registered at once (on any one table); a new one beyond is
+  // refused with RESOURCE_EXHAUSTED until one leaves or its lease expires.
+  // 0: no limit.
+  int max_workers = 1024;
 };
 
 class ShardHandler {
@@ -146,6 +151,9 @@ class ShardHandler {
   const CallAuthenticator auth_;
   int64_t max_push_bytes_ = 0;
   std::atomic<int> data_plane_port_{0};
+  // Makes a registration's check against max_workers and the registration
+  // one step.
+  std::mutex register_mu_;
 };
 
 }  // namespace paragan

@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "absl/time/clock.h"
+
 #include "gtest/gtest.h"
 
 namespace paragan {
@@ -49,6 +51,40 @@ TEST_F(ShardHandlerTest, RegisterDescribesTheTablesAndRole) {
   req.set_worker_id("");
   EXPECT_EQ(handler_->Register(req).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ShardHandlerLimitsTest, WorkersBeyondMaxWorkersAreRefusedUntilOneLeaves) {
+  TableConfig g{kGeneratorTable, {1e-4f, 0.0f, 0.999f, 1e-6f}, {}};
+  TableConfig d{kDiscriminatorTable, {4e-4f, 0.0f, 0.999f, 1e-6f}, {}};
+  g.worker_lease = d.worker_lease = absl::Milliseconds(200);
+  auto gt = ParameterTable::Create(g, {{{"g.w", {2}, true}, {1, 2}}}).value();
+  auto dt = ParameterTable::Create(d, {{{"d.w", {2}, true}, {1, 2}}}).value();
+  ServiceOptions o;
+  o.model = "test";
+  o.max_workers = 2;
+  ShardHandler handler(o, {gt.get(), dt.get()}, nullptr);
+  auto reg = [&](const std::string& id, v1::WorkerRole role) {
+    v1::RegisterRequest req;
+    req.set_worker_id(id);
+    req.set_role(role);
+    return handler.Register(req).status();
+  };
+  ASSERT_TRUE(reg("w0", v1::BOTH).ok());
+  ASSERT_TRUE(reg("w1", v1::G_ONLY).ok());
+  // G holds two: a third G worker is refused, naming the flag; D has room.
+  const absl::Status third = reg("w2", v1::BOTH);
+  EXPECT_TRUE(absl::IsResourceExhausted(third)) << third;
+  EXPECT_NE(third.message().find("--max_workers"), std::string::npos) << third;
+  EXPECT_FALSE(gt->IsRegistered("w2"));
+  EXPECT_FALSE(dt->IsRegistered("w2")) << "a refused worker half-registered";
+  EXPECT_TRUE(reg("w2", v1::D_ONLY).ok());
+  // Registering again is not a new worker.
+  EXPECT_TRUE(reg("w0", v1::BOTH).ok());
+  EXPECT_TRUE(reg("w1", v1::G_ONLY).ok());
+  // Leases expire: room again.
+  absl::SleepFor(absl::Milliseconds(300));
+  handler.ExpireLeases();
+  EXPECT_TRUE(reg("w3", v1::BOTH).ok());
 }
 
 TEST_F(ShardHandlerTest, BeginPushChecksTableAndWorkerOnce) {

@@ -22,7 +22,7 @@ if [[ " $RUNS " == *" single "* ]]; then
 "$B/worker/train/paragan_train" --model=dcgan32 --dataset=fashion_mnist \
   --steps=100000 --max_seconds="$SECS" --threads="$THREADS" --log_every=50 \
   --sample_every=100000 --checkpoint_every=100000 --num_samples=10 \
-  --resume=false --eval_every_s=0 --out_dir="$OUT/single" > "$OUT/single.log" 2>  --resume=false --out_dir="$OUT/single" > "$OUT/single.log" 2>&1 || true1 || true
+  --resume=false --eval_every_s=0 --out_dir="$OUT/single" > "$OUT/single.log" 2>&1 || true
 SINGLE=$(python3 - "$OUT/single.log" <<'PY'
 import re, sys
 v = [float(m.group(1)) for m in re.finditer(r"\|\s+([0-9.]+) img/s", open(sys.argv[1]).read())]
