@@ -12,13 +12,8 @@
 #   args: paragan_local paragan_server paragan_data paragan_worker paragan_sample paragan_init
 set -euo pipefail
 LOCAL=$1; SERVER=$2; DATA=$3; WORKER=$4; SAMPLE=$5; INIT=$6
-BIN=$(mktemp -d)
-mkdir -p "$BIN/server" "$BIN/dataloader" "$BIN/worker/distributed" "$BIN/worker/train"
-ln -s "$(readlink -f "$SERVER")" "$BIN/server/paragan_server"
-ln -s "$(readlink -f "$DATA")" "$BIN/dataloader/paragan_data"
-ln -s "$(readlink -f "$WORKER")" "$BIN/worker/distributed/paragan_worker"
-ln -s "$(readlink -f "$INIT")" "$BIN/worker/train/paragan_init"
-ln -s "$(readlink -f "$SAMPLE")" "$BIN/worker/train/paragan_sample"
+source "$(dirname "$0")/bin_dir.sh"
+BIN=$(make_bin_dir "$SERVER" "$DATA" "$WORKER" "$INIT" "$SAMPLE")
 # Workers built without a data-service client read the dataset themselves.
 WORKER_DATA=${SERVICES_TEST_WORKER_DATA:-service}
 if grep -q "no data service client yet" "$(readlink -f "$WORKER")"; then

@@ -9,14 +9,8 @@
 #   args: paragan_local paragan_server paragan_data paragan_worker paragan_sample paragan_init paragan_eval
 set -euo pipefail
 LOCAL=$1
-BIN=$(mktemp -d)
-mkdir -p "$BIN/server" "$BIN/dataloader" "$BIN/worker/distributed" "$BIN/worker/train" "$BIN/worker/eval"
-ln -s "$(readlink -f "$2")" "$BIN/server/paragan_server"
-ln -s "$(readlink -f "$3")" "$BIN/dataloader/paragan_data"
-ln -s "$(readlink -f "$4")" "$BIN/worker/distributed/paragan_worker"
-ln -s "$(readlink -f "$5")" "$BIN/worker/train/paragan_sample"
-ln -s "$(readlink -f "$6")" "$BIN/worker/train/paragan_init"
-ln -s "$(readlink -f "$7")" "$BIN/worker/eval/paragan_eval"
+source "$(dirname "$0")/bin_dir.sh"
+BIN=$(make_bin_dir "${@:2:6}")
 DATA=${PARAGAN_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ]; then
   echo "SKIP: no Fashion-MNIST at $DATA (apt-get install dataset-fashion-mnist)"; exit 0

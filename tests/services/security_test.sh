@@ -13,13 +13,8 @@
 #         paragan_sample paragan_init paragan_data_fetch make_certs.sh
 set -euo pipefail
 LOCAL=$1; SERVER=$2; DATA=$3; WORKER=$4; SAMPLE=$5; INIT=$6; FETCH=$7; MAKE_CERTS=$8
-BIN=$(mktemp -d)
-mkdir -p "$BIN/server" "$BIN/dataloader" "$BIN/worker/distributed" "$BIN/worker/train"
-ln -s "$(readlink -f "$SERVER")" "$BIN/server/paragan_server"
-ln -s "$(readlink -f "$DATA")" "$BIN/dataloader/paragan_data"
-ln -s "$(readlink -f "$WORKER")" "$BIN/worker/distributed/paragan_worker"
-ln -s "$(readlink -f "$INIT")" "$BIN/worker/train/paragan_init"
-ln -s "$(readlink -f "$SAMPLE")" "$BIN/worker/train/paragan_sample"
+source "$(dirname "$0")/bin_dir.sh"
+BIN=$(make_bin_dir "$SERVER" "$DATA" "$WORKER" "$INIT" "$SAMPLE")
 T=${TEST_TMPDIR:-$(mktemp -d)}
 OUT=$T/run
 fail() { echo "FAIL: $*"; for f in "$OUT"/logs/*.log "$T"/*.txt; do [ -f "$f" ] && { echo "== $f"; tail -20 "$f"; }; done; exit 1; }
