@@ -56,8 +56,7 @@ bool AddExtension(X509* cert, X509* issuer, int nid, const std::string& value) {
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* ext =
-      X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str());
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str());
   if (ext == nullptr) return false;
   const bool ok = X509_add_ext(cert, ext, -1) == 1;
   X509_EXTENSION_free(ext);
@@ -197,11 +196,11 @@ absl::StatusOr<LocalCertificates> WriteLocalCertificates(
   }
   absl::StatusOr<PkeyPtr> ca_key = NewKey();
   if (!ca_key.ok()) return ca_key.status();
-  absl::StatusOr<X509Ptr> ca = MakeCertificate(
-      ca_key->get(), "ParaGAN local CA", nullptr, ca_key->get(),
-      {{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
-       {NID_key_usage, "critical,keyCertSign,cRLSign"},
-       {NID_subject_key_identifier, "hash"}});
+  absl::StatusOr<X509Ptr> ca =
+      MakeCertificate(ca_key->get(), "ParaGAN local CA", nullptr, ca_key->get(),
+                      {{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
+                       {NID_key_usage, "critical,keyCertSign,cRLSign"},
+                       {NID_subject_key_identifier, "hash"}});
   if (!ca.ok()) return ca.status();
   absl::StatusOr<std::string> ca_pem = CertificatePem(ca->get());
   if (!ca_pem.ok()) return ca_pem.status();
@@ -214,11 +213,11 @@ absl::StatusOr<LocalCertificates> WriteLocalCertificates(
   for (const std::string& h : hosts) {
     names.push_back(absl::StrCat(IsIpAddress(h) ? "IP:" : "DNS:", h));
   }
-  if (absl::Status st = WriteLeaf(
-          out.server_cert, out.server_key, hosts.front(), ca->get(),
-          ca_key->get(),
-          {{NID_subject_alt_name, absl::StrJoin(names, ",")},
-           {NID_ext_key_usage, "serverAuth"}});
+  if (absl::Status st =
+          WriteLeaf(out.server_cert, out.server_key, hosts.front(), ca->get(),
+                    ca_key->get(),
+                    {{NID_subject_alt_name, absl::StrJoin(names, ",")},
+                     {NID_ext_key_usage, "serverAuth"}});
       !st.ok()) {
     return st;
   }

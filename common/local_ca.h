@@ -22,8 +22,12 @@ struct LocalCertificates {
   std::string client_key;
 
   // Mutual TLS: servers verify clients against the CA.
-  TlsFiles ServerFiles() const { return {server_cert, server_key, ca_cert, ""}; }
-  TlsFiles ClientFiles() const { return {client_cert, client_key, ca_cert, ""}; }
+  TlsFiles ServerFiles() const {
+    return {server_cert, server_key, ca_cert, ""};
+  }
+  TlsFiles ClientFiles() const {
+    return {client_cert, client_key, ca_cert, ""};
+  }
 };
 
 // The paths WriteLocalCertificates(dir) writes.
@@ -34,8 +38,8 @@ LocalCertificates LocalCertificatesIn(const std::string& dir);
 // all signed by it, written to `dir` (created, mode 0700; keys 0600). The CA's
 // key is not kept: nothing else can be signed with it.
 absl::StatusOr<LocalCertificates> WriteLocalCertificates(
-    const std::string& dir, const std::vector<std::string>& hosts = {
-                                "localhost", "127.0.0.1", "::1"});
+    const std::string& dir,
+    const std::vector<std::string>& hosts = {"localhost", "127.0.0.1", "::1"});
 
 }  // namespace paragan
 

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/tensor_io.h"
 #include "grpc/grpc_security_constants.h"
@@ -78,10 +79,9 @@ absl::Status CheckKeyPair(const TlsFiles& files, const std::string& cert_pem,
   auto bio = MemoryBio(key_pem);
   PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
   if (key == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tls_key_file ", files.key_file,
-                     " holds no unencrypted PEM private key (", OpenSslError(),
-                     ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tls_key_file ", files.key_file,
+        " holds no unencrypted PEM private key (", OpenSslError(), ")"));
   }
   if (X509_check_private_key(cert->get(), key.get()) != 1) {
     ERR_clear_error();
@@ -133,6 +133,33 @@ absl::StatusOr<std::string> ReadCa(const TlsFiles& files) {
 std::shared_ptr<grpc::ChannelCredentials> ClientSecurity::ChannelCredentials()
     const {
   return tls != nullptr ? tls : grpc::InsecureChannelCredentials();
+}
+
+absl::Status ClientSecurity::Explain(const absl::Status& status) const {
+  const absl::string_view m = status.message();
+  const char* hint = nullptr;
+  if (absl::StrContains(m, "Socket closed")) {
+    hint = !tls_on() ? "the server may require TLS: give --tls_ca_file"
+           : !tls_client_certificate
+               ? "the server may require a client certificate (mutual "
+                 "TLS): give --tls_cert_file and --tls_key_file"
+               : "the server may not accept this client certificate: is it "
+                 "signed by the CA in the server's --tls_ca_file?";
+  } else if (absl::StrContains(m, "Ssl handshake failed")) {
+    if (absl::StrContains(m, "wrong version number")) {
+      hint =
+          "the server does not serve TLS: drop --tls_ca_file, or give the "
+          "server --tls_cert_file and --tls_key_file";
+    } else if (absl::StrContains(m, "certificate verify failed")) {
+      hint = "the server's certificate does not chain to --tls_ca_file";
+    }
+  } else if (tls_on() && absl::StrContains(m, "Peer name")) {
+    hint =
+        "the server's certificate does not name the host dialled: "
+        "--tls_server_name";
+  }
+  if (hint == nullptr) return status;
+  return absl::Status(status.code(), absl::StrCat(m, " (", hint, ")"));
 }
 
 void ClientSecurity::ApplyTo(grpc::ChannelArguments* args) const {
@@ -190,6 +217,7 @@ absl::StatusOr<ClientSecurity> ClientSecurityFromFiles(const TlsFiles& files,
   options.pem_root_certs = *std::move(ca);
   options.pem_private_key = std::move(pair->key_pem);
   options.pem_cert_chain = std::move(pair->cert_pem);
+  security.tls_client_certificate = !options.pem_cert_chain.empty();
   security.tls = grpc::SslCredentials(options);
   security.tls_server_name = files.server_name;
   return security;

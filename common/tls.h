@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
@@ -46,9 +47,14 @@ struct ClientSecurity {
   std::string auth_token;  // common/auth.h; empty: none
   // Null: plaintext.
   std::shared_ptr<grpc::ChannelCredentials> tls;
-  std::string tls_server_name;  // TlsFiles::server_name
+  std::string tls_server_name;          // TlsFiles::server_name
+  bool tls_client_certificate = false;  // presents one (mutual TLS)
 
   bool tls_on() const { return tls != nullptr; }
+  // `status` of a call, with a hint at the likely TLS mismatch when gRPC's
+  // words for it ("Socket closed", "Ssl handshake failed: ...") do not say
+  // which flag to look at.
+  absl::Status Explain(const absl::Status& status) const;
   // `tls`, or insecure credentials when TLS is off.
   std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials() const;
   // Sets the channel arguments TLS needs (the server-name override).

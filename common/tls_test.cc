@@ -50,9 +50,9 @@ bool Connects(const Listener& listener, const ClientSecurity& security,
               const std::string& host = "127.0.0.1") {
   grpc::ChannelArguments args;
   security.ApplyTo(&args);
-  auto channel = grpc::CreateCustomChannel(
-      host + ":" + std::to_string(listener.port),
-      security.ChannelCredentials(), args);
+  auto channel =
+      grpc::CreateCustomChannel(host + ":" + std::to_string(listener.port),
+                                security.ChannelCredentials(), args);
   return channel->WaitForConnected(std::chrono::system_clock::now() +
                                    std::chrono::seconds(2));
 }
@@ -60,8 +60,7 @@ bool Connects(const Listener& listener, const ClientSecurity& security,
 class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    absl::StatusOr<LocalCertificates> c =
-        WriteLocalCertificates(TestDir("ca"));
+    absl::StatusOr<LocalCertificates> c = WriteLocalCertificates(TestDir("ca"));
     ASSERT_TRUE(c.ok()) << c.status();
     certs_ = *c;
   }
@@ -114,8 +113,8 @@ TEST_F(TlsTest, ServerNameMustMatchTheCertificate) {
   TlsFiles server = certs_.ServerFiles();
   server.ca_file.clear();
   Listener listener(Server(server));
-  EXPECT_FALSE(Connects(listener,
-                        Client({"", "", certs_.ca_cert, "shard-0.example"})));
+  EXPECT_FALSE(
+      Connects(listener, Client({"", "", certs_.ca_cert, "shard-0.example"})));
   EXPECT_TRUE(
       Connects(listener, Client({"", "", certs_.ca_cert, "localhost"})));
 }
@@ -131,9 +130,8 @@ TEST_F(TlsTest, MutualTlsRefusesClientsWithoutACertificateOfItsCa) {
   absl::StatusOr<LocalCertificates> other =
       WriteLocalCertificates(TestDir("stranger_ca"));
   ASSERT_TRUE(other.ok()) << other.status();
-  EXPECT_FALSE(Connects(listener, Client({other->client_cert,
-                                          other->client_key, certs_.ca_cert,
-                                          ""})))
+  EXPECT_FALSE(Connects(listener, Client({other->client_cert, other->client_key,
+                                          certs_.ca_cert, ""})))
       << "a certificate of another CA got through mutual TLS";
 }
 
@@ -142,6 +140,34 @@ TEST_F(TlsTest, NoFilesMeansPlaintext) {
   ClientSecurity plain = Client({});
   EXPECT_FALSE(plain.tls_on());
   EXPECT_TRUE(Connects(listener, plain));
+}
+
+TEST_F(TlsTest, MismatchErrorsGetAHintNamingTheFlag) {
+  const absl::Status closed = absl::UnavailableError(
+      "failed to connect to all addresses; last error: UNAVAILABLE: "
+      "ipv4:127.0.0.1:4000: Socket closed");
+  EXPECT_THAT(ClientSecurity().Explain(closed).message(),
+              HasSubstr("the server may require TLS: give --tls_ca_file"));
+  const ClientSecurity roots_only = Client({"", "", certs_.ca_cert, ""});
+  EXPECT_THAT(roots_only.Explain(closed).message(),
+              HasSubstr("give --tls_cert_file and --tls_key_file"));
+  const ClientSecurity mutual = Client(certs_.ClientFiles());
+  EXPECT_THAT(mutual.Explain(closed).message(),
+              HasSubstr("not accept this client certificate"));
+  const absl::Status plain_server = absl::UnknownError(
+      "Ssl handshake failed: SSL_ERROR_SSL: error:0A00010B:SSL "
+      "routines::wrong version number");
+  EXPECT_THAT(mutual.Explain(plain_server).message(),
+              HasSubstr("the server does not serve TLS"));
+  const absl::Status other_ca = absl::UnknownError(
+      "Ssl handshake failed: SSL_ERROR_SSL: error:0A000086:SSL "
+      "routines::certificate verify failed");
+  EXPECT_THAT(mutual.Explain(other_ca).message(),
+              HasSubstr("does not chain to --tls_ca_file"));
+  // The code stays; other errors pass unchanged.
+  EXPECT_EQ(mutual.Explain(other_ca).code(), absl::StatusCode::kUnknown);
+  const absl::Status denied = absl::PermissionDeniedError("no");
+  EXPECT_EQ(mutual.Explain(denied), denied);
 }
 
 TEST_F(TlsTest, BadFilesAreErrorsNamingTheFlag) {
@@ -167,8 +193,9 @@ TEST_F(TlsTest, BadFilesAreErrorsNamingTheFlag) {
               HasSubstr("holds no PEM certificate"));
   EXPECT_THAT(server_error({certs_.server_cert, garbage, "", ""}),
               HasSubstr("holds no unencrypted PEM private key"));
-  EXPECT_THAT(server_error({certs_.server_cert, certs_.server_key, garbage, ""}),
-              HasSubstr("tls_ca_file"));
+  EXPECT_THAT(
+      server_error({certs_.server_cert, certs_.server_key, garbage, ""}),
+      HasSubstr("tls_ca_file"));
   EXPECT_THAT(server_error({"", "", certs_.ca_cert, ""}),
               HasSubstr("needs the server's own tls_cert_file"));
   EXPECT_THAT(

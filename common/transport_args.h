@@ -60,8 +60,7 @@ inline std::shared_ptr<grpc::Channel> ConnectTensorChannel(
     const ClientSecurity& security = {}) {
   grpc::ChannelArguments args = TensorChannelArguments(max_message_bytes);
   security.ApplyTo(&args);
-  return grpc::CreateCustomChannel(target, security.ChannelCredentials(),
-                                   args);
+  return grpc::CreateCustomChannel(target, security.ChannelCredentials(), args);
 }
 
 }  // namespace paragan

@@ -187,7 +187,8 @@ absl::Status DataClient::Describe() {
       }
       return absl::OkStatus();
     }
-    PG_RETURN_IF_ERROR(Backoff(FromGrpcStatus(st), &retry));
+    PG_RETURN_IF_ERROR(
+        Backoff(options_.security.Explain(FromGrpcStatus(st)), &retry));
   }
 }
 
@@ -267,7 +268,7 @@ void DataClient::Receive() {
   }
   std::lock_guard<std::mutex> lock(queue_mu_);
   stream_ended_ = true;
-  stream_status_ = FromGrpcStatus(st);
+  stream_status_ = options_.security.Explain(FromGrpcStatus(st));
   queue_cv_.notify_all();
 }
 
@@ -424,7 +425,8 @@ absl::StatusOr<v1::RoleAssignment> DataClient::AssignRole(
     const grpc::Status st = stub_->AssignRole(&context, report, &assignment);
     Untrack(&context);
     if (st.ok()) return assignment;
-    PG_RETURN_IF_ERROR(Backoff(FromGrpcStatus(st), &retry));
+    PG_RETURN_IF_ERROR(
+        Backoff(options_.security.Explain(FromGrpcStatus(st)), &retry));
   }
 }
 
@@ -468,7 +470,8 @@ absl::Status DataClient::Publish(const Tensor& images,
       last_publish_ = response;
       return absl::OkStatus();
     }
-    PG_RETURN_IF_ERROR(Backoff(FromGrpcStatus(st), &retry));
+    PG_RETURN_IF_ERROR(
+        Backoff(options_.security.Explain(FromGrpcStatus(st)), &retry));
   }
 }
 

@@ -207,7 +207,7 @@ class DataService final : public v1::DataService::Service {
   int64_t in_flight_ = 0;            // real batches dealt and not acked
   int64_t generated_in_flight_ = 0;  // outside the max_in_flight cap
   StreamId next_stream_id_ = 0;
-  int64_t stream_limit_hits_ = 0;  // streams refused by max_streams
+  int64_t stream_limit_hits_ = 0;        // streams refused by max_streams
   std::map<StreamId, Stream*> streams_;  // open streams
   std::map<std::string, Stream*> by_worker_;
   int64_t last_epoch_ = 0;

@@ -59,9 +59,8 @@ absl::StatusOr<std::unique_ptr<DataPlaneServer>> DataPlaneServer::Start(
       options.frame_timeout <= absl::ZeroDuration() ||
       !(options.min_bytes_per_s > 0)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "data plane limits: need max_connections (",
-        options.max_connections, ") and max_connections_per_peer (",
-        options.max_connections_per_peer,
+        "data plane limits: need max_connections (", options.max_connections,
+        ") and max_connections_per_peer (", options.max_connections_per_peer,
         ") >= 1, frame_timeout > 0 and min_bytes_per_s > 0"));
   }
   auto server =
@@ -192,8 +191,8 @@ void DataPlaneServer::ReportLimitHit(const char* limit, int64_t n,
     handler_->metrics()->RecordLimitHit(limit);
   }
   if (ShouldLogOccurrence(n)) {
-    std::cerr << "paragan_server: data plane: " << peer << " " << detail
-              << " [" << limit << ", " << n << " so far]" << std::endl;
+    std::cerr << "paragan_server: data plane: " << peer << " " << detail << " ["
+              << limit << ", " << n << " so far]" << std::endl;
   }
 }
 

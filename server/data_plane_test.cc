@@ -331,7 +331,8 @@ TEST_F(DataPlaneTest, AClientTricklingBytesIsCutAndFreesItsThread) {
 
   // A whole header announcing 2000 payload bytes, then 20 bytes/s: the
   // frame has 0.5 s + 2000 / 1000 s, then the connection is cut.
-  auto trickler = ConnectTcp("127.0.0.1", data_plane_->port(), absl::Seconds(5));
+  auto trickler =
+      ConnectTcp("127.0.0.1", data_plane_->port(), absl::Seconds(5));
   ASSERT_TRUE(trickler.ok()) << trickler.status();
   v1::PullRequest pull;
   pull.set_table(kDiscriminatorTable);
@@ -340,8 +341,8 @@ TEST_F(DataPlaneTest, AClientTricklingBytesIsCutAndFreesItsThread) {
   h.meta_bytes = static_cast<uint32_t>(meta.size());
   h.payload_bytes = 2000;
   std::string m = meta;
-  ASSERT_TRUE(SendAll(trickler->fd(), {{&h, sizeof(h)}, {m.data(), m.size()}})
-                  .ok());
+  ASSERT_TRUE(
+      SendAll(trickler->fd(), {{&h, sizeof(h)}, {m.data(), m.size()}}).ok());
   const absl::Time t1 = absl::Now();
   bool cut = false;
   while (absl::Now() - t1 < absl::Seconds(6)) {
@@ -356,8 +357,7 @@ TEST_F(DataPlaneTest, AClientTricklingBytesIsCutAndFreesItsThread) {
     }
   }
   const absl::Duration trickled = absl::Now() - t1;
-  EXPECT_TRUE(cut) << "a trickling client held its connection for "
-                   << trickled;
+  EXPECT_TRUE(cut) << "a trickling client held its connection for " << trickled;
   EXPECT_GE(trickled, absl::Seconds(2));
   EXPECT_LT(trickled, absl::Seconds(4));
   EXPECT_EQ(data_plane_->limit_hits(DataPlaneServer::kLimitSlowFrame), 2);

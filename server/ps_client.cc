@@ -52,9 +52,9 @@ bool IsDataPlaneUnreachable(const absl::Status& st) {
 absl::Status ReplyError(const v1::DataPlaneReply& reply) {
   const absl::Status st(static_cast<absl::StatusCode>(reply.code()),
                         reply.message());
-  const bool refused = absl::IsResourceExhausted(st) &&
-                       absl::StartsWith(reply.message(),
-                                        kDataPlaneRefusedPrefix);
+  const bool refused =
+      absl::IsResourceExhausted(st) &&
+      absl::StartsWith(reply.message(), kDataPlaneRefusedPrefix);
   return Tagged(st, refused ? kUnreachable : kAnswered);
 }
 
@@ -68,14 +68,13 @@ std::shared_ptr<grpc::Channel> ParameterServerClient::Connect(
 
 ParameterServerClient::ParameterServerClient(const std::string& target,
                                              Options options)
-    : ParameterServerClient(Connect(target, options.max_message_bytes,
-                                    options.security),
-                            [&] {
-        if (options.data_plane_host.empty()) {
-          options.data_plane_host = HostOfTarget(target);
-        }
-        return options;
-      }()) {}
+    : ParameterServerClient(
+          Connect(target, options.max_message_bytes, options.security), [&] {
+            if (options.data_plane_host.empty()) {
+              options.data_plane_host = HostOfTarget(target);
+            }
+            return options;
+          }()) {}
 
 int ParameterServerClient::data_plane_port() const {
   std::lock_guard<std::mutex> lock(dp_mu_);
@@ -106,7 +105,8 @@ absl::StatusOr<v1::RegisterResponse> ParameterServerClient::Register(
   req.set_worker_id(worker_id);
   req.set_role(role);
   v1::RegisterResponse resp;
-  absl::Status st = FromGrpcStatus(stub_->RegisterWorker(&ctx, req, &resp));
+  absl::Status st = options_.security.Explain(
+      FromGrpcStatus(stub_->RegisterWorker(&ctx, req, &resp)));
   if (!st.ok()) return st;
   if (options_.data_plane && !options_.security.tls_on() &&
       !options_.data_plane_host.empty()) {
@@ -159,7 +159,8 @@ absl::StatusOr<PulledTable> ParameterServerClient::GrpcPull(
     if (st.ok()) st = AddMessage(message, &view, &assembler);
     if (!st.ok()) ctx.TryCancel();
   }
-  absl::Status rpc = FromGrpcStatus(reader->Finish());
+  absl::Status rpc =
+      options_.security.Explain(FromGrpcStatus(reader->Finish()));
   if (!st.ok()) return st;
   if (!rpc.ok()) return rpc;
   PulledTable out;
@@ -236,7 +237,7 @@ absl::StatusOr<v1::PushResponse> ParameterServerClient::GrpcPush(
   }
   out.Flush();
   writer->WritesDone();
-  absl::Status st = FromGrpcStatus(writer->Finish());
+  absl::Status st = options_.security.Explain(FromGrpcStatus(writer->Finish()));
   if (!st.ok()) return st;
   return resp;
 }
@@ -402,8 +403,8 @@ absl::StatusOr<v1::StateResponse> ParameterServerClient::GetState() {
   grpc::ClientContext ctx;
   PrepareContext(&ctx);
   v1::StateResponse resp;
-  absl::Status st =
-      FromGrpcStatus(stub_->GetState(&ctx, v1::StateRequest(), &resp));
+  absl::Status st = options_.security.Explain(
+      FromGrpcStatus(stub_->GetState(&ctx, v1::StateRequest(), &resp)));
   if (!st.ok()) return st;
   return resp;
 }

@@ -17,10 +17,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/tensor.h"
+#include "common/tls.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/impl/rpc_method.h"
 #include "proto/paragan.grpc.pb.h"
-#include "common/tls.h"
 #include "server/data_plane.h"
 
 namespace paragan {
@@ -78,8 +78,8 @@ class ParameterServerClient {
       const ClientSecurity& security = {});
 
   // A client of the shard at "host:port" (Connect with
-  // options.max_message_bytes and options.security), whose data plane, once Register learns its
-  // port, is reached on the same host.
+  // options.max_message_bytes and options.security), whose data plane, once
+  // Register learns its port, is reached on the same host.
   ParameterServerClient(const std::string& target, Options options);
   explicit ParameterServerClient(std::shared_ptr<grpc::Channel> channel)
       : ParameterServerClient(std::move(channel), Options()) {}

@@ -124,9 +124,9 @@ absl::StatusOr<v1::RegisterResponse> ShardHandler::Register(
       if (registered >= static_cast<size_t>(options_.max_workers)) {
         if (metrics_ != nullptr) metrics_->RecordLimitHit("workers");
         return absl::ResourceExhaustedError(absl::StrCat(
-            "shard ", options_.shard_id, ": table ", name, " has ",
-            registered, " registered workers, the limit (--max_workers); ",
-            "worker '", request.worker_id(),
+            "shard ", options_.shard_id, ": table ", name, " has ", registered,
+            " registered workers, the limit (--max_workers); ", "worker '",
+            request.worker_id(),
             "' may register once one leaves or its lease expires"));
       }
     }

@@ -6,7 +6,6 @@
 #include <cmath>
 
 #include "absl/time/clock.h"
-
 #include "gtest/gtest.h"
 
 namespace paragan {

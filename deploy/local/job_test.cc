@@ -76,8 +76,7 @@ TEST(DescribeJob, TlsGivesServersTheServerCertificateAndClientsTheClients) {
       continue;
     }
     // Every process verifies its peers against the run's CA (mutual TLS).
-    EXPECT_EQ(FlagValue(p, "tls_ca_file"), "/out/secrets/tls/ca.pem")
-        << p.name;
+    EXPECT_EQ(FlagValue(p, "tls_ca_file"), "/out/secrets/tls/ca.pem") << p.name;
     if (p.role == Role::kShard || p.role == Role::kData) {
       EXPECT_EQ(FlagValue(p, "tls_cert_file"), "/out/secrets/tls/server.pem")
           << p.name;

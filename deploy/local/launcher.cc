@@ -397,7 +397,8 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
     PG_ASSIGN_OR_RETURN(const LocalCertificates certs,
                         WriteLocalCertificates(TlsDir(o)));
     tls = certs.ClientFiles();
-    Say(absl::StrCat("mutual TLS on every service, no data planes (a fresh "
+    Say(
+        absl::StrCat("mutual TLS on every service, no data planes (a fresh "
                      "CA and certificates in ",
                      TlsDir(o), ")"));
   }

@@ -87,9 +87,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   for (const paragan::local::MetricSample& m : *samples) {
     FuzzCheck(!m.name.empty(), "every sample has a name");
-    FuzzCheck(paragan::local::FindMetric(*samples, m.name, m.labels)
-                  .has_value(),
-              "every sample is found by its name and labels");
+    FuzzCheck(
+        paragan::local::FindMetric(*samples, m.name, m.labels).has_value(),
+        "every sample is found by its name and labels");
   }
   absl::StatusOr<std::vector<paragan::local::MetricSample>> again =
       paragan::local::ParseMetricsText(paragan::Serialize(*samples));

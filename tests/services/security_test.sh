@@ -82,10 +82,12 @@ if "$SAMPLE" --ps="$PS" --out_dir="$T/x" --num_samples=4 --auth_token_file="$TOK
     > "$T/sample_plaintext.txt" 2>&1; then
   fail "paragan_sample read a TLS shard over plaintext"
 fi
+grep -q "the server may require TLS: give --tls_ca_file" "$T/sample_plaintext.txt" || fail "no TLS hint: $(cat "$T/sample_plaintext.txt")"
 if "$SAMPLE" --ps="$PS" --out_dir="$T/x" --num_samples=4 --auth_token_file="$TOKEN_FILE" \
     --tls_ca_file="$CERTS/ca.pem" > "$T/sample_no_cert.txt" 2>&1; then
   fail "paragan_sample without a client certificate got through mutual TLS"
 fi
+grep -q "may require a client certificate" "$T/sample_no_cert.txt" || fail "no client-certificate hint: $(cat "$T/sample_no_cert.txt")"
 if "$SAMPLE" --ps="$PS" --out_dir="$T/x" --num_samples=4 "${CLIENT_TLS[@]}" > "$T/sample_no_token.txt" 2>&1; then
   fail "paragan_sample read a shard without the token"
 fi

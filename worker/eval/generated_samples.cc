@@ -74,10 +74,9 @@ absl::StatusOr<ServerSamples> SamplesFromServers(
         absl::StrCat("--num_samples must be >= 1, got ", n));
   ServerSamples out;
   const auto t0 = Clock::now();
-  PG_ASSIGN_OR_RETURN(
-      ServerTables tables,
-      PullServerTables(ps, timeout, "paragan_eval",
-                       /*with_discriminator=*/false, security));
+  PG_ASSIGN_OR_RETURN(ServerTables tables,
+                      PullServerTables(ps, timeout, "paragan_eval",
+                                       /*with_discriminator=*/false, security));
   out.pull_seconds = Since(t0);
   out.g_version = tables.g_version;
   out.from_ema = tables.have_ema;

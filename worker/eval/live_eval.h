@@ -32,7 +32,7 @@ namespace paragan::eval {
 
 struct LiveEvalOptions {
   std::vector<std::string> ps;  // every shard's "host:port"
-  ClientSecurity security;       // the shards' token and TLS (common/tls.h)
+  ClientSecurity security;      // the shards' token and TLS (common/tls.h)
   std::string model = "dcgan32";
   int64_t num_samples = 10000;
   double every_s = 60;  // between the starts of two evaluations

@@ -91,8 +91,7 @@ absl::StatusOr<ServerTables> PullServerTables(
     // gRPC only, as the launcher pulled: a one-off read needs no data plane
     // (that would need a Register first).
     clients.push_back(std::make_unique<ParameterServerClient>(
-        ParameterServerClient::Connect(target, co.max_message_bytes,
-                                       security),
+        ParameterServerClient::Connect(target, co.max_message_bytes, security),
         co));
   }
   ServerTables t;
