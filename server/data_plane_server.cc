@@ -237,11 +237,16 @@ void DataPlaneServer::WatchdogLoop() {
 void DataPlaneServer::DrainRefusedLocked(absl::Time now) {
   char sink[16384];
   for (auto it = refused_.begin(); it != refused_.end();) {
-    ssize_t n;
-    do {
+    // At most 1 MiB per connection and tick: a client that keeps sending
+    // cannot hold the watchdog (and mu_); its close_at still comes.
+    ssize_t n = -1;
+    errno = EAGAIN;
+    for (int i = 0; i < 64; ++i) {
       n = recv(it->fd, sink, sizeof(sink), MSG_DONTWAIT);
-    } while (n > 0);
-    const bool ended = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+      if (n <= 0) break;
+    }
+    const bool ended =
+        n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
     if (ended || now >= it->close_at || stopping_.load()) {
       close(it->fd);
       it = refused_.erase(it);
