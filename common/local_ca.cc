@@ -1,24 +1,19 @@
 #include "common/local_ca.h"
 
 #include <arpa/inet.h>
-#include <openssl/bio.h>
 #include <openssl/bn.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
-#include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include <filesystem>
 #include <memory>
 #include <string>
-#include <system_error>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/openssl_util.h"
 #include "common/tensor_io.h"
 
 namespace paragan {
@@ -26,24 +21,13 @@ namespace {
 
 constexpr long kValiditySeconds = 365L * 24 * 3600;
 
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-using X509Ptr = std::unique_ptr<X509, X509Free>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
+using openssl::BioPtr;
+using openssl::PkeyPtr;
+using openssl::X509Ptr;
 
 absl::Status OpenSslFailure(const std::string& what) {
-  const unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  char buf[256] = "unknown error";
-  if (code != 0) ERR_error_string_n(code, buf, sizeof(buf));
-  return absl::InternalError(absl::StrCat("local CA: ", what, ": ", buf));
+  return absl::InternalError(absl::StrCat("local CA: ", what, ": ",
+                                          openssl::TakeError("unknown error")));
 }
 
 bool IsIpAddress(const std::string& host) {
@@ -115,7 +99,7 @@ absl::StatusOr<X509Ptr> MakeCertificate(EVP_PKEY* key,
 }
 
 absl::StatusOr<std::string> CertificatePem(X509* cert) {
-  std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_mem()));
+  BioPtr bio(BIO_new(BIO_s_mem()));
   if (bio == nullptr || PEM_write_bio_X509(bio.get(), cert) != 1) {
     return OpenSslFailure("PEM certificate");
   }
@@ -125,7 +109,7 @@ absl::StatusOr<std::string> CertificatePem(X509* cert) {
 }
 
 absl::StatusOr<std::string> KeyPem(EVP_PKEY* key) {
-  std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_mem()));
+  BioPtr bio(BIO_new(BIO_s_mem()));
   if (bio == nullptr ||
       PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr,
                                nullptr) != 1) {
@@ -184,15 +168,8 @@ absl::StatusOr<LocalCertificates> WriteLocalCertificates(
   if (hosts.empty()) {
     return absl::InvalidArgumentError("local CA: no host names to certify");
   }
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (!ec) {
-    std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
-                                 std::filesystem::perm_options::replace, ec);
-  }
-  if (ec) {
-    return absl::UnavailableError(
-        absl::StrCat("local CA: cannot make ", dir, ": ", ec.message()));
+  if (absl::Status st = MakeOwnerOnlyDirectory(dir); !st.ok()) {
+    return absl::Status(st.code(), absl::StrCat("local CA: ", st.message()));
   }
   absl::StatusOr<PkeyPtr> ca_key = NewKey();
   if (!ca_key.ok()) return ca_key.status();

@@ -37,11 +37,6 @@ TlsFiles TlsFilesFromFlags() {
           absl::GetFlag(FLAGS_tls_server_name)};
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>>
-ServerCredentialsFromFlags() {
-  return ServerCredentialsFromFiles(TlsFilesFromFlags());
-}
-
 absl::StatusOr<ClientSecurity> ClientSecurityFromFlags() {
   absl::StatusOr<std::string> token = AuthTokenFromFlag();
   if (!token.ok()) return token.status();

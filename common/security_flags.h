@@ -11,7 +11,6 @@
 #include "absl/flags/declare.h"
 #include "absl/status/statusor.h"
 #include "common/tls.h"
-#include "grpcpp/security/server_credentials.h"
 
 ABSL_DECLARE_FLAG(std::string, auth_token_file);
 ABSL_DECLARE_FLAG(std::string, tls_cert_file);
@@ -27,11 +26,6 @@ absl::StatusOr<std::string> AuthTokenFromFlag();
 
 // The --tls_* flags.
 TlsFiles TlsFilesFromFlags();
-
-// A server's listening credentials from the --tls_* flags (insecure when
-// none is set): ServerCredentialsFromFiles.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>>
-ServerCredentialsFromFlags();
 
 // A client's token and channel security from the flags.
 absl::StatusOr<ClientSecurity> ClientSecurityFromFlags();

@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -381,6 +383,20 @@ absl::Status WriteFileAtomically(const std::string& path,
   if (!synced.ok()) {
     return absl::UnavailableError(
         absl::StrCat("wrote ", path, " but ", synced.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MakeOwnerOnlyDirectory(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (!ec) {
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace, ec);
+  }
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot make ", dir, " (mode 0700): ", ec.message()));
   }
   return absl::OkStatus();
 }

@@ -91,6 +91,9 @@ absl::Status WriteFileAtomically(const std::string& path,
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 // fsync of a directory: makes the renames in it durable.
 absl::Status SyncDirectory(const std::string& dir);
+// Creates `dir` (and its parents) and makes it its owner's alone (mode
+// 0700), for secrets.
+absl::Status MakeOwnerOnlyDirectory(const std::string& dir);
 
 }  // namespace paragan
 

@@ -39,6 +39,11 @@ struct TlsFiles {
     return cert_file.empty() && key_file.empty() && ca_file.empty() &&
            server_name.empty();
   }
+  // A server's mode: "" (plaintext), "TLS", "TLS with client certificates".
+  std::string ServerMode() const {
+    if (cert_file.empty()) return "";
+    return ca_file.empty() ? "TLS" : "TLS with client certificates";
+  }
 };
 
 // What a client sends and how: every channel to a ParaGAN service is made

@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/wait_for.h"
 #include "dataloader/test_server.h"
 
 namespace paragan {
@@ -182,10 +183,7 @@ TEST(DataClientTest, ClosingRequeuesBatchesReceivedAhead) {
       ASSERT_TRUE((*client)->Next(&images, &labels).ok());
     }
   }
-  const absl::Time end = absl::Now() + absl::Seconds(10);
-  while (server.service->stats().streams != 0 && absl::Now() < end) {
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  WaitFor([&] { return server.service->stats().streams == 0; });
   const DataService::Stats st = server.service->stats();
   EXPECT_EQ(st.streams, 0);
   EXPECT_EQ(st.in_flight, 0);

@@ -21,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "common/auth.h"
 #include "common/grpc_status.h"
+#include "common/wait_for.h"
 #include "dataloader/data_client.h"
 #include "dataloader/datasets/sampler.h"
 #include "dataloader/dispatch_policy.h"
@@ -32,16 +33,6 @@ namespace paragan {
 namespace {
 
 using BatchStream = grpc::ClientReaderWriter<v1::BatchRequest, v1::Batch>;
-
-bool WaitFor(const std::function<bool()>& pred,
-             absl::Duration timeout = absl::Seconds(10)) {
-  const absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    if (pred()) return true;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return pred();
-}
 
 DataServiceOptions Options(int batch_size, uint64_t seed = 7) {
   DataServiceOptions o;
@@ -171,20 +162,19 @@ TEST(DataServiceTest, StreamsBeyondMaxStreamsAreRefusedButAReconnectFits) {
   TestServer server(o, SyntheticSpec(256, 3));
   ASSERT_NE(server.port, 0);
   auto stub = StubFor(server);
-  struct Open_ {
+  struct OpenStream {
     std::unique_ptr<grpc::ClientContext> context =
         std::make_unique<grpc::ClientContext>();
-    std::unique_ptr<grpc::ClientReaderWriter<v1::BatchRequest, v1::Batch>>
-        stream;
+    std::unique_ptr<BatchStream> stream;
   };
   // Opens a stream for `worker`; whether it got a batch.
-  auto open = [&](Open_* s, const std::string& worker) {
+  auto open = [&](OpenStream* s, const std::string& worker) {
     s->stream = stub->StreamBatches(s->context.get());
     s->stream->Write(Open(worker, 1));
     v1::Batch b;
     return s->stream->Read(&b);
   };
-  Open_ a, b, c;
+  OpenStream a, b, c;
   ASSERT_TRUE(open(&a, "a"));
   ASSERT_TRUE(open(&b, "b"));
   EXPECT_FALSE(open(&c, "c"));
@@ -193,17 +183,15 @@ TEST(DataServiceTest, StreamsBeyondMaxStreamsAreRefusedButAReconnectFits) {
   EXPECT_NE(refused.error_message().find("--max_streams"), std::string::npos)
       << refused.error_message();
   // Worker a reconnects: its new stream replaces the old one.
-  Open_ a2;
+  OpenStream a2;
   EXPECT_TRUE(open(&a2, "a"));
   // b leaves: c fits.
   b.stream->WritesDone();
   EXPECT_TRUE(b.stream->Finish().ok());
-  for (int i = 0; i < 200 && server.service->stats().streams >= 2; ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  Open_ c2;
+  ASSERT_TRUE(WaitFor([&] { return server.service->stats().streams < 2; }));
+  OpenStream c2;
   EXPECT_TRUE(open(&c2, "c"));
-  for (Open_* s : {&a2, &c2}) {
+  for (OpenStream* s : {&a2, &c2}) {
     s->context->TryCancel();
     s->stream->Finish();
   }

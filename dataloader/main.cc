@@ -235,8 +235,9 @@ int Run() {
   std::cout << kName << ": dispatch policy " << (*service)->dispatch_policy()
             << std::endl;
 
+  const TlsFiles tls = TlsFilesFromFlags();
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
-      ServerCredentialsFromFlags();
+      ServerCredentialsFromFiles(tls);
   if (!credentials.ok()) {
     std::cerr << kName << ": " << credentials.status() << std::endl;
     return 2;
@@ -263,10 +264,8 @@ int Run() {
               << ": every call needs the bearer token in --auth_token_file"
               << std::endl;
   }
-  if (const TlsFiles tls = TlsFilesFromFlags(); !tls.cert_file.empty()) {
-    std::cout << kName << ": TLS"
-              << (tls.ca_file.empty() ? "" : " with client certificates")
-              << " on" << std::endl;
+  if (!tls.ServerMode().empty()) {
+    std::cout << kName << ": " << tls.ServerMode() << " on" << std::endl;
   }
   if (exposer) {
     std::cout << kName << ": metrics on port "

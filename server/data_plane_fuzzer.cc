@@ -18,6 +18,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/wait_for.h"
 #include "google/protobuf/stubs/logging.h"
 #include "server/data_plane.h"
 #include "server/data_plane_server.h"
@@ -172,11 +173,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Converse(shard->server->port(), data, size);
     // The server's thread is done with the connection before the next
     // input (and before libFuzzer counts this one's allocations).
-    const absl::Time end = absl::Now() + absl::Seconds(5);
-    while (shard->server->open_connections() > 0 && absl::Now() < end) {
-      absl::SleepFor(absl::Microseconds(50));
-    }
-    FuzzCheck(shard->server->open_connections() == 0,
+    FuzzCheck(WaitFor([&] { return shard->server->open_connections() == 0; },
+                      absl::Seconds(5), absl::Microseconds(50)),
               "the server lets go of a finished connection");
   }
   return 0;

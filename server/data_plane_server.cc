@@ -353,6 +353,10 @@ void DataPlaneServer::Serve(int id, int fd) {
 
 int DataPlaneServer::open_connections() const {
   std::lock_guard<std::mutex> lock(mu_);
+  return OpenConnectionsLocked();
+}
+
+int DataPlaneServer::OpenConnectionsLocked() const {
   int open = 0;
   for (const auto& [id, c] : connections_) open += c.done ? 0 : 1;
   return open;
@@ -410,9 +414,7 @@ void DataPlaneServer::ServeFrames(int id, int fd) {
 
 void DataPlaneServer::UpdateConnectionGaugeLocked() {
   if (handler_->metrics() == nullptr) return;
-  int64_t open = 0;
-  for (const auto& [id, c] : connections_) open += c.done ? 0 : 1;
-  handler_->metrics()->SetDataPlaneConnections(open);
+  handler_->metrics()->SetDataPlaneConnections(OpenConnectionsLocked());
 }
 
 bool DataPlaneServer::ReplyError(int fd, const absl::Status& status,

@@ -109,6 +109,7 @@ class DataPlaneServer {
   // there are too many. False: the connection must close.
   bool ReplyError(int fd, const absl::Status& status, uint64_t unread_payload);
 
+  int OpenConnectionsLocked() const;   // needs mu_
   void UpdateConnectionGaugeLocked();  // needs mu_
 
   const Options options_;

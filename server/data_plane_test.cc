@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <functional>
 #include <limits>
 #include <random>
 #include <thread>
@@ -19,6 +18,7 @@
 #include "common/check.h"
 #include "common/optim_kernels.h"
 #include "common/tensor_codec.h"
+#include "common/wait_for.h"
 #include "grpcpp/grpcpp.h"
 #include "server/data_plane_server.h"
 #include "server/parameter_server_service.h"
@@ -235,17 +235,6 @@ class DataPlaneTest : public ::testing::Test {
   DataPlaneServer::Options dp_options_;  // tests set limits before Start
 };
 
-// Waits up to `timeout` for `done`.
-bool Eventually(const std::function<bool()>& done,
-                absl::Duration timeout = absl::Seconds(5)) {
-  const absl::Time end = absl::Now() + timeout;
-  while (!done()) {
-    if (absl::Now() > end) return false;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return true;
-}
-
 // Whether the server closed `fd` within `timeout` (recv sees the end).
 bool ClosedByServer(int fd, absl::Duration timeout) {
   pollfd p{fd, POLLIN, 0};
@@ -281,7 +270,8 @@ TEST_F(DataPlaneTest, ConnectionsOverThePerClientLimitAreClosedAndCounted) {
     ASSERT_TRUE(s.ok()) << s.status();
     held.push_back(*std::move(s));
   }
-  ASSERT_TRUE(Eventually([&] { return data_plane_->open_connections() == 2; }));
+  ASSERT_TRUE(WaitFor([&] { return data_plane_->open_connections() == 2; },
+                      absl::Seconds(5)));
   auto third = ConnectTcp("127.0.0.1", data_plane_->port(), absl::Seconds(5));
   ASSERT_TRUE(third.ok()) << third.status();
   EXPECT_TRUE(Refused(third->fd())) << "a connection over the limit was kept";
@@ -294,7 +284,8 @@ TEST_F(DataPlaneTest, ConnectionsOverThePerClientLimitAreClosedAndCounted) {
   EXPECT_EQ(client_->data_plane_port(), 0);
   // A place frees up once a connection ends.
   held.clear();
-  EXPECT_TRUE(Eventually([&] { return data_plane_->open_connections() == 0; }));
+  EXPECT_TRUE(WaitFor([&] { return data_plane_->open_connections() == 0; },
+                      absl::Seconds(5)));
 }
 
 TEST_F(DataPlaneTest, ConnectionsOverTheTotalLimitAreClosedAndCounted) {
@@ -302,7 +293,8 @@ TEST_F(DataPlaneTest, ConnectionsOverTheTotalLimitAreClosedAndCounted) {
   Start();
   auto first = ConnectTcp("127.0.0.1", data_plane_->port(), absl::Seconds(5));
   ASSERT_TRUE(first.ok()) << first.status();
-  ASSERT_TRUE(Eventually([&] { return data_plane_->open_connections() == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return data_plane_->open_connections() == 1; },
+                      absl::Seconds(5)));
   auto second = ConnectTcp("127.0.0.1", data_plane_->port(), absl::Seconds(5));
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_TRUE(Refused(second->fd()));
@@ -361,7 +353,8 @@ TEST_F(DataPlaneTest, AClientTricklingBytesIsCutAndFreesItsThread) {
   EXPECT_GE(trickled, absl::Seconds(2));
   EXPECT_LT(trickled, absl::Seconds(4));
   EXPECT_EQ(data_plane_->limit_hits(DataPlaneServer::kLimitSlowFrame), 2);
-  EXPECT_TRUE(Eventually([&] { return data_plane_->open_connections() == 0; }));
+  EXPECT_TRUE(WaitFor([&] { return data_plane_->open_connections() == 0; },
+                      absl::Seconds(5)));
 
   // A client that speaks at speed is served as before, after idling longer
   // than the frame timeout between calls.

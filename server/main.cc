@@ -351,14 +351,14 @@ int Run() {
               << std::endl;
     return 2;
   }
+  const TlsFiles tls = TlsFilesFromFlags();
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
-      ServerCredentialsFromFlags();
+      ServerCredentialsFromFiles(tls);
   if (!credentials.ok()) {
     std::cerr << "paragan_server: " << credentials.status() << std::endl;
     return 2;
   }
-  const TlsFiles tls = TlsFilesFromFlags();
-  const bool tls_on = !tls.cert_file.empty();
+  const bool tls_on = !tls.ServerMode().empty();
   if (tls_on && absl::GetFlag(FLAGS_data_plane_port) > 0) {
     std::cerr << "paragan_server: --data_plane_port has no TLS: with "
                  "--tls_cert_file tensors go over gRPC/TLS only (drop "
@@ -392,8 +392,7 @@ int Run() {
               << " needs the bearer token in --auth_token_file" << std::endl;
   }
   if (tls_on) {
-    std::cout << "paragan_server: TLS"
-              << (tls.ca_file.empty() ? "" : " with client certificates")
+    std::cout << "paragan_server: " << tls.ServerMode()
               << " on; no data plane (tensors over gRPC/TLS)" << std::endl;
   }
   std::unique_ptr<DataPlaneServer> data_plane;

@@ -467,18 +467,16 @@ absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
   if (o.eval_every_s > 0 && o.eval_final_samples > 0) {
     job.processes.push_back(EvalFinalSpec(o, bin_dir));
   }
-  if (o.auth) {
-    // Everything that serves or calls a service; the token file is the
-    // launcher's to write before the start (AuthTokenPath).
-    for (ProcessSpec& p : job.processes) {
-      if (p.role == Role::kInit) continue;
+  // Everything that serves or calls a service; the token file and the
+  // certificates are the launcher's to write before the start (AuthTokenPath,
+  // TlsDir).
+  const LocalCertificates certs = LocalCertificatesIn(TlsDir(o));
+  for (ProcessSpec& p : job.processes) {
+    if (p.role == Role::kInit) continue;
+    if (o.auth) {
       p.flags.push_back(absl::StrCat("--auth_token_file=", AuthTokenPath(o)));
     }
-  }
-  if (o.tls) {
-    const LocalCertificates certs = LocalCertificatesIn(TlsDir(o));
-    for (ProcessSpec& p : job.processes) {
-      if (p.role == Role::kInit) continue;
+    if (o.tls) {
       const bool server = p.role == Role::kShard || p.role == Role::kData;
       const TlsFiles f = server ? certs.ServerFiles() : certs.ClientFiles();
       p.flags.push_back(absl::StrCat("--tls_cert_file=", f.cert_file));

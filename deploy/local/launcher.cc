@@ -70,10 +70,8 @@ absl::Status Mkdirs(const std::string& dir) {
 
 // A fresh token at `path`, readable by this user only (the directory too).
 absl::StatusOr<std::string> WriteAuthToken(const std::string& path) {
-  const std::string dir = std::filesystem::path(path).parent_path().string();
-  PG_RETURN_IF_ERROR(Mkdirs(dir));
-  std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
-                               std::filesystem::perm_options::replace);
+  PG_RETURN_IF_ERROR(MakeOwnerOnlyDirectory(
+      std::filesystem::path(path).parent_path().string()));
   PG_ASSIGN_OR_RETURN(std::string token, GenerateAuthToken());
   PG_RETURN_IF_ERROR(
       WriteFileAtomically(path, token + "\n", /*owner_only=*/true));
