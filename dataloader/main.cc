@@ -27,6 +27,7 @@
 #include "absl/strings/str_join.h"
 #include "common/check.h"
 #include "common/flags_usage.h"
+#include "common/grpc_health.h"
 #include "common/malloc_tuning.h"
 #include "common/process_metrics.h"
 #include "common/security_flags.h"
@@ -38,6 +39,7 @@
 #include "grpcpp/grpcpp.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
+#include "proto/paragan.grpc.pb.h"
 
 ABSL_FLAG(std::string, bind_address, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 0, "gRPC port; 0 picks a free port (printed).");
@@ -242,6 +244,7 @@ int Run() {
     std::cerr << kName << ": " << credentials.status() << std::endl;
     return 2;
   }
+  EnableHealthService();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":",
@@ -257,6 +260,7 @@ int Run() {
               << std::endl;
     return 1;
   }
+  MarkServing(server.get(), v1::DataService::service_full_name());
   // A launcher parses these two lines: keep them exact, and flushed.
   std::cout << kName << ": listening on port " << port << std::endl;
   if (!options.auth_token.empty()) {
@@ -275,6 +279,7 @@ int Run() {
   int sig = -1;
   while (sig <= 0) sig = sigwaitinfo(&stop_signals, nullptr);
   std::cout << kName << ": signal " << sig << ", stopping" << std::endl;
+  MarkStopping(server.get());
   // Open streams end now (their workers reconnect to the next service);
   // other calls get a short grace period.
   (*service)->Shutdown();

@@ -35,6 +35,7 @@
 #include "absl/time/clock.h"
 #include "common/check.h"
 #include "common/flags_usage.h"
+#include "common/grpc_health.h"
 #include "common/malloc_tuning.h"
 #include "common/network_init.h"
 #include "common/process_metrics.h"
@@ -44,6 +45,7 @@
 #include "grpcpp/grpcpp.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
+#include "proto/paragan.grpc.pb.h"
 #include "server/data_plane_server.h"
 #include "server/metrics.h"
 #include "server/parameter_server_service.h"
@@ -234,10 +236,15 @@ absl::StatusOr<ShardOptions> OptionsFromFlags(int* d_steps) {
 
 // False when the checkpoint failed; training goes on either way, and the
 // earlier checkpoint files stay as they were.
-bool Checkpoint(const ParameterShard& shard, const char* why) {
+bool Checkpoint(const ParameterShard& shard, const char* why,
+                ServerMetrics* metrics) {
   if (shard.checkpoint_path().empty()) return true;
   const absl::Time start = absl::Now();
   absl::Status st = shard.Checkpoint();
+  if (metrics != nullptr) {
+    metrics->RecordCheckpoint(
+        st.ok(), absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+  }
   if (st.ok()) {
     std::cout << "paragan_server: checkpoint (" << why << ") "
               << shard.checkpoint_path() << " in "
@@ -311,6 +318,11 @@ int Run() {
       MakeProcessCollectable();
   if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
     metrics = std::make_unique<ServerMetrics>(registry.get(), so.shard_id);
+    // Checkpoint age counts from the start until the first one is written.
+    if (!(*shard)->checkpoint_path().empty()) {
+      metrics->RecordCheckpoint(
+          true, absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+    }
     try {
       exposer = std::make_unique<prometheus::Exposer>(
           absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":",
@@ -369,6 +381,7 @@ int Run() {
   ShardHandler handler(sopts, (*shard)->tables(), metrics.get());
   ParameterServerService service(&handler);
 
+  EnableHealthService();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":",
@@ -384,6 +397,7 @@ int Run() {
               << absl::GetFlag(FLAGS_port) << std::endl;
     return 1;
   }
+  MarkServing(server.get(), v1::ParameterServer::service_full_name());
   std::cout << "paragan_server: shard " << so.shard_id << "/" << so.num_shards
             << " listening on port " << port << std::endl;
   if (!sopts.auth_token.empty()) {
@@ -450,21 +464,23 @@ int Run() {
       timespec timeout{wait_s, 0};
       sig = sigtimedwait(&stop_signals, nullptr, &timeout);
       if (sig < 0 && errno == EAGAIN) {
-        wait_s = Checkpoint(**shard, "interval") ? interval
-                                                 : std::min(interval, retry);
+        wait_s = Checkpoint(**shard, "interval", metrics.get())
+                     ? interval
+                     : std::min(interval, retry);
       }
     } else {
       sig = sigwaitinfo(&stop_signals, nullptr);
     }
   }
   std::cout << "paragan_server: signal " << sig << ", stopping" << std::endl;
+  MarkStopping(server.get());
   // No push can land after Shutdown returns: the final checkpoint is the
   // last state.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   if (data_plane) data_plane->Shutdown();
   stop_reaper.Notify();
   if (reaper.joinable()) reaper.join();
-  Checkpoint(**shard, "exit");
+  Checkpoint(**shard, "exit", metrics.get());
   std::cout << "paragan_server: G version " << g.version() << ", D version "
             << d.version() << "; bye" << std::endl;
   return 0;

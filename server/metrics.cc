@@ -69,7 +69,33 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry, int shard_id)
                       .Help("Clients refused or connections cut for breaking "
                             "a bound (--max_workers, the data plane's "
                             "connection and frame-time limits), by limit")
-                      .Register(*registry)) {}
+                      .Register(*registry)),
+      apply_seconds_(prometheus::BuildCounter()
+                         .Name("paragan_ps_apply_seconds_total")
+                         .Help("Seconds spent applying pushes in the update "
+                               "rule (Adam, EMA, staleness policy)")
+                         .Register(*registry)),
+      last_checkpoint_(prometheus::BuildGauge()
+                           .Name("paragan_ps_last_checkpoint_timestamp_seconds")
+                           .Help("Unix time of the last checkpoint written "
+                                 "(the shard's start until the first)")
+                           .Register(*registry)),
+      checkpoint_failures_(prometheus::BuildCounter()
+                               .Name("paragan_ps_checkpoint_failures_total")
+                               .Help("Checkpoints that could not be written")
+                               .Register(*registry)) {}
+
+void ServerMetrics::RecordApplyTime(const std::string& table, double seconds) {
+  apply_seconds_.Add(Labels(table)).Increment(seconds);
+}
+
+void ServerMetrics::RecordCheckpoint(bool ok, double unix_s) {
+  if (ok) {
+    last_checkpoint_.Add({{"shard", shard_}}).Set(unix_s);
+  } else {
+    checkpoint_failures_.Add({{"shard", shard_}}).Increment();
+  }
+}
 
 void ServerMetrics::RecordLimitHit(const std::string& limit) {
   limit_hits_.Add({{"shard", shard_}, {"limit", limit}}).Increment();

@@ -14,6 +14,12 @@
 //   paragan_ps_lease_round_completions_total{table} (synchronous rounds
 //     completed short because their missing contributors' leases expired)
 //   paragan_ps_data_plane_connections (gauge: open data-plane connections)
+//   paragan_ps_apply_seconds_total{table} (time in the update rule: Adam,
+//     EMA, staleness policy; excludes receiving the push)
+//   paragan_ps_last_checkpoint_timestamp_seconds (gauge: Unix time of the
+//     last checkpoint written, the shard's start until the first one; only
+//     with a checkpoint directory)
+//   paragan_ps_checkpoint_failures_total
 // (process memory: common/process_metrics.h).
 
 #include <cstdint>
@@ -42,6 +48,10 @@ class ServerMetrics {
   // A push refused with an error (malformed, unknown tensor, NaN, ...).
   void RecordInvalidPush(const std::string& table, int64_t bytes);
   void SetVersion(const std::string& table, int64_t version);
+  // Seconds one push spent in the table's update rule.
+  void RecordApplyTime(const std::string& table, double seconds);
+  // A checkpoint attempt that finished at Unix time `unix_s` (ok or not).
+  void RecordCheckpoint(bool ok, double unix_s);
   void RecordExpiredLeases(const std::string& table, int64_t workers,
                            bool round_completed);
   void SetRegisteredWorkers(const std::string& table, int64_t workers);
@@ -66,6 +76,9 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& lease_rounds_;
   prometheus::Gauge& data_plane_connections_;
   prometheus::Family<prometheus::Counter>& limit_hits_;
+  prometheus::Family<prometheus::Counter>& apply_seconds_;
+  prometheus::Family<prometheus::Gauge>& last_checkpoint_;
+  prometheus::Family<prometheus::Counter>& checkpoint_failures_;
 };
 
 }  // namespace paragan

@@ -526,13 +526,26 @@ TEST_F(ServiceTest, MetricsServedOverHttp) {
   bad[0].values[0] = NAN;
   EXPECT_FALSE(RawPush(ChunksOf(bad, 1), &resp).ok());
 
+  metrics_->RecordCheckpoint(true, 1700000000.0);
+  metrics_->RecordCheckpoint(false, 1700000100.0);
+
   const std::string page = HttpGet(metrics_port, "/metrics");
   ASSERT_NE(page.find("200 OK"), std::string::npos) << page;
+  // A failed checkpoint counts as a failure and leaves the age where it was.
+  EXPECT_NE(
+      page.find("paragan_ps_last_checkpoint_timestamp_seconds{shard=\"3\"} "
+                "1700000000"),
+      std::string::npos)
+      << page;
+  EXPECT_NE(page.find("paragan_ps_checkpoint_failures_total{shard=\"3\"} 1"),
+            std::string::npos)
+      << page;
   for (const char* name :
        {"paragan_ps_pushes_total", "paragan_ps_pulls_total",
         "paragan_ps_push_bytes_total", "paragan_ps_pull_bytes_total",
         "paragan_ps_staleness_bucket", "paragan_ps_staleness_count",
         "paragan_ps_rejected_pushes_total", "paragan_ps_table_version",
+        "paragan_ps_apply_seconds_total",
         "paragan_process_resident_memory_bytes"}) {
     EXPECT_NE(page.find(name), std::string::npos) << name << "\n" << page;
   }

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "common/check.h"
 #include "common/tensor_codec.h"
 
@@ -272,8 +273,13 @@ absl::StatusOr<v1::PushResponse> ShardHandler::ApplyPush(
     const PushTarget& target, int64_t base_version, uint64_t push_id,
     const TensorMap& gradients, const TensorMap& buffers, int64_t wire_bytes) {
   ParameterTable* table = target.table_;
+  const absl::Time start = absl::Now();
   absl::StatusOr<PushResult> r = table->ApplyGradients(
       target.worker_id_, base_version, gradients, buffers, push_id);
+  if (metrics_ != nullptr) {
+    metrics_->RecordApplyTime(table->name(),
+                              absl::ToDoubleSeconds(absl::Now() - start));
+  }
   if (!r.ok()) return RecordInvalidPush(table->name(), wire_bytes, r.status());
   v1::PushResponse response;
   response.set_accepted(r->accepted);
