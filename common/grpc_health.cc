@@ -12,7 +12,10 @@
 
 namespace paragan {
 
-void EnableHealthService() { grpc::EnableDefaultHealthCheckService(true); }
+void EnableHealthService(grpc::ServerBuilder* builder) {
+  grpc::EnableDefaultHealthCheckService(true);
+  builder->AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+}
 
 void MarkServing(grpc::Server* server, absl::string_view service) {
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();

@@ -17,12 +17,16 @@
 #include "absl/time/time.h"
 #include "common/tls.h"
 #include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
 
 namespace paragan {
 
-// Before the server is built: every grpc::Server built afterwards in this
-// process serves grpc.health.v1 ("" SERVING once started).
-void EnableHealthService();
+// Before `builder` builds its server: that server (and every one built
+// afterwards in this process) serves grpc.health.v1 ("" SERVING once
+// started). Also turns off SO_REUSEPORT on `builder`: with the health
+// service's extra completion queue, gRPC 1.51 clones each listener, and the
+// clone of a port-0 listener binds a second, random port nobody is told of.
+void EnableHealthService(grpc::ServerBuilder* builder);
 
 // `service` (e.g. "paragan.v1.ParameterServer") SERVING on `server`.
 void MarkServing(grpc::Server* server, absl::string_view service);

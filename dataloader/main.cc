@@ -244,8 +244,8 @@ int Run() {
     std::cerr << kName << ": " << credentials.status() << std::endl;
     return 2;
   }
-  EnableHealthService();
   grpc::ServerBuilder builder;
+  EnableHealthService(&builder);
   int port = 0;
   builder.AddListeningPort(absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":",
                                         absl::GetFlag(FLAGS_port)),

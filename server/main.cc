@@ -381,8 +381,8 @@ int Run() {
   ShardHandler handler(sopts, (*shard)->tables(), metrics.get());
   ParameterServerService service(&handler);
 
-  EnableHealthService();
   grpc::ServerBuilder builder;
+  EnableHealthService(&builder);
   int port = 0;
   builder.AddListeningPort(absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":",
                                         absl::GetFlag(FLAGS_port)),

@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "server/table_names.h"
+
 namespace paragan {
 namespace {
 
@@ -83,7 +85,18 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry, int shard_id)
       checkpoint_failures_(prometheus::BuildCounter()
                                .Name("paragan_ps_checkpoint_failures_total")
                                .Help("Checkpoints that could not be written")
-                               .Register(*registry)) {}
+                               .Register(*registry)) {
+  // Counters that start at 0 instead of appearing with the first event, so
+  // rate() and the dashboard's panels have a series from the start.
+  for (const char* table : {kGeneratorTable, kDiscriminatorTable}) {
+    for (const char* reason : {"stale", "duplicate", "invalid"}) {
+      prometheus::Labels r = Labels(table);
+      r["reason"] = reason;
+      rejected_.Add(r);
+    }
+  }
+  checkpoint_failures_.Add({{"shard", shard_}});
+}
 
 void ServerMetrics::RecordApplyTime(const std::string& table, double seconds) {
   apply_seconds_.Add(Labels(table)).Increment(seconds);
