@@ -110,7 +110,10 @@ ProcessSpec ShardSpec(const LauncherOptions& o, const std::string& bin,
     }
   }
   AppendFlags(o.ps_flags, &p.flags);
-  p.ports = {{"grpc", PortSpec::Source::kPortFile, port_file, ""}};
+  // "paragan_server: shard N metrics on port M" (one port file per
+  // process: the gRPC port's).
+  p.ports = {{"grpc", PortSpec::Source::kPortFile, port_file, ""},
+             {"metrics", PortSpec::Source::kStdoutLine, "", "metrics on port"}};
   p.readiness = {Readiness::Check::kShardState, "grpc", kServiceStartTimeout,
                  true};
   p.stage = kShardStage;

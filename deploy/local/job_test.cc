@@ -118,9 +118,13 @@ TEST(DescribeJob, ProcessesStagesAndOrder) {
   EXPECT_TRUE(shard.critical);
   EXPECT_EQ(shard.readiness.check, Readiness::Check::kShardState);
   EXPECT_TRUE(shard.readiness.wait);
-  ASSERT_EQ(shard.ports.size(), 1u);
+  ASSERT_EQ(shard.ports.size(), 2u);
   EXPECT_EQ(shard.ports[0].source, PortSpec::Source::kPortFile);
   EXPECT_EQ(shard.ports[0].file, "/out/logs/shard1.port");
+  // Scraped by a Prometheus beside the run (scrape_targets.h).
+  EXPECT_EQ(shard.ports[1].name, "metrics");
+  EXPECT_EQ(shard.ports[1].source, PortSpec::Source::kStdoutLine);
+  EXPECT_EQ(shard.ports[1].marker, "metrics on port");
   EXPECT_TRUE(HasFlag(shard, "--port_file=/out/logs/shard1.port"));
   EXPECT_EQ(FlagValue(shard, "shard_id"), "1");
   EXPECT_EQ(FlagValue(shard, "num_shards"), "2");

@@ -28,6 +28,7 @@
 #include "common/local_ca.h"
 #include "common/tensor_io.h"
 #include "common/tls.h"
+#include "deploy/local/scrape_targets.h"
 
 namespace paragan {
 namespace local {
@@ -204,7 +205,20 @@ absl::Status Train(const LauncherOptions& o, const Job& job,
   absl::Time next_progress = absl::Now() + absl::Seconds(o.progress_s);
   const bool has_eval = FindProcess(job, "eval") != nullptr;
   bool killed_for_test = false;
+  ScrapeTargetsWriter scrape_targets(o.out_dir);
+  bool scrape_targets_failed = false;
   while (true) {
+    // Workers' ports appear while training runs: keep the file current.
+    if (absl::Status st = scrape_targets.Update(
+            KnownTargets(job,
+                         [group](const std::string& name) {
+                           return group->Address(name, "metrics");
+                         }));
+        !st.ok() && !scrape_targets_failed) {
+      scrape_targets_failed = true;
+      Loud(absl::StrCat("cannot keep the Prometheus targets current (",
+                        st.message(), "); training goes on"));
+    }
     for (const ProcessSpec* dead : group->NewDeaths()) {
       const std::string exit = group->ExitDescription(dead->name);
       if (dead->critical) {
@@ -475,7 +489,7 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
         "the final evaluation failed: ", final_eval_status->second.message(),
         " (see ", job.log_dir, "/eval-final.log)"));
   }
-  for (const char* f : {"/fid.csv", "/fid.png"}) {
+  for (const char* f : {"/fid.csv", "/fid.png", "/prometheus.yml"}) {
     if (access((o.out_dir + f).c_str(), R_OK) == 0)
       s.outputs.push_back(o.out_dir + f);
   }

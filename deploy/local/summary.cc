@@ -4,37 +4,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/json_text.h"
 
 namespace paragan {
 namespace local {
 namespace {
-
-std::string JsonEscape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
 
 std::string JsonNumber(double x) {
   if (!std::isfinite(x)) return "null";
@@ -126,7 +100,7 @@ std::string SummaryText(const RunSummary& s) {
 std::string SummaryJson(const RunSummary& s) {
   std::string out = "{\n";
   auto str = [&](const char* k, const std::string& v) {
-    absl::StrAppend(&out, "  \"", k, "\": \"", JsonEscape(v), "\",\n");
+    absl::StrAppend(&out, "  \"", k, "\": ", JsonString(v), ",\n");
   };
   auto num = [&](const char* k, double v) {
     absl::StrAppend(&out, "  \"", k, "\": ", JsonNumber(v), ",\n");
@@ -175,27 +149,27 @@ std::string SummaryJson(const RunSummary& s) {
   out += "  \"worker_images_per_s\": {";
   bool first = true;
   for (const auto& [id, r] : s.worker_img_s) {
-    absl::StrAppend(&out, first ? "" : ", ", "\"", JsonEscape(id),
-                    "\": ", JsonNumber(r));
+    absl::StrAppend(&out, first ? "" : ", ", JsonString(id), ": ",
+                    JsonNumber(r));
     first = false;
   }
   out += "},\n  \"processes\": [";
   first = true;
   for (const ProcessReport& p : s.processes) {
-    absl::StrAppend(&out, first ? "\n" : ",\n", "    {\"name\": \"",
-                    JsonEscape(p.name), "\", \"pid\": ", p.pid,
-                    ", \"exit\": \"", JsonEscape(p.exit),
-                    "\", \"ok\": ", p.ok ? "true" : "false", "}");
+    absl::StrAppend(&out, first ? "\n" : ",\n",
+                    "    {\"name\": ", JsonString(p.name), ", \"pid\": ", p.pid,
+                    ", \"exit\": ", JsonString(p.exit),
+                    ", \"ok\": ", p.ok ? "true" : "false", "}");
     first = false;
   }
   out += "\n  ],\n  \"outputs\": [";
   first = true;
   for (const std::string& f : s.outputs) {
-    absl::StrAppend(&out, first ? "" : ", ", "\"", JsonEscape(f), "\"");
+    absl::StrAppend(&out, first ? "" : ", ", JsonString(f));
     first = false;
   }
   absl::StrAppend(&out, "],\n  \"ok\": ", s.error.empty() ? "true" : "false",
-                  ",\n  \"error\": \"", JsonEscape(s.error), "\"\n}\n");
+                  ",\n  \"error\": ", JsonString(s.error), "\n}\n");
   return out;
 }
 
