@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian package that building, testing and benchmarking
-# ParaGAN needs. Idempotent: does nothing when all are present.
+# ParaGAN needs, and the npm packages of the manifests' validator.
+# Idempotent: does nothing when all are present.
 set -euo pipefail
 
 PACKAGES=(
@@ -25,11 +26,24 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "setup: installing ${missing[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The Kubernetes manifests' validator (//tests/k8s:manifests_test): the npm
+# packages of tests/k8s/package-lock.json, in a fixed place the test looks
+# in. Without node/npm or the registry the test skips and says why; the
+# rest of the suite does not need them.
+K8S_TOOLS=${PARAGAN_K8S_TOOLS:-/opt/paragan-tools/k8s-validate}
+lock="$(dirname "$0")/../tests/k8s/package-lock.json"
+if command -v npm >/dev/null && ! cmp -s "$lock" "$K8S_TOOLS/package-lock.json"; then
+  echo "setup: installing the manifests' validator into $K8S_TOOLS (npm ci)"
+  $SUDO mkdir -p "$K8S_TOOLS"
+  $SUDO cp "$(dirname "$lock")/package.json" "$lock" "$K8S_TOOLS/"
+  (cd "$K8S_TOOLS" && $SUDO npm ci --no-audit --no-fund --loglevel=error) ||
+    { echo "setup: npm ci failed: //tests/k8s:manifests_test will skip"; $SUDO rm -f "$K8S_TOOLS/package-lock.json"; }
+fi
