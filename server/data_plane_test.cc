@@ -431,7 +431,10 @@ TEST_F(DataPlaneTest, WithATokenEveryCallWithoutItIsRefusedAndChangesNothing) {
     EXPECT_NE(state.status().message().find("requires a bearer token"),
               std::string::npos)
         << state.status();
-    refusals += 4;
+    // A stranger cannot make a worker leave.
+    auto leave = stranger.Deregister("w0", absl::Seconds(5));
+    EXPECT_TRUE(absl::IsUnauthenticated(leave.status())) << leave.status();
+    refusals += 5;
   }
 
   // The data plane: a pull or push frame first, or a wrong auth frame.

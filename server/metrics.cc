@@ -51,6 +51,11 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry, int shard_id)
                           .Help("Registered workers dropped because their "
                                 "lease expired (silent for --worker_lease_s)")
                           .Register(*registry)),
+      deregistered_(prometheus::BuildCounter()
+                        .Name("paragan_ps_deregistered_workers_total")
+                        .Help("Workers that left the job (DeregisterWorker, "
+                              "e.g. on SIGTERM at a scale-down)")
+                        .Register(*registry)),
       registered_workers_(prometheus::BuildGauge()
                               .Name("paragan_ps_registered_workers")
                               .Help("Workers holding a lease on the table")
@@ -58,7 +63,8 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry, int shard_id)
       lease_rounds_(prometheus::BuildCounter()
                         .Name("paragan_ps_lease_round_completions_total")
                         .Help("Synchronous rounds completed with the "
-                              "contributions they had after lease expiry")
+                              "contributions they had after workers left or "
+                              "their leases expired")
                         .Register(*registry)),
       data_plane_connections_(
           prometheus::BuildGauge()
@@ -94,6 +100,8 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry, int shard_id)
       r["reason"] = reason;
       rejected_.Add(r);
     }
+    expired_leases_.Add(Labels(table));
+    deregistered_.Add(Labels(table));
   }
   checkpoint_failures_.Add({{"shard", shard_}});
 }
@@ -158,6 +166,12 @@ void ServerMetrics::SetVersion(const std::string& table, int64_t version) {
 void ServerMetrics::RecordExpiredLeases(const std::string& table,
                                         int64_t workers, bool round_completed) {
   expired_leases_.Add(Labels(table)).Increment(static_cast<double>(workers));
+  if (round_completed) lease_rounds_.Add(Labels(table)).Increment();
+}
+
+void ServerMetrics::RecordDeregistered(const std::string& table,
+                                       int64_t workers, bool round_completed) {
+  deregistered_.Add(Labels(table)).Increment(static_cast<double>(workers));
   if (round_completed) lease_rounds_.Add(Labels(table)).Increment();
 }
 

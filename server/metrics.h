@@ -10,9 +10,12 @@
 //   paragan_ps_rejected_pushes_total{table, reason=stale|duplicate|invalid}
 //   paragan_ps_table_version{table} (gauge)
 //   paragan_ps_expired_leases_total{table} (workers dropped for silence)
+//   paragan_ps_deregistered_workers_total{table} (workers that left:
+//     DeregisterWorker)
 //   paragan_ps_registered_workers{table} (gauge)
 //   paragan_ps_lease_round_completions_total{table} (synchronous rounds
-//     completed short because their missing contributors' leases expired)
+//     completed short because their missing contributors left or their
+//     leases expired)
 //   paragan_ps_data_plane_connections (gauge: open data-plane connections)
 //   paragan_ps_apply_seconds_total{table} (time in the update rule: Adam,
 //     EMA, staleness policy; excludes receiving the push)
@@ -54,6 +57,8 @@ class ServerMetrics {
   void RecordCheckpoint(bool ok, double unix_s);
   void RecordExpiredLeases(const std::string& table, int64_t workers,
                            bool round_completed);
+  void RecordDeregistered(const std::string& table, int64_t workers,
+                          bool round_completed);
   void SetRegisteredWorkers(const std::string& table, int64_t workers);
   void SetDataPlaneConnections(int64_t connections);
   // A client refused, or its connection cut, for breaking `limit` (e.g.
@@ -72,6 +77,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Family<prometheus::Gauge>& version_;
   prometheus::Family<prometheus::Counter>& expired_leases_;
+  prometheus::Family<prometheus::Counter>& deregistered_;
   prometheus::Family<prometheus::Gauge>& registered_workers_;
   prometheus::Family<prometheus::Counter>& lease_rounds_;
   prometheus::Gauge& data_plane_connections_;

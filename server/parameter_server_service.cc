@@ -32,6 +32,18 @@ ParameterServerService::ParameterServerService(ShardHandler* handler)
           },
           this)));
   AddMethod(new RpcServiceMethod(
+      ParameterServerMethodPath("DeregisterWorker"), RpcMethod::NORMAL_RPC,
+      new grpc::internal::RpcMethodHandler<Self, v1::DeregisterRequest,
+                                           v1::DeregisterResponse>(
+          [](Self* self, grpc::ServerContext* ctx,
+             const v1::DeregisterRequest* req, v1::DeregisterResponse* resp) {
+            grpc::Status auth =
+                self->handler_->auth().Check(*ctx, "DeregisterWorker");
+            if (!auth.ok()) return auth;
+            return self->DeregisterWorker(ctx, req, resp);
+          },
+          this)));
+  AddMethod(new RpcServiceMethod(
       ParameterServerMethodPath("Pull"), RpcMethod::SERVER_STREAMING,
       new grpc::internal::ServerStreamingHandler<Self, v1::PullRequest,
                                                  grpc::ByteBuffer>(
@@ -71,6 +83,15 @@ grpc::Status ParameterServerService::RegisterWorker(
     grpc::ServerContext* /*context*/, const v1::RegisterRequest* request,
     v1::RegisterResponse* response) {
   absl::StatusOr<v1::RegisterResponse> r = handler_->Register(*request);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *response = *std::move(r);
+  return grpc::Status::OK;
+}
+
+grpc::Status ParameterServerService::DeregisterWorker(
+    grpc::ServerContext* /*context*/, const v1::DeregisterRequest* request,
+    v1::DeregisterResponse* response) {
+  absl::StatusOr<v1::DeregisterResponse> r = handler_->Deregister(*request);
   if (!r.ok()) return ToGrpcStatus(r.status());
   *response = *std::move(r);
   return grpc::Status::OK;

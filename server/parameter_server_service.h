@@ -26,6 +26,9 @@ class ParameterServerService final : public grpc::Service {
   grpc::Status RegisterWorker(grpc::ServerContext* context,
                               const v1::RegisterRequest* request,
                               v1::RegisterResponse* response);
+  grpc::Status DeregisterWorker(grpc::ServerContext* context,
+                                const v1::DeregisterRequest* request,
+                                v1::DeregisterResponse* response);
   grpc::Status Pull(grpc::ServerContext* context,
                     const v1::PullRequest* request,
                     grpc::ServerWriter<grpc::ByteBuffer>* writer);

@@ -678,5 +678,58 @@ TEST_F(ServiceTest, DeadWorkerLeaseExpiresAndSyncRoundCompletes) {
   EXPECT_TRUE(d_->IsRegistered("w1"));
 }
 
+TEST_F(ServiceTest, DeregisteredWorkerLeavesAndNoSyncRoundWaitsForIt) {
+  // Leases never expire here: only DeregisterWorker can free the round.
+  Start({"reject_above_bound", 0, 2});
+  ASSERT_TRUE(client_->Register("w0", v1::BOTH).ok());
+  ASSERT_TRUE(client_->Register("w1", v1::BOTH).ok());
+  const std::vector<Grad> grads = DGradients(6);
+  auto r = client_->Push(kDiscriminatorTable, "w0", 0, AsPush(grads));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->applied());
+  absl::StatusOr<PulledTable> pulled;
+  std::thread waiter([&] {
+    pulled = client_->Pull(kDiscriminatorTable, "w0", {}, v1::FLOAT32, 1);
+  });
+  absl::SleepFor(absl::Milliseconds(300));  // the pull waits for the round
+  auto left = client_->Deregister("w1", absl::Seconds(5));
+  waiter.join();
+  ASSERT_TRUE(left.ok()) << left.status();
+  EXPECT_EQ(std::vector<std::string>(left->left_tables().begin(),
+                                     left->left_tables().end()),
+            (std::vector<std::string>{"D", "G"}));
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(pulled->version, 1);
+  EXPECT_EQ(Values(*pulled), ExpectedD({grads}));
+  auto state = client_->GetState();
+  ASSERT_TRUE(state.ok());
+  for (const auto& t : state->tables()) {
+    EXPECT_EQ(std::vector<std::string>(t.registered_workers().begin(),
+                                       t.registered_workers().end()),
+              std::vector<std::string>{"w0"})
+        << t.name();
+  }
+  double counted = -1;
+  for (const auto& family : registry_->Collect()) {
+    if (family.name != "paragan_ps_deregistered_workers_total") continue;
+    for (const auto& m : family.metric) {
+      for (const auto& l : m.label) {
+        if (l.name == "table" && l.value == "D") counted = m.counter.value;
+      }
+    }
+  }
+  EXPECT_EQ(counted, 1);
+  // Its late push is refused and changes nothing; leaving again is a no-op.
+  auto late = client_->Push(kDiscriminatorTable, "w1", 1, AsPush(grads));
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition)
+      << late.status();
+  EXPECT_EQ(d_->version(), 1);
+  auto again = client_->Deregister("w1", absl::Seconds(5));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->left_tables_size(), 0);
+  EXPECT_EQ(client_->Deregister("", absl::Seconds(5)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace paragan

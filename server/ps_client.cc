@@ -97,6 +97,20 @@ void ParameterServerClient::PrepareContext(grpc::ClientContext* ctx) const {
   AddAuthMetadata(options_.security.auth_token, ctx);
 }
 
+absl::StatusOr<v1::DeregisterResponse> ParameterServerClient::Deregister(
+    const std::string& worker_id, absl::Duration timeout) {
+  grpc::ClientContext ctx;
+  PrepareContext(&ctx);
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   absl::ToChronoMilliseconds(timeout));
+  v1::DeregisterRequest req;
+  req.set_worker_id(worker_id);
+  v1::DeregisterResponse resp;
+  PG_RETURN_IF_ERROR(options_.security.Explain(
+      FromGrpcStatus(stub_->DeregisterWorker(&ctx, req, &resp))));
+  return resp;
+}
+
 absl::StatusOr<v1::RegisterResponse> ParameterServerClient::Register(
     const std::string& worker_id, v1::WorkerRole role) {
   grpc::ClientContext ctx;

@@ -89,6 +89,10 @@ class ParameterServerClient {
   // Also learns (again) the shard's data-plane port.
   absl::StatusOr<v1::RegisterResponse> Register(const std::string& worker_id,
                                                 v1::WorkerRole role);
+  // Leaves the job: every table of the shard drops `worker_id` now.
+  // `timeout`: this call's (a leaving process does not wait long).
+  absl::StatusOr<v1::DeregisterResponse> Deregister(
+      const std::string& worker_id, absl::Duration timeout);
   // The shard's slice of `table` (or the tensors named), all at one version.
   // With min_version > 0 the server first waits for that version. The
   // tensors of `recycle` (e.g. the previous pull's), when given, lend their

@@ -69,6 +69,29 @@ void ShardHandler::UpdateWorkerGauges() {
   }
 }
 
+void ShardHandler::ReportDropped(const std::string& table,
+                                 const LeaseExpiry& e, bool expired) {
+  std::cerr << "paragan_server: shard " << options_.shard_id << " table "
+            << table << ": dropped worker(s) " << absl::StrJoin(e.dropped, ", ")
+            << (expired
+                    ? " (lease expired: silent for longer than the lease)"
+                    : " (left the job: deregistered)");
+  if (e.round_completed) {
+    std::cerr << "; the pending synchronous round completed with its "
+              << e.round_contributions << " contribution(s), version now "
+              << e.new_version;
+  }
+  std::cerr << std::endl;
+  if (metrics_ == nullptr) return;
+  const int64_t n = static_cast<int64_t>(e.dropped.size());
+  if (expired) {
+    metrics_->RecordExpiredLeases(table, n, e.round_completed);
+  } else {
+    metrics_->RecordDeregistered(table, n, e.round_completed);
+  }
+  metrics_->SetVersion(table, e.new_version);
+}
+
 std::vector<LeaseExpiry> ShardHandler::ExpireLeases() {
   std::vector<LeaseExpiry> out;
   bool changed = false;
@@ -76,26 +99,29 @@ std::vector<LeaseExpiry> ShardHandler::ExpireLeases() {
     LeaseExpiry e = table->ExpireLeases();
     if (!e.dropped.empty()) {
       changed = true;
-      std::cerr << "paragan_server: shard " << options_.shard_id << " table "
-                << name << ": dropped worker(s) "
-                << absl::StrJoin(e.dropped, ", ")
-                << " (lease expired: silent for longer than the lease)";
-      if (e.round_completed) {
-        std::cerr << "; the pending synchronous round completed with its "
-                  << e.round_contributions << " contribution(s), version now "
-                  << e.new_version;
-      }
-      std::cerr << std::endl;
-      if (metrics_ != nullptr) {
-        metrics_->RecordExpiredLeases(
-            name, static_cast<int64_t>(e.dropped.size()), e.round_completed);
-        metrics_->SetVersion(name, table->version());
-      }
+      ReportDropped(name, e, /*expired=*/true);
     }
     out.push_back(std::move(e));
   }
   if (changed) UpdateWorkerGauges();
   return out;
+}
+
+absl::StatusOr<v1::DeregisterResponse> ShardHandler::Deregister(
+    const v1::DeregisterRequest& request) {
+  if (request.worker_id().empty()) {
+    return absl::InvalidArgumentError("worker_id is empty");
+  }
+  v1::DeregisterResponse response;
+  std::lock_guard<std::mutex> registering(register_mu_);
+  for (const auto& [name, table] : tables_) {
+    const LeaseExpiry e = table->DeregisterWorker(request.worker_id());
+    if (e.dropped.empty()) continue;
+    response.add_left_tables(name);
+    ReportDropped(name, e, /*expired=*/false);
+  }
+  if (response.left_tables_size() > 0) UpdateWorkerGauges();
+  return response;
 }
 
 absl::StatusOr<v1::RegisterResponse> ShardHandler::Register(

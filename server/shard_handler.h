@@ -77,6 +77,11 @@ class ShardHandler {
   absl::StatusOr<v1::RegisterResponse> Register(
       const v1::RegisterRequest& request);
 
+  // The worker leaves every table now (ParameterTable::DeregisterWorker),
+  // logged and counted; a later RPC of it needs a new Register.
+  absl::StatusOr<v1::DeregisterResponse> Deregister(
+      const v1::DeregisterRequest& request);
+
   struct PullPlan {
     std::string table;  // as pulled: "G", "D" or "G_ema"
     SharedTableSnapshot snapshot;
@@ -144,6 +149,10 @@ class ShardHandler {
   // Renews `worker_id`'s lease on every table that registered it.
   void RenewLeases(const std::string& worker_id);
   void UpdateWorkerGauges();
+  // Logs and counts workers dropped from `table` (why: "lease expired:
+  // ..." or "left the job").
+  void ReportDropped(const std::string& table, const LeaseExpiry& e,
+                     bool expired);
 
   const ServiceOptions options_;
   std::map<std::string, ParameterTable*> tables_;

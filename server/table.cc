@@ -193,16 +193,33 @@ LeaseExpiry ParameterTable::ExpireLeases() {
       ++it;
     }
   }
-  out.new_version = version_;
-  if (out.dropped.empty() || config_.rule.sync_workers == 0) return out;
+  FinishDropLocked(&out);
+  return out;
+}
+
+LeaseExpiry ParameterTable::DeregisterWorker(const std::string& worker_id) {
+  LeaseExpiry out;
+  absl::MutexLock lock(&mu_);
+  // Left for good: a later pull or push does not register it again.
+  expired_.erase(worker_id);
+  if (registered_.erase(worker_id) > 0) {
+    out.dropped.push_back(worker_id);
+    ++deregistered_workers_;
+  }
+  FinishDropLocked(&out);
+  return out;
+}
+
+void ParameterTable::FinishDropLocked(LeaseExpiry* out) {
+  out->new_version = version_;
+  if (out->dropped.empty() || config_.rule.sync_workers == 0) return;
   const int have = static_cast<int>(round_workers_.size());
   if (have > 0 && have >= QuorumLocked()) {
-    out.round_completed = true;
-    out.round_contributions = have;
+    out->round_completed = true;
+    out->round_contributions = have;
     CompleteRoundLocked();
-    out.new_version = version_;
+    out->new_version = version_;
   }
-  return out;
 }
 
 int64_t ParameterTable::version() const {
@@ -511,6 +528,7 @@ TableStats ParameterTable::Stats() const {
     s.registered_workers.push_back(id);
   }
   s.expired_leases = expired_leases_;
+  s.deregistered_workers = deregistered_workers_;
   s.num_elements = num_elements_;
   return s;
 }

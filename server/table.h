@@ -77,8 +77,8 @@ struct TableConfig {
   absl::Duration worker_lease = absl::InfiniteDuration();
 };
 
-// Workers whose lease ExpireLeases dropped, and what that did to the
-// synchronous round.
+// Workers that ExpireLeases (silent too long) or DeregisterWorker (left)
+// dropped, and what that did to the synchronous round.
 struct LeaseExpiry {
   std::vector<std::string> dropped;
   bool round_completed = false;  // a pending round stepped with what it had
@@ -125,6 +125,7 @@ struct TableStats {
   int pending_contributions = 0;
   std::vector<std::string> registered_workers;
   int64_t expired_leases = 0;  // workers dropped by ExpireLeases
+  int64_t deregistered_workers = 0;  // workers that left (DeregisterWorker)
   int64_t num_elements = 0;
 };
 
@@ -169,6 +170,13 @@ class ParameterTable {
   // the mean of those contributions (sum / count, as any round). A dropped
   // worker's own contribution to the pending round is kept.
   LeaseExpiry ExpireLeases();
+  // A worker leaving for good (it asked): dropped at once, whatever its
+  // lease, with ExpireLeases' effect on the pending synchronous round (its
+  // own contribution kept; the round completes when the smaller quorum is
+  // met), so no round waits for it. Unlike an expired worker, a later pull
+  // or push does not register it again (RegisterWorker does). Not
+  // registered: nothing changes (dropped is empty).
+  LeaseExpiry DeregisterWorker(const std::string& worker_id);
   // The clock of the leases (absl::Now by default); tests inject a fake.
   void SetClockForTesting(std::function<absl::Time()> clock);
 
@@ -255,6 +263,9 @@ class ParameterTable {
   int QuorumLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Averages the pending round and steps once.
   void CompleteRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After workers were dropped: the version, and the pending round
+  // completed if the quorum fell to what it has.
+  void FinishDropLocked(LeaseExpiry* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool LeasesOn() const;
   absl::StatusOr<TableSnapshot> SnapshotImpl(
       const std::vector<std::string>& names, bool ema) const;
@@ -284,6 +295,7 @@ class ParameterTable {
   bool quorum_full_once_ ABSL_GUARDED_BY(mu_) = false;
   std::function<absl::Time()> clock_ ABSL_GUARDED_BY(mu_);
   int64_t expired_leases_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t deregistered_workers_ ABSL_GUARDED_BY(mu_) = 0;
   // Synchronous round for version_: contributors and running sums.
   std::set<std::string> round_workers_ ABSL_GUARDED_BY(mu_);
   TensorMap round_gradients_ ABSL_GUARDED_BY(mu_);

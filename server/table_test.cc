@@ -772,6 +772,54 @@ TEST_F(LeaseTest, SyncRoundCompletesWithTheContributionsItHas) {
   EXPECT_NE(r->reason.find("1 of 2"), std::string::npos) << r->reason;
 }
 
+TEST_F(LeaseTest, DeregisteredWorkerLeavesAtOnceAndForGood) {
+  // Sync 2, leases never due: w1 asks to leave after w0 pushed, and the
+  // round completes at once with w0's contribution (no lease wait).
+  auto table = MakeLeaseTable({"reject_above_bound", 0, 2});
+  Reference ref = MakeReference(1);
+  const TensorMap g0 = TestGradients(70);
+  auto r = table->ApplyGradients("w0", 0, g0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->applied);
+  LeaseExpiry e = table->DeregisterWorker("w1");
+  EXPECT_EQ(e.dropped, std::vector<std::string>{"w1"});
+  EXPECT_TRUE(e.round_completed);
+  EXPECT_EQ(e.round_contributions, 1);
+  EXPECT_EQ(e.new_version, 1);
+  ReferenceStep(&ref, 4e-4f, g0);
+  ExpectEqualsReference(*table, ref);
+  TableStats s = table->Stats();
+  EXPECT_EQ(s.registered_workers, std::vector<std::string>{"w0"});
+  EXPECT_EQ(s.deregistered_workers, 1);
+  EXPECT_EQ(s.expired_leases, 0);
+  // It stays out: its late pull or push does not register it again, and
+  // the push changes nothing.
+  EXPECT_FALSE(table->RenewLease("w1"));
+  EXPECT_FALSE(table->ApplyGradients("w1", 1, TestGradients(71)).ok());
+  ExpectEqualsReference(*table, ref);
+  // Leaving twice, or never registered: nothing happens.
+  EXPECT_TRUE(table->DeregisterWorker("w1").dropped.empty());
+  EXPECT_TRUE(table->DeregisterWorker("stranger").dropped.empty());
+  EXPECT_EQ(table->Stats().deregistered_workers, 1);
+  // Registering again is a fresh join.
+  table->RegisterWorker("w1");
+  EXPECT_TRUE(table->IsRegistered("w1"));
+}
+
+TEST_F(LeaseTest, DeregisterWorksWithLeasesOff) {
+  auto table = MakeTable({"accept", 0, 2});
+  table->RegisterWorker("w0");
+  table->RegisterWorker("w1");
+  ASSERT_TRUE(table->ApplyGradients("w1", 0, TestGradients(72)).ok());
+  // w1 contributed and leaves: w0 alone now completes rounds.
+  LeaseExpiry e = table->DeregisterWorker("w1");
+  EXPECT_TRUE(e.round_completed);
+  EXPECT_EQ(table->version(), 1);
+  auto r = table->ApplyGradients("w0", 1, TestGradients(73));
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->applied);
+}
+
 TEST_F(LeaseTest, RoundWaitsWhileOtherContributorsAreAlive) {
   // Three workers, sync 3: w2 dies after w0 pushed; w1 is alive and has not
   // pushed, so the round waits for w1, then completes with w0 and w1.

@@ -80,7 +80,8 @@ class FakeShard {
   float lr = 1e-3f;
 
   // Statuses the next calls return before answering for real.
-  std::deque<absl::Status> register_errors, pull_errors, push_errors,
+  std::deque<absl::Status> register_errors, deregister_errors, pull_errors,
+      push_errors,
       state_errors;
 
   // A restart from a checkpoint at `version` of every table.
@@ -98,6 +99,10 @@ class FakeShard {
   int registers() const {
     std::lock_guard<std::mutex> lock(mu_);
     return registers_;
+  }
+  int deregisters() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return deregisters_;
   }
   std::vector<PushRecord> pushes() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -123,6 +128,12 @@ class FakeShard {
   std::shared_ptr<Concurrency> concurrency;  // optional
 
   // ---- The shard's API ----
+  absl::StatusOr<v1::DeregisterResponse> Deregister() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++deregisters_;
+    if (absl::Status st = Scripted(&deregister_errors); !st.ok()) return st;
+    return v1::DeregisterResponse();
+  }
   absl::StatusOr<v1::RegisterResponse> Register() {
     Active a(this);
     std::lock_guard<std::mutex> lock(mu_);
@@ -265,6 +276,7 @@ class FakeShard {
   mutable std::mutex mu_;
   std::map<std::string, Table> tables_;
   int registers_ = 0;
+  int deregisters_ = 0;
   std::vector<PushRecord> pushes_;
   std::vector<PullRecord> pulls_;
 };
@@ -276,6 +288,10 @@ class FakeShardClient : public ShardClient {
       : shard_(std::move(shard)) {}
   absl::StatusOr<v1::RegisterResponse> Register() override {
     return shard_->Register();
+  }
+  absl::StatusOr<v1::DeregisterResponse> Deregister(
+      absl::Duration /*timeout*/) override {
+    return shard_->Deregister();
   }
   absl::StatusOr<PulledTable> Pull(const std::string& table,
                                    int64_t min_version,

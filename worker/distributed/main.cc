@@ -30,6 +30,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/time/time.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -135,6 +136,9 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 std::atomic<Worker*> g_worker{nullptr};
+// Held while the worker leaves the job or is destroyed: the signal thread
+// may leave for it while the main thread finishes.
+std::mutex g_leave_mu;
 std::mutex g_print_mu;
 bool g_done_printed = false;
 
@@ -191,6 +195,11 @@ void WatchSignals(sigset_t signals, std::string id) {
   g_stop = true;
   std::this_thread::sleep_for(std::chrono::milliseconds(3500));
   std::printf("paragan_worker: %s abandoning the current step\n", id.c_str());
+  {
+    // Its push in flight, if it lands after this, is refused.
+    std::lock_guard<std::mutex> lock(g_leave_mu);
+    if (Worker* w = g_worker.load()) w->Leave(absl::Seconds(1));
+  }
   PrintDone(id, /*with_timings=*/false);
   std::_Exit(0);
 }
@@ -440,7 +449,13 @@ int Run() {
     std::cerr << "paragan_worker: " << o.worker_id << ": " << status
               << std::endl;
   }
+  // Done, stopped or failed: no round waits for it from here on.
+  (*worker)->Leave(absl::Seconds(2));
   PrintDone(o.worker_id, /*with_timings=*/true);
+  {
+    std::lock_guard<std::mutex> lock(g_leave_mu);
+    g_worker = nullptr;
+  }
   return status.ok() ? 0 : 1;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <iostream>
 #include <mutex>
 #include <set>
@@ -53,6 +54,10 @@ class GrpcShardClient : public ShardClient {
 
   absl::StatusOr<v1::RegisterResponse> Register() override {
     return client_.Register(worker_id_, role_);
+  }
+  absl::StatusOr<v1::DeregisterResponse> Deregister(
+      absl::Duration timeout) override {
+    return client_.Deregister(worker_id_, timeout);
   }
   absl::StatusOr<PulledTable> Pull(const std::string& table,
                                    int64_t min_version,
@@ -309,6 +314,31 @@ absl::StatusOr<ShardAgreement> PsSession::Register() {
     if (shard->data_plane_port() > 0) ++agreement.on_data_plane;
   }
   return agreement;
+}
+
+absl::StatusOr<int> PsSession::Deregister(absl::Duration timeout) {
+  // Not on the I/O pool: its threads may be busy with the calls abandoned.
+  std::vector<std::future<absl::Status>> calls;
+  for (const auto& shard : shards_) {
+    ShardClient* client = shard.get();
+    calls.push_back(std::async(std::launch::async, [client, timeout] {
+      return client->Deregister(timeout).status();
+    }));
+  }
+  int confirmed = 0;
+  absl::Status first_error;
+  for (int s = 0; s < num_shards(); ++s) {
+    const absl::Status st = calls[s].get();
+    if (st.ok()) {
+      ++confirmed;
+    } else if (first_error.ok()) {
+      first_error = absl::Status(
+          st.code(), absl::StrCat("shard ", s, " (", address(s),
+                                  ") did not confirm: ", st.message()));
+    }
+  }
+  if (!first_error.ok()) return first_error;
+  return confirmed;
 }
 
 // ---- Whole-table calls ----

@@ -54,6 +54,9 @@ class ShardClient {
  public:
   virtual ~ShardClient() = default;
   virtual absl::StatusOr<v1::RegisterResponse> Register() = 0;
+  // Leaves the job on this shard (ParameterServerClient::Deregister).
+  virtual absl::StatusOr<v1::DeregisterResponse> Deregister(
+      absl::Duration timeout) = 0;
   // The shard's slice of `table`; min_version > 0: once the table has
   // reached it. `recycle` lends its memory (ParameterServerClient::Pull).
   virtual absl::StatusOr<PulledTable> Pull(const std::string& table,
@@ -137,6 +140,14 @@ class PsSession {
   // agrees with this worker (CheckRegistration) and with the others on
   // synchronous mode.
   absl::StatusOr<ShardAgreement> Register();
+
+  // Leaves the job: asks every shard at once (one try each, within
+  // `timeout`) to drop this worker now rather than at its lease's end, so
+  // no synchronous round waits for it. Call it once no push of this
+  // session is in flight, or when abandoning one (its late arrival is then
+  // refused: the worker is no longer registered). Returns how many shards
+  // confirmed; the error names the first that did not.
+  absl::StatusOr<int> Deregister(absl::Duration timeout);
 
   // Asynchronous calls on a whole table (every shard holding it, in
   // parallel on the I/O pool), at most one in flight per table. Push sends

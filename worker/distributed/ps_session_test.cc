@@ -273,6 +273,29 @@ TEST(PsSessionTest, RegisterRetriesAnUnavailableShard) {
   EXPECT_EQ(y.shard(0).registers(), 1);
 }
 
+TEST(PsSessionTest, DeregisterAsksEveryShardOnceAndNamesAFailure) {
+  Rig x;
+  auto ps = x.Session();
+  ASSERT_TRUE(ps->Register().ok());
+  absl::StatusOr<int> left = ps->Deregister(absl::Seconds(1));
+  ASSERT_TRUE(left.ok()) << left.status();
+  EXPECT_EQ(*left, 2);
+  EXPECT_EQ(x.shard(0).deregisters(), 1);
+  EXPECT_EQ(x.shard(1).deregisters(), 1);
+  // One try each (a leaving process does not retry); shard 0 still asked.
+  Rig y;
+  y.shard(1).deregister_errors = {absl::UnavailableError("down")};
+  auto ps2 = y.Session();
+  ASSERT_TRUE(ps2->Register().ok());
+  left = ps2->Deregister(absl::Seconds(1));
+  EXPECT_EQ(left.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(left.status().message().find("shard 1 (fake:7001)"),
+            std::string::npos)
+      << left.status();
+  EXPECT_EQ(y.shard(0).deregisters(), 1);
+  EXPECT_EQ(y.shard(1).deregisters(), 1);
+}
+
 TEST(PsSessionTest, RegisterGivesUpAfterMaxTotalNamingTheShard) {
   Rig x;
   absl::Time now = absl::UnixEpoch();

@@ -327,6 +327,22 @@ absl::Status Worker::Run(const std::atomic<bool>* stop) {
   return result;
 }
 
+void Worker::Leave(absl::Duration timeout) {
+  std::lock_guard<std::mutex> lock(leave_mu_);
+  if (left_) return;
+  left_ = true;
+  const absl::StatusOr<int> confirmed = session_->Deregister(timeout);
+  if (confirmed.ok()) {
+    *log_ << "paragan_worker: " << options_.worker_id
+          << " left the job (deregistered from " << *confirmed
+          << " shard(s))" << std::endl;
+  } else {
+    *log_ << "paragan_worker: " << options_.worker_id
+          << " could not deregister (" << confirmed.status().message()
+          << "): the shard drops it when its lease ends" << std::endl;
+  }
+}
+
 absl::Status Worker::Finish(absl::Status result,
                             const std::atomic<bool>* stop) {
   const bool stopping = stop != nullptr && stop->load();

@@ -46,6 +46,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -209,6 +210,11 @@ class Worker {
   // last pushes before returning.
   absl::Status Run(const std::atomic<bool>* stop);
 
+  // Leaves the job once (PsSession::Deregister, within `timeout`) and says
+  // so on the log: after Run, or from another thread when abandoning the
+  // step in flight. Later calls do nothing. Thread-safe.
+  void Leave(absl::Duration timeout);
+
   int64_t steps_done() const { return steps_done_.load(); }
   int d_steps() const { return d_steps_; }
   bool synchronous() const { return session_->synchronous(); }
@@ -281,6 +287,8 @@ class Worker {
   std::vector<int> fake_labels_;
   WorkerMetrics* metrics_ = nullptr;
   std::ostream* log_ = nullptr;
+  std::mutex leave_mu_;
+  bool left_ = false;
   int d_steps_ = 1;
   std::atomic<int64_t> steps_done_{0};
   WorkerTimings timings_;

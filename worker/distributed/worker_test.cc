@@ -342,6 +342,24 @@ TEST(WorkerTest, TheModelEndsWithTheShardsValues) {
   }
 }
 
+TEST(WorkerTest, LeaveDeregistersFromEveryShardOnce) {
+  Rig x;
+  x.shard(1).deregister_errors = {absl::UnavailableError("down")};
+  auto w = x.Create().value();
+  ASSERT_TRUE(w->Run(nullptr).ok());
+  EXPECT_EQ(x.shard(0).deregisters(), 0);  // Run alone does not leave
+  w->Leave(absl::Seconds(1));
+  w->Leave(absl::Seconds(1));  // once only
+  EXPECT_EQ(x.shard(0).deregisters(), 1);
+  EXPECT_EQ(x.shard(1).deregisters(), 1);
+  // A shard that did not confirm is named, and the lease is the fallback.
+  EXPECT_NE(x.log.str().find("wt could not deregister (shard 1"),
+            std::string::npos)
+      << x.log.str();
+  EXPECT_NE(x.log.str().find("drops it when its lease ends"),
+            std::string::npos);
+}
+
 TEST(WorkerTest, ProgressLinesCountStepsVersionsAndTime) {
   Rig x;
   auto w = x.Create().value();
