@@ -330,6 +330,24 @@ ProcessSpec ExportSpec(const LauncherOptions& o, const std::string& bin) {
   return p;
 }
 
+// The token and TLS flags of a process that serves or calls a service; the
+// token file and the certificates are the launcher's to write before the
+// start (AuthTokenPath, TlsDir).
+void AddSecurityFlags(const LauncherOptions& o, ProcessSpec* p) {
+  if (p->role == Role::kInit) return;
+  if (o.auth) {
+    p->flags.push_back(absl::StrCat("--auth_token_file=", AuthTokenPath(o)));
+  }
+  if (o.tls) {
+    const LocalCertificates certs = LocalCertificatesIn(TlsDir(o));
+    const bool server = p->role == Role::kShard || p->role == Role::kData;
+    const TlsFiles f = server ? certs.ServerFiles() : certs.ClientFiles();
+    p->flags.push_back(absl::StrCat("--tls_cert_file=", f.cert_file));
+    p->flags.push_back(absl::StrCat("--tls_key_file=", f.key_file));
+    p->flags.push_back(absl::StrCat("--tls_ca_file=", f.ca_file));
+  }
+}
+
 }  // namespace
 
 RoleCounts DecoupledRoles(const LauncherOptions& o) {
@@ -470,24 +488,39 @@ absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
   if (o.eval_every_s > 0 && o.eval_final_samples > 0) {
     job.processes.push_back(EvalFinalSpec(o, bin_dir));
   }
-  // Everything that serves or calls a service; the token file and the
-  // certificates are the launcher's to write before the start (AuthTokenPath,
-  // TlsDir).
-  const LocalCertificates certs = LocalCertificatesIn(TlsDir(o));
-  for (ProcessSpec& p : job.processes) {
-    if (p.role == Role::kInit) continue;
-    if (o.auth) {
-      p.flags.push_back(absl::StrCat("--auth_token_file=", AuthTokenPath(o)));
-    }
-    if (o.tls) {
-      const bool server = p.role == Role::kShard || p.role == Role::kData;
-      const TlsFiles f = server ? certs.ServerFiles() : certs.ClientFiles();
-      p.flags.push_back(absl::StrCat("--tls_cert_file=", f.cert_file));
-      p.flags.push_back(absl::StrCat("--tls_key_file=", f.key_file));
-      p.flags.push_back(absl::StrCat("--tls_ca_file=", f.ca_file));
-    }
-  }
+  for (ProcessSpec& p : job.processes) AddSecurityFlags(o, &p);
   return job;
+}
+
+absl::Status CheckWorkerCount(const LauncherOptions& o, int workers) {
+  if (o.schedule == "decoupled" && !o.auto_roles) {
+    return absl::FailedPreconditionError(
+        "this run has fixed G and D workers (--g_workers/--d_workers): which "
+        "role a new worker takes is not defined; scale a coupled run or one "
+        "with --auto_roles");
+  }
+  if (workers < 1 || workers > kMaxScaledWorkers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--scale_workers=", workers, ": between 1 and ",
+                     kMaxScaledWorkers, " workers"));
+  }
+  if (o.mode == "sync" && workers > o.num_workers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--scale_workers=", workers,
+                     ": a synchronous round takes ", o.num_workers,
+                     " contributions (--num_workers), so a sync run scales "
+                     "between 1 and ",
+                     o.num_workers, " workers"));
+  }
+  return absl::OkStatus();
+}
+
+ProcessSpec AddedWorkerSpec(const LauncherOptions& o,
+                            const std::string& bin_dir, int index) {
+  ProcessSpec p =
+      WorkerSpec(o, bin_dir, o.out_dir + "/logs", "w", index, index);
+  AddSecurityFlags(o, &p);
+  return p;
 }
 
 const ProcessSpec* FindProcess(const Job& job, absl::string_view name) {

@@ -211,6 +211,16 @@ inline constexpr char kWorkerStage[] = "workers";
 absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
                                 const std::string& bin_dir);
 
+// Changing a running job's worker count (paragan_local --scale_workers):
+// OK when run `o` may have `workers` workers now, else the reason (fixed
+// G/D roles, out of range, above a synchronous round's size).
+inline constexpr int kMaxScaledWorkers = 256;
+absl::Status CheckWorkerCount(const LauncherOptions& o, int workers);
+// The worker "w<index>" a scale-up adds: the same process DescribeJob
+// describes as w<index> (coupled, or --role=auto with auto roles).
+ProcessSpec AddedWorkerSpec(const LauncherOptions& o,
+                            const std::string& bin_dir, int index);
+
 // The process named `name`, or nullptr.
 const ProcessSpec* FindProcess(const Job& job, absl::string_view name);
 

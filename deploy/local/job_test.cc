@@ -338,6 +338,52 @@ TEST(DescribeJob, AutoRolesLeaveTheSplitToTheDataService) {
             std::string::npos);
 }
 
+TEST(ScaleWorkers, AnAddedWorkerIsTheJobsOwnWorkerOfThatIndex) {
+  LauncherOptions o;
+  o.out_dir = "/out";
+  o.num_workers = 3;
+  o.auth = true;
+  const Job job = Describe(o);
+  // w2 as DescribeJob has it and as a scale-up adds it: the same process.
+  const ProcessSpec added = AddedWorkerSpec(o, "/bin_dir", 2);
+  const ProcessSpec* w2 = FindProcess(job, "w2");
+  ASSERT_NE(w2, nullptr);
+  EXPECT_EQ(added.name, "w2");
+  EXPECT_EQ(added.flags, w2->flags);
+  EXPECT_EQ(added.depends_on, w2->depends_on);
+  EXPECT_EQ(added.stop_order, w2->stop_order);
+  EXPECT_EQ(FlagValue(added, "auth_token_file"), "/out/secrets/auth_token");
+  // A new index: its own id, seed and port file.
+  const ProcessSpec w7 = AddedWorkerSpec(o, "/bin_dir", 7);
+  EXPECT_EQ(FlagValue(w7, "worker_id"), "w7");
+  EXPECT_EQ(FlagValue(w7, "seed"), std::to_string(o.seed + 8));
+  EXPECT_EQ(FlagValue(w7, "metrics_port_file"), "/out/logs/w7.metrics_port");
+  // Auto roles: an added worker asks for its role too.
+  o.schedule = "decoupled";
+  o.auto_roles = true;
+  EXPECT_EQ(FlagValue(AddedWorkerSpec(o, "/bin_dir", 5), "role"), "auto");
+}
+
+TEST(ScaleWorkers, WhichCountsARunMayTake) {
+  LauncherOptions o;
+  o.num_workers = 2;
+  EXPECT_TRUE(CheckWorkerCount(o, 1).ok());
+  EXPECT_TRUE(CheckWorkerCount(o, 16).ok());
+  EXPECT_EQ(CheckWorkerCount(o, 0).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(CheckWorkerCount(o, 1000).message().find("between 1 and 256"),
+            std::string::npos);
+  o.mode = "sync";
+  EXPECT_TRUE(CheckWorkerCount(o, 2).ok());
+  EXPECT_NE(CheckWorkerCount(o, 3).message().find("synchronous round takes 2"),
+            std::string::npos);
+  o.mode = "async";
+  o.schedule = "decoupled";
+  EXPECT_EQ(CheckWorkerCount(o, 3).code(),
+            absl::StatusCode::kFailedPrecondition);
+  o.auto_roles = true;
+  EXPECT_TRUE(CheckWorkerCount(o, 3).ok());
+}
+
 TEST(DescribeJob, DecoupledScheduleRefusesWhatCannotWork) {
   auto message = [](const LauncherOptions& o) {
     return std::string(ValidateOptions(o).message());

@@ -29,6 +29,7 @@
 #include "common/tensor_io.h"
 #include "common/tls.h"
 #include "deploy/local/scrape_targets.h"
+#include "deploy/local/worker_control.h"
 
 namespace paragan {
 namespace local {
@@ -192,13 +193,82 @@ absl::Status StartAll(const LauncherOptions& o, const Job& job,
   return absl::OkStatus();
 }
 
+// The workers of a running job as --scale_workers changes them.
+struct WorkerSet {
+  std::vector<std::string> all;   // every worker started, for the monitor
+  std::vector<std::string> live;  // running and not asked to leave, by age
+  int next_index = 0;             // of the next "w<i>" a scale-up adds
+};
+
+// Brings the job to `want` workers: starts new ones (AddedWorkerSpec) or
+// asks the newest to leave (SIGTERM: they deregister from the shards and
+// exit; ReapRetired sees them go). Returns what it did, for the command.
+absl::StatusOr<std::string> ScaleWorkers(const LauncherOptions& o,
+                                         const std::string& bin, int want,
+                                         WorkerSet* workers, Job* live_job,
+                                         ProcessGroup* group,
+                                         Monitor* monitor) {
+  PG_RETURN_IF_ERROR(CheckWorkerCount(o, want));
+  std::vector<std::string>& live = workers->live;
+  live.erase(std::remove_if(live.begin(), live.end(),
+                            [group](const std::string& w) {
+                              return !group->IsRunning(w);
+                            }),
+             live.end());
+  std::vector<std::string> started, stopping;
+  while (static_cast<int>(live.size()) < want) {
+    const ProcessSpec spec = AddedWorkerSpec(o, bin, workers->next_index);
+    if (absl::Status st = group->AddService(spec); !st.ok()) {
+      return absl::Status(
+          st.code(),
+          absl::StrCat("could not start ", spec.name, ": ", st.message(),
+                       started.empty()
+                           ? ""
+                           : absl::StrCat(" (started ",
+                                          absl::StrJoin(started, " "), ")")));
+    }
+    ++workers->next_index;
+    live.push_back(spec.name);
+    workers->all.push_back(spec.name);
+    live_job->processes.push_back(spec);
+    monitor->SetWorkerState(spec.name, "running");
+    started.push_back(spec.name);
+  }
+  while (static_cast<int>(live.size()) > want) {
+    const std::string name = live.back();
+    live.pop_back();
+    if (group->Retire(name)) {
+      monitor->SetWorkerState(name, "leaving");
+      stopping.push_back(name);
+    }
+  }
+  std::string what =
+      absl::StrCat(live.size(), " worker(s): ", absl::StrJoin(live, " "));
+  if (!started.empty()) {
+    absl::StrAppend(&what, "; started ", absl::StrJoin(started, " "));
+  }
+  if (!stopping.empty()) {
+    absl::StrAppend(&what, "; asked ", absl::StrJoin(stopping, " "),
+                    " to leave");
+  }
+  if (started.empty() && stopping.empty())
+    absl::StrAppend(&what, "; no change");
+  return what;
+}
+
 // Watches the processes and prints progress until the step or time budget
 // is spent, a stop is requested, or a critical process died (an error).
-absl::Status Train(const LauncherOptions& o, const Job& job,
-                   const std::atomic<bool>* stop, absl::Time run_start,
-                   const TrainingStart& start, ProcessGroup* group,
-                   Monitor* monitor) {
-  const std::vector<std::string> workers = NamesOf(job, Role::kWorker);
+absl::Status Train(const LauncherOptions& o, const std::string& bin,
+                   const Job& job, const std::atomic<bool>* stop,
+                   absl::Time run_start, const TrainingStart& start,
+                   ProcessGroup* group, Monitor* monitor,
+                   ScaleControl* control) {
+  WorkerSet scaled;
+  scaled.all = NamesOf(job, Role::kWorker);
+  scaled.live = scaled.all;
+  scaled.next_index = static_cast<int>(scaled.all.size());
+  const std::vector<std::string>& workers = scaled.all;
+  Job live_job = job;  // with the workers scale-ups added
   auto metrics_address = [group](const std::string& w) {
     return group->Address(w, "metrics");
   };
@@ -210,7 +280,7 @@ absl::Status Train(const LauncherOptions& o, const Job& job,
   while (true) {
     // Workers' ports appear while training runs: keep the file current.
     if (absl::Status st = scrape_targets.Update(
-            KnownTargets(job,
+            KnownTargets(live_job,
                          [group](const std::string& name) {
                            return group->Address(name, "metrics");
                          }));
@@ -218,6 +288,32 @@ absl::Status Train(const LauncherOptions& o, const Job& job,
       scrape_targets_failed = true;
       Loud(absl::StrCat("cannot keep the Prometheus targets current (",
                         st.message(), "); training goes on"));
+    }
+    if (control != nullptr) {
+      if (std::optional<ScaleControl::Request> r = control->Poll()) {
+        absl::StatusOr<std::string> what = ScaleWorkers(
+            o, bin, r->workers, &scaled, &live_job, group, monitor);
+        if (what.ok()) {
+          Say(absl::StrCat("scaled to ", *what));
+        } else {
+          Loud(absl::StrCat("cannot scale to ", r->workers,
+                            " workers: ", what.status().message()));
+        }
+        if (absl::Status st = control->Answer(*r, what); !st.ok()) {
+          Loud(absl::StrCat("cannot answer the scale request: ", st.message()));
+        }
+      }
+    }
+    for (const ProcessGroup::Retired& gone : group->ReapRetired()) {
+      monitor->SetWorkerState(gone.name, "left");
+      const std::string line =
+          absl::StrFormat("%s left the job (%s, %.1f s after SIGTERM)",
+                          gone.name, gone.exit, gone.seconds_to_exit);
+      if (gone.clean) {
+        Say(line);
+      } else {
+        Loud(absl::StrCat(line, "; see ", group->LogPath(gone.name)));
+      }
     }
     for (const ProcessSpec* dead : group->NewDeaths()) {
       const std::string exit = group->ExitDescription(dead->name);
@@ -399,6 +495,14 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   PG_ASSIGN_OR_RETURN(const Job job, DescribeJob(o, bin));
   PG_RETURN_IF_ERROR(Mkdirs(job.log_dir));
   PG_RETURN_IF_ERROR(Mkdirs(o.out_dir + "/ps"));
+  // paragan_local --out_dir=<this> --scale_workers=N reaches the run here.
+  ScaleControl control(o.out_dir);
+  const absl::Status control_status = control.Open();
+  const bool control_open = control_status.ok();
+  if (!control_open) {
+    Loud(absl::StrCat("the worker count cannot be changed while this runs (",
+                      control_status.message(), ")"));
+  }
   std::string auth_token;
   if (o.auth) {
     PG_ASSIGN_OR_RETURN(auth_token, WriteAuthToken(AuthTokenPath(o)));
@@ -444,7 +548,8 @@ absl::Status RunLocal(const LauncherOptions& o, const std::atomic<bool>* stop,
   absl::Status run_status =
       StartAll(o, job, &group, &monitor, &start, security);
   if (run_status.ok()) {
-    run_status = Train(o, job, stop, run_start, start, &group, &monitor);
+    run_status = Train(o, bin, job, stop, run_start, start, &group, &monitor,
+                       control_open ? &control : nullptr);
   }
   // The job's stop order: workers, data service, the export from the final
   // tables (the shards' last state read just before), then the shards,

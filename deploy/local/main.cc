@@ -6,6 +6,9 @@
 // generator's grid and samples, a combined checkpoint and summary.txt/json
 // to --out_dir. Rerunning with the same --out_dir resumes from the shards'
 // checkpoints (<out_dir>/ps).
+//
+// paragan_local --out_dir=DIR --scale_workers=N changes the worker count of
+// the run training in DIR (deploy/local/worker_control.h) and exits.
 
 #include <signal.h>
 
@@ -20,6 +23,7 @@
 #include "absl/flags/usage.h"
 #include "common/flags_usage.h"
 #include "deploy/local/launcher.h"
+#include "deploy/local/worker_control.h"
 
 ABSL_FLAG(std::string, model, "dcgan32",
           "a model paragan_init knows (`paragan_init --help` lists them)");
@@ -135,6 +139,12 @@ ABSL_FLAG(std::string, kill_process, "",
           "test hook: SIGKILL this child (w1, shard0, data) after "
           "--kill_after_s seconds of training");
 ABSL_FLAG(double, kill_after_s, 20, "see --kill_process");
+ABSL_FLAG(int, scale_workers, -1,
+          "a control command, not a run: asks the paragan_local training in "
+          "--out_dir to have this many workers now (coupled or --auto_roles "
+          "runs; new workers join at the next version, the newest leave "
+          "first: SIGTERM, they deregister from the shards), prints what it "
+          "did and exits. -1: train.");
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -149,6 +159,16 @@ int main(int argc, char** argv) {
       "--out_dir=runs/local",
       "deploy/local/main.cc");
   absl::ParseCommandLine(argc, argv);
+  if (const int want = absl::GetFlag(FLAGS_scale_workers); want != -1) {
+    const absl::StatusOr<std::string> done = paragan::local::RequestScale(
+        absl::GetFlag(FLAGS_out_dir), want, absl::Seconds(60));
+    if (!done.ok()) {
+      std::cerr << "paragan_local: " << done.status().message() << std::endl;
+      return 1;
+    }
+    std::cout << "paragan_local: " << *done << std::endl;
+    return 0;
+  }
   struct sigaction sa = {};
   sa.sa_handler = OnSignal;
   sigemptyset(&sa.sa_mask);

@@ -219,6 +219,9 @@ struct ProcessGroup::Proc {
   bool ready = false;
   bool stop_requested = false;  // we signalled it
   bool reported = false;        // its unexpected exit was reported
+  absl::Time retired_at = absl::InfiniteFuture();  // Retire's SIGTERM
+  bool retire_reaped = false;                      // ReapRetired returned it
+  bool retire_killed = false;                      // its grace ran out
   absl::Time next_probe = absl::InfinitePast();
   std::map<std::string, int> file_ports;  // read once present
   absl::Mutex mu;
@@ -494,6 +497,66 @@ std::vector<const ProcessSpec*> ProcessGroup::NewDeaths() {
     dead.push_back(&p->spec);
   }
   return dead;
+}
+
+absl::Status ProcessGroup::AddService(const ProcessSpec& spec) {
+  if (Find(spec.name) != nullptr) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("the job already has a process named ", spec.name));
+  }
+  if (spec.lifecycle != Lifecycle::kService) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(spec.name, " is not a service"));
+  }
+  for (const std::string& dep : spec.depends_on) {
+    const Proc* d = Find(dep);
+    if (d == nullptr || !d->ready || !IsRunning(dep)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          spec.name, " depends on ", dep, ", which is not running"));
+    }
+  }
+  auto p = std::make_unique<Proc>();
+  p->spec = spec;
+  Proc* raw = p.get();
+  procs_.push_back(std::move(p));
+  absl::Status st = StartProcess(raw);
+  if (!st.ok()) procs_.pop_back();  // never started: not part of the job
+  return st;
+}
+
+bool ProcessGroup::Retire(const std::string& name) {
+  Proc* p = Find(name);
+  if (p == nullptr || p->child == nullptr || p->child->Poll() ||
+      p->stop_requested) {
+    return false;
+  }
+  p->stop_requested = true;
+  p->retired_at = absl::Now();
+  p->child->Signal(SIGTERM);
+  return true;
+}
+
+std::vector<ProcessGroup::Retired> ProcessGroup::ReapRetired() {
+  std::vector<Retired> out;
+  const absl::Time now = absl::Now();
+  for (Proc* p : started_) {
+    if (p->retired_at == absl::InfiniteFuture() || p->retire_reaped) continue;
+    if (!p->child->Poll()) {
+      if (!p->retire_killed && now - p->retired_at > p->spec.grace) {
+        *report_ << options_.prefix << p->spec.name << " did not stop within "
+                 << absl::FormatDuration(p->spec.grace) << ": SIGKILL"
+                 << std::endl;
+        p->child->Signal(SIGKILL);
+        p->retire_killed = true;
+      }
+      continue;
+    }
+    p->retire_reaped = true;
+    out.push_back({p->spec.name, p->child->ExitDescription(),
+                   absl::ToDoubleSeconds(p->child->exit_time() - p->retired_at),
+                   ExitedCleanly(*p->child, true)});
+  }
+  return out;
 }
 
 int ProcessGroup::Running(Role role) {

@@ -129,6 +129,25 @@ class ProcessGroup {
   // is CANCELLED.
   absl::Status StartStage(const std::string& stage);
 
+  // Adds a service to the running job (a scale-up) and starts it now: what
+  // it depends on must be ready; its readiness is not waited for. Its name
+  // must be new to the group.
+  absl::Status AddService(const ProcessSpec& spec);
+  // Stops one running service as planned (a scale-down), not as a death:
+  // SIGTERM now, SIGKILL from ReapRetired once its grace is spent. False
+  // when `name` is not running.
+  bool Retire(const std::string& name);
+  // A retired service that has exited.
+  struct Retired {
+    std::string name;
+    std::string exit;            // "exit 0", "killed by signal 9"
+    double seconds_to_exit = 0;  // from the SIGTERM
+    bool clean = false;          // exit 0, or the SIGTERM itself
+  };
+  // Retired services that exited since the last call; SIGKILLs those past
+  // their grace (said on the report stream).
+  std::vector<Retired> ReapRetired();
+
   // Services that exited since the last call without being asked to, each
   // reported once on `report` (exit status, last stderr lines).
   std::vector<const ProcessSpec*> NewDeaths();

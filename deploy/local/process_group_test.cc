@@ -320,6 +320,84 @@ TEST_F(ProcessGroupTest, SignalNamesTheProcess) {
   EXPECT_EQ(group.NewDeaths().size(), 1u);
 }
 
+TEST_F(ProcessGroupTest, ServicesAddedAndRetiredWhileRunning) {
+  Add("data", "one", "exec sleep 30").role = Role::kData;
+  ProcessSpec& w0 = Add("w0", "two", RecordsTerm("w0"));
+  w0.role = Role::kWorker;
+  w0.depends_on = {"data"};
+  ProcessGroup group(job_, Options());
+  ASSERT_TRUE(group.StartStage("one").ok());
+  ASSERT_TRUE(group.StartStage("two").ok());
+
+  // A scale-up: a new worker that needs a running service.
+  ProcessSpec w1 = w0;
+  w1.name = "w1";
+  w1.flags = {"-c", RecordsTerm("w1")};
+  ASSERT_TRUE(group.AddService(w1).ok());
+  EXPECT_EQ(group.AddService(w1).code(), absl::StatusCode::kAlreadyExists);
+  ProcessSpec orphan = w1;
+  orphan.name = "w2";
+  orphan.depends_on = {"nobody"};
+  absl::Status st = group.AddService(orphan);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("depends on nobody"), std::string::npos) << st;
+  EXPECT_FALSE(group.IsRunning("w2"));
+  EXPECT_EQ(group.Running(Role::kWorker), 2);
+  absl::SleepFor(absl::Milliseconds(200));  // the traps are set
+
+  // A scale-down: w0 stops as planned, which is no death.
+  EXPECT_FALSE(group.Retire("w9"));
+  ASSERT_TRUE(group.Retire("w0"));
+  EXPECT_FALSE(group.Retire("w0"));  // once
+  std::vector<ProcessGroup::Retired> gone;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (gone.empty() && absl::Now() < deadline) {
+    gone = group.ReapRetired();
+    EXPECT_TRUE(group.NewDeaths().empty());
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(gone.size(), 1u);
+  EXPECT_EQ(gone[0].name, "w0");
+  EXPECT_EQ(gone[0].exit, "exit 0");
+  EXPECT_TRUE(gone[0].clean);
+  EXPECT_GE(gone[0].seconds_to_exit, 0);
+  EXPECT_LT(gone[0].seconds_to_exit, 5);
+  EXPECT_TRUE(group.ReapRetired().empty());  // reported once
+  EXPECT_EQ(group.Running(Role::kWorker), 1);
+
+  group.Shutdown({});
+  EXPECT_EQ(Slurp(dir_ + "/order"), "w0\nw1\n");
+  std::vector<std::string> names;
+  for (const ProcessReport& r : group.FinalReports()) {
+    names.push_back(r.name);
+    EXPECT_TRUE(r.ok) << r.name << " " << r.exit;
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"data", "w0", "w1"}));
+  EXPECT_EQ(report_.str().find("died unexpectedly"), std::string::npos)
+      << report_.str();
+}
+
+TEST_F(ProcessGroupTest, RetiredServiceIgnoringSigtermIsKilledAfterItsGrace) {
+  ProcessSpec& s = Add("stubborn", "one", "trap '' TERM; exec sleep 30");
+  s.grace = absl::Milliseconds(300);
+  ProcessGroup group(job_, Options());
+  ASSERT_TRUE(group.StartStage("one").ok());
+  absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_TRUE(group.Retire("stubborn"));
+  std::vector<ProcessGroup::Retired> gone;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (gone.empty() && absl::Now() < deadline) {
+    gone = group.ReapRetired();
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(gone.size(), 1u);
+  EXPECT_FALSE(gone[0].clean);
+  EXPECT_EQ(gone[0].exit.rfind("killed by signal 9", 0), 0u);
+  EXPECT_NE(report_.str().find("stubborn did not stop within 300ms: SIGKILL"),
+            std::string::npos)
+      << report_.str();
+}
+
 }  // namespace
 }  // namespace local
 }  // namespace paragan

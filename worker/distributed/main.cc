@@ -30,10 +30,11 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/time/time.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "common/flags_usage.h"
 #include "common/malloc_tuning.h"
 #include "common/process_metrics.h"
@@ -42,6 +43,7 @@
 #include "dataloader/datasets/dataset.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
+#include "server/table_names.h"
 #include "worker/distributed/batch_provider.h"
 #include "worker/distributed/data_service_provider.h"
 #include "worker/distributed/worker.h"
@@ -179,6 +181,17 @@ void PrintDone(const std::string& id, bool with_timings) {
           static_cast<long long>(d.fakes_skipped),
           static_cast<long long>(d.stalls), w->timings().fake_wait);
     }
+  }
+  if (w != nullptr) {
+    // What each shard accepted from this worker (async: applied), so a
+    // run's pushes can be accounted against the shards' versions.
+    std::string by_shard;
+    for (const char* table : {kDiscriminatorTable, kGeneratorTable}) {
+      absl::StrAppend(&by_shard, " ", table, "=",
+                      absl::StrJoin(w->session().AcceptedPushes(table), ","));
+    }
+    std::printf("paragan_worker: %s accepted pushes by shard:%s\n", id.c_str(),
+                by_shard.c_str());
   }
   std::printf("paragan_worker: %s done after %lld steps\n", id.c_str(),
               static_cast<long long>(w != nullptr ? w->steps_done() : 0));

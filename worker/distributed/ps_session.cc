@@ -185,6 +185,7 @@ struct PsSession::Table {
   double staleness_sum = 0;
   int64_t staleness_n = 0;
   int64_t rejected = 0;
+  std::vector<int64_t> accepted;  // per shard, ever
 
   std::string What(const char* op, int s, const std::string& address) const {
     const bool push = std::string(op) == "push";
@@ -232,6 +233,7 @@ absl::StatusOr<std::unique_ptr<PsSession>> PsSession::Create(
       if (!layout.on_shard(s).empty()) t->holders.push_back(s);
     t->layout = std::move(layout);
     t->held.assign(n, -1);
+    t->accepted.assign(n, 0);
     t->wait_for.assign(n, 0);
     t->resync.assign(n, 0);
     t->force.assign(n, 1);
@@ -519,6 +521,7 @@ absl::Status PsSession::PushShard(Table& t, int s,
     t.staleness_sum += static_cast<double>(resp->staleness());
     ++t.staleness_n;
     if (!resp->accepted()) ++t.rejected;
+    if (resp->accepted()) ++t.accepted[s];
   }
   if (synchronous()) t.wait_for[s] = base + 1;
   return absl::OkStatus();
@@ -627,6 +630,12 @@ int64_t PsSession::held_version(const std::string& name) const {
 
 const TableLayout& PsSession::layout(const std::string& name) const {
   return table(name).layout;
+}
+
+std::vector<int64_t> PsSession::AcceptedPushes(const std::string& name) const {
+  Table& t = table(name);
+  std::lock_guard<std::mutex> lock(t.mu);
+  return t.accepted;
 }
 
 PushStats PsSession::TakePushStats(const std::string& name) {

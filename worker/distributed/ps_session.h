@@ -181,6 +181,9 @@ class PsSession {
   int64_t held_version(const std::string& table) const;
   const TableLayout& layout(const std::string& table) const;
   PushStats TakePushStats(const std::string& table);
+  // Pushes of `table` each shard accepted, ever (index: shard), for the
+  // accounting of what the shards applied.
+  std::vector<int64_t> AcceptedPushes(const std::string& table) const;
 
   // Retries end early (CANCELLED) when *stop becomes true; null: never.
   void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
