@@ -10,6 +10,7 @@
 set -uo pipefail
 LOCAL=$1
 source "$(dirname "$0")/bin_dir.sh"
+source "$(dirname "$0")/run_probes.sh"
 BIN=$(make_bin_dir "${@:2:5}")
 command -v curl >/dev/null || { echo "SKIP: curl is missing"; exit 0; }
 T=${TEST_TMPDIR:-$(mktemp -d)}/elastic
@@ -24,21 +25,6 @@ LEASE=6
   --num_shards=2 --minutes=2.5 --steps=0 --progress_s=5 --threads_per_worker=1 \
   --worker_lease_s=$LEASE --num_samples=64 --out_dir="$OUT" > "$OUT.stdout" 2>&1 &
 LOCAL_PID=$!
-# Metrics of shard i: "paragan_server: shard i metrics on port M".
-shard_metric() {  # shard metric-line-prefix
-  local m
-  m=$(sed -n 's/.*metrics on port \([0-9]*\).*/\1/p' "$OUT/logs/shard$1.log" | head -1)
-  [ -n "$m" ] || return 1
-  curl -s --max-time 2 "http://127.0.0.1:$m/metrics" | grep "^$2" | awk '{s += $2} END {print s + 0}'
-}
-wait_for() {  # seconds description command...
-  local until=$((SECONDS + $1)) what=$2; shift 2
-  while ! "$@"; do
-    [ $SECONDS -lt $until ] || fail "not within ${until}s: $what"
-    kill -0 $LOCAL_PID 2>/dev/null || fail "paragan_local exited while waiting: $what"
-    sleep 0.5
-  done
-}
 registered() {  # shard want
   [ "$(shard_metric "$1" 'paragan_ps_registered_workers{shard="'"$1"'",table="D"}')" = "$2" ]
 }

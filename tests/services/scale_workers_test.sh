@@ -11,6 +11,7 @@
 set -uo pipefail
 LOCAL=$1
 source "$(dirname "$0")/bin_dir.sh"
+source "$(dirname "$0")/run_probes.sh"
 BIN=$(make_bin_dir "${@:2:5}")
 command -v curl >/dev/null || { echo "SKIP: curl is missing"; exit 0; }
 T=${TEST_TMPDIR:-$(mktemp -d)}/scale
@@ -25,20 +26,6 @@ grep -q "no paragan_local is training in" "$T/none.out" || fail "no clear error 
   --num_shards=2 --minutes=6 --steps=0 --progress_s=3 --threads_per_worker=1 \
   --worker_lease_s=30 --num_samples=64 --out_dir="$OUT" > "$OUT.stdout" 2>&1 &
 LOCAL_PID=$!
-shard_metric() {  # shard metric-line-prefix
-  local m
-  m=$(sed -n 's/.*metrics on port \([0-9]*\).*/\1/p' "$OUT/logs/shard$1.log" 2>/dev/null | head -1)
-  [ -n "$m" ] || return 1
-  curl -s --max-time 2 "http://127.0.0.1:$m/metrics" | grep "^$2" | awk '{s += $2} END {print s + 0}'
-}
-wait_for() {  # seconds description command...
-  local until=$((SECONDS + $1)) what=$2; shift 2
-  while ! "$@"; do
-    [ $SECONDS -lt $until ] || fail "not within $1 s: $what"
-    kill -0 $LOCAL_PID 2>/dev/null || fail "paragan_local exited while waiting: $what"
-    sleep 0.2
-  done
-}
 registered() {  # want: on both shards, both tables
   local s t
   for s in 0 1; do for t in D G; do
