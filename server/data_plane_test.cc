@@ -688,6 +688,32 @@ TEST_F(DataPlaneTest, ReplacesAPooledConnectionTheServerClosed) {
   EXPECT_TRUE(r->applied());
 }
 
+TEST_F(DataPlaneTest, FollowsARestartedShardToItsNewDataPlanePort) {
+  Start();
+  ASSERT_TRUE(client_->Pull(kDiscriminatorTable, "w0").ok());  // pooled
+  const int old_port = data_plane_->port();
+  data_plane_->Shutdown();
+  // The shard's data plane comes back elsewhere (a restarted process) and
+  // the client does not register again: it learns the port from GetState.
+  DataPlaneServer::Options dopts;
+  dopts.bind_address = "127.0.0.1";
+  auto dp = DataPlaneServer::Start(dopts, handler_.get());
+  ASSERT_TRUE(dp.ok()) << dp.status();
+  data_plane_ = *std::move(dp);
+  ASSERT_NE(data_plane_->port(), old_port);
+  auto pulled = client_->Pull(kDiscriminatorTable, "w0");
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(Values(*pulled), TableValues(*d_));
+  EXPECT_EQ(client_->data_plane_port(), data_plane_->port());
+  Push p = DPush(5);
+  auto r = client_->Push(kDiscriminatorTable, "w0", 0, p.tensors);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->applied());
+  auto state = client_->GetState();
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->data_plane_port(), data_plane_->port());
+}
+
 TEST_F(DataPlaneTest, FallsBackToGrpcWhenTheDataPlaneIsGone) {
   Start();
   auto before = client_->Pull(kDiscriminatorTable, "w0");  // pools a socket

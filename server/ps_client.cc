@@ -330,8 +330,18 @@ void ParameterServerClient::NoteUnreachable(int port,
                             absl::IsDeadlineExceeded(grpc_status))) {
     return;  // the whole shard is down: try the data plane again later
   }
+  // A shard restarted between two calls serves its data plane on a new
+  // port, and this client may not register again (its registration was
+  // restored): ask the shard which port it serves now.
+  const absl::StatusOr<v1::StateResponse> state = GetState();
   std::lock_guard<std::mutex> lock(dp_mu_);
   if (dp_port_ != port) return;
+  if (state.ok() && state->data_plane_port() > 0 &&
+      state->data_plane_port() != port) {
+    dp_idle_.clear();
+    dp_port_ = state->data_plane_port();
+    return;
+  }
   std::cerr << "paragan: the data plane of the shard at "
             << options_.data_plane_host << ":" << port
             << " cannot be reached while its gRPC service can; tensors go "

@@ -326,6 +326,7 @@ v1::StateResponse ShardHandler::GetState() const {
   v1::StateResponse* response = &out;
   response->set_shard_id(options_.shard_id);
   response->set_num_shards(options_.num_shards);
+  response->set_data_plane_port(data_plane_port_.load());
   for (const auto& [name, table] : tables_) {
     const TableStats s = table->Stats();
     v1::TableState* t = response->add_tables();
