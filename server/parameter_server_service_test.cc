@@ -214,6 +214,30 @@ class ServiceTest : public ::testing::Test {
     return out;
   }
 
+  // Every table of the shard has exactly `worker` registered.
+  void ExpectOnlyRegistered(const std::string& worker) {
+    auto state = client_->GetState();
+    ASSERT_TRUE(state.ok()) << state.status();
+    for (const auto& t : state->tables()) {
+      EXPECT_EQ(std::vector<std::string>(t.registered_workers().begin(),
+                                         t.registered_workers().end()),
+                std::vector<std::string>{worker})
+          << t.name();
+    }
+  }
+  // The counter `family`{table=`table`}; -1 when it has no such series.
+  double TableCounter(const std::string& family, const std::string& table) {
+    for (const auto& f : registry_->Collect()) {
+      if (f.name != family) continue;
+      for (const auto& m : f.metric) {
+        for (const auto& l : m.label) {
+          if (l.name == "table" && l.value == table) return m.counter.value;
+        }
+      }
+    }
+    return -1;
+  }
+
   std::unique_ptr<ParameterTable> g_, d_;
   std::shared_ptr<prometheus::Registry> registry_ =
       std::make_shared<prometheus::Registry>();
@@ -647,29 +671,9 @@ TEST_F(ServiceTest, DeadWorkerLeaseExpiresAndSyncRoundCompletes) {
   EXPECT_EQ(pulled->version, 1);
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
   EXPECT_EQ(Values(*pulled), ExpectedD({grads}));
-  auto state = client_->GetState();
-  ASSERT_TRUE(state.ok());
-  for (const auto& t : state->tables()) {
-    EXPECT_EQ(std::vector<std::string>(t.registered_workers().begin(),
-                                       t.registered_workers().end()),
-              std::vector<std::string>{"w0"})
-        << t.name();
-  }
+  ExpectOnlyRegistered("w0");
   // Counted in the metrics.
-  bool found = false;
-  for (const auto& family : registry_->Collect()) {
-    if (family.name == "paragan_ps_expired_leases_total") {
-      for (const auto& m : family.metric) {
-        for (const auto& l : m.label) {
-          if (l.name == "table" && l.value == "D") {
-            EXPECT_EQ(m.counter.value, 1);
-            found = true;
-          }
-        }
-      }
-    }
-  }
-  EXPECT_TRUE(found);
+  EXPECT_EQ(TableCounter("paragan_ps_expired_leases_total", "D"), 1);
   // w1 comes back: its push re-registers it (a late push, refused by the
   // strict bound, but not an error).
   auto late = client_->Push(kDiscriminatorTable, "w1", 0, AsPush(grads));
@@ -701,24 +705,8 @@ TEST_F(ServiceTest, DeregisteredWorkerLeavesAndNoSyncRoundWaitsForIt) {
   ASSERT_TRUE(pulled.ok()) << pulled.status();
   EXPECT_EQ(pulled->version, 1);
   EXPECT_EQ(Values(*pulled), ExpectedD({grads}));
-  auto state = client_->GetState();
-  ASSERT_TRUE(state.ok());
-  for (const auto& t : state->tables()) {
-    EXPECT_EQ(std::vector<std::string>(t.registered_workers().begin(),
-                                       t.registered_workers().end()),
-              std::vector<std::string>{"w0"})
-        << t.name();
-  }
-  double counted = -1;
-  for (const auto& family : registry_->Collect()) {
-    if (family.name != "paragan_ps_deregistered_workers_total") continue;
-    for (const auto& m : family.metric) {
-      for (const auto& l : m.label) {
-        if (l.name == "table" && l.value == "D") counted = m.counter.value;
-      }
-    }
-  }
-  EXPECT_EQ(counted, 1);
+  ExpectOnlyRegistered("w0");
+  EXPECT_EQ(TableCounter("paragan_ps_deregistered_workers_total", "D"), 1);
   // Its late push is refused and changes nothing; leaving again is a no-op.
   auto late = client_->Push(kDiscriminatorTable, "w1", 1, AsPush(grads));
   EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition)
