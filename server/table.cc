@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -533,6 +534,59 @@ TableStats ParameterTable::Stats() const {
   return s;
 }
 
+namespace {
+
+// One line per worker: "<push id> <accepted> <applied> <new version>
+// <staleness> <worker id>"; the id is the rest of the line.
+std::string FormatPushIds(const ParameterTable::LastPushes& pushes) {
+  std::string out;
+  for (const auto& [worker, last] : pushes) {
+    if (worker.find('\n') != std::string::npos) continue;  // unsavable id
+    const PushResult& r = last.second;
+    absl::StrAppend(&out, last.first, " ", r.accepted ? 1 : 0, " ",
+                    r.applied ? 1 : 0, " ", r.new_version, " ", r.staleness,
+                    " ", worker, "\n");
+  }
+  return out;
+}
+
+absl::StatusOr<ParameterTable::LastPushes> ParsePushIds(
+    absl::string_view text) {
+  ParameterTable::LastPushes out;
+  int n = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++n;
+    if (line.empty()) continue;
+    std::vector<absl::string_view> f = absl::StrSplit(line, absl::MaxSplits(' ', 5));
+    uint64_t id = 0;
+    int accepted = 0, applied = 0;
+    int64_t version = 0, staleness = 0;
+    if (f.size() != 6 || f[5].empty() || !absl::SimpleAtoi(f[0], &id) ||
+        !absl::SimpleAtoi(f[1], &accepted) ||
+        !absl::SimpleAtoi(f[2], &applied) ||
+        !absl::SimpleAtoi(f[3], &version) ||
+        !absl::SimpleAtoi(f[4], &staleness) || id == 0 || accepted < 0 ||
+        accepted > 1 || applied < 0 || applied > 1 || version < 0 ||
+        staleness < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", n, " is not '<push id> <accepted> <applied> "
+                       "<version> <staleness> <worker>'"));
+    }
+    PushResult r;
+    r.accepted = accepted == 1;
+    r.applied = applied == 1;
+    r.new_version = version;
+    r.staleness = staleness;
+    if (!out.emplace(std::string(f[5]), std::make_pair(id, r)).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", n, ": worker '", f[5], "' twice"));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<NamedArray> ParameterTable::SaveState() const {
   const std::string p = Prefix();
   std::vector<NamedArray> out;
@@ -547,6 +601,10 @@ std::vector<NamedArray> ParameterTable::SaveState() const {
   out.push_back(
       *MakeUint8Array(p + "workers", {static_cast<int64_t>(workers.size())},
                       std::vector<uint8_t>(workers.begin(), workers.end())));
+  const std::string pushes = FormatPushIds(last_push_);
+  out.push_back(
+      *MakeUint8Array(p + "push_ids", {static_cast<int64_t>(pushes.size())},
+                      std::vector<uint8_t>(pushes.begin(), pushes.end())));
   for (const Slot& slot : slots_) {
     out.push_back(FloatArray(p + "value/" + slot.spec.name, slot.value));
     if (slot.spec.trainable) {
@@ -585,6 +643,18 @@ absl::Status ParameterTable::ValidateState(
     }
     absl::Status st = ValidateNamedArray(a);
     if (!st.ok()) return st;
+    if (a.name == p + "push_ids") {
+      absl::StatusOr<LastPushes> parsed =
+          a.dtype == kDTypeUint8
+              ? ParsePushIds(a.bytes)
+              : absl::FailedPreconditionError("not uint8");
+      if (!parsed.ok()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("table ", config_.name, " state: ", a.name, ": ",
+                         parsed.status().message()));
+      }
+      continue;
+    }
     if (a.name == p + "workers") {
       if (a.dtype != kDTypeUint8) {
         return absl::FailedPreconditionError(absl::StrCat(
@@ -658,6 +728,11 @@ absl::Status ParameterTable::RestoreState(
       if (!id.empty()) workers.insert(std::string(id));
     }
   }
+  // Absent in checkpoints written before push ids were kept: none.
+  LastPushes pushes;
+  if (const NamedArray* a = FindArray(arrays, p + "push_ids")) {
+    pushes = *ParsePushIds(a->bytes);  // validated above
+  }
   absl::MutexLock lock(&mu_);
   for (Slot& slot : slots_) {
     const auto copy_in = [&](const std::string& key, Tensor* t) {
@@ -691,6 +766,7 @@ absl::Status ParameterTable::RestoreState(
   expired_.clear();
   const absl::Time now = clock_();
   for (const std::string& id : workers) registered_[id] = now;
+  last_push_ = std::move(pushes);
   quorum_full_once_ =
       config_.rule.sync_workers > 0 &&
       static_cast<int>(registered_.size()) >= config_.rule.sync_workers;

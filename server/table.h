@@ -135,6 +135,9 @@ struct TableStats {
 // when it fails.
 class ParameterTable {
  public:
+  // Per worker: its last push id and that push's result.
+  using LastPushes = std::map<std::string, std::pair<uint64_t, PushResult>>;
+
   // Tensor names must be unique. The Adam, EMA and finiteness kernels are
   // common/optim_kernels.h (OpenMP threads: SetKernelThreads).
   static absl::StatusOr<std::unique_ptr<ParameterTable>> Create(
@@ -193,9 +196,10 @@ class ParameterTable {
   // push_id (0: none) makes retries safe: the table remembers each worker's
   // last push id and that push's result. The same id again returns that
   // result with duplicate == true and changes nothing; a smaller id (a
-  // push overtaken by a later one) is refused (accepted == false). Ids are
-  // remembered in memory only: a restarted shard refuses old pushes by
-  // their base_version instead.
+  // push overtaken by a later one) is refused (accepted == false). The ids
+  // are part of the saved state: a retry reaching a shard restarted from a
+  // checkpoint that holds the push is answered as a duplicate, and one the
+  // checkpoint lost is applied, once.
   absl::StatusOr<PushResult> ApplyGradients(const std::string& worker_id,
                                             int64_t base_version,
                                             const TensorMap& gradients,
@@ -302,8 +306,7 @@ class ParameterTable {
   TensorMap round_buffers_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> round_buffer_counts_ ABSL_GUARDED_BY(mu_);
   // Per worker: the last push id seen and its result.
-  std::map<std::string, std::pair<uint64_t, PushResult>> last_push_
-      ABSL_GUARDED_BY(mu_);
+  LastPushes last_push_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace paragan

@@ -924,6 +924,81 @@ TEST_F(TableTest, RepeatedPushIdIsAnsweredNotAppliedAgain) {
   ExpectEqualsReference(*table, ref);
 }
 
+// The crash window a chaos run finds: a push applied, a checkpoint written,
+// the shard killed before its answer reached the worker, which retries the
+// push against the restarted shard. The checkpoint knows the push id: the
+// retry is a duplicate, not a second step from a base the restored version
+// no longer rules out.
+TEST_F(TableTest, PushIdsSurviveARestoreSoARetryIsNotAppliedTwice) {
+  auto table = MakeTable({});
+  const TensorMap g = TestGradients(10);
+  ASSERT_TRUE(table->ApplyGradients("w0", 0, g, {}, /*push_id=*/100)->applied);
+  auto w1 = table->ApplyGradients("w1", 1, g, {}, /*push_id=*/7);
+  ASSERT_TRUE(w1->applied);
+  const std::string path = TempPath("table_push_ids.pgt");
+  ASSERT_TRUE(table->Checkpoint(path).ok());
+
+  auto restored = MakeTable({}, /*seed=*/77);
+  ASSERT_TRUE(restored->Restore(path).ok());
+  const auto before = Values(*restored);
+  auto retry = restored->ApplyGradients("w1", 1, g, {}, 7);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->duplicate);
+  EXPECT_TRUE(retry->accepted);
+  EXPECT_TRUE(retry->applied);
+  EXPECT_EQ(retry->new_version, w1->new_version);
+  EXPECT_EQ(retry->staleness, w1->staleness);
+  EXPECT_EQ(restored->version(), 2);
+  EXPECT_EQ(Values(*restored), before);
+  // Overtaken ids stay refused; newer ones are applied.
+  EXPECT_FALSE(restored->ApplyGradients("w0", 2, g, {}, 99)->accepted);
+  EXPECT_TRUE(restored->ApplyGradients("w0", 2, g, {}, 101)->applied);
+  EXPECT_EQ(restored->version(), 3);
+  // Saved again, the ids round-trip exactly.
+  const auto a = restored->SaveState();
+  auto again = MakeTable({}, /*seed=*/5);
+  ASSERT_TRUE(again->RestoreState(a).ok());
+  const auto b = again->SaveState();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].bytes, b[i].bytes);
+}
+
+TEST_F(TableTest, MalformedPushIdsInAStateAreRefusedNamingThem) {
+  auto table = MakeTable({});
+  ASSERT_TRUE(table->ApplyGradients("w0", 0, TestGradients(1), {}, 5).ok());
+  const std::vector<NamedArray> good = table->SaveState();
+  for (const std::string bad :
+       {"5 1 1 1 0\n", "x 1 1 1 0 w0\n", "5 2 1 1 0 w0\n",
+        "0 1 1 1 0 w0\n", "5 1 1 1 0 w0\n6 1 1 2 0 w0\n"}) {
+    std::vector<NamedArray> state = good;
+    bool found = false;
+    for (NamedArray& a : state) {
+      if (a.name.size() >= 8 &&
+          a.name.compare(a.name.size() - 8, 8, "push_ids") == 0) {
+        a = *MakeUint8Array(a.name, {static_cast<int64_t>(bad.size())},
+                            std::vector<uint8_t>(bad.begin(), bad.end()));
+        found = true;
+      }
+    }
+    ASSERT_TRUE(found);
+    auto fresh = MakeTable({}, /*seed=*/5);
+    const absl::Status st = fresh->RestoreState(state);
+    EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << bad;
+    EXPECT_NE(st.message().find("push_ids"), std::string::npos) << st;
+    EXPECT_EQ(fresh->version(), 0);
+  }
+  // A state without push ids (written before they were kept) restores.
+  std::vector<NamedArray> old;
+  for (const NamedArray& a : good) {
+    if (a.name.find("push_ids") == std::string::npos) old.push_back(a);
+  }
+  auto fresh = MakeTable({}, /*seed=*/5);
+  ASSERT_TRUE(fresh->RestoreState(old).ok());
+  EXPECT_EQ(fresh->version(), 1);
+  EXPECT_TRUE(fresh->ApplyGradients("w0", 1, TestGradients(1), {}, 5)
+                  ->applied);  // not known: applied
+}
+
 TEST_F(TableTest, RepeatedPushIdInASynchronousRoundStaysPending) {
   UpdateRule rule;
   rule.sync_workers = 2;
