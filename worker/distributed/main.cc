@@ -118,6 +118,10 @@ ABSL_FLAG(int, d_steps, 0,
 ABSL_FLAG(double, max_retry_seconds, 60,
           "Give up on an unreachable shard after this many seconds.");
 ABSL_FLAG(double, rpc_timeout_s, 20, "Deadline of one RPC.");
+ABSL_FLAG(std::string, push_journal, "",
+          "Appends a line per push sent and per answer to this file, for "
+          "checking exactly-once application from outside (tests/chaos); "
+          "empty: none.");
 ABSL_FLAG(bool, data_plane, true,
           "Move tensors over each shard's data plane (plain TCP beside gRPC, "
           "server/data_plane.h) when the shard offers one; false: gRPC only.");
@@ -325,6 +329,7 @@ int Run() {
   o.data_plane = absl::GetFlag(FLAGS_data_plane);
   o.retry.max_total = absl::Seconds(absl::GetFlag(FLAGS_max_retry_seconds));
   o.rpc_timeout = absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout_s));
+  o.push_journal = absl::GetFlag(FLAGS_push_journal);
   if (o.steps < 0 || o.batch_size < 1 || o.log_every < 0) {
     return Fail("need --steps >= 0, --batch_size >= 1, --log_every >= 0");
   }

@@ -494,10 +494,19 @@ absl::Status PsSession::PushShard(Table& t, int s,
   // One id for every attempt: a retry after a lost response is answered
   // with the first attempt's result instead of being applied twice.
   const uint64_t push_id = NextPushId();
+  PushJournal* journal = options_.journal;
+  if (journal) journal->Sent(t.name, s, push_id, base);
   absl::Status st = Retry(what, [&] {
     resp = shards_[s]->Push(t.name, base, tensors, push_id);
     return resp.status();
   });
+  if (journal) {
+    if (st.ok()) {
+      journal->Answered(t.name, s, push_id, *resp);
+    } else {
+      journal->GaveUp(t.name, s, push_id, st);
+    }
+  }
   switch (ClassifyPush(st)) {
     case PushOutcome::kResync:
       std::cerr << "paragan_worker: " << what << " refused (" << st.message()

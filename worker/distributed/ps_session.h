@@ -40,6 +40,7 @@
 #include "proto/paragan.pb.h"
 #include "server/ps_client.h"
 #include "worker/distributed/io_pool.h"
+#include "worker/distributed/push_journal.h"
 #include "worker/distributed/retry.h"
 #include "worker/distributed/table_sync.h"
 #include "worker/distributed/worker_metrics.h"
@@ -98,6 +99,8 @@ struct PsSessionOptions {
   int io_threads = 0;  // 0: 2 per shard (both tables at every shard at once)
   // null: a ParameterServerClient per shard (MakeShardClient).
   ShardConnector connect;
+  // Not owned; null: no journal. Every push and its answer (push_journal.h).
+  PushJournal* journal = nullptr;
 };
 
 // A ParameterServerClient for `address` (64 MiB messages, the data plane as

@@ -8,10 +8,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <fstream>
 #include <future>
+#include <map>
 #include <memory>
 #include <set>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "server/table_names.h"
@@ -435,6 +440,56 @@ TEST(PsSessionTest, APushRetriedKeepsItsId) {
   EXPECT_EQ(p[0].push_id, p[1].push_id);
   EXPECT_EQ(p[1].push_id, p[2].push_id);
   EXPECT_EQ(x.shard(1).version(kGeneratorTable), 1);  // applied once
+}
+
+TEST(PsSessionTest, TheJournalHasEveryPushAndItsAnswer) {
+  Rig x;
+  x.shard(1).push_errors = {absl::UnavailableError("reset")};
+  const std::string path =
+      absl::StrCat(getenv("TEST_TMPDIR"), "/session_journal.txt");
+  std::remove(path.c_str());
+  auto journal = PushJournal::Open(path, "w0");
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  x.options.journal = journal->get();
+  auto ps = x.Session();
+  ASSERT_TRUE(ps->Register().ok());
+  PullAndTake(*ps, kGeneratorTable);
+  ASSERT_TRUE(
+      ps->PushThenPull(kGeneratorTable, Staged(x.nets.g)).get().status.ok());
+  // Restarted from an older checkpoint: the next push to shard 0 is refused.
+  x.shard(0).Advance(kGeneratorTable, 3);
+  PullAndTake(*ps, kGeneratorTable);
+  x.shard(0).Restart(1);
+  ASSERT_TRUE(
+      ps->PushThenPull(kGeneratorTable, Staged(x.nets.g)).get().status.ok());
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 8u) << absl::StrJoin(lines, "\n");
+  std::map<std::string, int> kinds;
+  for (const std::string& l : lines) ++kinds[l.substr(0, 4)];
+  EXPECT_EQ(kinds["send"], 4);
+  EXPECT_EQ(kinds["done"], 3);
+  EXPECT_EQ(kinds["fail"], 1);
+  // Shard 1's first push: one send, one answer after the retry, one id.
+  const fake::PushRecord& first = x.shard(1).pushes().front();
+  const std::string id = absl::StrCat(" id=", first.push_id);
+  int with_id = 0;
+  for (const std::string& l : lines) {
+    if (l.find(id) == std::string::npos) continue;
+    ++with_id;
+    EXPECT_NE(l.find("worker=w0 table=G shard=1"), std::string::npos) << l;
+  }
+  EXPECT_EQ(with_id, 2);
+  bool refused_logged = false;
+  for (const std::string& l : lines) {
+    if (l.rfind("fail ", 0) == 0) {
+      refused_logged = l.find("shard=0") != std::string::npos &&
+                       l.find("code=FAILED_PRECONDITION") != std::string::npos;
+    }
+  }
+  EXPECT_TRUE(refused_logged) << absl::StrJoin(lines, "\n");
+  EXPECT_TRUE((*journal)->status().ok());
 }
 
 TEST(PsSessionTest, ARefusedPushIsDroppedThenTheShardIsRegisteredAndMerged) {

@@ -196,6 +196,11 @@ absl::Status Worker::Connect(const std::atomic<bool>* stop) {
   so.retry = options_.retry;
   so.io_threads = options_.io_threads;
   so.connect = options_.connect;
+  if (!options_.push_journal.empty() && journal_ == nullptr) {
+    PG_ASSIGN_OR_RETURN(
+        journal_, PushJournal::Open(options_.push_journal, options_.worker_id));
+  }
+  so.journal = journal_.get();
   PG_ASSIGN_OR_RETURN(session_,
                       PsSession::Create(so, std::move(layouts), metrics_));
   session_->set_stop(stop);

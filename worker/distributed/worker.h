@@ -126,6 +126,8 @@ struct WorkerOptions {
   // ParameterServerClient; tests pass fakes).
   int io_threads = 0;
   ShardConnector connect;
+  // Appends every push and its answer here (push_journal.h); empty: none.
+  std::string push_journal;
 };
 
 // D steps per G step: the flag when > 0, else the servers' (shard 0's
@@ -296,6 +298,7 @@ class Worker {
   Tensor host_batch_;
   std::vector<int> labels_;
   // Destroyed first: waits for the calls in flight.
+  std::unique_ptr<PushJournal> journal_;  // outlives session_
   std::unique_ptr<PsSession> session_;
 };
 
