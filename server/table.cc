@@ -557,7 +557,8 @@ absl::StatusOr<ParameterTable::LastPushes> ParsePushIds(
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++n;
     if (line.empty()) continue;
-    std::vector<absl::string_view> f = absl::StrSplit(line, absl::MaxSplits(' ', 5));
+    std::vector<absl::string_view> f =
+        absl::StrSplit(line, absl::MaxSplits(' ', 5));
     uint64_t id = 0;
     int accepted = 0, applied = 0;
     int64_t version = 0, staleness = 0;
@@ -569,7 +570,8 @@ absl::StatusOr<ParameterTable::LastPushes> ParsePushIds(
         accepted > 1 || applied < 0 || applied > 1 || version < 0 ||
         staleness < 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("line ", n, " is not '<push id> <accepted> <applied> "
+          absl::StrCat("line ", n,
+                       " is not '<push id> <accepted> <applied> "
                        "<version> <staleness> <worker>'"));
     }
     PushResult r;
@@ -645,9 +647,8 @@ absl::Status ParameterTable::ValidateState(
     if (!st.ok()) return st;
     if (a.name == p + "push_ids") {
       absl::StatusOr<LastPushes> parsed =
-          a.dtype == kDTypeUint8
-              ? ParsePushIds(a.bytes)
-              : absl::FailedPreconditionError("not uint8");
+          a.dtype == kDTypeUint8 ? ParsePushIds(a.bytes)
+                                 : absl::FailedPreconditionError("not uint8");
       if (!parsed.ok()) {
         return absl::FailedPreconditionError(
             absl::StrCat("table ", config_.name, " state: ", a.name, ": ",

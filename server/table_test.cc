@@ -968,8 +968,8 @@ TEST_F(TableTest, MalformedPushIdsInAStateAreRefusedNamingThem) {
   ASSERT_TRUE(table->ApplyGradients("w0", 0, TestGradients(1), {}, 5).ok());
   const std::vector<NamedArray> good = table->SaveState();
   for (const std::string bad :
-       {"5 1 1 1 0\n", "x 1 1 1 0 w0\n", "5 2 1 1 0 w0\n",
-        "0 1 1 1 0 w0\n", "5 1 1 1 0 w0\n6 1 1 2 0 w0\n"}) {
+       {"5 1 1 1 0\n", "x 1 1 1 0 w0\n", "5 2 1 1 0 w0\n", "0 1 1 1 0 w0\n",
+        "5 1 1 1 0 w0\n6 1 1 2 0 w0\n"}) {
     std::vector<NamedArray> state = good;
     bool found = false;
     for (NamedArray& a : state) {
