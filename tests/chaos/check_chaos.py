@@ -304,7 +304,7 @@ def check(directory, interval_s, steps, tmpfs):
       rejoined.append((w, mine))
   table.add("killed workers restarted and trained again",
             bool(rejoined) and all(n > 0 for _, n in rejoined),
-            f"{len(kills)} SIGKILLs; pushes applied after each restart: " +
+            f"{len(kills)} SIGKILLs; pushes by the restarted id from its restart to the end: " +
             ", ".join(f"{w} {n}" for w, n in rejoined))
 
   data_up = [t for t, n, _ in events if n == "data_up"]
