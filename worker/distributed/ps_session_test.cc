@@ -472,7 +472,7 @@ TEST(PsSessionTest, TheJournalHasEveryPushAndItsAnswer) {
   EXPECT_EQ(kinds["done"], 3);
   EXPECT_EQ(kinds["fail"], 1);
   // Shard 1's first push: one send, one answer after the retry, one id.
-  const fake::PushRecord& first = x.shard(1).pushes().front();
+  const fake::PushRecord first = x.shard(1).pushes().front();  // a copy
   const std::string id = absl::StrCat(" id=", first.push_id);
   int with_id = 0;
   for (const std::string& l : lines) {
