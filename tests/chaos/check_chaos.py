@@ -248,7 +248,7 @@ def check(directory, interval_s, steps, tmpfs):
                       if "not finite" in l) or finite.strip())
 
   restarts = [l for ls in lives.values() for l in ls if l.index > 0]
-  wrong, loss, lost_versions = [], [], []
+  wrong, loss = [], []
   for life in restarts:
     got = logs[life.log]["restored"]
     if got != life.expect:
@@ -282,7 +282,6 @@ def check(directory, interval_s, steps, tmpfs):
       lost = sum(r["lost"] for r in rows)
       summary.append(f"{t}@{s}: {applied} applied, {doubt} in doubt, "
                      f"{lost} rolled back")
-      lost_versions.append(lost)
   table.add("zero doubly-applied pushes, every version explained",
             not all_violations and bool(pushes),
             "; ".join(all_violations[:5]) or "; ".join(summary))
@@ -296,7 +295,6 @@ def check(directory, interval_s, steps, tmpfs):
   kills = [kv["worker"] for _, n, kv in events if n == "worker_kill"]
   rejoined = []
   for t, w in ups:
-    later = [x for x, _ in ups if x > t]
     if w in kills and t > t_of("chaos_begin")[0]:
       mine = sum(1 for k, p in pushes.items()
                  if k[0] == w and "done" in p and p["done"][0] > t and
