@@ -57,6 +57,10 @@ DataMetrics::DataMetrics(prometheus::Registry* registry)
       encode_seconds_(CounterFamily(
           registry, "paragan_data_encode_seconds_total",
           "Seconds spent widening and compressing batches, per worker")),
+      budget_wait_seconds_(CounterFamily(
+          registry, "paragan_data_budget_wait_seconds_total",
+          "Seconds batches were held back by the data byte budget "
+          "(--max_bytes_per_s, --link_max_bytes_per_s), per worker")),
       stall_seconds_(CounterFamily(
           registry, "paragan_data_worker_stall_seconds_total",
           "Seconds a worker reported waiting with no batch ready")),
@@ -129,6 +133,10 @@ void DataMetrics::RecordSent(const std::string& worker, int64_t wire_bytes,
   encode_seconds_.Add({{"worker", worker}}).Increment(encode_seconds);
   credit_wait_.Add({{"worker", worker}}, LatencyBuckets())
       .Observe(credit_wait_seconds);
+}
+
+void DataMetrics::AddBudgetWait(const std::string& worker, double seconds) {
+  budget_wait_seconds_.Add({{"worker", worker}}).Increment(seconds);
 }
 
 void DataMetrics::RecordAcked(const std::string& worker,

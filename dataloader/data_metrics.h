@@ -11,6 +11,9 @@
 //                                                 labels; / bytes_sent is the
 //                                                 wire's saving)
 //   paragan_data_encode_seconds_total{worker}    (widening + compressing)
+//   paragan_data_budget_wait_seconds_total{worker} (batches held back by
+//                                                 --max_bytes_per_s or
+//                                                 --link_max_bytes_per_s)
 //   paragan_data_worker_stall_seconds_total{worker}  (reported by the worker:
 //                                                 waited with no batch ready)
 //   paragan_data_worker_decode_seconds_total{worker} (reported: decompressing
@@ -62,6 +65,7 @@ class DataMetrics {
   void RecordSent(const std::string& worker, int64_t wire_bytes,
                   int64_t decoded_bytes, double credit_wait_seconds,
                   double encode_seconds);
+  void AddBudgetWait(const std::string& worker, double seconds);
   void RecordClientReport(const std::string& worker, double stall_seconds,
                           double decode_seconds);
   void SetLink(const std::string& worker, const LinkEstimate& estimate);
@@ -84,6 +88,7 @@ class DataMetrics {
   prometheus::Family<prometheus::Counter>& bytes_sent_;
   prometheus::Family<prometheus::Counter>& decoded_bytes_sent_;
   prometheus::Family<prometheus::Counter>& encode_seconds_;
+  prometheus::Family<prometheus::Counter>& budget_wait_seconds_;
   prometheus::Family<prometheus::Counter>& stall_seconds_;
   prometheus::Family<prometheus::Counter>& decode_seconds_;
   prometheus::Family<prometheus::Gauge>& link_bandwidth_;

@@ -76,6 +76,7 @@ struct DataService::Stream {
   int64_t stall_micros = 0;  // the client's totals, last reported
   int64_t decode_micros = 0;
   grpc::ServerContext* context = nullptr;
+  std::optional<ByteBudget> budget;    // link_max_bytes_per_s
   std::condition_variable cv;          // outbox or closed changed
   std::deque<absl::Time> credits;      // grant time of each unused credit
   std::deque<Outgoing> outbox;         // dealt, not yet written
@@ -110,6 +111,17 @@ absl::StatusOr<std::unique_ptr<DataService>> DataService::Create(
   if (options.max_credits < 1) {
     return bad("max_credits", options.max_credits, ">= 1");
   }
+  for (const auto& [what, rate] :
+       {std::make_pair("max_bytes_per_s", options.max_bytes_per_s),
+        std::make_pair("link_max_bytes_per_s", options.link_max_bytes_per_s)}) {
+    if (rate == 0) continue;  // no cap
+    if (absl::StatusOr<ByteBudget> b =
+            ByteBudget::Create(rate, options.budget_burst);
+        !b.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " (0: no cap): ", b.status().message()));
+    }
+  }
   if (policy == nullptr) {
     DispatchPolicyConfig config;
     config.batch_size = options.batch_size;
@@ -132,6 +144,10 @@ DataService::DataService(std::unique_ptr<Dataset> dataset,
       auth_(options.auth_token, "paragan_data"),
       policy_(std::move(policy)),
       roles_(options.roles) {
+  if (options_.max_bytes_per_s > 0) {  // validated by Create
+    total_budget_.emplace(
+        *ByteBudget::Create(options_.max_bytes_per_s, options_.budget_burst));
+  }
   if (metrics_ != nullptr) {
     metrics_->SetEpoch(0);
     UpdateGauges();
@@ -428,6 +444,18 @@ bool DataService::CanDeal(StreamId id) const {
          HasBatchFor(s);
 }
 
+absl::Duration DataService::HoldForBudgets(Stream* s, int64_t wire_bytes,
+                                           absl::Time now) {
+  absl::Duration hold = absl::ZeroDuration();
+  if (total_budget_.has_value()) {
+    hold = std::max(hold, total_budget_->Reserve(wire_bytes, now));
+  }
+  if (s->budget.has_value()) {
+    hold = std::max(hold, s->budget->Reserve(wire_bytes, now));
+  }
+  return hold;
+}
+
 LinkState DataService::LinkOf(const Stream& s) const {
   LinkState link;
   link.credits = static_cast<int64_t>(s.credits.size());
@@ -549,6 +577,10 @@ grpc::Status DataService::StreamBatches(
     }
   }
   s.context = context;
+  if (options_.link_max_bytes_per_s > 0) {
+    s.budget.emplace(*ByteBudget::Create(options_.link_max_bytes_per_s,
+                                         options_.budget_burst));
+  }
   std::unique_lock<std::mutex> lock(mu_);
   if (shutting_down_) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -638,7 +670,7 @@ grpc::Status DataService::StreamBatches(
     int64_t raw_bytes = 0;
     absl::StatusOr<v1::Batch> message = EncodeForStream(
         out.batch->batch, s.decodes_uint8, encoding, &raw_bytes);
-    const absl::Time now = absl::Now();
+    const absl::Time encoded = absl::Now();
     lock.lock();
     if (!message.ok()) {
       CloseStream(&s, absl::InternalError(absl::StrCat(
@@ -649,6 +681,18 @@ grpc::Status DataService::StreamBatches(
     if (s.closed) break;
     const int64_t wire_bytes = static_cast<int64_t>(
         message->images().data().size() + message->labels().data().size());
+    absl::Time now = encoded;
+    if (const absl::Duration hold = HoldForBudgets(&s, wire_bytes, now);
+        hold > absl::ZeroDuration()) {
+      s.cv.wait_for(lock, absl::ToChronoNanoseconds(hold),
+                    [&s] { return s.closed; });
+      if (s.closed) break;
+      now = absl::Now();
+      if (metrics_ != nullptr) {
+        metrics_->AddBudgetWait(s.worker_id,
+                                absl::ToDoubleSeconds(now - encoded));
+      }
+    }
     // find, not []: a client may ack a batch before it is written.
     if (auto u = s.unacked.find(id); u != s.unacked.end()) {
       Delivery& d = u->second.delivery;
@@ -656,7 +700,7 @@ grpc::Status DataService::StreamBatches(
       d.wire_bytes = wire_bytes;
       d.raw_bytes = raw_bytes;
       d.encoding = encoding;
-      d.encode_time = now - encode_start;
+      d.encode_time = encoded - encode_start;
       policy_->OnSent(s.id, d, LinkOf(s));
       PublishEstimate(s);
     }
@@ -667,7 +711,7 @@ grpc::Status DataService::StreamBatches(
     if (ok && metrics_ != nullptr) {
       metrics_->RecordSent(s.worker_id, wire_bytes, raw_bytes,
                            out.credit_wait_seconds,
-                           absl::ToDoubleSeconds(now - encode_start));
+                           absl::ToDoubleSeconds(encoded - encode_start));
     }
     lock.lock();
     if (!ok) {

@@ -49,6 +49,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,6 +58,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/auth.h"
+#include "dataloader/byte_budget.h"
 #include "dataloader/data_metrics.h"
 #include "dataloader/datasets/dataset.h"
 #include "dataloader/datasets/sampler.h"
@@ -81,6 +83,16 @@ struct DataServiceOptions {
   // refused with RESOURCE_EXHAUSTED, counted and logged. A worker's new
   // stream replacing its old one always fits.
   int max_streams = 512;
+  // Caps on the image and label bytes put on the wire per second (byte
+  // budget.h), so data cannot starve gradient traffic on shared links: over
+  // all streams, and per stream. 0: no cap. A batch the cap holds back waits
+  // before its write (counted in paragan_data_budget_wait_seconds_total), and
+  // its delivery is timed from the write, so a policy that estimates the
+  // link sees the budget as the link's rate.
+  double max_bytes_per_s = 0;
+  double link_max_bytes_per_s = 0;
+  // How much an idle cap lets through at once, in seconds of its rate.
+  absl::Duration budget_burst = absl::Milliseconds(50);
   // The registered DispatchPolicy that deals batches to streams.
   std::string dispatch_policy = "round_robin";
   // Role balancing of --role=auto workers (AssignRole).
@@ -177,6 +189,9 @@ class DataService final : public v1::DataService::Service {
   // HasBatchFor.
   bool CanDeal(StreamId id) const;
   LinkState LinkOf(const Stream& s) const;
+  // Reserves `wire_bytes` of the total and the stream's byte budgets at
+  // `now`; returns how long the write must wait for both.
+  absl::Duration HoldForBudgets(Stream* s, int64_t wire_bytes, absl::Time now);
   // The policy's estimate of the stream's link, to the per-link gauges.
   void PublishEstimate(const Stream& s);
   // Deals batches to the streams the policy picks until it picks none.
@@ -189,6 +204,7 @@ class DataService final : public v1::DataService::Service {
 
   std::unique_ptr<Dataset> dataset_;
   const DataServiceOptions options_;
+  std::optional<ByteBudget> total_budget_;  // max_bytes_per_s
   DataMetrics* const metrics_;
   const CallAuthenticator auth_;
   // Called with mu_ held only (its contract: dispatch_policy.h).

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -80,6 +81,41 @@ v1::BatchRequest Open(const std::string& worker, int credits) {
 std::unique_ptr<v1::DataService::Stub> StubFor(const TestServer& server) {
   return v1::DataService::NewStub(grpc::CreateChannel(
       server.address(), grpc::InsecureChannelCredentials()));
+}
+
+// The service's metrics as name{label=value}... -> value (histograms: their
+// sample count).
+std::map<std::string, double> MetricValues(const TestServer& server) {
+  std::map<std::string, double> values;
+  for (const prometheus::MetricFamily& f : server.registry->Collect()) {
+    for (const prometheus::ClientMetric& m : f.metric) {
+      std::string key = f.name;
+      for (const auto& l : m.label) key += "{" + l.name + "=" + l.value + "}";
+      values[key] = f.type == prometheus::MetricType::Counter ? m.counter.value
+                    : f.type == prometheus::MetricType::Gauge
+                        ? m.gauge.value
+                        : static_cast<double>(m.histogram.sample_count);
+    }
+  }
+  return values;
+}
+
+// Fetches `batches` batches as worker `worker`; returns the seconds from
+// before connecting to the last batch's arrival.
+double SecondsToFetch(const TestServer& server, const std::string& worker,
+                      int batches) {
+  const absl::Time start = absl::Now();
+  auto client = DataClient::Connect(ClientOptions(server, worker));
+  EXPECT_TRUE(client.ok()) << client.status();
+  if (!client.ok()) return 0;
+  Tensor images;
+  std::vector<int> labels;
+  for (int i = 0; i < batches; ++i) {
+    absl::Status st = (*client)->Next(&images, &labels);
+    EXPECT_TRUE(st.ok()) << st;
+    if (!st.ok()) break;
+  }
+  return absl::ToDoubleSeconds(absl::Now() - start);
 }
 
 TEST(DataServiceTest, DescribeReportsTheDataset) {
@@ -715,17 +751,7 @@ TEST(DataServiceTest, MetricsCountBatchesLatencyAndRequeues) {
     }
   }  // closes: the batches received ahead are requeued
   ASSERT_TRUE(WaitFor([&] { return server.service->stats().streams == 0; }));
-  std::map<std::string, double> values;
-  for (const prometheus::MetricFamily& f : server.registry->Collect()) {
-    for (const prometheus::ClientMetric& m : f.metric) {
-      std::string key = f.name;
-      for (const auto& l : m.label) key += "{" + l.name + "=" + l.value + "}";
-      values[key] = f.type == prometheus::MetricType::Counter ? m.counter.value
-                    : f.type == prometheus::MetricType::Gauge
-                        ? m.gauge.value
-                        : static_cast<double>(m.histogram.sample_count);
-    }
-  }
+  std::map<std::string, double> values = MetricValues(server);
   EXPECT_GE(values["paragan_data_batches_sent_total{worker=m0}"], 5);
   EXPECT_GE(values["paragan_data_bytes_sent_total{worker=m0}"], 5 * 8 * 64 * 4);
   EXPECT_EQ(values["paragan_data_delivery_latency_seconds{worker=m0}"], 5);
@@ -838,6 +864,68 @@ class RecordingPolicy final : public DispatchPolicy {
   mutable std::mutex mu_;  // events_ is read by the test
   std::vector<Event> events_;
 };
+
+// A slow machine only lengthens the fetches, so the lower bounds below
+// (bytes over the cap's rate, less one burst) cannot fail for load; they
+// fail when the cap lets more through than it should.
+TEST(DataServiceTest, ALinkByteBudgetHoldsEachStreamToItsRate) {
+  DataServiceOptions o = Options(8);
+  o.link_max_bytes_per_s = 100e3;
+  o.budget_burst = absl::Milliseconds(10);
+  TestServer server(o, SyntheticSpec(256));
+  const int batches = 40;
+  const double seconds = SecondsToFetch(server, "b0", batches);
+  std::map<std::string, double> values = MetricValues(server);
+  const double per_batch = values["paragan_data_bytes_sent_total{worker=b0}"] /
+                           values["paragan_data_batches_sent_total{worker=b0}"];
+  ASSERT_GT(per_batch, 8 * 64 * 4);  // float32 8x8 images and labels
+  EXPECT_GE(seconds, (batches * per_batch - 1e3) / 100e3)
+      << batches << " batches of " << per_batch << " bytes";
+  EXPECT_GT(values["paragan_data_budget_wait_seconds_total{worker=b0}"],
+            0.5 * seconds);
+}
+
+TEST(DataServiceTest, ATotalByteBudgetIsSharedByAllStreams) {
+  DataServiceOptions o = Options(8);
+  o.max_bytes_per_s = 100e3;
+  o.budget_burst = absl::Milliseconds(10);
+  TestServer server(o, SyntheticSpec(512));
+  const int batches = 20;
+  double seconds[2];
+  std::thread other(
+      [&] { seconds[1] = SecondsToFetch(server, "t1", batches); });
+  seconds[0] = SecondsToFetch(server, "t0", batches);
+  other.join();
+  std::map<std::string, double> values = MetricValues(server);
+  const double per_batch = values["paragan_data_bytes_sent_total{worker=t0}"] /
+                           values["paragan_data_batches_sent_total{worker=t0}"];
+  // Both streams' 2 x 20 batches went through one 100 KB/s budget.
+  EXPECT_GE(std::max(seconds[0], seconds[1]),
+            (2 * batches * per_batch - 1e3) / 100e3)
+      << seconds[0] << " s and " << seconds[1] << " s for " << batches
+      << " batches of " << per_batch << " bytes each";
+  EXPECT_GT(values["paragan_data_budget_wait_seconds_total{worker=t0}"], 0);
+  EXPECT_GT(values["paragan_data_budget_wait_seconds_total{worker=t1}"], 0);
+}
+
+TEST(DataServiceTest, BadByteBudgetsAreRefusedNamingTheOption) {
+  for (const auto& [option, field] :
+       {std::make_pair("max_bytes_per_s", &DataServiceOptions::max_bytes_per_s),
+        std::make_pair("link_max_bytes_per_s",
+                       &DataServiceOptions::link_max_bytes_per_s)}) {
+    for (double rate : {-1.0, std::numeric_limits<double>::quiet_NaN()}) {
+      DataServiceOptions o = Options(8);
+      o.*field = rate;
+      auto dataset = OpenDataset(SyntheticSpec(64));
+      ASSERT_TRUE(dataset.ok());
+      auto service = DataService::Create(*std::move(dataset), o, nullptr);
+      EXPECT_EQ(service.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_TRUE(absl::StartsWith(service.status().message(),
+                                   absl::StrCat(option, " (0: no cap)")))
+          << service.status();
+    }
+  }
+}
 
 TEST(DataServiceTest, DefaultPolicyIsRoundRobinAndUnknownOnesAreRefused) {
   TestServer server(Options(8), SyntheticSpec(256));

@@ -70,6 +70,16 @@ ABSL_FLAG(int, max_streams, 512,
           "StreamBatches streams open at once (a D worker holds two); one "
           "beyond is refused (RESOURCE_EXHAUSTED, counted in "
           "paragan_data_limit_refusals_total).");
+ABSL_FLAG(double, max_mbit_per_s, 0,
+          "Cap on the data bytes (images and labels as sent) put on the wire "
+          "per second over all streams, in megabits, so data cannot starve "
+          "the gradient traffic sharing the hosts' links; 0: no cap. Held "
+          "back time is paragan_data_budget_wait_seconds_total.");
+ABSL_FLAG(double, link_max_mbit_per_s, 0,
+          "The same cap per stream (each worker's link); 0: no cap.");
+ABSL_FLAG(double, budget_burst_ms, 50,
+          "What an idle cap lets through at once, in milliseconds of its "
+          "rate.");
 ABSL_FLAG(int, max_message_bytes, 256 << 20,
           "Largest gRPC message accepted or sent (one batch is one message).");
 ABSL_FLAG(double, role_report_s, 5,
@@ -126,6 +136,21 @@ absl::Status CheckFlags() {
       return absl::InvalidArgumentError(
           absl::StrCat(name, " must be in (0, 1e6) seconds, got ", v));
     }
+  }
+  for (const auto& [name, v] :
+       {std::make_pair("--max_mbit_per_s", absl::GetFlag(FLAGS_max_mbit_per_s)),
+        std::make_pair("--link_max_mbit_per_s",
+                       absl::GetFlag(FLAGS_link_max_mbit_per_s))}) {
+    if (!(v >= 0 && v < 1e9)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, " must be in [0, 1e9) megabits per second (0: no cap), got ",
+          v));
+    }
+  }
+  if (const double burst = absl::GetFlag(FLAGS_budget_burst_ms);
+      !(burst >= 0 && burst <= 60000)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--budget_burst_ms must be in [0, 60000] milliseconds, got ", burst));
   }
   // Before the dataset is read: a typo should not cost a load.
   const std::string policy = absl::GetFlag(FLAGS_dispatch_policy);
@@ -213,6 +238,12 @@ int Run() {
   options.max_streams = absl::GetFlag(FLAGS_max_streams);
   options.load_threads = absl::GetFlag(FLAGS_load_threads);
   options.dispatch_policy = absl::GetFlag(FLAGS_dispatch_policy);
+  constexpr double kBytesPerMbit = 1e6 / 8;
+  options.max_bytes_per_s = absl::GetFlag(FLAGS_max_mbit_per_s) * kBytesPerMbit;
+  options.link_max_bytes_per_s =
+      absl::GetFlag(FLAGS_link_max_mbit_per_s) * kBytesPerMbit;
+  options.budget_burst =
+      absl::Milliseconds(absl::GetFlag(FLAGS_budget_burst_ms));
   absl::StatusOr<std::string> token = AuthTokenFromFlag();
   if (!token.ok()) {
     std::cerr << kName << ": " << token.status() << std::endl;
@@ -236,6 +267,16 @@ int Run() {
   }
   std::cout << kName << ": dispatch policy " << (*service)->dispatch_policy()
             << std::endl;
+  if (options.max_bytes_per_s > 0 || options.link_max_bytes_per_s > 0) {
+    auto cap = [](double mbit) {
+      return mbit > 0 ? absl::StrCat(mbit, " Mbit/s") : std::string("no cap");
+    };
+    std::cout << kName << ": data byte budget "
+              << cap(absl::GetFlag(FLAGS_max_mbit_per_s)) << " in all, "
+              << cap(absl::GetFlag(FLAGS_link_max_mbit_per_s))
+              << " per stream (burst " << absl::GetFlag(FLAGS_budget_burst_ms)
+              << " ms)" << std::endl;
+  }
 
   const TlsFiles tls = TlsFilesFromFlags();
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =

@@ -25,8 +25,13 @@ start() {  # start <log> <metrics_port> <flags...>; sets PID, PORT, MPORT
   [ "$mflag" = -1 ] || [ -n "$MPORT" ] || fail "no metrics port line printed"
 }
 
-start "$T/out1.txt" 0 --dataset=synthetic --synthetic_size=512 --batch_size=16 --seed=3
+# With a per-stream byte budget of 100 Mbit/s: 40 batches of 64 KB are held
+# back ~0.2 s in all.
+start "$T/out1.txt" 0 --dataset=synthetic --synthetic_size=512 --batch_size=16 --seed=3 \
+  --link_max_mbit_per_s=100 --budget_burst_ms=10
 grep -qx "paragan_data: dispatch policy round_robin" "$T/out1.txt" || fail "no dispatch policy line"
+grep -qx "paragan_data: data byte budget no cap in all, 100 Mbit/s per stream (burst 10 ms)" \
+  "$T/out1.txt" || fail "no byte budget line: $(cat "$T/out1.txt")"
 "$FETCH" --address="127.0.0.1:$PORT" --worker_id=w7 --batches=40 >"$T/out_fetch.txt" 2>&1 ||
   fail "fetch failed: $(cat "$T/out_fetch.txt")"
 grep -q "40 batches, 640 images \[16, 1, 32, 32\]" "$T/out_fetch.txt" || fail "fetch summary"
@@ -41,6 +46,7 @@ for m in 'paragan_data_batches_sent_total{worker="w7"}' \
          'paragan_data_generated_batches_accepted_total 0' \
          'paragan_data_generated_batches_dropped_total 0' \
          'paragan_data_epoch 1' \
+         'paragan_data_budget_wait_seconds_total{worker="w7"}' \
          'paragan_process_resident_memory_bytes'; do
   grep -qF "$m" "$T/metrics.txt" || fail "metric '$m' missing: $(cat "$T/metrics.txt")"
 done
@@ -88,6 +94,10 @@ grep -q -- "warning: --data_path is deprecated, use --data_dir" "$T/out_bad.txt"
   fail "no deprecation warning: $(cat "$T/out_bad.txt")"
 expect_exit1 "disagree" --dataset=fashion_mnist --data_dir=/a --data_path=/b
 expect_exit1 "channels" --dataset=synthetic --channels=2
+expect_exit1 "--max_mbit_per_s must be in [0, 1e9) megabits per second (0: no cap), got -5" \
+  --dataset=synthetic --max_mbit_per_s=-5
+expect_exit1 "--link_max_mbit_per_s must be in" --dataset=synthetic --link_max_mbit_per_s=nan
+expect_exit1 "--budget_burst_ms must be in [0, 60000]" --dataset=synthetic --budget_burst_ms=-1
 expect_exit1 "--dispatch_policy=nope: unknown dispatch policy 'nope'; known: congestion_aware, round_robin" \
   --dataset=synthetic --dispatch_policy=nope
 # --help lists the flags (they live in main.cc) and the known policies.

@@ -11,7 +11,8 @@
 #
 #   bazel build //dataloader:paragan_data //dataloader:paragan_data_fetch
 #   sudo tests/bench/congestion.sh            # all scenarios
-#   sudo tests/bench/congestion.sh shared     # one: shared | step | four | plain
+#   sudo tests/bench/congestion.sh shared     # one: shared | step | four |
+#                                             #   plain | budget
 #
 # Needs root, ip netns, tc (tbf) and iperf3 (deploy/setup.sh installs them).
 # Addresses are 10.199.<link>.1/2 inside the namespaces it creates; nothing
@@ -62,11 +63,13 @@ shape() {  # LINK RATE, e.g. 1 50mbit; "" removes the shaper
     latency 100ms
 }
 
-# fetch LINK DTYPE COMPRESSION CREDITS: one worker on link LINK; its lines
-# go to /tmp/pg_bench_fetch$LINK.log.
+# fetch WORKER DTYPE COMPRESSION CREDITS: worker WORKER, on link WORKER
+# (or on link 1 with ONE_LINK=1); its lines go to /tmp/pg_bench_fetchW.log.
 fetch() {
-  ip netns exec "$(wrk $1)" $BIN/paragan_data_fetch \
-    --address=10.199.$1.1:$PORT --worker_id=w$1 \
+  local link=$1
+  [ -n "${ONE_LINK:-}" ] && link=1
+  ip netns exec "$(wrk $link)" $BIN/paragan_data_fetch \
+    --address=10.199.$link.1:$PORT --worker_id=w$1 \
     --seconds="$SECONDS_PER_RUN" --consume_ms="$CONSUME_MS" \
     --progress_s="${PROGRESS_S:-0}" \
     --image_dtype="$2" --compression="$3" --credits="$4" \
@@ -78,7 +81,8 @@ run() {
   local label=$1 policy=$2 dtype=$3 comp=$4 credits=$5 workers=$6
   local step=${7:-} bulk=${8:-}
   ip netns exec $SRV $BIN/paragan_data --port=$PORT --metrics_port=-1 \
-    --data_dir="$DATA" --dispatch_policy="$policy" >/tmp/pg_bench_srv.log 2>&1 &
+    --data_dir="$DATA" --dispatch_policy="$policy" ${DATA_FLAGS:-} \
+    >/tmp/pg_bench_srv.log 2>&1 &
   local srv=$!
   sleep 1.5
   local iperf=""
@@ -117,6 +121,14 @@ run() {
     printf '%-34s w%s %s%s\n' "$label" "$i" "${out#paragan_data_fetch: }" \
       "$bulk_rate"
   done
+  # Every worker's wire bytes over the longest fetch: what the link gave the
+  # data.
+  local mbit
+  mbit=$(for i in $(seq "$workers"); do tail -1 /tmp/pg_bench_fetch$i.log; done |
+    sed -n 's/^paragan_data_fetch: \([0-9.]*\) s,.* \([0-9.]*\) MB on the wire.*/\1 \2/p' |
+    awk '{mb += $2; if ($1 > t) t = $1} END {if (t > 0) printf "%.1f", mb * 8 / t}')
+  printf '%-34s all data %s Mbit/s on the wire%s\n' "$label" "$mbit" \
+    "$bulk_rate"
 }
 
 # all SCENARIO WORKERS STEP BULK RATE1 [RATE2..]: the three pipelines.
@@ -144,9 +156,21 @@ four() {
     10mbit 100mbit 100mbit 100mbit
 }
 plain() { all "unshaped veth" 1 "" "" ""; }
+# Data must not starve the gradient traffic of the same host: 8 greedy data
+# streams (today's wire, no consumption) and one bulk TCP flow standing for
+# gradient pulls share worker 1's 50 Mbit/s link, without and with a 20
+# Mbit/s data byte budget (--max_mbit_per_s).
+budget() {
+  echo "== ${BUDGET_STREAMS:-8} data streams and a bulk flow on one 50 Mbit/s link (${SECONDS_PER_RUN} s)"
+  shape 1 50mbit
+  for cap in 0 20 10; do
+    CONSUME_MS=0 ONE_LINK=1 DATA_FLAGS="--max_mbit_per_s=$cap" \
+      run "data cap ${cap} Mbit/s (0: none)" round_robin float32 none 4 "${BUDGET_STREAMS:-8}" "" bulk
+  done
+}
 
 case "${1:-all}" in
-  shared | step | four | plain) "$1" ;;
-  all) shared; step; four; plain ;;
-  *) echo "usage: $0 [shared|step|four|plain|all]" >&2; exit 2 ;;
+  shared | step | four | plain | budget) "$1" ;;
+  all) shared; step; four; plain; budget ;;
+  *) echo "usage: $0 [shared|step|four|plain|budget|all]" >&2; exit 2 ;;
 esac
