@@ -1,6 +1,6 @@
 // What the schemas cannot see: the rendered job's parts agree with each
 // other and with the rest of the repository.
-//   node consistency.mjs <cpu|gpu> <rendered.yaml> <paragan-alerts.yml> <paragan-dashboard.json>
+//   node consistency.mjs <cpu|gpu|cpu-secure> <rendered.yaml> <paragan-alerts.yml> <paragan-dashboard.json>
 // - the shard count: the StatefulSet's replicas, every shard's --num_shards,
 //   and the workers' and the evaluator's --ps lists (one name per shard, on
 //   the Service's gRPC port); the workers' --data on the data Service's port;
@@ -11,7 +11,12 @@
 // - the PrometheusRule holds paragan-alerts.yml's groups, the dashboard
 //   ConfigMap holds paragan-dashboard.json, byte for byte;
 // - cpu workers run --device=cpu without GPUs, gpu workers --device=cuda
-//   with one; every image is a full reference (the overlay names it).
+//   with one; every image is a full reference (the overlay names it);
+// - cpu-secure: servers require the token and client certificates, clients
+//   send both, every such file is a key of the Secret mounted read-only where
+//   the flag points (the keys deploy/k8s/overlays/cpu-secure tells users to
+//   create), shards open no data plane, and the probes ask over mutual TLS;
+//   the other overlays carry no security flag.
 import {readFileSync} from "node:fs";
 import {isDeepStrictEqual} from "node:util";
 import YAML from "yaml";
@@ -49,6 +54,13 @@ for (const [name, w] of [["worker", worker], ["evaluator", evaluator]]) {
 check(flag(mainContainer(worker), "data") === `paragan-data:${grpcPort(dataService)}`, "the workers' --data is the paragan-data Service");
 check(flag(mainContainer(data), "port") === String(grpcPort(dataService)), "the data service serves on its Service's port");
 
+const secure = flavour === "cpu-secure";
+const securityFlags = ["auth_token_file", "tls_cert_file", "tls_key_file", "tls_ca_file", "tls_server_name"];
+const serverFlags = ["auth_token_file", "tls_cert_file", "tls_key_file", "tls_ca_file"];
+const clientFlags = serverFlags;  // the same four, with the client's pair
+// [what, the flags' holder, the container whose mounts hold the files, role]
+const securedContainers = [];
+
 const podMonitor = find("PodMonitor", "paragan");
 const selector = podMonitor.spec.selector.matchLabels;
 for (const w of [ps, data, worker, evaluator]) {
@@ -60,7 +72,18 @@ for (const w of [ps, data, worker, evaluator]) {
   const metrics = (c.ports || []).find((p) => p.name === "metrics");
   check(metrics && String(metrics.containerPort) === flag(c, "metrics_port"), `${w.metadata.name}'s "metrics" port is its --metrics_port`);
   for (const probe of [c.readinessProbe, c.livenessProbe].filter(Boolean)) {
-    check(probe.grpc && String(probe.grpc.port) === flag(c, "port"), `${w.metadata.name}'s gRPC health probe asks its --port (${probe.grpc && probe.grpc.port})`);
+    if (secure) {
+      const cmd = (probe.exec && probe.exec.command) || [];
+      const probeFlag = (name) => flag({args: cmd.slice(1)}, name);
+      check(/\/paragan_health$/.test(cmd[0] || "") && probeFlag("address") === `127.0.0.1:${flag(c, "port")}`,
+            `${w.metadata.name}'s exec health probe asks its --port with paragan_health (${cmd[0]} ${probeFlag("address")})`);
+      for (const f of [...clientFlags, "tls_server_name"]) {
+        check(probeFlag(f) !== undefined, `${w.metadata.name}'s health probe passes --${f}`);
+      }
+      securedContainers.push([`${w.metadata.name}'s probe`, {args: cmd.slice(1)}, c, "client"]);
+    } else {
+      check(probe.grpc && String(probe.grpc.port) === flag(c, "port"), `${w.metadata.name}'s gRPC health probe asks its --port (${probe.grpc && probe.grpc.port})`);
+    }
   }
   const pod = w.spec.template.spec;
   const psc = pod.securityContext || {};
@@ -101,6 +124,49 @@ check(isDeepStrictEqual(rule.spec.groups, YAML.parse(readFileSync(alertsFile, "u
 const dashboard = find("ConfigMap", "paragan-dashboard");
 check(dashboard.data["paragan-dashboard.json"] === readFileSync(dashboardFile, "utf8"), "the dashboard ConfigMap holds paragan-dashboard.json");
 check(dashboard.metadata.labels.grafana_dashboard === "1", "the dashboard ConfigMap carries Grafana's sidecar label");
+
+// The token and certificates: each file a key of a Secret mounted read-only
+// at the flag's folder; those keys are the ones the overlay's comment tells
+// users to create.
+const secretKeys = {"paragan-auth": ["token"],
+  "paragan-tls": ["ca.pem", "server.pem", "server.key", "client.pem", "client.key"]};
+const fileOf = (holder, c, pod, f) => {
+  const path = flag(holder, f);
+  if (path === undefined) return `no --${f}`;
+  const mount = (c.volumeMounts || []).find((m) => path.startsWith(`${m.mountPath}/`));
+  if (!mount) return `--${f}=${path} is on no mounted volume`;
+  const volume = (pod.volumes || []).find((v) => v.name === mount.name);
+  const secret = volume && volume.secret;
+  if (!secret) return `--${f}=${path} is not on a Secret`;
+  const key = path.slice(mount.mountPath.length + 1);
+  if (!(secretKeys[secret.secretName] || []).includes(key)) return `--${f}=${path}: ${secret.secretName} has no key ${key}`;
+  const mode = secret.defaultMode;  // unset: 0644, readable by all
+  if (mount.readOnly !== true || mode === undefined || (mode & 0o077) !== (mode & 0o040)) {
+    return `--${f}=${path}: ${secret.secretName} is not mounted read-only for the owner and group only`;
+  }
+  return "";
+};
+const podOf = (c) => [ps, data, worker, evaluator].find((w) => w.spec.template.spec.containers.includes(c)).spec.template.spec;
+if (secure) {
+  for (const [w, role] of [[ps, "server"], [data, "server"], [worker, "client"], [evaluator, "client"]]) {
+    securedContainers.push([w.metadata.name, mainContainer(w), mainContainer(w), role]);
+  }
+  for (const [what, holder, c, role] of securedContainers) {
+    for (const f of role === "server" ? serverFlags : clientFlags) {
+      const why = fileOf(holder, c, podOf(c), f);
+      check(why === "", `${what}: --${f} is a key of a read-only Secret${why && ` (${why})`}`);
+    }
+    const pair = (role === "server") ? "server" : "client";
+    check(flag(holder, "tls_cert_file").endsWith(`/${pair}.pem`) && flag(holder, "tls_key_file").endsWith(`/${pair}.key`),
+          `${what} presents the ${pair} certificate`);
+  }
+  check(flag(shard, "data_plane_port") === undefined, "the shards open no data plane under TLS (no --data_plane_port)");
+} else {
+  for (const w of [ps, data, worker, evaluator]) {
+    const present = securityFlags.filter((f) => flag(mainContainer(w), f) !== undefined);
+    check(present.length === 0, `${w.metadata.name} runs without security flags in ${flavour} (${present.join(" ") || "none"})`);
+  }
+}
 
 const wc = mainContainer(worker);
 const gpus = ((wc.resources || {}).limits || {})["nvidia.com/gpu"];

@@ -8,11 +8,15 @@
 # client lacking one of them (plaintext, no client certificate, no token:
 # UNAUTHENTICATED and a log line) and serve one with all; the shard listens
 # on its gRPC port only; bad TLS flags stop a server with an error naming
-# them.
+# them. paragan_health, with the flags of deploy/k8s/overlays/cpu-secure's
+# exec probes, finds both SERVING over mutual TLS, and cannot ask without
+# the client certificate.
 #   args: paragan_local paragan_server paragan_data paragan_worker
 #         paragan_sample paragan_init paragan_data_fetch make_certs.sh
+#         paragan_health
 set -euo pipefail
 LOCAL=$1; SERVER=$2; DATA=$3; WORKER=$4; SAMPLE=$5; INIT=$6; FETCH=$7; MAKE_CERTS=$8
+HEALTH=$9
 source "$(dirname "$0")/bin_dir.sh"
 BIN=$(make_bin_dir "$SERVER" "$DATA" "$WORKER" "$INIT" "$SAMPLE")
 T=${TEST_TMPDIR:-$(mktemp -d)}
@@ -108,4 +112,17 @@ grep -Eq "UNAUTHENTICATED|requires a bearer token" "$T/fetch_no_token.txt" || fa
 "$FETCH" --address="$DATA_ADDR" --seconds=1 --auth_token_file="$TOKEN_FILE" "${CLIENT_TLS[@]}" \
   > "$T/fetch_token.txt" 2>&1 || fail "the data client with the token and certificate failed"
 echo "ok: plaintext, certificate-less and token-less clients refused by the shard and the data service, the holder of both served"
+# The secure overlay's probes: 127.0.0.1 with the server name localhost.
+PROBE=(--timeout_s=5 --auth_token_file="$TOKEN_FILE" "${CLIENT_TLS[@]}" --tls_server_name=localhost)
+"$HEALTH" --address="127.0.0.1:${PS##*:}" --service=paragan.v1.ParameterServer "${PROBE[@]}" \
+  > "$T/health_ps.txt" 2>&1 || fail "paragan_health (the probe's flags) on the TLS shard: exit $?"
+"$HEALTH" --address="127.0.0.1:${DATA_ADDR##*:}" --service=paragan.v1.DataService "${PROBE[@]}" \
+  > "$T/health_data.txt" 2>&1 || fail "paragan_health (the probe's flags) on the TLS data service: exit $?"
+set +e
+"$HEALTH" --address="$PS" --service=paragan.v1.ParameterServer --timeout_s=2 \
+  --tls_ca_file="$CERTS/ca.pem" --tls_server_name=localhost > "$T/health_no_cert.txt" 2>&1
+rc=$?
+set -e
+[ $rc = 2 ] || fail "paragan_health without a client certificate: exit $rc, want 2 (cannot ask)"
+echo "ok: paragan_health with the secure overlay's probe flags finds the shard and the data service SERVING; without a client certificate it cannot ask"
 echo PASS
