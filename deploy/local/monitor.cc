@@ -76,13 +76,18 @@ ProgressAggregator::Totals ProgressAggregator::Compute() const {
   Totals t;
   t.worker_state = state_;
   int n = 0, with_d = 0, with_g = 0, d_only = 0;
+  for (const auto& [id, state] : state_) {
+    if (state == "left") ++t.workers_left;
+  }
   for (const auto& [id, p] : latest_) {
     t.worker_steps += p.step;
     t.g_version = std::max(t.g_version, p.g_version);
     t.d_version = std::max(t.d_version, p.d_version);
     t.rejected += p.rejected;
-    t.worker_role[id] = p.role;
     auto st = state_.find(id);
+    // A worker scaled away: its work counts, its last losses are not now's.
+    if (st != state_.end() && st->second == "left") continue;
+    t.worker_role[id] = p.role;
     const bool running = st == state_.end() || st->second == "running";
     t.worker_img_s[id] = running ? p.img_s : 0.0;
     t.worker_steps_s[id] = running ? p.steps_s : 0.0;
@@ -134,6 +139,7 @@ std::string ProgressAggregator::FormatLine(
   std::vector<std::string> per;
   for (const auto& [id, state] : t.worker_state) {
     auto it = t.worker_img_s.find(id);
+    if (state == "left") continue;  // counted below: scaling leaves many
     if (state != "running") {
       per.push_back(absl::StrCat(id, " ", state));
     } else if (it == t.worker_img_s.end()) {
@@ -145,6 +151,7 @@ std::string ProgressAggregator::FormatLine(
       per.push_back(absl::StrFormat("%s %.0f", id, it->second));
     }
   }
+  if (t.workers_left > 0) per.push_back(absl::StrCat(t.workers_left, " left"));
   std::string line = absl::StrFormat("[%s] G step %d | D/G versions %d/%d",
                                      FormatElapsed(elapsed_s), g, d, g);
   if (t.workers_reporting == 0) {

@@ -83,7 +83,8 @@ class ProgressAggregator {
     double d_loss = 0, g_loss = 0, d_real = 0, d_fake = 0;  // mean
     double staleness_d = 0, staleness_g = 0;                // mean
     int64_t rejected = 0;                                   // sum
-    int workers_reporting = 0;
+    int workers_reporting = 0;  // not counting those that left
+    int workers_left = 0;       // scaled away (state "left")
     // The decoupled schedule (any g_only or d_only worker reporting): the
     // running roles' summed step rates, the buffer's fill (latest G
     // report's maximum), D's mean sample age, stalls and skips (sums).

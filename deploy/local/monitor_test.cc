@@ -169,6 +169,37 @@ TEST(WorkerCounters, DecoupledRolesFromTheirPages) {
   EXPECT_EQ(WorkerCountersFromMetrics(WorkerPage(), "w1")->role, "both");
 }
 
+TEST(ProgressAggregator, WorkersThatLeftAreCountedNotListedNorAveraged) {
+  ProgressAggregator agg;
+  for (int i = 0; i < 5; ++i) {
+    WorkerProgress w;
+    w.worker = absl::StrCat("w", i);
+    w.step = 10;
+    w.img_s = 100;
+    w.d_loss = i < 2 ? 1.0 : 9.0;  // w2..w4 leave with their last loss 9
+    w.rejected = 1;
+    agg.Update(w);
+    agg.SetState(w.worker, i < 2 ? "running" : "left");
+  }
+  const ProgressAggregator::Totals t = agg.Compute();
+  EXPECT_EQ(t.workers_left, 3);
+  EXPECT_EQ(t.workers_reporting, 2);
+  EXPECT_DOUBLE_EQ(t.d_loss, 1.0);  // now's workers only
+  EXPECT_DOUBLE_EQ(t.img_s, 200);
+  EXPECT_EQ(t.worker_steps, 50);  // the work they did still counts
+  EXPECT_EQ(t.rejected, 5);
+  const std::string line = ProgressAggregator::FormatLine(65, t, std::nullopt);
+  EXPECT_NE(line.find("200 img/s total (w0 100, w1 100, 3 left)"),
+            std::string::npos)
+      << line;
+  EXPECT_EQ(line.find("w2"), std::string::npos) << line;
+  // Scaled up again under its old name, a worker is listed again.
+  agg.SetState("w3", "running");
+  EXPECT_NE(ProgressAggregator::FormatLine(66, agg.Compute(), std::nullopt)
+                .find("(w0 100, w1 100, w3 100, 2 left)"),
+            std::string::npos);
+}
+
 TEST(ProgressAggregator, DecoupledLineShowsRolesBufferAndSampleAge) {
   ProgressAggregator agg;
   WorkerProgress g;
