@@ -231,6 +231,18 @@ absl::StatusOr<Reference> LoadOrComputeReference(const std::string& stats_path,
     ref.seconds = Since(t0);
     return ref;
   }
+  // Before the features are computed: a folder that cannot be made should
+  // not cost that time.
+  if (const std::filesystem::path folder =
+          std::filesystem::path(stats_path).parent_path();
+      !folder.empty()) {
+    std::filesystem::create_directories(folder, ec);
+    if (ec) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot create the folder of the reference statistics ",
+                       stats_path, ": ", ec.message()));
+    }
+  }
   PG_ASSIGN_OR_RETURN(std::unique_ptr<Dataset> ds,
                       OpenFashionMnist(data_dir, /*train=*/true));
   const DatasetInfo& info = ds->info();

@@ -239,6 +239,34 @@ TEST_F(WithNet, TooFewSamplesSaysHowMany) {
       << r.status();
 }
 
+TEST_F(WithNet, AReferenceInAFolderNotYetMadeIsWrittenThere) {
+  const std::string dir = TmpDir();
+  // A folder that cannot be made (under a file): refused at once, naming it,
+  // before any data is read (the data folder does not exist either).
+  ASSERT_TRUE(
+      WriteNpy(dir + "/file", "<f4", {1}, std::vector<float>{0}.data()).ok());
+  auto bad = LoadOrComputeReference(dir + "/file/sub/ref.pgt", "/no/such/data",
+                                    net_.get(), 200);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find(
+                "cannot create the folder of the reference statistics " + dir +
+                "/file/sub/ref.pgt"),
+            std::string::npos)
+      << bad.status();
+  const std::string data = "/usr/share/datasets/fashion-mnist";
+  if (!std::filesystem::exists(data + "/train-images-idx3-ubyte.gz")) {
+    GTEST_SKIP() << "no Fashion-MNIST in " << data;
+  }
+  const std::string path = dir + "/new/cache/ref.pgt";
+  auto ref = LoadOrComputeReference(path, data, net_.get(), 200);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  EXPECT_TRUE(ref->computed);
+  EXPECT_TRUE(std::filesystem::exists(path));
+  auto again = LoadOrComputeReference(path, data, net_.get(), 200);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->computed);  // read back from where it was written
+}
+
 // Runs a command, returns its exit status and output (stdout + stderr).
 int RunCommand(const std::string& cmd, std::string* out) {
   out->clear();
