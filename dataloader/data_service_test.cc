@@ -100,6 +100,14 @@ std::map<std::string, double> MetricValues(const TestServer& server) {
   return values;
 }
 
+// The mean wire bytes of the batches sent to `worker`.
+double WireBytesPerBatch(std::map<std::string, double>& values,
+                         const std::string& worker) {
+  const std::string label = "{worker=" + worker + "}";
+  return values["paragan_data_bytes_sent_total" + label] /
+         values["paragan_data_batches_sent_total" + label];
+}
+
 // Fetches `batches` batches as worker `worker`; returns the seconds from
 // before connecting to the last batch's arrival.
 double SecondsToFetch(const TestServer& server, const std::string& worker,
@@ -876,8 +884,7 @@ TEST(DataServiceTest, ALinkByteBudgetHoldsEachStreamToItsRate) {
   const int batches = 40;
   const double seconds = SecondsToFetch(server, "b0", batches);
   std::map<std::string, double> values = MetricValues(server);
-  const double per_batch = values["paragan_data_bytes_sent_total{worker=b0}"] /
-                           values["paragan_data_batches_sent_total{worker=b0}"];
+  const double per_batch = WireBytesPerBatch(values, "b0");
   ASSERT_GT(per_batch, 8 * 64 * 4);  // float32 8x8 images and labels
   EXPECT_GE(seconds, (batches * per_batch - 1e3) / 100e3)
       << batches << " batches of " << per_batch << " bytes";
@@ -897,8 +904,7 @@ TEST(DataServiceTest, ATotalByteBudgetIsSharedByAllStreams) {
   seconds[0] = SecondsToFetch(server, "t0", batches);
   other.join();
   std::map<std::string, double> values = MetricValues(server);
-  const double per_batch = values["paragan_data_bytes_sent_total{worker=t0}"] /
-                           values["paragan_data_batches_sent_total{worker=t0}"];
+  const double per_batch = WireBytesPerBatch(values, "t0");
   // Both streams' 2 x 20 batches went through one 100 KB/s budget.
   EXPECT_GE(std::max(seconds[0], seconds[1]),
             (2 * batches * per_batch - 1e3) / 100e3)
