@@ -1,10 +1,14 @@
 #include "deploy/local/job.h"
 
+#include <algorithm>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/local_ca.h"
 
 namespace paragan {
@@ -356,6 +360,45 @@ RoleCounts DecoupledRoles(const LauncherOptions& o) {
   return {o.num_workers / 2, o.num_workers - o.num_workers / 2};
 }
 
+namespace {
+
+// The flags with which the launcher wires the job together: where each
+// process listens and how it says so, who it is, whom it talks to. Given
+// again in --*_flags they would come last and win, and the launcher would
+// wait for ports and processes that never appear (e.g. --metrics_port=-1:
+// no "metrics on port" line, so the shards are never ready).
+absl::Status CheckExtraFlags(const LauncherOptions& o) {
+  const std::tuple<const char*, const std::string*, std::vector<std::string>>
+      wiring[] = {{"ps_flags",
+                   &o.ps_flags,
+                   {"bind_address", "port", "port_file", "metrics_port",
+                    "metrics_port_file", "shard_id", "num_shards", "init",
+                    "checkpoint_dir"}},
+                  {"data_flags",
+                   &o.data_flags,
+                   {"bind_address", "port", "metrics_port"}},
+                  {"worker_flags",
+                   &o.worker_flags,
+                   {"worker_id", "ps", "data", "metrics_port", "metrics_bind",
+                    "metrics_port_file"}}};
+  for (const auto& [option, extra, owned] : wiring) {
+    for (const std::string& flag : SplitFlags(*extra)) {
+      absl::string_view name = flag;
+      if (!absl::ConsumePrefix(&name, "--")) absl::ConsumePrefix(&name, "-");
+      name = name.substr(0, name.find('='));
+      if (std::find(owned.begin(), owned.end(), name) != owned.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", option, ": ", flag, ": paragan_local sets --",
+                         name, " itself to wire the job together (",
+                         absl::StrJoin(owned, ", "), " are its own); drop it"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status ValidateOptions(const LauncherOptions& o) {
   if (o.num_workers < 1 || o.num_shards < 1) {
     return absl::InvalidArgumentError(
@@ -440,6 +483,7 @@ absl::Status ValidateOptions(const LauncherOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("--eval_samples must be >= 2, got ", o.eval_samples));
   }
+  if (absl::Status st = CheckExtraFlags(o); !st.ok()) return st;
   // The staleness policy is the shards' to check: they refuse to start
   // with an unknown one, and the process group reports their error line.
   return absl::OkStatus();

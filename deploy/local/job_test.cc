@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <map>
+#include <tuple>
 
 namespace paragan {
 namespace local {
@@ -235,6 +236,32 @@ TEST(DescribeJob, UserFlagsComeLastAndWin) {
   const ProcessSpec& w = *FindProcess(job, "w0");
   EXPECT_EQ(w.flags.back(), "--overlap=false");
   EXPECT_EQ(FlagValue(w, "threads"), "3");
+}
+
+TEST(ValidateOptions, FlagsThatWireTheJobCannotBeGivenAgain) {
+  for (const auto& [field, flag, name] :
+       std::vector<std::tuple<std::string LauncherOptions::*, std::string,
+                              std::string>>{
+           {&LauncherOptions::ps_flags, "--g_lr=1e-4 --metrics_port=-1",
+            "ps_flags"},
+           {&LauncherOptions::ps_flags, "-port=7000", "ps_flags"},
+           {&LauncherOptions::data_flags, "--port=7100", "data_flags"},
+           {&LauncherOptions::worker_flags, "--ps=localhost:1", "worker_flags"},
+       }) {
+    LauncherOptions o;
+    o.*field = flag;
+    const std::string message(ValidateOptions(o).message());
+    EXPECT_NE(message.find(absl::StrCat("--", name, ": ")), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("paragan_local sets"), std::string::npos) << message;
+  }
+  // Flags that only tune a process pass, including ones whose names start
+  // like a wiring flag.
+  LauncherOptions o;
+  o.ps_flags = "--portable=1 --checkpoint_interval_s=5 --metrics_port_x";
+  o.worker_flags = "--data_plane=false --psx=1";
+  o.data_flags = "--prefetch=2";
+  EXPECT_TRUE(ValidateOptions(o).ok()) << ValidateOptions(o);
 }
 
 TEST(DescribeJob, WorkersReadingTheDatasetThemselves) {
