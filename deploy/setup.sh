@@ -18,6 +18,8 @@ PACKAGES=(
   curl git clang-format prometheus
   # congestion tests: real links in network namespaces (ip, tc) and a bulk flow
   iproute2 iperf3
+  # the image test: build the image FROM scratch and run a job from it
+  podman buildah runc netavark
 )
 
 missing=()
