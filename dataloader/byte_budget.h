@@ -38,9 +38,6 @@ class ByteBudget {
   // errs toward the cap.
   absl::Duration Reserve(int64_t bytes, absl::Time now);
 
-  double bytes_per_second() const { return bytes_per_second_; }
-  absl::Duration burst() const { return burst_; }
-
  private:
   ByteBudget(double bytes_per_second, absl::Duration burst)
       : bytes_per_second_(bytes_per_second), burst_(burst) {}

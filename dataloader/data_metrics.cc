@@ -60,7 +60,7 @@ DataMetrics::DataMetrics(prometheus::Registry* registry)
       budget_wait_seconds_(CounterFamily(
           registry, "paragan_data_budget_wait_seconds_total",
           "Seconds batches were held back by the data byte budget "
-          "(--max_bytes_per_s, --link_max_bytes_per_s), per worker")),
+          "(--max_mbit_per_s, --link_max_mbit_per_s), per worker")),
       stall_seconds_(CounterFamily(
           registry, "paragan_data_worker_stall_seconds_total",
           "Seconds a worker reported waiting with no batch ready")),

@@ -12,8 +12,8 @@
 //                                                 wire's saving)
 //   paragan_data_encode_seconds_total{worker}    (widening + compressing)
 //   paragan_data_budget_wait_seconds_total{worker} (batches held back by
-//                                                 --max_bytes_per_s or
-//                                                 --link_max_bytes_per_s)
+//                                                 --max_mbit_per_s or
+//                                                 --link_max_mbit_per_s)
 //   paragan_data_worker_stall_seconds_total{worker}  (reported by the worker:
 //                                                 waited with no batch ready)
 //   paragan_data_worker_decode_seconds_total{worker} (reported: decompressing

@@ -158,8 +158,8 @@ four() {
 plain() { all "unshaped veth" 1 "" "" ""; }
 # Data must not starve the gradient traffic of the same host: 8 greedy data
 # streams (today's wire, no consumption) and one bulk TCP flow standing for
-# gradient pulls share worker 1's 50 Mbit/s link, without and with a 20
-# Mbit/s data byte budget (--max_mbit_per_s).
+# gradient pulls share worker 1's 50 Mbit/s link, without a data byte budget
+# and with one of 20 and of 10 Mbit/s (--max_mbit_per_s).
 budget() {
   echo "== ${BUDGET_STREAMS:-8} data streams and a bulk flow on one 50 Mbit/s link (${SECONDS_PER_RUN} s)"
   shape 1 50mbit
