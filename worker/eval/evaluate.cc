@@ -159,10 +159,7 @@ std::string DefaultReferencePath(const std::string& network) {
   } else {
     base = "/tmp";
   }
-  const std::string dir = base + "/paragan/reference";
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  return dir + "/" + network + ".fashion_mnist-train.pgt";
+  return base + "/paragan/reference/" + network + ".fashion_mnist-train.pgt";
 }
 
 std::string ReferenceFeaturesPath(const std::string& stats_path) {

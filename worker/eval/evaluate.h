@@ -58,8 +58,8 @@ absl::StatusOr<Tensor> LoadReferenceFeatures(const std::string& path,
 
 // The per-user cache of `network`'s Fashion-MNIST train reference, shared by
 // every run on the machine: $XDG_CACHE_HOME (or ~/.cache, or /tmp)
-// /paragan/reference/<network>.fashion_mnist-train.pgt; the directory is
-// created here, the file on first use (LoadOrComputeReference).
+// /paragan/reference/<network>.fashion_mnist-train.pgt; the directory and
+// the file are created on first use (LoadOrComputeReference).
 std::string DefaultReferencePath(const std::string& network);
 
 struct Reference {
