@@ -58,7 +58,7 @@ const secure = flavour === "cpu-secure";
 const securityFlags = ["auth_token_file", "tls_cert_file", "tls_key_file", "tls_ca_file", "tls_server_name"];
 const serverFlags = ["auth_token_file", "tls_cert_file", "tls_key_file", "tls_ca_file"];
 const clientFlags = serverFlags;  // the same four, with the client's pair
-// [what, the flags' holder, the container whose mounts hold the files, role]
+// [what, the flags' holder, the container whose mounts hold the files, its pod, role]
 const securedContainers = [];
 
 const podMonitor = find("PodMonitor", "paragan");
@@ -80,7 +80,7 @@ for (const w of [ps, data, worker, evaluator]) {
       for (const f of [...clientFlags, "tls_server_name"]) {
         check(probeFlag(f) !== undefined, `${w.metadata.name}'s health probe passes --${f}`);
       }
-      securedContainers.push([`${w.metadata.name}'s probe`, {args: cmd.slice(1)}, c, "client"]);
+      securedContainers.push([`${w.metadata.name}'s probe`, {args: cmd.slice(1)}, c, w.spec.template.spec, "client"]);
     } else {
       check(probe.grpc && String(probe.grpc.port) === flag(c, "port"), `${w.metadata.name}'s gRPC health probe asks its --port (${probe.grpc && probe.grpc.port})`);
     }
@@ -146,19 +146,18 @@ const fileOf = (holder, c, pod, f) => {
   }
   return "";
 };
-const podOf = (c) => [ps, data, worker, evaluator].find((w) => w.spec.template.spec.containers.includes(c)).spec.template.spec;
 if (secure) {
   for (const [w, role] of [[ps, "server"], [data, "server"], [worker, "client"], [evaluator, "client"]]) {
-    securedContainers.push([w.metadata.name, mainContainer(w), mainContainer(w), role]);
+    securedContainers.push([w.metadata.name, mainContainer(w), mainContainer(w), w.spec.template.spec, role]);
   }
-  for (const [what, holder, c, role] of securedContainers) {
+  for (const [what, holder, c, pod, role] of securedContainers) {
     for (const f of role === "server" ? serverFlags : clientFlags) {
-      const why = fileOf(holder, c, podOf(c), f);
+      const why = fileOf(holder, c, pod, f);
       check(why === "", `${what}: --${f} is a key of a read-only Secret${why && ` (${why})`}`);
     }
-    const pair = (role === "server") ? "server" : "client";
-    check(flag(holder, "tls_cert_file").endsWith(`/${pair}.pem`) && flag(holder, "tls_key_file").endsWith(`/${pair}.key`),
-          `${what} presents the ${pair} certificate`);
+    // The server and client pairs are server.pem/.key and client.pem/.key.
+    check(flag(holder, "tls_cert_file").endsWith(`/${role}.pem`) && flag(holder, "tls_key_file").endsWith(`/${role}.key`),
+          `${what} presents the ${role} certificate`);
   }
   check(flag(shard, "data_plane_port") === undefined, "the shards open no data plane under TLS (no --data_plane_port)");
 } else {
