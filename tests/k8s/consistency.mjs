@@ -1,20 +1,22 @@
 // What the schemas cannot see: the rendered job's parts agree with each
 // other and with the rest of the repository.
-//   node consistency.mjs <cpu|gpu|cpu-secure> <rendered.yaml> <paragan-alerts.yml> <paragan-dashboard.json>
+//   node consistency.mjs <cpu|gpu|cpu-secure|gpu-secure> <rendered.yaml> <paragan-alerts.yml> <paragan-dashboard.json>
 // - the shard count: the StatefulSet's replicas, every shard's --num_shards,
 //   and the workers' and the evaluator's --ps lists (one name per shard, on
 //   the Service's gRPC port); the workers' --data on the data Service's port;
 // - every pod's "metrics" port is the one its process serves on, and the
 //   PodMonitor selects every pod; gRPC health probes ask the process's port;
+// - the shards' and the data service's Service, container ports and
+//   NetworkPolicy list exactly the ports the process opens (its flags);
 // - restricted security contexts, a writable /tmp, every $(VAR) defined;
 //   NetworkPolicies for every component and a PodDisruptionBudget for shards;
 // - the PrometheusRule holds paragan-alerts.yml's groups, the dashboard
 //   ConfigMap holds paragan-dashboard.json, byte for byte;
 // - cpu workers run --device=cpu without GPUs, gpu workers --device=cuda
 //   with one; every image is a full reference (the overlay names it);
-// - cpu-secure: servers require the token and client certificates, clients
+// - the -secure overlays: servers require the token and client certificates, clients
 //   send both, every such file is a key of the Secret mounted read-only where
-//   the flag points (the keys deploy/k8s/overlays/cpu-secure tells users to
+//   the flag points (the keys deploy/k8s/components/secure tells users to
 //   create), shards open no data plane, and the probes ask over mutual TLS;
 //   the other overlays carry no security flag.
 import {readFileSync} from "node:fs";
@@ -54,7 +56,25 @@ for (const [name, w] of [["worker", worker], ["evaluator", evaluator]]) {
 check(flag(mainContainer(worker), "data") === `paragan-data:${grpcPort(dataService)}`, "the workers' --data is the paragan-data Service");
 check(flag(mainContainer(data), "port") === String(grpcPort(dataService)), "the data service serves on its Service's port");
 
-const secure = flavour === "cpu-secure";
+// The ports a server opens, from its flags (an absent flag opens none).
+const portFlags = {"paragan-ps": ["port", "data_plane_port", "metrics_port"], "paragan-data": ["port", "metrics_port"]};
+for (const [w, svc] of [[ps, psService], [data, dataService]]) {
+  const name = w.metadata.name;
+  const opens = portFlags[name].map((f) => flag(mainContainer(w), f)).filter((v) => v !== undefined).map(Number).sort((a, b) => a - b);
+  const listed = (ports) => ports.map(Number).sort((a, b) => a - b);
+  check(isDeepStrictEqual(listed(svc.spec.ports.map((p) => p.port)), opens),
+        `the ${name} Service lists the ports the process opens (${opens.join(" ")})`);
+  check(isDeepStrictEqual(listed((mainContainer(w).ports || []).map((p) => p.containerPort)), opens),
+        `${name}'s container ports are the ports the process opens`);
+  const component = w.spec.template.metadata.labels["app.kubernetes.io/component"];
+  const policy = objects.find((o) => o.kind === "NetworkPolicy" && o.spec.podSelector.matchLabels &&
+                                     o.spec.podSelector.matchLabels["app.kubernetes.io/component"] === component);
+  const allowed = policy ? listed(policy.spec.ingress.flatMap((r) => (r.ports || []).map((p) => p.port))) : [];
+  check(isDeepStrictEqual(allowed, opens), `${name}'s NetworkPolicy admits exactly the ports the process opens (${allowed.join(" ")})`);
+}
+
+const secure = flavour.endsWith("-secure");
+const gpu = flavour.startsWith("gpu");
 const securityFlags = ["auth_token_file", "tls_cert_file", "tls_key_file", "tls_ca_file", "tls_server_name"];
 const serverFlags = ["auth_token_file", "tls_cert_file", "tls_key_file", "tls_ca_file"];
 const clientFlags = serverFlags;  // the same four, with the client's pair
@@ -169,7 +189,7 @@ if (secure) {
 
 const wc = mainContainer(worker);
 const gpus = ((wc.resources || {}).limits || {})["nvidia.com/gpu"];
-if (flavour === "gpu") {
+if (gpu) {
   check(flag(wc, "device") === "cuda" && gpus === 1, "gpu workers run --device=cuda with one GPU each");
 } else {
   check(flag(wc, "device") === "cpu" && gpus === undefined, "cpu workers run --device=cpu and ask for no GPU");

@@ -23,7 +23,7 @@ mkdir -p "$T/work/deploy" && mv "$T/work/k8s" "$T/work/monitoring" "$T/work/depl
 cp "$HERE/validate.mjs" "$HERE/consistency.mjs" "$T/"
 ln -s "$TOOLS/node_modules" "$T/node_modules"
 status=0
-for overlay in cpu gpu cpu-secure; do
+for overlay in cpu gpu cpu-secure gpu-secure; do
   out=$T/$overlay.yaml
   if ! kubectl kustomize "$T/work/deploy/k8s/overlays/$overlay" > "$out" 2> "$T/$overlay.err"; then
     cat "$T/$overlay.err"; echo "FAIL: kubectl kustomize deploy/k8s/overlays/$overlay"; status=1; continue

@@ -8,7 +8,7 @@
 # client lacking one of them (plaintext, no client certificate, no token:
 # UNAUTHENTICATED and a log line) and serve one with all; the shard listens
 # on its gRPC port only; bad TLS flags stop a server with an error naming
-# them. paragan_health, with the flags of deploy/k8s/overlays/cpu-secure's
+# them. paragan_health, with the flags of deploy/k8s/components/secure's
 # exec probes, finds both SERVING over mutual TLS, and cannot ask without
 # the client certificate.
 #   args: paragan_local paragan_server paragan_data paragan_worker
