@@ -127,6 +127,7 @@ struct TrainingStart {
   absl::Time at = absl::Now();
   int64_t g_version = -1;  // the shards' versions when the workers started
   int64_t d_version = -1;
+  int64_t d_batches = -1;
 };
 
 // After a stage is up: what it means to the user, and to the monitor.
@@ -186,6 +187,7 @@ absl::Status StartAll(const LauncherOptions& o, const Job& job,
       const std::optional<ShardTotals> at_start = monitor->QueryShards();
       start->g_version = at_start ? at_start->g_version : 0;
       start->d_version = at_start ? at_start->d_version : 0;
+      start->d_batches = at_start ? at_start->d_batches : -1;
     }
     PG_RETURN_IF_ERROR(group->StartStage(stage));
     StageUp(o, job, stage, group, monitor, start, security);
@@ -429,16 +431,22 @@ void FillSummary(const LauncherOptions& o, const TrainingStart& start,
   s.g_steps_this_run = start.g_version >= 0
                            ? std::max<int64_t>(0, s.g_steps - start.g_version)
                            : 0;
-  // Real images through D steps taken in this run: one worker batch per D
-  // step (asynchronous), num_workers batches per D step (synchronous rounds).
+  // Real images through D in this run: the shards' accepted D pushes, one
+  // worker batch each, in asynchronous steps and in synchronous rounds of
+  // however many workers a round had (they follow scaling). Without the
+  // shards' counts: one batch per D step, num_workers per synchronous round.
   // D, not G: with n D steps per G step a G step stands for n batches, and
   // a policy may refuse G pushes whose batches D still used.
-  const int64_t d_trained =
-      start.d_version >= 0 ? std::max<int64_t>(0, s.d_steps - start.d_version)
-                           : 0;
+  const std::optional<ShardTotals>& end = monitor.last_shards();
+  int64_t d_batches = 0;
+  if (end && start.d_batches >= 0) {
+    d_batches = std::max<int64_t>(0, end->d_batches - start.d_batches);
+  } else if (start.d_version >= 0) {
+    d_batches = std::max<int64_t>(0, s.d_steps - start.d_version) *
+                (o.mode == "sync" ? o.num_workers : 1);
+  }
   s.img_s = s.train_s > 0
-                ? static_cast<double>(d_trained) * o.batch_size *
-                      (o.mode == "sync" ? o.num_workers : 1) / s.train_s
+                ? static_cast<double>(d_batches) * o.batch_size / s.train_s
                 : 0;
 }
 

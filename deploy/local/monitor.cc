@@ -510,6 +510,11 @@ std::optional<ShardTotals> Monitor::QueryShards() {
       int64_t* v =
           table.name() == kGeneratorTable ? &t.g_version : &t.d_version;
       *v = first ? table.version() : std::min(*v, table.version());
+      if (table.name() != kGeneratorTable) {
+        const int64_t batches =
+            table.accepted_pushes() - table.pending_contributions();
+        t.d_batches = first ? batches : std::min(t.d_batches, batches);
+      }
       t.rejected += table.rejected_pushes();
       if (i == 0 && table.name() == kGeneratorTable) {
         t.registered_workers = table.registered_workers_size();

@@ -36,6 +36,9 @@ struct ShardTotals {
   int64_t d_version = 0;
   int64_t rejected = 0;
   int registered_workers = 0;  // on shard 0's G table
+  // Real batches D trained on: D pushes accepted, less those still pending
+  // in a synchronous round (minimum over shards). Async: the D version.
+  int64_t d_batches = 0;
 };
 
 // One worker's progress at one time.
