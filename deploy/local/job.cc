@@ -548,14 +548,6 @@ absl::Status CheckWorkerCount(const LauncherOptions& o, int workers) {
         absl::StrCat("--scale_workers=", workers, ": between 1 and ",
                      kMaxScaledWorkers, " workers"));
   }
-  if (o.mode == "sync" && workers > o.num_workers) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--scale_workers=", workers,
-                     ": a synchronous round takes ", o.num_workers,
-                     " contributions (--num_workers), so a sync run scales "
-                     "between 1 and ",
-                     o.num_workers, " workers"));
-  }
   return absl::OkStatus();
 }
 

@@ -213,7 +213,8 @@ absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
 
 // Changing a running job's worker count (paragan_local --scale_workers):
 // OK when run `o` may have `workers` workers now, else the reason (fixed
-// G/D roles, out of range, above a synchronous round's size).
+// G/D roles, out of range). A synchronous run's rounds follow the
+// registered workers, so it scales as an asynchronous one does.
 inline constexpr int kMaxScaledWorkers = 256;
 absl::Status CheckWorkerCount(const LauncherOptions& o, int workers);
 // The worker "w<index>" a scale-up adds: the same process DescribeJob

@@ -400,9 +400,8 @@ TEST(ScaleWorkers, WhichCountsARunMayTake) {
   EXPECT_NE(CheckWorkerCount(o, 1000).message().find("between 1 and 256"),
             std::string::npos);
   o.mode = "sync";
-  EXPECT_TRUE(CheckWorkerCount(o, 2).ok());
-  EXPECT_NE(CheckWorkerCount(o, 3).message().find("synchronous round takes 2"),
-            std::string::npos);
+  EXPECT_TRUE(CheckWorkerCount(o, 1).ok());
+  EXPECT_TRUE(CheckWorkerCount(o, 5).ok());  // rounds grow with the workers
   o.mode = "async";
   o.schedule = "decoupled";
   EXPECT_EQ(CheckWorkerCount(o, 3).code(),
