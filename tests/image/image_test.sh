@@ -21,8 +21,9 @@ BUILD=$1; shift 2
 source "$(dirname "$0")/../services/bin_dir.sh"
 BIN=$(make_bin_dir "$@")
 T=${TEST_TMPDIR:-$(mktemp -d)}/image
-rm -rf "$T"; mkdir -p "$T"
 R=$T/rootfs
+umount "$R/proc" 2> /dev/null  # a killed run's (below)
+rm -rf --one-file-system "$T"; mkdir -p "$T"
 # Podman (when installed) keeps its configuration and storage in the test's
 # directory: this sandbox needs explicit ulimits, runc and cgroupfs, and vfs
 # storage works on any file system. Nothing outside $P is touched.
@@ -82,8 +83,10 @@ stop() {
       return "$(podman inspect --format '{{.State.ExitCode}}' "pg-image-$1")"
   fi
 }
+PROC_MOUNTED=0
 cleanup() {
   [ ${#PIDS[@]} -gt 0 ] && kill -9 "${PIDS[@]}" 2>/dev/null
+  [ $PROC_MOUNTED = 1 ] && umount "$R/proc"
   if [ $PODMAN = 1 ]; then
     [ ${#CONTAINERS[@]} -gt 0 ] && podman rm -f "${CONTAINERS[@]}" > /dev/null 2>&1
     podman rmi -f "$IMAGE" > /dev/null 2>&1
@@ -100,6 +103,13 @@ set_mode chroot
 
 bash "$BUILD" --bin_dir="$BIN" --rootfs="$R" --tag="$IMAGE" > "$T/build.log" 2>&1 ||
   { tail -20 "$T/build.log"; fail "build_image.sh"; }
+# Binaries of a --config=asan build read their options and, at exit,
+# LeakSanitizer its threads from /proc, which a container has and the bare
+# rootfs has not: the chroot gets one (after the image was built from it).
+if find "$R" -name 'libasan.so*' | grep -q .; then
+  mkdir -p "$R/proc" && mount -t proc proc "$R/proc" || fail "cannot mount /proc in $R for AddressSanitizer"
+  PROC_MOUNTED=1
+fi
 [ -s "$R.tar" ] || fail "no $R.tar"
 [ ! -e "$R/bin/sh" ] && [ ! -e "$R/usr/bin" ] || fail "the rootfs has a shell or /usr/bin"
 for b in "$R"/paragan/bin/*; do
