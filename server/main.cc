@@ -90,9 +90,8 @@ ABSL_FLAG(int64_t, staleness_bound, 0,
 ABSL_FLAG(int64_t, g_staleness_bound, -1, "G's bound; < 0: --staleness_bound.");
 ABSL_FLAG(int64_t, d_staleness_bound, -1, "D's bound; < 0: --staleness_bound.");
 ABSL_FLAG(int, sync_workers, 0,
-          "0: asynchronous. N > 0: synchronous rounds (average, then one "
-          "step) of one push per registered worker, once N have registered; "
-          "workers that join or leave later grow or shrink the rounds.");
+          "0: asynchronous. N > 0: synchronous rounds of N workers (average, "
+          "then one step).");
 ABSL_FLAG(bool, momentum_compensation, false,
           "Asynchronous mode: apply a gradient s versions stale with Adam's "
           "beta1 lowered by s/(1+s) (not below 0), the momentum staleness "

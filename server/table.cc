@@ -176,8 +176,7 @@ void ParameterTable::SetClockForTesting(std::function<absl::Time()> clock) {
 int ParameterTable::QuorumLocked() const {
   const int n = config_.rule.sync_workers;
   if (!quorum_full_once_) return n;
-  // Elastic: every registered worker, more than n once workers join.
-  return std::max(1, static_cast<int>(registered_.size()));
+  return std::max(1, std::min(n, static_cast<int>(registered_.size())));
 }
 
 LeaseExpiry ParameterTable::ExpireLeases() {

@@ -35,10 +35,9 @@ namespace paragan {
 //    "scale_by_inverse_staleness" with lr / (1 + s), "reject_above_bound"
 //    refuses s > staleness_bound (no state change).
 //  - Synchronous (sync_workers == N > 0): a round collects one push per
-//    registered worker (N to start with; elastic afterwards, see
-//    ExpireLeases); when every one has contributed, their gradients are
-//    averaged (sum / count) and one Adam step is taken with lr. A second push
-//    of the same worker in a round is refused as a duplicate. A late push (base
+//    worker; when N distinct workers have contributed, their gradients are
+//    averaged (sum / N) and one Adam step is taken with lr. A second push of
+//    the same worker in a round is refused as a duplicate. A late push (base
 //    version older than the current one) is refused by the policy
 //    (reject_above_bound: when s > staleness_bound); otherwise it counts as
 //    that worker's contribution to the current round, weighted as the policy
@@ -168,12 +167,11 @@ class ParameterTable {
   // last renewal > worker_lease). Synchronous mode: the quorum of a round is
   // sync_workers until that many workers have been registered at the same
   // time once (so that a round never starts short while workers are still
-  // joining); from then on it is the number of registered workers, at least
-  // 1: a worker that joins raises it (the pending round waits for its push
-  // too), one that leaves lowers it. When dropping workers lowers the quorum to
-  // or below the contributions the pending round already has, the round
-  // completes now with the mean of those contributions (sum / count, as any
-  // round). A dropped worker's own contribution to the pending round is kept.
+  // joining); from then on it is min(sync_workers, registered workers), at
+  // least 1. When dropping workers lowers the quorum to or below the
+  // contributions the pending round already has, the round completes now with
+  // the mean of those contributions (sum / count, as any round). A dropped
+  // worker's own contribution to the pending round is kept.
   LeaseExpiry ExpireLeases();
   // A worker leaving for good (it asked): dropped at once, whatever its
   // lease, with ExpireLeases' effect on the pending synchronous round (its

@@ -869,55 +869,6 @@ TEST_F(LeaseTest, RoundsWaitForAllWorkersToJoinFirst) {
   EXPECT_TRUE(r->applied);
 }
 
-TEST_F(LeaseTest, WorkersJoiningBeyondSyncWorkersGrowTheRounds) {
-  // Sync 2, then w2 joins: a round needs all three pushes (none of them is
-  // refused as late), and their mean is the one step; after w2 leaves,
-  // rounds of two again.
-  auto table = MakeLeaseTable({"reject_above_bound", 0, 2});
-  table->RegisterWorker("w2");
-  const TensorMap g0 = TestGradients(60), g1 = TestGradients(61),
-                  g2 = TestGradients(62);
-  for (const auto& [worker, g] :
-       std::vector<std::pair<std::string, const TensorMap*>>{{"w0", &g0},
-                                                             {"w1", &g1}}) {
-    auto r = table->ApplyGradients(worker, 0, *g);
-    ASSERT_TRUE(r.ok());
-    EXPECT_TRUE(r->accepted);
-    EXPECT_FALSE(r->applied) << worker;
-  }
-  auto pending = table->ApplyGradients("w0", 0, g0);
-  ASSERT_TRUE(pending.ok());
-  EXPECT_FALSE(pending->accepted);  // a second push of w0 in the round
-  EXPECT_EQ(table->Stats().pending_contributions, 2);
-  auto r = table->ApplyGradients("w2", 0, g2);
-  ASSERT_TRUE(r.ok());
-  EXPECT_TRUE(r->applied);
-  EXPECT_EQ(table->version(), 1);
-  TensorMap mean;
-  for (const auto& [name, a] : g0) {
-    std::vector<float> m(a.size());
-    for (size_t i = 0; i < a.size(); ++i) {
-      m[i] = (a[i] + g1.at(name)[i] + g2.at(name)[i]) / 3;
-    }
-    mean[name] = m;
-  }
-  Reference ref = MakeReference(1);
-  ReferenceStep(&ref, 4e-4f, mean);
-  for (const auto& [name, values] : Values(*table)) {
-    const std::vector<float> want = ref.value.at(name).ToVector();
-    ASSERT_EQ(values.size(), want.size());
-    for (size_t i = 0; i < want.size(); ++i) {
-      ASSERT_NEAR(values[i], want[i], 1e-6) << name;
-    }
-  }
-  table->DeregisterWorker("w2");
-  ASSERT_TRUE(table->ApplyGradients("w0", 1, g0).ok());
-  r = table->ApplyGradients("w1", 1, g1);
-  ASSERT_TRUE(r.ok());
-  EXPECT_TRUE(r->applied);
-  EXPECT_EQ(table->version(), 2);
-}
-
 TEST_F(LeaseTest, RestoredWorkersGetAFreshLease) {
   auto table = MakeLeaseTable({"accept", 0, 2});
   const std::string path = ::testing::TempDir() + "/lease_table.pgt";

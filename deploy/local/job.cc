@@ -536,7 +536,7 @@ absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
   return job;
 }
 
-absl::Status CheckWorkerCount(const LauncherOptions& o, int workers) {
+absl::Status CheckWorkerCount(const LauncherOptions& o, int live, int workers) {
   if (o.schedule == "decoupled" && !o.auto_roles) {
     return absl::FailedPreconditionError(
         "this run has fixed G and D workers (--g_workers/--d_workers): which "
@@ -547,6 +547,19 @@ absl::Status CheckWorkerCount(const LauncherOptions& o, int workers) {
     return absl::InvalidArgumentError(
         absl::StrCat("--scale_workers=", workers, ": between 1 and ",
                      kMaxScaledWorkers, " workers"));
+  }
+  // A coupled worker that joins running rounds starts with a D step while
+  // the others may wait in a G round that now counts it: both wait for
+  // each other (seen in sync_scale_workers_test). Until a join waits for
+  // the next cycle, a synchronous run only shrinks.
+  if (o.mode == "sync" && workers > live) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--scale_workers=", workers, ": a synchronous run scales down only ",
+        "(it has ", live,
+        " worker(s)): a worker joining its rounds can "
+        "deadlock them, its first D step meeting the others' G round; scale "
+        "an async run, or start the sync run again with --num_workers=",
+        workers));
   }
   return absl::OkStatus();
 }

@@ -212,11 +212,11 @@ absl::StatusOr<Job> DescribeJob(const LauncherOptions& o,
                                 const std::string& bin_dir);
 
 // Changing a running job's worker count (paragan_local --scale_workers):
-// OK when run `o` may have `workers` workers now, else the reason (fixed
-// G/D roles, out of range). A synchronous run's rounds follow the
-// registered workers, so it scales as an asynchronous one does.
+// OK when run `o`, with `live` workers running, may have `workers` workers
+// now, else the reason (fixed G/D roles, out of range, a synchronous run
+// growing).
 inline constexpr int kMaxScaledWorkers = 256;
-absl::Status CheckWorkerCount(const LauncherOptions& o, int workers);
+absl::Status CheckWorkerCount(const LauncherOptions& o, int live, int workers);
 // The worker "w<index>" a scale-up adds: the same process DescribeJob
 // describes as w<index> (coupled, or --role=auto with auto roles).
 ProcessSpec AddedWorkerSpec(const LauncherOptions& o,

@@ -394,20 +394,26 @@ TEST(ScaleWorkers, AnAddedWorkerIsTheJobsOwnWorkerOfThatIndex) {
 TEST(ScaleWorkers, WhichCountsARunMayTake) {
   LauncherOptions o;
   o.num_workers = 2;
-  EXPECT_TRUE(CheckWorkerCount(o, 1).ok());
-  EXPECT_TRUE(CheckWorkerCount(o, 16).ok());
-  EXPECT_EQ(CheckWorkerCount(o, 0).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(CheckWorkerCount(o, 1000).message().find("between 1 and 256"),
+  EXPECT_TRUE(CheckWorkerCount(o, 2, 1).ok());
+  EXPECT_TRUE(CheckWorkerCount(o, 2, 16).ok());
+  EXPECT_EQ(CheckWorkerCount(o, 2, 0).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(CheckWorkerCount(o, 2, 1000).message().find("between 1 and 256"),
             std::string::npos);
   o.mode = "sync";
-  EXPECT_TRUE(CheckWorkerCount(o, 1).ok());
-  EXPECT_TRUE(CheckWorkerCount(o, 5).ok());  // rounds grow with the workers
+  EXPECT_TRUE(CheckWorkerCount(o, 2, 1).ok());
+  EXPECT_TRUE(CheckWorkerCount(o, 2, 2).ok());
+  const absl::Status grow = CheckWorkerCount(o, 1, 2);
+  EXPECT_EQ(grow.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(grow.message().find("scales down only (it has 1 worker(s))"),
+            std::string::npos)
+      << grow;
   o.mode = "async";
   o.schedule = "decoupled";
-  EXPECT_EQ(CheckWorkerCount(o, 3).code(),
+  EXPECT_EQ(CheckWorkerCount(o, 2, 3).code(),
             absl::StatusCode::kFailedPrecondition);
   o.auto_roles = true;
-  EXPECT_TRUE(CheckWorkerCount(o, 3).ok());
+  EXPECT_TRUE(CheckWorkerCount(o, 2, 3).ok());
 }
 
 TEST(DescribeJob, DecoupledScheduleRefusesWhatCannotWork) {

@@ -210,13 +210,13 @@ absl::StatusOr<std::string> ScaleWorkers(const LauncherOptions& o,
                                          WorkerSet* workers, Job* live_job,
                                          ProcessGroup* group,
                                          Monitor* monitor) {
-  PG_RETURN_IF_ERROR(CheckWorkerCount(o, want));
   std::vector<std::string>& live = workers->live;
   live.erase(std::remove_if(live.begin(), live.end(),
                             [group](const std::string& w) {
                               return !group->IsRunning(w);
                             }),
              live.end());
+  PG_RETURN_IF_ERROR(CheckWorkerCount(o, static_cast<int>(live.size()), want));
   std::vector<std::string> started, stopping;
   while (static_cast<int>(live.size()) < want) {
     const ProcessSpec spec = AddedWorkerSpec(o, bin, workers->next_index);
