@@ -28,15 +28,7 @@ fail() {
   for f in "$T"/*.log; do echo "== $f"; tail -n 40 "$f"; done
   exit 1
 }
-# wait_for <file> <regex> <seconds>
-wait_for() {
-  local i
-  for i in $(seq $(($3 * 10))); do
-    grep -qE "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+source "$(dirname "$0")/wait_log.sh"
 # start_server <shard> <num_shards> <log> [port] [flags...]; sets SPID, SPORT
 start_server() {
   local shard=$1 n=$2 log=$3 port=$4; shift 4
@@ -46,7 +38,7 @@ start_server() {
     "$@" >"$log" 2>&1 &
   SPID=$!
   PIDS+=("$SPID")
-  wait_for "$log" "listening on port" 30 || fail "server $shard did not start"
+  wait_log "$log" "listening on port" 30 || fail "server $shard did not start"
   SPORT=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$log" | tail -n 1)
 }
 # start_worker <id> <log> [flags...]; sets WPID
@@ -89,9 +81,9 @@ async)
   STEPS=200
   start_worker wa "$T/wa.log" --steps=$STEPS --seed=1 --metrics_port=0; WA=$WPID
   start_worker wb "$T/wb.log" --steps=$STEPS --seed=2; WB=$WPID
-  wait_for "$T/wa.log" "metrics on port" 30 || fail "no metrics line"
+  wait_log "$T/wa.log" "metrics on port" 30 || fail "no metrics line"
   MPORT=$(sed -n 's/.*metrics on port \([0-9]*\).*/\1/p' "$T/wa.log")
-  wait_for "$T/wa.log" "^progress .* step=50 " 120 || fail "wa slow"
+  wait_log "$T/wa.log" "^progress .* step=50 " 120 || fail "wa slow"
   curl -sf "http://127.0.0.1:$MPORT/metrics" >"$T/metrics.txt" || fail "metrics fetch"
   for m in paragan_worker_images_total paragan_worker_steps_total \
     paragan_worker_discriminator_loss paragan_worker_generator_loss 'paragan_worker_pushes_total{table="D"' \
@@ -130,7 +122,7 @@ async)
   # Every accepted push is one step (staleness-scaled): D reaches 2 x 200.
   kill -TERM $(jobs -p) 2>/dev/null; sleep 0.2
   for l in "$T/s0.log" "$T/s1.log"; do
-    wait_for "$l" "bye" 20 || fail "server did not stop"
+    wait_log "$l" "bye" 20 || fail "server did not stop"
     D=$(sed -n 's/.*D version \([0-9]*\); bye.*/\1/p' "$l")
     G=$(sed -n 's/.*G version \([0-9]*\),.*bye.*/\1/p' "$l")
     echo "$l: G version $G, D version $D"
@@ -144,17 +136,17 @@ kill_worker)
   PS="127.0.0.1:$P0,127.0.0.1:$SPORT"
   start_worker wa "$T/wa.log" --seed=1; WA=$WPID
   start_worker wb "$T/wb.log" --seed=2; WB=$WPID
-  wait_for "$T/wa.log" "^progress .* step=30 " 120 || fail "wa slow"
+  wait_log "$T/wa.log" "^progress .* step=30 " 120 || fail "wa slow"
   kill -9 $WA
   wait $WA 2>/dev/null
   B0=$(steps_of "$T/wb.log"); V0=$(field "$T/wb.log" d_version)
   echo "killed wa; wb at step $B0, D version $V0"
-  wait_for "$T/wb.log" "^progress .* step=$((B0 + 40)) " 120 || fail "wb stopped training"
+  wait_log "$T/wb.log" "^progress .* step=$((B0 + 40)) " 120 || fail "wb stopped training"
   V1=$(field "$T/wb.log" d_version)
   [ "$V1" -gt "$V0" ] || fail "versions stuck at $V0"
   start_worker wc "$T/wc.log" --seed=3; WC=$WPID
-  wait_for "$T/wc.log" "registered with 2 shards" 30 || fail "wc did not register"
-  wait_for "$T/wc.log" "^progress .* step=20 " 120 || fail "wc does not train"
+  wait_log "$T/wc.log" "registered with 2 shards" 30 || fail "wc did not register"
+  wait_log "$T/wc.log" "^progress .* step=20 " 120 || fail "wc does not train"
   V2=$(field "$T/wc.log" d_version)
   echo "wb went on to D version $V1; wc joined and reached step 20 at D version $V2"
   [ "$V2" -gt "$V1" ] || fail "wc version $V2 not past $V1"
@@ -171,9 +163,9 @@ reject)
   STEPS=60
   start_worker wa "$T/wa.log" --steps=$STEPS --seed=1 --metrics_port=0; WA=$WPID
   start_worker wb "$T/wb.log" --steps=$STEPS --seed=2; WB=$WPID
-  wait_for "$T/wa.log" "metrics on port" 30 || fail "no metrics line"
+  wait_log "$T/wa.log" "metrics on port" 30 || fail "no metrics line"
   MPORT=$(sed -n 's/.*metrics on port \([0-9]*\).*/\1/p' "$T/wa.log")
-  wait_for "$T/wa.log" "^progress .* step=$((STEPS - 10)) " 120 || fail "wa slow"
+  wait_log "$T/wa.log" "^progress .* step=$((STEPS - 10)) " 120 || fail "wa slow"
   curl -sf "http://127.0.0.1:$MPORT/metrics" >"$T/metrics.txt" || fail "metrics fetch"
   for w in $WA $WB; do
     for i in $(seq 1200); do kill -0 $w 2>/dev/null || break; sleep 0.1; done
@@ -195,8 +187,8 @@ restart_shard)
   P1=$SPORT; S1=$SPID
   PS="127.0.0.1:$P0,127.0.0.1:$P1"
   start_worker wa "$T/wa.log" --seed=1; WA=$WPID
-  wait_for "$T/wa.log" "^progress .* step=40 " 120 || fail "wa slow"
-  wait_for "$T/s1.log" "checkpoint \(interval\)" 10 || fail "no interval checkpoint"
+  wait_log "$T/wa.log" "^progress .* step=40 " 120 || fail "wa slow"
+  wait_log "$T/s1.log" "checkpoint \(interval\)" 10 || fail "no interval checkpoint"
   kill -9 $S1
   wait $S1 2>/dev/null
   K=$(steps_of "$T/wa.log")
@@ -209,18 +201,18 @@ restart_shard)
   RD=$(sed -n 's/.*D: .* version \([0-9]*\) (restored.*/\1/p' "$T/s1b.log")
   echo "shard 1 restored at D version $RD"
   [ "$RD" -gt 0 ] || fail "restored D version $RD"
-  wait_for "$T/wa.log" "^progress .* step=$((K + 40)) " 120 || fail "worker did not carry on"
+  wait_log "$T/wa.log" "^progress .* step=$((K + 40)) " 120 || fail "worker did not carry on"
   grep -q "retrying" "$T/wa.log" || fail "no retry logged"
   # The restarted shard's data plane has a new port: the worker learns it
   # when it registers again, and its tensors go back to the data plane.
-  wait_for "$T/s1b.log" "metrics on port" 10 || fail "no metrics line"
+  wait_log "$T/s1b.log" "metrics on port" 10 || fail "no metrics line"
   M1=$(sed -n 's/.*metrics on port \([0-9]*\).*/\1/p' "$T/s1b.log")
   curl -sf "http://127.0.0.1:$M1/metrics" >"$T/s1b_metrics.txt" || fail "metrics fetch"
   grep -qE '^paragan_ps_data_plane_connections\{shard="1"\} [1-9]' "$T/s1b_metrics.txt" ||
     fail "the worker did not come back to shard 1's data plane: $(grep data_plane "$T/s1b_metrics.txt")"
   stop_worker $WA "$T/wa.log"
   kill -TERM $S1
-  wait_for "$T/s1b.log" "bye" 20 || fail "shard 1 did not stop"
+  wait_log "$T/s1b.log" "bye" 20 || fail "shard 1 did not stop"
   D=$(sed -n 's/.*D version \([0-9]*\); bye.*/\1/p' "$T/s1b.log")
   echo "shard 1: D version $RD after restart, $D at the end"
   [ "$D" -ge $((RD + 30)) ] || fail "D version did not continue from $RD ($D)"

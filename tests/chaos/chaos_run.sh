@@ -48,14 +48,7 @@ fail() {
   for f in "$T"/logs/*.log; do echo "== $f"; tail -n 15 "$f"; done
   exit 1
 }
-wait_log() {  # file regex seconds
-  local i
-  for i in $(seq $(($3 * 10))); do
-    grep -qE "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+source "$(dirname "$0")/../wait_log.sh"
 
 if [ -n "${CHAOS_DATA_DIR:-}" ]; then
   DATA_FLAGS=(--dataset=fashion_mnist --data_dir="$CHAOS_DATA_DIR")
