@@ -2,6 +2,8 @@
 # (the run's --out_dir), LOCAL_PID (the launcher) and a fail function.
 #   shard_metric SHARD PREFIX: the sum of shard SHARD's metric lines
 #     starting with PREFIX, from its /metrics page.
+#   registered_on_two_shards N: N workers registered in both tables of
+#     shards 0 and 1.
 #   wait_for SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds; fails
 #     when the time is up or the launcher exited.
 shard_metric() {
@@ -17,4 +19,10 @@ wait_for() {
     kill -0 "$LOCAL_PID" 2>/dev/null || fail "paragan_local exited while waiting: $what"
     sleep 0.2
   done
+}
+registered_on_two_shards() {
+  local s t
+  for s in 0 1; do for t in D G; do
+    [ "$(shard_metric $s 'paragan_ps_registered_workers{shard="'$s'",table="'$t'"}')" = "$1" ] || return 1
+  done; done
 }

@@ -26,12 +26,6 @@ grep -q "no paragan_local is training in" "$T/none.out" || fail "no clear error 
   --num_shards=2 --minutes=6 --steps=0 --progress_s=3 --threads_per_worker=1 \
   --worker_lease_s=30 --num_samples=64 --out_dir="$OUT" > "$OUT.stdout" 2>&1 &
 LOCAL_PID=$!
-registered() {  # want: on both shards, both tables
-  local s t
-  for s in 0 1; do for t in D G; do
-    [ "$(shard_metric $s 'paragan_ps_registered_workers{shard="'$s'",table="'$t'"}')" = "$1" ] || return 1
-  done; done
-}
 g_version() { shard_metric 0 'paragan_ps_table_version{shard="0",table="G"}'; }
 g_moves() {  # from
   local now; now=$(g_version) || return 1
@@ -45,7 +39,7 @@ scale() {  # workers
 }
 shard_pids() { pgrep -f -- "--shard_id=" | sort | tr '\n' ' '; }
 
-wait_for 120 "2 workers registered" registered 2
+wait_for 120 "2 workers registered" registered_on_two_shards 2
 wait_for 120 "training starts" g_moves 0
 SHARDS=$(shard_pids)
 [ -n "$SHARDS" ] || fail "no shard processes"
@@ -57,12 +51,12 @@ for want in 4 1 3; do
   t0=$(date +%s.%N)
   scale $want
   if [ $want = 1 ]; then
-    wait_for 20 "only 1 worker registered" registered 1
+    wait_for 20 "only 1 worker registered" registered_on_two_shards 1
     took=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t0}")
     echo "ok: 3 workers left the job ${took}s after the command (lease 30 s)"
     awk "BEGIN{exit !($took <= 5)}" || fail "workers took ${took}s to leave (target: 5 s)"
   else
-    wait_for 90 "$want workers registered" registered $want
+    wait_for 90 "$want workers registered" registered_on_two_shards $want
   fi
   wait_for 60 "training goes on with $want worker(s)" g_moves "$g_before"
   sleep 6

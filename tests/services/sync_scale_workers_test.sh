@@ -27,12 +27,6 @@ fail() { echo "FAIL: $*"; for f in "$OUT.stdout" "$OUT"/logs/shard0.log "$OUT"/l
   --mode=sync --staleness_bound=0 --num_shards=2 --minutes=5 --steps=0 --progress_s=5 \
   --threads_per_worker=1 --worker_lease_s=30 --num_samples=64 --out_dir="$OUT" > "$OUT.stdout" 2>&1 &
 LOCAL_PID=$!
-registered() {  # want: on both shards, both tables
-  local s t
-  for s in 0 1; do for t in D G; do
-    [ "$(shard_metric $s 'paragan_ps_registered_workers{shard="'$s'",table="'$t'"}')" = "$1" ] || return 1
-  done; done
-}
 d_pushes() {  # shard outcome
   shard_metric "$1" 'paragan_ps_pushes_total{outcome="'"$2"'",shard="'"$1"'",table="D"}'
 }
@@ -57,7 +51,7 @@ scale() {  # workers
 }
 shard_pids() { pgrep -f -- "--shard_id=" | sort | tr '\n' ' '; }
 
-wait_for 120 "2 workers registered" registered 2
+wait_for 120 "2 workers registered" registered_on_two_shards 2
 wait_for 120 "training starts" applied_since 0 0 3
 SHARDS=$(shard_pids)
 [ -n "$SHARDS" ] || fail "no shard processes"
@@ -68,7 +62,7 @@ for s in 0 1; do
 done
 
 scale 1
-wait_for 20 "only 1 worker registered" registered 1
+wait_for 20 "only 1 worker registered" registered_on_two_shards 1
 wait_for 60 "rounds go on" applied_since 0 "$(d_pushes 0 applied)" 2
 r=$(pending_per_round 0)
 awk "BEGIN{exit !($r <= 0.1)}" || fail "1 worker: shard0 has $r pending pushes per round, want 0"
@@ -77,7 +71,7 @@ echo "ok: 1 worker: shard0: $r pending pushes per round"
 # the rounds), and changes nothing.
 "$LOCAL" --out_dir="$OUT" --scale_workers=2 > "$T/grow.out" 2>&1 && fail "a sync run grew"
 grep -q "scales down only" "$T/grow.out" || fail "no clear error for growing a sync run: $(cat "$T/grow.out")"
-registered 1 || fail "the refused scale-up changed the workers"
+registered_on_two_shards 1 || fail "the refused scale-up changed the workers"
 wait_for 60 "rounds go on" applied_since 0 "$(d_pushes 0 applied)" 5
 for s in 0 1; do
   stale=$(shard_metric $s 'paragan_ps_rejected_pushes_total{reason="stale"')
