@@ -550,7 +550,7 @@ absl::Status CheckWorkerCount(const LauncherOptions& o, int live, int workers) {
   }
   // A coupled worker that joins running rounds starts with a D step while
   // the others may wait in a G round that now counts it: both wait for
-  // each other (seen in sync_scale_workers_test). Until a join waits for
+  // each other (a sync run scaled 1 -> 2 hung so). Until a join waits for
   // the next cycle, a synchronous run only shrinks.
   if (o.mode == "sync" && workers > live) {
     return absl::FailedPreconditionError(absl::StrCat(

@@ -60,8 +60,8 @@ check(flag(mainContainer(data), "port") === String(grpcPort(dataService)), "the 
 const portFlags = {"paragan-ps": ["port", "data_plane_port", "metrics_port"], "paragan-data": ["port", "metrics_port"]};
 for (const [w, svc] of [[ps, psService], [data, dataService]]) {
   const name = w.metadata.name;
-  const opens = portFlags[name].map((f) => flag(mainContainer(w), f)).filter((v) => v !== undefined).map(Number).sort((a, b) => a - b);
   const listed = (ports) => ports.map(Number).sort((a, b) => a - b);
+  const opens = listed(portFlags[name].map((f) => flag(mainContainer(w), f)).filter((v) => v !== undefined));
   check(isDeepStrictEqual(listed(svc.spec.ports.map((p) => p.port)), opens),
         `the ${name} Service lists the ports the process opens (${opens.join(" ")})`);
   check(isDeepStrictEqual(listed((mainContainer(w).ports || []).map((p) => p.containerPort)), opens),

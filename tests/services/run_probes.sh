@@ -2,6 +2,9 @@
 # (the run's --out_dir), LOCAL_PID (the launcher) and a fail function.
 #   shard_metric SHARD PREFIX: the sum of shard SHARD's metric lines
 #     starting with PREFIX, from its /metrics page.
+#   scale_workers N: paragan_local --scale_workers=N on the run (needs
+#     LOCAL); fails unless it answers that the run has N workers.
+#   shard_pids: the running shards' process ids.
 #   registered_on_two_shards N: N workers registered in both tables of
 #     shards 0 and 1.
 #   wait_for SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds; fails
@@ -26,3 +29,10 @@ registered_on_two_shards() {
     [ "$(shard_metric $s 'paragan_ps_registered_workers{shard="'$s'",table="'$t'"}')" = "$1" ] || return 1
   done; done
 }
+scale_workers() {
+  local out
+  out=$("$LOCAL" --out_dir="$OUT" --scale_workers=$1 2>&1) || fail "--scale_workers=$1: $out"
+  echo "$out"
+  echo "$out" | grep -q "$1 worker(s):" || fail "--scale_workers=$1 answered: $out"
+}
+shard_pids() { pgrep -f -- "--shard_id=" | sort | tr '\n' ' '; }

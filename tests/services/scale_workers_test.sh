@@ -31,13 +31,6 @@ g_moves() {  # from
   local now; now=$(g_version) || return 1
   awk "BEGIN{exit !($now > $1)}"
 }
-scale() {  # workers
-  local out
-  out=$("$LOCAL" --out_dir="$OUT" --scale_workers=$1 2>&1) || fail "--scale_workers=$1: $out"
-  echo "$out"
-  echo "$out" | grep -q "$1 worker(s):" || fail "--scale_workers=$1 answered: $out"
-}
-shard_pids() { pgrep -f -- "--shard_id=" | sort | tr '\n' ' '; }
 
 wait_for 120 "2 workers registered" registered_on_two_shards 2
 wait_for 120 "training starts" g_moves 0
@@ -49,7 +42,7 @@ grep -q "between 1 and" "$T/zero.out" || fail "no clear error for 0 workers: $(c
 for want in 4 1 3; do
   g_before=$(g_version)
   t0=$(date +%s.%N)
-  scale $want
+  scale_workers $want
   if [ $want = 1 ]; then
     wait_for 20 "only 1 worker registered" registered_on_two_shards 1
     took=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t0}")

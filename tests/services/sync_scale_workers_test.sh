@@ -22,7 +22,7 @@ rm -rf "$T"; mkdir -p "$T"
 OUT=$T/run
 cleanup() { [ -n "${LOCAL_PID:-}" ] && kill -INT "$LOCAL_PID" 2>/dev/null; wait 2>/dev/null; }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; for f in "$OUT.stdout" "$OUT"/logs/shard0.log "$OUT"/logs/w2.log; do [ -f "$f" ] && { echo "== $f"; tail -25 "$f"; }; done; exit 1; }
+fail() { echo "FAIL: $*"; for f in "$OUT.stdout" "$OUT"/logs/shard0.log "$OUT"/logs/w1.log; do [ -f "$f" ] && { echo "== $f"; tail -25 "$f"; }; done; exit 1; }
 "$LOCAL" --bin_dir="$BIN" --dataset=synthetic --data_dir= --batch_size=8 --num_workers=2 \
   --mode=sync --staleness_bound=0 --num_shards=2 --minutes=5 --steps=0 --progress_s=5 \
   --threads_per_worker=1 --worker_lease_s=30 --num_samples=64 --out_dir="$OUT" > "$OUT.stdout" 2>&1 &
@@ -30,7 +30,6 @@ LOCAL_PID=$!
 d_pushes() {  # shard outcome
   shard_metric "$1" 'paragan_ps_pushes_total{outcome="'"$2"'",shard="'"$1"'",table="D"}'
 }
-g_version() { shard_metric 0 'paragan_ps_table_version{shard="0",table="G"}'; }
 applied_since() {  # shard from want: at least want D rounds applied since from
   local now; now=$(d_pushes "$1" applied) || return 1
   awk "BEGIN{exit !($now - $2 >= $3)}"
@@ -44,12 +43,6 @@ pending_per_round() {  # shard
   p1=$(d_pushes "$1" pending); a1=$(d_pushes "$1" applied)
   awk "BEGIN{printf \"%.2f\", ($p1 - $p0) / ($a1 - $a0)}"
 }
-scale() {  # workers
-  local out
-  out=$("$LOCAL" --out_dir="$OUT" --scale_workers=$1 2>&1) || fail "--scale_workers=$1: $out"
-  echo "$out" | grep -q "$1 worker(s):" || fail "--scale_workers=$1 answered: $out"
-}
-shard_pids() { pgrep -f -- "--shard_id=" | sort | tr '\n' ' '; }
 
 wait_for 120 "2 workers registered" registered_on_two_shards 2
 wait_for 120 "training starts" applied_since 0 0 3
@@ -61,7 +54,7 @@ for s in 0 1; do
   echo "ok: 2 workers: shard$s: $r pending pushes per round"
 done
 
-scale 1
+scale_workers 1
 wait_for 20 "only 1 worker registered" registered_on_two_shards 1
 wait_for 60 "rounds go on" applied_since 0 "$(d_pushes 0 applied)" 2
 r=$(pending_per_round 0)
